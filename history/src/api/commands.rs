@@ -1,0 +1,686 @@
+//! The worker's commands, each validated and turned into events like the real server does
+//! (temporalio/temporal `api/respondworkflowtaskcompleted/workflow_task_completed_handler.go`,
+//! `api/command_attr_validator.go`, `chasm/lib/activity/validator.go`).
+
+use temporalio_protos::temporal::api::{
+    command::v1::{
+        Command, ScheduleActivityTaskCommandAttributes, command::Attributes as CommandAttributes,
+    },
+    enums::v1::{CommandType, RetryState, WorkflowTaskFailedCause},
+    history::v1::{
+        ActivityTaskCancelRequestedEventAttributes, ActivityTaskCanceledEventAttributes,
+        ActivityTaskScheduledEventAttributes, MarkerRecordedEventAttributes,
+        TimerCanceledEventAttributes, TimerStartedEventAttributes,
+        UpsertWorkflowSearchAttributesEventAttributes, WorkflowExecutionCanceledEventAttributes,
+        WorkflowExecutionCompletedEventAttributes, WorkflowExecutionFailedEventAttributes,
+        WorkflowPropertiesModifiedEventAttributes, history_event::Attributes,
+    },
+};
+
+use super::workflow_task::cause_name;
+use crate::{
+    error::HistoryError,
+    events::json_string_payloads,
+    mutable_state::{ActivityInfo, TimerInfo, WorkflowStatus},
+    retry,
+    tasks::TimerKind,
+    time::{from_duration, is_negative, opt_duration},
+    transition::{Tx, activity_tasks},
+};
+
+/// Longest id (activity id, timer id, marker name, ...) the server accepts.
+const MAX_ID_LENGTH: usize = 1000;
+
+/// State shared by the commands of one completion.
+pub(crate) struct CommandContext {
+    pub completed_event_id: i64,
+    pub identity: String,
+    /// Events arrived while the task ran: the workflow may not close on this completion.
+    pub has_buffered: bool,
+    pub activity_not_started_cancelled: bool,
+}
+
+/// A command the server refuses: the completion becomes a WorkflowTaskFailed with `cause`.
+pub(crate) struct CommandFailure {
+    pub cause: WorkflowTaskFailedCause,
+    pub detail: Option<String>,
+}
+
+impl CommandFailure {
+    fn new(cause: WorkflowTaskFailedCause, detail: impl Into<String>) -> Self {
+        CommandFailure {
+            cause,
+            detail: Some(detail.into()),
+        }
+    }
+
+    /// `UnhandledCommand`, or `BadScheduleActivityAttributes: activityId is not set`.
+    pub fn message(&self) -> String {
+        match &self.detail {
+            None => cause_name(self.cause),
+            Some(d) => format!("{}: {d}", cause_name(self.cause)),
+        }
+    }
+}
+
+type CommandResult = Result<(), CommandFailure>;
+
+fn command_type(c: &Command) -> CommandType {
+    CommandType::try_from(c.command_type).unwrap_or(CommandType::Unspecified)
+}
+
+/// A command type Dura cannot execute: the whole completion is refused as UNIMPLEMENTED rather
+/// than silently dropping what the workflow asked for.
+pub(crate) fn unsupported(commands: &[Command]) -> Option<HistoryError> {
+    commands.iter().find_map(|c| match command_type(c) {
+        CommandType::ScheduleActivityTask
+        | CommandType::RequestCancelActivityTask
+        | CommandType::StartTimer
+        | CommandType::CancelTimer
+        | CommandType::RecordMarker
+        | CommandType::CompleteWorkflowExecution
+        | CommandType::FailWorkflowExecution
+        | CommandType::CancelWorkflowExecution
+        | CommandType::UpsertWorkflowSearchAttributes
+        | CommandType::ModifyWorkflowProperties => None,
+        CommandType::Unspecified => Some(HistoryError::InvalidArgument(format!(
+            "Unknown command type: {}",
+            c.command_type
+        ))),
+        other => Some(HistoryError::Unimplemented(format!(
+            "command {} is not supported by this server",
+            other.as_str_name()
+        ))),
+    })
+}
+
+/// A close command must be the last one.
+pub(crate) fn validate_sequence(commands: &[Command]) -> Result<(), HistoryError> {
+    let mut close: Option<CommandType> = None;
+    for c in commands {
+        if let Some(close) = close {
+            let names: Vec<_> = commands
+                .iter()
+                .map(|c| command_type(c).as_str_name())
+                .collect();
+            return Err(HistoryError::InvalidArgument(format!(
+                "invalid command sequence: [{}], command {} must be the last command.",
+                names.join(", "),
+                close.as_str_name()
+            )));
+        }
+        let t = command_type(c);
+        if matches!(
+            t,
+            CommandType::CompleteWorkflowExecution
+                | CommandType::FailWorkflowExecution
+                | CommandType::CancelWorkflowExecution
+                | CommandType::ContinueAsNewWorkflowExecution
+        ) {
+            close = Some(t);
+        }
+    }
+    Ok(())
+}
+
+/// Applies one command inside the completion's transaction.
+pub(crate) fn handle(tx: &mut Tx, ctx: &mut CommandContext, command: &Command) -> CommandResult {
+    use WorkflowTaskFailedCause as C;
+    let attrs = command.attributes.as_ref();
+    match (command_type(command), attrs) {
+        (
+            CommandType::ScheduleActivityTask,
+            Some(CommandAttributes::ScheduleActivityTaskCommandAttributes(a)),
+        ) => schedule_activity(tx, ctx, a.clone()),
+        (CommandType::ScheduleActivityTask, _) => Err(CommandFailure::new(
+            C::BadScheduleActivityAttributes,
+            "ScheduleActivityTaskCommandAttributes is not set on ScheduleActivityTaskCommand.",
+        )),
+        (
+            CommandType::RequestCancelActivityTask,
+            Some(CommandAttributes::RequestCancelActivityTaskCommandAttributes(a)),
+        ) => request_cancel_activity(tx, ctx, a.scheduled_event_id),
+        (CommandType::RequestCancelActivityTask, _) => Err(CommandFailure::new(
+            C::BadRequestCancelActivityAttributes,
+            "RequestCancelActivityTaskCommandAttributes is not set on RequestCancelActivityTaskCommand.",
+        )),
+        (CommandType::StartTimer, Some(CommandAttributes::StartTimerCommandAttributes(a))) => {
+            if a.timer_id.is_empty() {
+                return Err(CommandFailure::new(
+                    C::BadStartTimerAttributes,
+                    "TimerId is not set on StartTimerCommand.",
+                ));
+            }
+            if a.timer_id.len() > MAX_ID_LENGTH {
+                return Err(CommandFailure::new(
+                    C::BadStartTimerAttributes,
+                    "TimerId on StartTimerCommand exceeds length limit.",
+                ));
+            }
+            if is_negative(a.start_to_fire_timeout.as_ref()) {
+                return Err(CommandFailure::new(
+                    C::BadStartTimerAttributes,
+                    format!(
+                        "An invalid StartToFireTimeout is set on StartTimerCommand: negative duration. TimerId={}",
+                        a.timer_id
+                    ),
+                ));
+            }
+            if tx.ms.timers.contains_key(&a.timer_id) {
+                return Err(CommandFailure::new(
+                    C::StartTimerDuplicateId,
+                    format!("TimerID: {}", a.timer_id),
+                ));
+            }
+            let id = tx
+                .add(Attributes::TimerStartedEventAttributes(
+                    TimerStartedEventAttributes {
+                        timer_id: a.timer_id.clone(),
+                        start_to_fire_timeout: a.start_to_fire_timeout,
+                        workflow_task_completed_event_id: ctx.completed_event_id,
+                    },
+                ))
+                .unwrap_or_default();
+            let expiry = tx
+                .now
+                .saturating_add(from_duration(a.start_to_fire_timeout.as_ref()));
+            tx.ms.timers.insert(
+                a.timer_id.clone(),
+                TimerInfo {
+                    timer_id: a.timer_id.clone(),
+                    started_event_id: id,
+                    expiry_time: expiry,
+                },
+            );
+            tx.timer(
+                expiry,
+                TimerKind::User {
+                    timer_id: a.timer_id.clone(),
+                    started_event_id: id,
+                },
+            );
+            Ok(())
+        }
+        (CommandType::StartTimer, _) => Err(CommandFailure::new(
+            C::BadStartTimerAttributes,
+            "StartTimerCommandAttributes is not set on StartTimerCommand.",
+        )),
+        (CommandType::CancelTimer, Some(CommandAttributes::CancelTimerCommandAttributes(a))) => {
+            cancel_timer(tx, ctx, &a.timer_id)
+        }
+        (CommandType::CancelTimer, _) => Err(CommandFailure::new(
+            C::BadCancelTimerAttributes,
+            "CancelTimerCommandAttributes is not set on CancelTimerCommand.",
+        )),
+        (CommandType::RecordMarker, Some(CommandAttributes::RecordMarkerCommandAttributes(a))) => {
+            if a.marker_name.is_empty() {
+                return Err(CommandFailure::new(
+                    C::BadRecordMarkerAttributes,
+                    "MarkerName is not set on RecordMarkerCommand.",
+                ));
+            }
+            if a.marker_name.len() > MAX_ID_LENGTH {
+                return Err(CommandFailure::new(
+                    C::BadRecordMarkerAttributes,
+                    "MarkerName on RecordMarkerCommand exceeds length limit.",
+                ));
+            }
+            tx.add(Attributes::MarkerRecordedEventAttributes(
+                MarkerRecordedEventAttributes {
+                    marker_name: a.marker_name.clone(),
+                    details: a.details.clone(),
+                    workflow_task_completed_event_id: ctx.completed_event_id,
+                    header: a.header.clone(),
+                    failure: a.failure.clone(),
+                },
+            ));
+            Ok(())
+        }
+        (CommandType::RecordMarker, _) => Err(CommandFailure::new(
+            C::BadRecordMarkerAttributes,
+            "RecordMarkerCommandAttributes is not set on RecordMarkerCommand.",
+        )),
+        (CommandType::UpsertWorkflowSearchAttributes, attrs) => {
+            let Some(CommandAttributes::UpsertWorkflowSearchAttributesCommandAttributes(a)) = attrs
+            else {
+                return Err(CommandFailure::new(
+                    C::BadSearchAttributes,
+                    "UpsertWorkflowSearchAttributesCommandAttributes is not set on UpsertWorkflowSearchAttributesCommand.",
+                ));
+            };
+            let Some(sa) = a
+                .search_attributes
+                .clone()
+                .filter(|s| !s.indexed_fields.is_empty())
+            else {
+                return Err(CommandFailure::new(
+                    C::BadSearchAttributes,
+                    "SearchAttributes is not set on UpsertWorkflowSearchAttributesCommand.",
+                ));
+            };
+            let current = tx.ms.search_attributes.get_or_insert_with(Default::default);
+            for (k, v) in &sa.indexed_fields {
+                // An empty payload unsets the attribute.
+                if v.data.is_empty() {
+                    current.indexed_fields.remove(k);
+                } else {
+                    current.indexed_fields.insert(k.clone(), v.clone());
+                }
+            }
+            tx.add(Attributes::UpsertWorkflowSearchAttributesEventAttributes(
+                UpsertWorkflowSearchAttributesEventAttributes {
+                    workflow_task_completed_event_id: ctx.completed_event_id,
+                    search_attributes: Some(sa),
+                },
+            ));
+            Ok(())
+        }
+        (CommandType::ModifyWorkflowProperties, attrs) => {
+            let Some(CommandAttributes::ModifyWorkflowPropertiesCommandAttributes(a)) = attrs
+            else {
+                return Err(CommandFailure::new(
+                    C::BadModifyWorkflowPropertiesAttributes,
+                    "ModifyWorkflowPropertiesCommandAttributes is not set on ModifyWorkflowPropertiesCommand.",
+                ));
+            };
+            if let Some(memo) = &a.upserted_memo {
+                let current = tx.ms.memo.get_or_insert_with(Default::default);
+                for (k, v) in &memo.fields {
+                    if v.data.is_empty() {
+                        current.fields.remove(k);
+                    } else {
+                        current.fields.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+            tx.add(Attributes::WorkflowPropertiesModifiedEventAttributes(
+                WorkflowPropertiesModifiedEventAttributes {
+                    workflow_task_completed_event_id: ctx.completed_event_id,
+                    upserted_memo: a.upserted_memo.clone(),
+                },
+            ));
+            Ok(())
+        }
+        (CommandType::CompleteWorkflowExecution, attrs) => {
+            if ctx.has_buffered {
+                return Err(unhandled());
+            }
+            let Some(CommandAttributes::CompleteWorkflowExecutionCommandAttributes(a)) = attrs
+            else {
+                return Err(CommandFailure::new(
+                    C::BadCompleteWorkflowExecutionAttributes,
+                    "CompleteWorkflowExecutionCommandAttributes is not set on CompleteWorkflowExecutionCommand.",
+                ));
+            };
+            if tx.ms.is_running() {
+                tx.close(
+                    WorkflowStatus::Completed,
+                    Attributes::WorkflowExecutionCompletedEventAttributes(
+                        WorkflowExecutionCompletedEventAttributes {
+                            result: a.result.clone(),
+                            workflow_task_completed_event_id: ctx.completed_event_id,
+                            new_execution_run_id: String::new(),
+                        },
+                    ),
+                );
+            }
+            Ok(())
+        }
+        (CommandType::FailWorkflowExecution, attrs) => {
+            if ctx.has_buffered {
+                return Err(unhandled());
+            }
+            let Some(CommandAttributes::FailWorkflowExecutionCommandAttributes(a)) = attrs else {
+                return Err(CommandFailure::new(
+                    C::BadFailWorkflowExecutionAttributes,
+                    "FailWorkflowExecutionCommandAttributes is not set on FailWorkflowExecutionCommand.",
+                ));
+            };
+            let Some(failure) = a.failure.clone() else {
+                return Err(CommandFailure::new(
+                    C::BadFailWorkflowExecutionAttributes,
+                    "Failure is not set on FailWorkflowExecutionCommand.",
+                ));
+            };
+            if tx.ms.is_running() {
+                // TODO(dura): retrying the workflow (a new run per its retry policy) is not
+                // implemented; the run fails and reports why it was not retried.
+                let retry_state = match &tx.ms.retry_policy {
+                    None => RetryState::RetryPolicyNotSet,
+                    Some(policy) => {
+                        let expiration = (tx.ms.execution_expiration_time > 0)
+                            .then_some(tx.ms.execution_expiration_time);
+                        match retry::next_retry(policy, tx.ms.attempt, &failure, tx.now, expiration)
+                            .0
+                        {
+                            RetryState::InProgress => RetryState::RetryPolicyNotSet,
+                            s => s,
+                        }
+                    }
+                };
+                tx.close(
+                    WorkflowStatus::Failed,
+                    Attributes::WorkflowExecutionFailedEventAttributes(
+                        WorkflowExecutionFailedEventAttributes {
+                            failure: Some(failure),
+                            retry_state: retry_state as i32,
+                            workflow_task_completed_event_id: ctx.completed_event_id,
+                            new_execution_run_id: String::new(),
+                        },
+                    ),
+                );
+            }
+            Ok(())
+        }
+        (CommandType::CancelWorkflowExecution, attrs) => {
+            if ctx.has_buffered {
+                return Err(unhandled());
+            }
+            let Some(CommandAttributes::CancelWorkflowExecutionCommandAttributes(a)) = attrs else {
+                return Err(CommandFailure::new(
+                    C::BadCancelWorkflowExecutionAttributes,
+                    "CancelWorkflowExecutionCommandAttributes is not set on CancelWorkflowExecutionCommand.",
+                ));
+            };
+            if tx.ms.is_running() {
+                tx.close(
+                    WorkflowStatus::Canceled,
+                    Attributes::WorkflowExecutionCanceledEventAttributes(
+                        WorkflowExecutionCanceledEventAttributes {
+                            workflow_task_completed_event_id: ctx.completed_event_id,
+                            details: a.details.clone(),
+                        },
+                    ),
+                );
+            }
+            Ok(())
+        }
+        // `unsupported` filtered everything else before any state changed.
+        (other, _) => Err(CommandFailure::new(
+            C::Unspecified,
+            format!("Unknown command type: {}", other.as_str_name()),
+        )),
+    }
+}
+
+fn unhandled() -> CommandFailure {
+    CommandFailure {
+        cause: WorkflowTaskFailedCause::UnhandledCommand,
+        detail: None,
+    }
+}
+
+/// Validation and defaulting of ScheduleActivityTask (the real server's
+/// `validateAndNormalizeActivityAttributes`): timeouts are filled from each other and capped by
+/// the run timeout, and the retry policy always ends up set.
+fn normalize_activity(
+    a: &mut ScheduleActivityTaskCommandAttributes,
+    workflow_task_queue: &str,
+    run_timeout: i64,
+) -> Result<(), String> {
+    let activity_type = a
+        .activity_type
+        .as_ref()
+        .map(|t| t.name.clone())
+        .unwrap_or_default();
+    if a.activity_id.is_empty() {
+        return Err("activityId is not set".into());
+    }
+    if activity_type.is_empty() {
+        return Err("activityType is not set".into());
+    }
+    let tq = a.task_queue.get_or_insert_with(Default::default);
+    if tq.name.is_empty() {
+        tq.name = workflow_task_queue.to_string();
+    }
+    if tq.kind == 0 {
+        tq.kind = temporalio_protos::temporal::api::enums::v1::TaskQueueKind::Normal as i32;
+    }
+    let policy = a.retry_policy.get_or_insert_with(Default::default);
+    retry::ensure_defaults(policy);
+    retry::validate(policy).map_err(|e| e.to_string())?;
+    if a.activity_id.len() > MAX_ID_LENGTH {
+        return Err(format!(
+            "activityId exceeds length limit. Length={} Limit={MAX_ID_LENGTH}",
+            a.activity_id.len()
+        ));
+    }
+    for (name, d) in [
+        ("ScheduleToCloseTimeout", &a.schedule_to_close_timeout),
+        ("ScheduleToStartTimeout", &a.schedule_to_start_timeout),
+        ("StartToCloseTimeout", &a.start_to_close_timeout),
+        ("HeartbeatTimeout", &a.heartbeat_timeout),
+    ] {
+        if is_negative(d.as_ref()) {
+            return Err(format!("invalid {name}: negative duration"));
+        }
+    }
+    let mut s2close = from_duration(a.schedule_to_close_timeout.as_ref());
+    let mut s2start = from_duration(a.schedule_to_start_timeout.as_ref());
+    let mut start2close = from_duration(a.start_to_close_timeout.as_ref());
+    let mut heartbeat = from_duration(a.heartbeat_timeout.as_ref());
+    if s2close > 0 {
+        s2start = if s2start > 0 {
+            s2start.min(s2close)
+        } else {
+            s2close
+        };
+        start2close = if start2close > 0 {
+            start2close.min(s2close)
+        } else {
+            s2close
+        };
+    } else if start2close > 0 {
+        s2close = run_timeout;
+        if s2start <= 0 {
+            s2start = run_timeout;
+        }
+    } else {
+        return Err(format!(
+            "a valid StartToCloseTimeout or ScheduleToCloseTimeout must be set on the activity. ActivityId={} ActivityType={}",
+            a.activity_id, activity_type
+        ));
+    }
+    if run_timeout > 0 {
+        s2close = s2close.min(run_timeout);
+        s2start = s2start.min(run_timeout);
+        start2close = start2close.min(run_timeout);
+        heartbeat = heartbeat.min(run_timeout);
+    }
+    heartbeat = heartbeat.min(start2close);
+    a.schedule_to_close_timeout = opt_duration(s2close);
+    a.schedule_to_start_timeout = opt_duration(s2start);
+    a.start_to_close_timeout = opt_duration(start2close);
+    a.heartbeat_timeout = opt_duration(heartbeat);
+    Ok(())
+}
+
+fn schedule_activity(
+    tx: &mut Tx,
+    ctx: &mut CommandContext,
+    mut a: ScheduleActivityTaskCommandAttributes,
+) -> CommandResult {
+    let task_queue = tx.ms.task_queue.clone();
+    normalize_activity(&mut a, &task_queue, tx.ms.run_timeout).map_err(|e| {
+        CommandFailure::new(WorkflowTaskFailedCause::BadScheduleActivityAttributes, e)
+    })?;
+    if tx.ms.activity_by_id(&a.activity_id).is_some() {
+        return Err(CommandFailure::new(
+            WorkflowTaskFailedCause::ScheduleActivityDuplicateId,
+            format!("ActivityID: {}", a.activity_id),
+        ));
+    }
+    let id = tx
+        .add(Attributes::ActivityTaskScheduledEventAttributes(
+            ActivityTaskScheduledEventAttributes {
+                activity_id: a.activity_id.clone(),
+                activity_type: a.activity_type.clone(),
+                task_queue: a.task_queue.clone(),
+                header: a.header.clone(),
+                input: a.input.clone(),
+                schedule_to_close_timeout: a.schedule_to_close_timeout,
+                schedule_to_start_timeout: a.schedule_to_start_timeout,
+                start_to_close_timeout: a.start_to_close_timeout,
+                heartbeat_timeout: a.heartbeat_timeout,
+                workflow_task_completed_event_id: ctx.completed_event_id,
+                retry_policy: a.retry_policy.clone(),
+                priority: a.priority.clone(),
+                ..Default::default()
+            },
+        ))
+        .unwrap_or_default();
+    tx.ms.activities.insert(
+        id,
+        ActivityInfo {
+            scheduled_event_id: id,
+            activity_id: a.activity_id.clone(),
+            activity_type: a.activity_type.clone().unwrap_or_default(),
+            task_queue: a
+                .task_queue
+                .as_ref()
+                .map(|t| t.name.clone())
+                .unwrap_or_default(),
+            header: a.header.clone(),
+            input: a.input.clone(),
+            schedule_to_close_timeout: from_duration(a.schedule_to_close_timeout.as_ref()),
+            schedule_to_start_timeout: from_duration(a.schedule_to_start_timeout.as_ref()),
+            start_to_close_timeout: from_duration(a.start_to_close_timeout.as_ref()),
+            heartbeat_timeout: from_duration(a.heartbeat_timeout.as_ref()),
+            retry_policy: a.retry_policy.clone().unwrap_or_default(),
+            priority: a.priority.clone(),
+            first_scheduled_time: tx.now,
+            scheduled_time: tx.now,
+            attempt: 1,
+            retry_backoff: false,
+            started_time: 0,
+            started_request_id: String::new(),
+            started_identity: String::new(),
+            last_failure: None,
+            last_worker_identity: String::new(),
+            heartbeat_details: None,
+            last_heartbeat_time: 0,
+            cancel_requested: false,
+            cancel_requested_event_id: 0,
+            last_attempt_complete_time: 0,
+        },
+    );
+    let tasks = activity_tasks(&tx.ms, id);
+    tx.tasks.extend(tasks);
+    Ok(())
+}
+
+fn request_cancel_activity(
+    tx: &mut Tx,
+    ctx: &mut CommandContext,
+    scheduled_event_id: i64,
+) -> CommandResult {
+    let bad = |d: String| {
+        CommandFailure::new(
+            WorkflowTaskFailedCause::BadRequestCancelActivityAttributes,
+            d,
+        )
+    };
+    if scheduled_event_id <= 0 {
+        return Err(bad(
+            "ScheduledEventId is not set on RequestCancelActivityTaskCommand.".into(),
+        ));
+    }
+    let Some(ai) = tx.ms.activities.get(&scheduled_event_id).cloned() else {
+        // The activity may have finished while this task ran (its outcome is still buffered):
+        // the request is recorded and the outcome delivered as usual.
+        if buffered_activity_outcome(tx, scheduled_event_id) {
+            tx.add(Attributes::ActivityTaskCancelRequestedEventAttributes(
+                ActivityTaskCancelRequestedEventAttributes {
+                    scheduled_event_id,
+                    workflow_task_completed_event_id: ctx.completed_event_id,
+                },
+            ));
+            return Ok(());
+        }
+        return Err(bad(format!("ScheduledEventID: {scheduled_event_id}")));
+    };
+    if ai.cancel_requested {
+        return Err(bad(format!("ScheduledEventID: {scheduled_event_id}")));
+    }
+    let requested_id = tx
+        .add(Attributes::ActivityTaskCancelRequestedEventAttributes(
+            ActivityTaskCancelRequestedEventAttributes {
+                scheduled_event_id,
+                workflow_task_completed_event_id: ctx.completed_event_id,
+            },
+        ))
+        .unwrap_or_default();
+    if ai.is_started() {
+        // The worker learns about it from its next heartbeat response.
+        if let Some(ai) = tx.ms.activities.get_mut(&scheduled_event_id) {
+            ai.cancel_requested = true;
+            ai.cancel_requested_event_id = requested_id;
+        }
+    } else {
+        // Never reached a worker (or is waiting for a retry): cancel right away.
+        tx.ms.activities.remove(&scheduled_event_id);
+        tx.add(Attributes::ActivityTaskCanceledEventAttributes(
+            ActivityTaskCanceledEventAttributes {
+                details: Some(json_string_payloads("ACTIVITY_ID_NOT_STARTED")),
+                latest_cancel_requested_event_id: requested_id,
+                scheduled_event_id,
+                started_event_id: 0,
+                identity: ctx.identity.clone(),
+                ..Default::default()
+            },
+        ));
+        ctx.activity_not_started_cancelled = true;
+    }
+    Ok(())
+}
+
+fn buffered_activity_outcome(tx: &Tx, scheduled_event_id: i64) -> bool {
+    tx.ms.buffered_events.iter().any(|e| match &e.attributes {
+        Some(Attributes::ActivityTaskCompletedEventAttributes(a)) => {
+            a.scheduled_event_id == scheduled_event_id
+        }
+        Some(Attributes::ActivityTaskFailedEventAttributes(a)) => {
+            a.scheduled_event_id == scheduled_event_id
+        }
+        Some(Attributes::ActivityTaskTimedOutEventAttributes(a)) => {
+            a.scheduled_event_id == scheduled_event_id
+        }
+        Some(Attributes::ActivityTaskCanceledEventAttributes(a)) => {
+            a.scheduled_event_id == scheduled_event_id
+        }
+        _ => false,
+    })
+}
+
+fn cancel_timer(tx: &mut Tx, ctx: &mut CommandContext, timer_id: &str) -> CommandResult {
+    let bad = |d: String| CommandFailure::new(WorkflowTaskFailedCause::BadCancelTimerAttributes, d);
+    if timer_id.is_empty() {
+        return Err(bad("TimerId is not set on CancelTimerCommand.".into()));
+    }
+    let started_event_id = if let Some(t) = tx.ms.timers.remove(timer_id) {
+        t.started_event_id
+    } else {
+        // It may have fired while this task ran: cancelling then wins over the buffered fire.
+        let pos = tx.ms.buffered_events.iter().position(|e| {
+            matches!(&e.attributes, Some(Attributes::TimerFiredEventAttributes(f)) if f.timer_id == timer_id)
+        });
+        let Some(pos) = pos else {
+            return Err(bad(format!("TimerID: {timer_id}")));
+        };
+        let fired = tx.ms.buffered_events.remove(pos);
+        ctx.has_buffered = ctx.has_buffered && !tx.ms.buffered_events.is_empty();
+        match fired.attributes {
+            Some(Attributes::TimerFiredEventAttributes(f)) => f.started_event_id,
+            _ => 0,
+        }
+    };
+    tx.add(Attributes::TimerCanceledEventAttributes(
+        TimerCanceledEventAttributes {
+            timer_id: timer_id.to_string(),
+            started_event_id,
+            workflow_task_completed_event_id: ctx.completed_event_id,
+            identity: ctx.identity.clone(),
+        },
+    ));
+    Ok(())
+}

@@ -1,0 +1,55 @@
+//! Dura's history: workflow mutable state, event history and the deterministic command
+//! processor behind Temporal's workflow APIs.
+//!
+//! # Role
+//! Every change to a workflow run is a request applied to the run's [`MutableState`] by a
+//! pure function (`api::*`, or [`api::apply`] for any run-scoped [`api::RunRequest`]). The
+//! function returns a [`Transition`]: the new history events (with their final ids), the tasks
+//! the leader must dispatch (matching, timers) and the reply for the caller. Dura logs each
+//! request in the workflow shard's Raft group and applies it on every replica.
+//!
+//! # Invariants
+//! - **Pure and deterministic.** No clock, randomness or I/O: `now` (unix nanos, see
+//!   [`time`]) and generated ids (run ids) travel inside requests; floating-point retry math
+//!   avoids libm. The same request on the same state yields byte-identical state, events and
+//!   tasks on every replica.
+//! - **All or nothing.** A handler works on a copy of the state; an `Err` leaves the state
+//!   untouched. Some requests succeed with a *reply* that is an error to relay (a workflow task
+//!   completion turned into a WorkflowTaskFailed) — their transition must still be committed.
+//! - **Never panics on input.** Bad requests become a typed [`HistoryError`].
+//! - **Events are the wire format.** History events are Temporal's `HistoryEvent` protos, in
+//!   the order and with the attributes the real server writes. Stale tasks (old attempts,
+//!   replaced workflow tasks, canceled timers) are detected by the ids/stamps they carry.
+//! - **Crash recovery from state alone.** [`pending_tasks`] lists every task a run still
+//!   wants, so a new leader rebuilds its outbox and timer wheel from mutable state.
+//!
+//! # What is stored where ([`keys`], [`store`])
+//! Per workflow id a current-run record; per run its `MutableState` (bincode, proto fields as
+//! prost bytes via [`pb`]) and its events (one key per event id, prost-encoded). Buffered
+//! events (arrived while a workflow task ran) live in mutable state until flushed.
+//!
+//! # Modules
+//! - [`api`]: one module per request family (`start`, `workflow_task`, `activity`, `signal`,
+//!   `timer`, `lifecycle`); command handling lives in `api::commands`.
+//! - [`mutable_state`], [`tasks`], [`events`] (builders), [`retry`], [`error`], [`describe`].
+//! - [`keys`], [`store`]: key encodings and the key/value mapping, history paging.
+
+pub mod api;
+pub mod describe;
+pub mod error;
+pub mod events;
+pub mod keys;
+pub mod mutable_state;
+pub mod pb;
+pub mod retry;
+pub mod store;
+pub mod tasks;
+pub mod time;
+mod transition;
+
+pub use api::{RunReply, RunRequest, apply};
+pub use describe::{Description, describe, pending_tasks};
+pub use error::HistoryError;
+pub use mutable_state::MutableState;
+pub use tasks::Task;
+pub use transition::Transition;

@@ -1,0 +1,289 @@
+//! Maps runs onto a key/value transaction: load the state a request needs, apply it, write
+//! back the new mutable state, the appended events and the current-run record — all in the
+//! caller's transaction (in Dura: the Raft apply transaction of the workflow's shard).
+
+use std::collections::BTreeMap;
+
+use prost::Message;
+use serde::{Deserialize, Serialize};
+use temporalio_protos::temporal::api::history::v1::HistoryEvent;
+
+use crate::{
+    api::{
+        self, RunReply, RunRequest,
+        signal::SignalRequest,
+        start::{StartOutcome, StartWorkflowRequest},
+    },
+    error::{HistoryError, Result},
+    keys::{self, RunKey},
+    mutable_state::MutableState,
+    transition::Transition,
+};
+
+/// Read access to a shard's key/value state.
+pub trait KvRead {
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>>;
+    /// All pairs whose key starts with `prefix`, in key order.
+    fn scan_prefix(&self, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)>;
+    /// Pairs with `start <= key < end`, in key order, at most `limit`. The default filters a
+    /// prefix scan; stores with real range scans should override it.
+    fn scan_range(&self, start: &[u8], end: &[u8], limit: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let common = start.iter().zip(end).take_while(|(a, b)| a == b).count();
+        self.scan_prefix(&start[..common])
+            .into_iter()
+            .filter(|(k, _)| k.as_slice() >= start && k.as_slice() < end)
+            .take(limit)
+            .collect()
+    }
+}
+
+/// A write transaction (`dura_raft_store::ApplyTxn` in production).
+pub trait KvWrite: KvRead {
+    fn put(&mut self, key: &[u8], value: &[u8]);
+    fn delete(&mut self, key: &[u8]);
+}
+
+/// An in-memory store, for tests and tools.
+#[derive(Debug, Default, Clone)]
+pub struct MemKv(pub BTreeMap<Vec<u8>, Vec<u8>>);
+
+impl KvRead for MemKv {
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.0.get(key).cloned()
+    }
+
+    fn scan_prefix(&self, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        self.0
+            .range(prefix.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    fn scan_range(&self, start: &[u8], end: &[u8], limit: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+        self.0
+            .range(start.to_vec()..end.to_vec())
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+}
+
+impl KvWrite for MemKv {
+    fn put(&mut self, key: &[u8], value: &[u8]) {
+        self.0.insert(key.to_vec(), value.to_vec());
+    }
+
+    fn delete(&mut self, key: &[u8]) {
+        self.0.remove(key);
+    }
+}
+
+/// The run a workflow id currently points at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CurrentExecution {
+    pub run_id: String,
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> HistoryError {
+    HistoryError::Internal(format!("corrupt {what}: {e}"))
+}
+
+pub fn read_current(
+    kv: &impl KvRead,
+    namespace_id: &str,
+    workflow_id: &str,
+) -> Result<Option<CurrentExecution>> {
+    kv.get(&keys::current_execution(namespace_id, workflow_id))
+        .map(|v| bincode::deserialize(&v).map_err(|e| corrupt("current execution", e)))
+        .transpose()
+}
+
+pub fn read_run(kv: &impl KvRead, run: &RunKey) -> Result<Option<MutableState>> {
+    kv.get(&keys::mutable_state(run))
+        .map(|v| bincode::deserialize(&v).map_err(|e| corrupt("mutable state", e)))
+        .transpose()
+}
+
+/// The run `run_id` names, or the current run when `run_id` is empty (the API's convention).
+pub fn resolve_run(
+    kv: &impl KvRead,
+    namespace_id: &str,
+    workflow_id: &str,
+    run_id: &str,
+) -> Result<(RunKey, MutableState)> {
+    let run_id = if run_id.is_empty() {
+        read_current(kv, namespace_id, workflow_id)?
+            .ok_or_else(|| not_found(workflow_id, ""))?
+            .run_id
+    } else {
+        run_id.to_string()
+    };
+    let key = RunKey::new(namespace_id, workflow_id, run_id);
+    let ms = read_run(kv, &key)?.ok_or_else(|| not_found(workflow_id, &key.run_id))?;
+    Ok((key, ms))
+}
+
+fn not_found(workflow_id: &str, run_id: &str) -> HistoryError {
+    HistoryError::NotFound(format!(
+        "workflow execution not found for workflow ID \"{workflow_id}\" and run ID \"{run_id}\""
+    ))
+}
+
+pub fn write_run(kv: &mut impl KvWrite, ms: &MutableState) -> Result<()> {
+    let key = RunKey::new(&ms.namespace_id, &ms.workflow_id, &ms.run_id);
+    let value = bincode::serialize(ms).map_err(|e| corrupt("mutable state (encode)", e))?;
+    kv.put(&keys::mutable_state(&key), &value);
+    Ok(())
+}
+
+pub fn append_events(kv: &mut impl KvWrite, run: &RunKey, events: &[HistoryEvent]) {
+    for e in events {
+        kv.put(&keys::event(run, e.event_id), &e.encode_to_vec());
+    }
+}
+
+fn write_current(kv: &mut impl KvWrite, ms: &MutableState) -> Result<()> {
+    let value = bincode::serialize(&CurrentExecution {
+        run_id: ms.run_id.clone(),
+    })
+    .map_err(|e| corrupt("current execution (encode)", e))?;
+    kv.put(
+        &keys::current_execution(&ms.namespace_id, &ms.workflow_id),
+        &value,
+    );
+    Ok(())
+}
+
+fn persist_start(
+    kv: &mut impl KvWrite,
+    current: Option<MutableState>,
+    outcome: &StartOutcome,
+) -> Result<()> {
+    if let (Some(cur), Some(prev)) = (current, &outcome.previous_run) {
+        write_run(kv, &cur)?;
+        append_events(
+            kv,
+            &RunKey::new(&cur.namespace_id, &cur.workflow_id, &cur.run_id),
+            &prev.events,
+        );
+    }
+    if let Some(new_run) = &outcome.new_run {
+        let ms = &new_run.state;
+        write_run(kv, ms)?;
+        append_events(
+            kv,
+            &RunKey::new(&ms.namespace_id, &ms.workflow_id, &ms.run_id),
+            &new_run.events,
+        );
+        write_current(kv, ms)?;
+    }
+    Ok(())
+}
+
+fn load_current_run(kv: &impl KvRead, req: &StartWorkflowRequest) -> Result<Option<MutableState>> {
+    match read_current(kv, &req.namespace_id, &req.workflow_id)? {
+        Some(c) => read_run(
+            kv,
+            &RunKey::new(&req.namespace_id, &req.workflow_id, c.run_id),
+        ),
+        None => Ok(None),
+    }
+}
+
+/// StartWorkflowExecution against the stored current run; persists whatever it decided.
+pub fn start_workflow(kv: &mut impl KvWrite, req: StartWorkflowRequest) -> Result<StartOutcome> {
+    let mut current = load_current_run(kv, &req)?;
+    let outcome = api::start::start_workflow(current.as_mut(), req)?;
+    persist_start(kv, current, &outcome)?;
+    Ok(outcome)
+}
+
+/// SignalWithStartWorkflowExecution against the stored current run.
+pub fn signal_with_start(
+    kv: &mut impl KvWrite,
+    req: StartWorkflowRequest,
+    signal: SignalRequest,
+) -> Result<StartOutcome> {
+    let mut current = load_current_run(kv, &req)?;
+    let outcome = api::start::signal_with_start(current.as_mut(), req, signal)?;
+    persist_start(kv, current, &outcome)?;
+    Ok(outcome)
+}
+
+/// Applies a run-scoped request to a stored run (`run_id` empty = current run) and persists
+/// the result. On error nothing is written.
+pub fn apply_to_run(
+    kv: &mut impl KvWrite,
+    namespace_id: &str,
+    workflow_id: &str,
+    run_id: &str,
+    req: RunRequest,
+) -> Result<(RunKey, Transition<RunReply>)> {
+    let (key, mut ms) = resolve_run(kv, namespace_id, workflow_id, run_id)?;
+    let t = api::apply(&mut ms, req)?;
+    write_run(kv, &ms)?;
+    append_events(kv, &key, &t.events);
+    Ok((key, t))
+}
+
+/// Every stored run (for rebuilding a leader's outbox and timers via `pending_tasks`).
+pub fn scan_runs(kv: &impl KvRead) -> Result<Vec<MutableState>> {
+    kv.scan_prefix(&keys::mutable_state_prefix())
+        .into_iter()
+        .map(|(_, v)| bincode::deserialize(&v).map_err(|e| corrupt("mutable state", e)))
+        .collect()
+}
+
+/// One page of GetWorkflowExecutionHistory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryPage {
+    pub events: Vec<HistoryEvent>,
+    /// Where the next page starts (pass as `from` / `to` again), None when done.
+    pub next_cursor: Option<i64>,
+}
+
+/// Reads events `from..to` (ids, `to` exclusive; use the run's `next_event_id`) of a run.
+/// Forward pages start at `from` and the cursor is the next id; reverse pages start at `to - 1`
+/// and the cursor is the new exclusive upper bound.
+pub fn read_history(
+    kv: &impl KvRead,
+    run: &RunKey,
+    from: i64,
+    to: i64,
+    page_size: usize,
+    reverse: bool,
+) -> Result<HistoryPage> {
+    let from = from.max(1);
+    let page = page_size.max(1) as i64;
+    if from >= to {
+        return Ok(HistoryPage {
+            events: Vec::new(),
+            next_cursor: None,
+        });
+    }
+    let (lo, hi) = if reverse {
+        ((to - page).max(from), to)
+    } else {
+        (from, (from + page).min(to))
+    };
+    let mut events = kv
+        .scan_range(
+            &keys::event(run, lo),
+            &keys::event(run, hi),
+            (hi - lo) as usize,
+        )
+        .into_iter()
+        .map(|(_, v)| HistoryEvent::decode(v.as_slice()).map_err(|e| corrupt("history event", e)))
+        .collect::<Result<Vec<_>>>()?;
+    let next_cursor = if reverse {
+        events.reverse();
+        (lo > from).then_some(lo)
+    } else {
+        (hi < to).then_some(hi)
+    };
+    Ok(HistoryPage {
+        events,
+        next_cursor,
+    })
+}

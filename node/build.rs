@@ -1,0 +1,34 @@
+//! Generates the tonic *server* stubs for Temporal's services from the descriptor set that
+//! `temporalio-protos` exports, mapping every message onto that crate's types. No `.proto`
+//! file is vendored: the services Dura serves are exactly the ones its message types describe.
+
+use std::{env, fs};
+
+use prost::Message;
+use prost_types_descriptor::FileDescriptorSet;
+
+/// Service definitions to generate servers for. Messages come from `temporalio-protos`.
+const SERVICE_FILES: &[&str] = &[
+    "temporal/api/workflowservice/v1/service.proto",
+    "temporal/api/operatorservice/v1/service.proto",
+];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let path = env::var("DEP_TEMPORALIO_PROTOS_DESCRIPTOR_PATH")
+        .map_err(|_| "temporalio-protos did not export DEP_TEMPORALIO_PROTOS_DESCRIPTOR_PATH")?;
+    println!("cargo:rerun-if-changed={path}");
+    println!("cargo:rerun-if-env-changed=DEP_TEMPORALIO_PROTOS_DESCRIPTOR_PATH");
+    let mut fds = FileDescriptorSet::decode(fs::read(&path)?.as_slice())?;
+    fds.file.retain(|f| SERVICE_FILES.contains(&f.name()));
+    if fds.file.len() != SERVICE_FILES.len() {
+        return Err(format!("descriptor set at {path} lacks one of {SERVICE_FILES:?}").into());
+    }
+    tonic_prost_build::configure()
+        .build_client(false)
+        .build_server(true)
+        // Unimplemented RPCs answer UNIMPLEMENTED; `frontend::unimplemented` names the RPC.
+        .generate_default_stubs(true)
+        .extern_path(".temporal", "::temporalio_protos::temporal")
+        .compile_fds(fds)?;
+    Ok(())
+}

@@ -1,0 +1,144 @@
+//! Command line: `dura server start-dev` takes the same flags as `temporal server start-dev`,
+//! so SDK test helpers that spawn the real dev server can spawn Dura instead.
+
+use std::{net::IpAddr, path::PathBuf};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "dura", version, about = "A durable-execution cluster that speaks Temporal's gRPC API")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a Dura server.
+    #[command(subcommand)]
+    Server(ServerCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServerCommand {
+    /// Run a single-node development server (one replica per Raft group).
+    StartDev(StartDevArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+    Never,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DurabilityArg {
+    /// Every acknowledged write is fsynced (default).
+    Fsync,
+    /// Relaxed: writes reach the OS but are not fsynced; an OS crash can lose acknowledged work.
+    Relaxed,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StartDevArgs {
+    /// Port for the front-end gRPC service.
+    #[arg(short = 'p', long, default_value_t = 7233)]
+    pub port: u16,
+    /// IP address bound to the front-end service.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub ip: IpAddr,
+    /// Namespaces to create at launch; "default" is always created.
+    #[arg(short = 'n', long = "namespace")]
+    pub namespaces: Vec<String>,
+    /// RocksDB directory for persistent state. Without it, state lives in a temporary
+    /// directory removed on exit, like the real dev server's in-memory default.
+    #[arg(short = 'f', long = "db-filename")]
+    pub db_filename: Option<PathBuf>,
+    /// Disable the Web UI (Dura has none; accepted for compatibility).
+    #[arg(long)]
+    pub headless: bool,
+    /// Port for the Web UI (accepted for compatibility; Dura serves no UI).
+    #[arg(long)]
+    pub ui_port: Option<u16>,
+    /// IP address for the Web UI (accepted for compatibility).
+    #[arg(long)]
+    pub ui_ip: Option<String>,
+    /// Port for the HTTP API (accepted for compatibility; not served yet).
+    #[arg(long)]
+    pub http_port: Option<u16>,
+    /// Port for the Prometheus `/metrics` endpoint; 0 or absent picks a free port.
+    #[arg(long)]
+    pub metrics_port: Option<u16>,
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    #[arg(long, value_enum, default_value_t = LogLevel::Info)]
+    pub log_level: LogLevel,
+    /// Dynamic configuration KEY=VALUE (VALUE is JSON); keys Dura does not use are ignored.
+    #[arg(long = "dynamic-config-value", value_name = "KEY=VALUE")]
+    pub dynamic_config_values: Vec<String>,
+    /// Custom search attributes KEY=TYPE registered in every namespace created at launch.
+    #[arg(long = "search-attribute", value_name = "KEY=TYPE")]
+    pub search_attributes: Vec<String>,
+    /// Number of history shards (Raft groups) — fixed when the database is created.
+    #[arg(long, default_value_t = 4)]
+    pub shards: u32,
+    /// How committed writes reach the disk.
+    #[arg(long, value_enum, default_value_t = DurabilityArg::Fsync)]
+    pub durability: DurabilityArg,
+    /// Accepted for compatibility with the real CLI (Dura stores in RocksDB, not SQLite).
+    #[arg(long = "sqlite-pragma", hide = true)]
+    pub sqlite_pragma: Vec<String>,
+    /// Accepted for compatibility with the real CLI.
+    #[arg(long, hide = true)]
+    pub log_config: bool,
+    #[arg(long, hide = true)]
+    pub ui_asset_path: Option<String>,
+    #[arg(long, hide = true)]
+    pub ui_codec_endpoint: Option<String>,
+    #[arg(long, hide = true)]
+    pub ui_public_path: Option<String>,
+    #[arg(long, hide = true)]
+    pub ui_disable_news_fetch: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_the_flags_sdk_test_helpers_pass() {
+        let cli = Cli::try_parse_from([
+            "dura", "server", "start-dev", "--ip", "127.0.0.1", "--port", "7300", "--namespace", "ns1",
+            "--ui-port", "8300", "--headless", "--log-format", "pretty", "--log-level", "warn",
+            "--db-filename", "/tmp/x", "--dynamic-config-value", "frontend.enableUpdateWorkflowExecution=true",
+            "--dynamic-config-value", "system.forceSearchAttributesCacheRefreshOnRead=true",
+            "--search-attribute", "Tag=Keyword", "--http-port", "0", "--metrics-port", "0",
+        ])
+        .unwrap();
+        let Command::Server(ServerCommand::StartDev(args)) = cli.command;
+        assert_eq!(args.port, 7300);
+        assert_eq!(args.namespaces, vec!["ns1"]);
+        assert_eq!(args.dynamic_config_values.len(), 2);
+        assert_eq!(args.search_attributes, vec!["Tag=Keyword"]);
+        assert!(args.headless);
+    }
+
+    #[test]
+    fn defaults_match_the_real_dev_server() {
+        let cli = Cli::try_parse_from(["dura", "server", "start-dev"]).unwrap();
+        let Command::Server(ServerCommand::StartDev(args)) = cli.command;
+        assert_eq!(args.port, 7233);
+        assert_eq!(args.ip.to_string(), "127.0.0.1");
+        assert!(args.db_filename.is_none());
+    }
+}

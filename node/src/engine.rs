@@ -1,0 +1,230 @@
+//! The leader-side runtime of the history shards: proposes shard commands, then carries out
+//! the tasks their transitions ask for — workflow and activity tasks to the matcher, timers to
+//! the timer service — and wakes long polls waiting for new history.
+//!
+//! Nothing here is the only copy of anything: every pending task is recorded in mutable state,
+//! so [`Engine::recover`] rebuilds the matcher and the timers from the shards' applied state
+//! after a restart. A task handed out twice is harmless too: `Record*TaskStarted` accepts a
+//! task once, and stale tasks are rejected by the ids and stamps they carry.
+
+use std::{
+    cmp::Reverse,
+    collections::BinaryHeap,
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use dura_history::{
+    Task, pending_tasks,
+    api::{RunRequest, timer::FireTimerRequest},
+    keys::RunKey,
+    store,
+    tasks::{TaskQueueRef, TimerTask},
+    time::Nanos,
+};
+use dura_matching::{Matcher, TaskKind, TaskQueueKey};
+use dura_raft_store::{GroupId, RaftStore};
+use tokio::sync::{mpsc, watch};
+
+use crate::{
+    error::{ApiError, ApiResult},
+    shard::{ReaderKv, ShardCommand, ShardOutcome, ShardReply, shard_for},
+};
+
+/// A sticky queue whose worker has not polled for this long is treated as gone (Temporal: 10 s).
+const STICKY_POLLER_WINDOW: Duration = Duration::from_secs(10);
+
+/// What the matcher holds: enough to find the run and name the exact task instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedTask {
+    pub shard: GroupId,
+    pub run: RunKey,
+    pub scheduled_event_id: i64,
+    pub attempt: i32,
+    pub stamp: i32,
+}
+
+/// Wall-clock now as the state machine's time unit. Time enters the log here, never in apply.
+pub fn now_nanos() -> Nanos {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as Nanos).unwrap_or(0)
+}
+
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: RaftStore,
+    shards: u32,
+    matcher: Matcher<QueuedTask>,
+    timers: mpsc::UnboundedSender<(GroupId, RunKey, TimerTask)>,
+    /// Bumped after every applied change of a shard; history long polls wait on it.
+    changed: Vec<watch::Sender<u64>>,
+}
+
+impl Engine {
+    pub fn new(store: RaftStore, shards: u32) -> Self {
+        let (timers, timer_rx) = mpsc::unbounded_channel();
+        let changed = (0..=shards).map(|_| watch::channel(0).0).collect();
+        let engine = Engine { inner: Arc::new(Inner { store, shards, matcher: Matcher::new(), timers, changed }) };
+        tokio::spawn(timer_service(engine.clone(), timer_rx));
+        engine
+    }
+
+    pub fn shard_for(&self, namespace_id: &str, workflow_id: &str) -> GroupId {
+        shard_for(namespace_id, workflow_id, self.inner.shards)
+    }
+
+    pub fn matcher(&self) -> &Matcher<QueuedTask> {
+        &self.inner.matcher
+    }
+
+    /// The shard's applied state, for reads.
+    pub fn reader(&self, shard: GroupId) -> ApiResult<ReaderKv> {
+        Ok(ReaderKv(self.inner.store.reader(shard)?))
+    }
+
+    pub fn watch(&self, shard: GroupId) -> watch::Receiver<u64> {
+        self.inner.changed[shard.0 as usize].subscribe()
+    }
+
+    /// Proposes a command to the shard, waits until it is committed and applied, then carries
+    /// out the tasks it produced.
+    pub async fn execute(&self, shard: GroupId, command: ShardCommand) -> ApiResult<ShardOutcome> {
+        let bytes = bincode::serialize(&command).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let reply = self.inner.store.propose(shard, bytes).await?;
+        let reply: ShardReply = bincode::deserialize(&reply).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let outcome = reply?;
+        match &outcome {
+            ShardOutcome::Started { tasks, .. } => {
+                for (run, task) in tasks {
+                    self.dispatch(shard, run, task.clone());
+                }
+            }
+            ShardOutcome::Run { run, tasks, .. } => {
+                for task in tasks {
+                    self.dispatch(shard, run, task.clone());
+                }
+            }
+        }
+        self.inner.changed[shard.0 as usize].send_modify(|v| *v += 1);
+        Ok(outcome)
+    }
+
+    /// Applies a run-scoped request.
+    pub async fn execute_run(&self, run: &RunKey, request: RunRequest) -> ApiResult<ShardOutcome> {
+        let shard = self.shard_for(&run.namespace_id, &run.workflow_id);
+        let command = ShardCommand::Run {
+            namespace_id: run.namespace_id.clone(),
+            workflow_id: run.workflow_id.clone(),
+            run_id: run.run_id.clone(),
+            request,
+        };
+        self.execute(shard, command).await
+    }
+
+    fn dispatch(&self, shard: GroupId, run: &RunKey, task: Task) {
+        match task {
+            Task::WorkflowTask(wt) => {
+                let queue = self.workflow_queue(&run.namespace_id, &wt.task_queue);
+                let task = QueuedTask {
+                    shard,
+                    run: run.clone(),
+                    scheduled_event_id: wt.scheduled_event_id,
+                    attempt: wt.attempt,
+                    stamp: wt.stamp,
+                };
+                self.inner.matcher.add(&queue, task);
+            }
+            Task::ActivityTask(at) => {
+                let queue = TaskQueueKey {
+                    namespace_id: run.namespace_id.clone(),
+                    name: at.task_queue.name.clone(),
+                    kind: TaskKind::Activity,
+                };
+                let task = QueuedTask {
+                    shard,
+                    run: run.clone(),
+                    scheduled_event_id: at.scheduled_event_id,
+                    attempt: at.attempt,
+                    stamp: 0,
+                };
+                self.inner.matcher.add(&queue, task);
+            }
+            Task::Timer(timer) => {
+                let _ = self.inner.timers.send((shard, run.clone(), timer));
+            }
+        }
+    }
+
+    /// A sticky queue whose worker stopped polling is bypassed: the task goes to the normal
+    /// queue, where any worker can take it (with a full history).
+    fn workflow_queue(&self, namespace_id: &str, queue: &TaskQueueRef) -> TaskQueueKey {
+        let sticky = TaskQueueKey { namespace_id: namespace_id.to_string(), name: queue.name.clone(), kind: TaskKind::Workflow };
+        if !queue.sticky || self.inner.matcher.has_recent_poller(&sticky, STICKY_POLLER_WINDOW) {
+            return sticky;
+        }
+        TaskQueueKey { namespace_id: namespace_id.to_string(), name: queue.normal_name.clone(), kind: TaskKind::Workflow }
+    }
+
+    /// Rebuilds the matcher and the timers from every shard's mutable state (after a restart).
+    pub fn recover(&self) -> ApiResult<()> {
+        self.inner.matcher.clear();
+        for shard in (1..=self.inner.shards).map(GroupId) {
+            let reader = self.reader(shard)?;
+            let runs = store::scan_runs(&reader).map_err(ApiError::from)?;
+            let mut count = 0usize;
+            for ms in runs {
+                let run = RunKey::new(&ms.namespace_id, &ms.workflow_id, &ms.run_id);
+                for task in pending_tasks(&ms) {
+                    count += 1;
+                    self.dispatch(shard, &run, task);
+                }
+            }
+            tracing::debug!(%shard, tasks = count, "recovered pending tasks");
+        }
+        Ok(())
+    }
+}
+
+/// Fires durable timers: each timer comes back as a `FireTimer` proposal at its deadline.
+/// The state machine ignores timers that went stale in the meantime.
+async fn timer_service(engine: Engine, mut rx: mpsc::UnboundedReceiver<(GroupId, RunKey, TimerTask)>) {
+    let mut heap: BinaryHeap<Reverse<(Nanos, u64)>> = BinaryHeap::new();
+    let mut entries = std::collections::HashMap::new();
+    let mut seq = 0u64;
+    loop {
+        let now = now_nanos();
+        while let Some(Reverse((fire_at, id))) = heap.peek().copied() {
+            if fire_at > now {
+                break;
+            }
+            heap.pop();
+            if let Some((_shard, run, timer)) = entries.remove(&id) {
+                let engine = engine.clone();
+                tokio::spawn(async move {
+                    let request = RunRequest::FireTimer(FireTimerRequest { timer, now: now_nanos() });
+                    if let Err(e) = engine.execute_run(&run, request).await {
+                        tracing::debug!(workflow_id = %run.workflow_id, run_id = %run.run_id, error = %e, "timer not applied");
+                    }
+                });
+            }
+        }
+        let sleep = heap
+            .peek()
+            .map(|Reverse((at, _))| Duration::from_nanos((at - now).max(0) as u64))
+            .unwrap_or(Duration::from_secs(3600));
+        tokio::select! {
+            received = rx.recv() => match received {
+                Some((shard, run, timer)) => {
+                    seq += 1;
+                    heap.push(Reverse((timer.fire_at, seq)));
+                    entries.insert(seq, (shard, run, timer));
+                }
+                None => return,
+            },
+            _ = tokio::time::sleep(sleep) => {}
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! The one place where Dura's typed errors become gRPC statuses.
+//!
+//! Temporal's SDKs branch on the status code *and* on the typed failure in
+//! `grpc-status-details-bin` (a `google.rpc.Status` whose details hold a
+//! `temporal.api.errordetails.v1.*Failure`), so every error that the real server
+//! annotates is annotated the same way here.
+
+use prost::Message;
+use temporalio_protos::{
+    google::rpc::Status as RpcStatus,
+    temporal::api::errordetails::v1::{
+        NamespaceAlreadyExistsFailure, NamespaceNotFoundFailure, WorkflowExecutionAlreadyStartedFailure,
+    },
+};
+use tonic::{Code, Status};
+
+use crate::namespace::NamespaceError;
+
+/// Everything a frontend handler can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Unimplemented(String),
+    #[error("{0}")]
+    Internal(String),
+    #[error(transparent)]
+    Namespace(#[from] NamespaceError),
+    #[error(transparent)]
+    History(#[from] dura_history::HistoryError),
+}
+
+impl From<dura_raft_store::ProposeError> for ApiError {
+    fn from(err: dura_raft_store::ProposeError) -> Self {
+        // Every SDK retries UNAVAILABLE with the same request id, which is what an election
+        // or a leader change needs; nothing else about the Raft failure is actionable.
+        ApiError::Unavailable(err.to_string())
+    }
+}
+
+impl From<dura_raft_store::Error> for ApiError {
+    fn from(err: dura_raft_store::Error) -> Self {
+        ApiError::Internal(err.to_string())
+    }
+}
+
+fn with_detail<M: Message>(code: Code, message: String, type_name: &str, detail: M) -> Status {
+    let status = RpcStatus {
+        code: code as i32,
+        message: message.clone(),
+        details: vec![prost_types::Any {
+            type_url: format!("type.googleapis.com/{type_name}"),
+            value: detail.encode_to_vec(),
+        }],
+    };
+    Status::with_details(code, message, status.encode_to_vec().into())
+}
+
+impl From<ApiError> for Status {
+    fn from(err: ApiError) -> Self {
+        let message = err.to_string();
+        match err {
+            ApiError::InvalidArgument(_) => Status::invalid_argument(message),
+            ApiError::NotFound(_) => Status::not_found(message),
+            ApiError::FailedPrecondition(_) => Status::failed_precondition(message),
+            ApiError::Unavailable(_) => Status::unavailable(message),
+            ApiError::Unimplemented(_) => Status::unimplemented(message),
+            ApiError::Internal(_) => Status::internal(message),
+            ApiError::Namespace(ns) => match ns {
+                NamespaceError::NotFound(name) => with_detail(
+                    Code::NotFound,
+                    message,
+                    "temporal.api.errordetails.v1.NamespaceNotFoundFailure",
+                    NamespaceNotFoundFailure { namespace: name },
+                ),
+                NamespaceError::AlreadyExists(_) => with_detail(
+                    Code::AlreadyExists,
+                    message,
+                    "temporal.api.errordetails.v1.NamespaceAlreadyExistsFailure",
+                    NamespaceAlreadyExistsFailure {},
+                ),
+                NamespaceError::IdNotFound(_) => Status::not_found(message),
+                NamespaceError::Invalid(_) => Status::invalid_argument(message),
+            },
+            ApiError::History(history) => {
+                use dura_history::HistoryError as H;
+                match history {
+                    H::InvalidArgument(_) => Status::invalid_argument(message),
+                    // Stale tasks are a matching concern; a client only ever sees "not found".
+                    H::NotFound(_) | H::TaskAlreadyStarted(_) | H::ObsoleteTask(_) => Status::not_found(message),
+                    H::WorkflowAlreadyStarted { start_request_id, run_id, .. } => with_detail(
+                        Code::AlreadyExists,
+                        message,
+                        "temporal.api.errordetails.v1.WorkflowExecutionAlreadyStartedFailure",
+                        WorkflowExecutionAlreadyStartedFailure { start_request_id, run_id, ..Default::default() },
+                    ),
+                    H::FailedPrecondition(_) => Status::failed_precondition(message),
+                    H::Unimplemented(_) => Status::unimplemented(message),
+                    H::Internal(_) => Status::internal(message),
+                }
+            }
+        }
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,137 @@
+//! OperatorService search-attribute RPCs, answered from the namespace record.
+
+use std::collections::BTreeMap;
+
+use temporalio_protos::temporal::api::{
+    enums::v1::IndexedValueType,
+    operatorservice::v1::{
+        AddSearchAttributesRequest, ListSearchAttributesRequest, ListSearchAttributesResponse,
+        RemoveSearchAttributesRequest,
+    },
+};
+
+use crate::{
+    error::{ApiError, ApiResult},
+    namespace::{MetaCommand, NamespaceRegistry, SearchAttributeType},
+};
+
+/// The real server's system search attributes; their names can never be custom.
+const SYSTEM_ATTRIBUTES: &[(&str, SearchAttributeType)] = {
+    use SearchAttributeType::*;
+    &[
+        ("BatcherNamespace", Keyword),
+        ("BatcherUser", Keyword),
+        ("BinaryChecksums", KeywordList),
+        ("BuildIds", KeywordList),
+        ("CloseTime", Datetime),
+        ("ExecutionDuration", Int),
+        ("ExecutionStatus", Keyword),
+        ("ExecutionTime", Datetime),
+        ("HistoryLength", Int),
+        ("HistorySizeBytes", Int),
+        ("ParentRunId", Keyword),
+        ("ParentWorkflowId", Keyword),
+        ("RootRunId", Keyword),
+        ("RootWorkflowId", Keyword),
+        ("RunId", Keyword),
+        ("StartTime", Datetime),
+        ("StateTransitionCount", Int),
+        ("TaskQueue", Keyword),
+        ("TemporalChangeVersion", KeywordList),
+        ("TemporalNamespaceDivision", Keyword),
+        ("TemporalPauseInfo", KeywordList),
+        ("TemporalReportedProblems", KeywordList),
+        ("TemporalScheduledById", Keyword),
+        ("TemporalScheduledStartTime", Datetime),
+        ("TemporalSchedulePaused", Bool),
+        ("TemporalWorkerDeployment", Keyword),
+        ("TemporalWorkerDeploymentVersion", Keyword),
+        ("TemporalWorkflowVersioningBehavior", Keyword),
+        ("WorkflowId", Keyword),
+        ("WorkflowType", Keyword),
+    ]
+};
+
+pub(crate) fn is_system(name: &str) -> bool {
+    SYSTEM_ATTRIBUTES.iter().any(|(n, _)| *n == name)
+}
+
+pub(crate) fn type_to_pb(kind: SearchAttributeType) -> i32 {
+    (match kind {
+        SearchAttributeType::Text => IndexedValueType::Text,
+        SearchAttributeType::Keyword => IndexedValueType::Keyword,
+        SearchAttributeType::Int => IndexedValueType::Int,
+        SearchAttributeType::Double => IndexedValueType::Double,
+        SearchAttributeType::Bool => IndexedValueType::Bool,
+        SearchAttributeType::Datetime => IndexedValueType::Datetime,
+        SearchAttributeType::KeywordList => IndexedValueType::KeywordList,
+    }) as i32
+}
+
+fn type_from_pb(kind: i32) -> ApiResult<SearchAttributeType> {
+    Ok(match IndexedValueType::try_from(kind) {
+        Ok(IndexedValueType::Text) => SearchAttributeType::Text,
+        Ok(IndexedValueType::Keyword) => SearchAttributeType::Keyword,
+        Ok(IndexedValueType::Int) => SearchAttributeType::Int,
+        Ok(IndexedValueType::Double) => SearchAttributeType::Double,
+        Ok(IndexedValueType::Bool) => SearchAttributeType::Bool,
+        Ok(IndexedValueType::Datetime) => SearchAttributeType::Datetime,
+        Ok(IndexedValueType::KeywordList) => SearchAttributeType::KeywordList,
+        _ => return Err(ApiError::InvalidArgument(format!("Unknown search attribute type: {kind}."))),
+    })
+}
+
+fn operator_namespace(name: &str) -> ApiResult<()> {
+    if name.is_empty() {
+        return Err(ApiError::InvalidArgument("Namespace is not set on request.".into()));
+    }
+    Ok(())
+}
+
+pub(crate) fn list(registry: &NamespaceRegistry, req: &ListSearchAttributesRequest) -> ApiResult<ListSearchAttributesResponse> {
+    operator_namespace(&req.namespace)?;
+    let record = registry.by_name(&req.namespace)?;
+    Ok(ListSearchAttributesResponse {
+        system_attributes: SYSTEM_ATTRIBUTES.iter().map(|(n, t)| (n.to_string(), type_to_pb(*t))).collect(),
+        custom_attributes: record
+            .custom_search_attributes
+            .iter()
+            .map(|(n, t)| (n.clone(), type_to_pb(*t)))
+            .collect(),
+        storage_schema: Default::default(),
+    })
+}
+
+pub(crate) async fn add(registry: &NamespaceRegistry, req: AddSearchAttributesRequest) -> ApiResult<()> {
+    if req.search_attributes.is_empty() {
+        return Err(ApiError::InvalidArgument("SearchAttributes are not set on request.".into()));
+    }
+    operator_namespace(&req.namespace)?;
+    let mut attributes = BTreeMap::new();
+    for (name, kind) in req.search_attributes {
+        if is_system(&name) {
+            return Err(ApiError::InvalidArgument(format!("Search attribute {name} is reserved by system.")));
+        }
+        attributes.insert(name, type_from_pb(kind)?);
+    }
+    registry
+        .execute(MetaCommand::AddSearchAttributes { name: req.namespace, attributes })
+        .await?;
+    Ok(())
+}
+
+pub(crate) async fn remove(registry: &NamespaceRegistry, req: RemoveSearchAttributesRequest) -> ApiResult<()> {
+    if req.search_attributes.is_empty() {
+        return Err(ApiError::InvalidArgument("SearchAttributes are not set on request.".into()));
+    }
+    operator_namespace(&req.namespace)?;
+    if let Some(name) = req.search_attributes.iter().find(|n| is_system(n)) {
+        return Err(ApiError::InvalidArgument(format!(
+            "Unable to remove non-custom search attributes: {name}."
+        )));
+    }
+    registry
+        .execute(MetaCommand::RemoveSearchAttributes { name: req.namespace, attributes: req.search_attributes })
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,44 @@
+//! Task tokens: opaque to workers, they name the run and the exact task instance, so a stale
+//! or replayed completion is recognised by the state machine and rejected.
+
+use dura_history::keys::RunKey;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ApiError, ApiResult};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TaskToken {
+    Workflow { run: RunKey, scheduled_event_id: i64, started_event_id: i64, attempt: i32, stamp: i32 },
+    Activity { run: RunKey, scheduled_event_id: i64, attempt: i32, activity_id: String },
+}
+
+impl TaskToken {
+    pub fn encode(&self) -> Vec<u8> {
+        bincode::serialize(self).expect("task token serializes")
+    }
+
+    pub fn decode(bytes: &[u8]) -> ApiResult<Self> {
+        if bytes.is_empty() {
+            return Err(ApiError::InvalidArgument("Task token not set on request.".into()));
+        }
+        bincode::deserialize(bytes).map_err(|_| ApiError::InvalidArgument("Error deserializing task token.".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_rejects_garbage() {
+        let token = TaskToken::Activity {
+            run: RunKey::new("ns", "wf", "run"),
+            scheduled_event_id: 5,
+            attempt: 2,
+            activity_id: "1".into(),
+        };
+        assert_eq!(TaskToken::decode(&token.encode()).unwrap(), token);
+        assert!(TaskToken::decode(b"\xff\xff").is_err());
+        assert!(TaskToken::decode(b"").is_err());
+    }
+}

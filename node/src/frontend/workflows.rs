@@ -1,0 +1,693 @@
+//! Workflow RPCs: translate requests into history requests, run them through the engine and
+//! translate the results back. All timing and ids are decided here, before the log.
+
+use std::time::Duration;
+
+use dura_history::{
+    RunReply,
+    api::{
+        RunRequest,
+        activity::{
+            ActivityRef, ActivityTaskStartedReply, CancelActivityTaskRequest, CompleteActivityTaskRequest,
+            FailActivityTaskRequest, HeartbeatActivityTaskRequest, RecordActivityTaskStartedRequest,
+        },
+        lifecycle::{RequestCancelRequest, TerminateRequest},
+        signal::SignalRequest,
+        start::StartWorkflowRequest,
+        workflow_task::{
+            CompleteWorkflowTaskRequest, FailWorkflowTaskRequest, RecordWorkflowTaskStartedRequest,
+            StickyAttributes, WorkflowTaskStartedReply, WorkflowTaskToken,
+        },
+    },
+    describe,
+    keys::RunKey,
+    store,
+    tasks::TaskQueueRef,
+    time::{from_duration, opt_duration, to_timestamp},
+};
+use dura_matching::{TaskKind, TaskQueueKey};
+use temporalio_protos::temporal::api::{
+    common::v1::{ActivityType, WorkflowExecution, WorkflowType},
+    enums::v1::{HistoryEventFilterType, TaskQueueKind},
+    history::v1::History,
+    taskqueue::v1::{PollerInfo, TaskQueue},
+    workflowservice::v1 as pb,
+};
+use tokio::time::Instant;
+
+use super::token::TaskToken;
+use crate::{
+    engine::{Engine, QueuedTask, now_nanos},
+    error::{ApiError, ApiResult},
+    namespace::NamespaceRegistry,
+    shard::{ShardCommand, ShardOutcome},
+};
+
+/// Temporal answers an empty poll after a minute; SDKs give polls a 70 s deadline.
+const LONG_POLL: Duration = Duration::from_secs(60);
+/// GetWorkflowExecutionHistory(wait_new_event) returns an empty page after this long.
+const HISTORY_LONG_POLL: Duration = Duration::from_secs(20);
+const DEFAULT_HISTORY_PAGE: usize = 1000;
+
+/// Everything the workflow handlers need.
+#[derive(Clone)]
+pub struct Workflows {
+    pub engine: Engine,
+    pub namespaces: NamespaceRegistry,
+}
+
+fn required<'a>(value: &'a str, what: &str) -> ApiResult<&'a str> {
+    if value.is_empty() {
+        return Err(ApiError::InvalidArgument(format!("{what} is not set on request.")));
+    }
+    Ok(value)
+}
+
+fn task_queue_name(tq: Option<&TaskQueue>) -> ApiResult<&TaskQueue> {
+    match tq {
+        Some(tq) if !tq.name.is_empty() => Ok(tq),
+        _ => Err(ApiError::InvalidArgument("Missing task queue name.".into())),
+    }
+}
+
+fn execution(e: Option<&WorkflowExecution>) -> ApiResult<(&str, &str)> {
+    let e = e.ok_or_else(|| ApiError::InvalidArgument("Execution is not set on request.".into()))?;
+    Ok((required(&e.workflow_id, "WorkflowId")?, e.run_id.as_str()))
+}
+
+/// The poll deadline: a minute, or less when the caller's gRPC deadline is shorter.
+fn poll_deadline(grpc_timeout: Option<Duration>, cap: Duration) -> Instant {
+    let budget = grpc_timeout.map(|t| t.saturating_sub(Duration::from_millis(500))).unwrap_or(cap).min(cap);
+    Instant::now() + budget
+}
+
+/// Parses the `grpc-timeout` header ("<digits><unit>").
+pub fn grpc_timeout<T>(request: &tonic::Request<T>) -> Option<Duration> {
+    let raw = request.metadata().get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = raw.split_at(raw.len().checked_sub(1)?);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+fn is_stale(err: &ApiError) -> bool {
+    use dura_history::HistoryError as H;
+    matches!(err, ApiError::History(H::NotFound(_) | H::TaskAlreadyStarted(_) | H::ObsoleteTask(_)))
+}
+
+impl Workflows {
+    fn namespace_id(&self, name: &str) -> ApiResult<String> {
+        if name.is_empty() {
+            return Err(ApiError::InvalidArgument("Namespace not set on request.".into()));
+        }
+        Ok(self.namespaces.by_name(name)?.id)
+    }
+
+    fn run_key(&self, namespace: &str, workflow_id: &str, run_id: &str) -> ApiResult<RunKey> {
+        Ok(RunKey::new(self.namespace_id(namespace)?, workflow_id, run_id))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn start_request(
+        &self,
+        namespace_id: String,
+        req_workflow_id: &str,
+        workflow_type: Option<&WorkflowType>,
+        task_queue: Option<&TaskQueue>,
+        request_id: &str,
+        identity: &str,
+        input: Option<temporalio_protos::temporal::api::common::v1::Payloads>,
+    ) -> ApiResult<StartWorkflowRequest> {
+        let workflow_id = required(req_workflow_id, "WorkflowId")?;
+        let workflow_type = workflow_type
+            .filter(|t| !t.name.is_empty())
+            .ok_or_else(|| ApiError::InvalidArgument("WorkflowType is not set on request.".into()))?;
+        let task_queue = task_queue_name(task_queue)?;
+        Ok(StartWorkflowRequest {
+            namespace_id,
+            workflow_id: workflow_id.to_string(),
+            run_id: uuid::Uuid::new_v4().to_string(),
+            request_id: if request_id.is_empty() { uuid::Uuid::new_v4().to_string() } else { request_id.to_string() },
+            workflow_type: workflow_type.name.clone(),
+            task_queue: task_queue.name.clone(),
+            input,
+            execution_timeout: 0,
+            run_timeout: 0,
+            task_timeout: 0,
+            retry_policy: None,
+            memo: None,
+            search_attributes: None,
+            header: None,
+            priority: None,
+            identity: identity.to_string(),
+            id_reuse_policy: 0,
+            id_conflict_policy: 0,
+            start_delay: 0,
+            now: now_nanos(),
+        })
+    }
+
+    pub async fn start(&self, req: pb::StartWorkflowExecutionRequest) -> ApiResult<pb::StartWorkflowExecutionResponse> {
+        if !req.cron_schedule.is_empty() {
+            return Err(ApiError::Unimplemented("cron schedules are not implemented by Dura".into()));
+        }
+        let ns = self.namespace_id(&req.namespace)?;
+        let mut start = self.start_request(
+            ns,
+            &req.workflow_id,
+            req.workflow_type.as_ref(),
+            req.task_queue.as_ref(),
+            &req.request_id,
+            &req.identity,
+            req.input,
+        )?;
+        start.execution_timeout = from_duration(req.workflow_execution_timeout.as_ref());
+        start.run_timeout = from_duration(req.workflow_run_timeout.as_ref());
+        start.task_timeout = from_duration(req.workflow_task_timeout.as_ref());
+        start.retry_policy = req.retry_policy;
+        start.memo = req.memo;
+        start.search_attributes = req.search_attributes;
+        start.header = req.header;
+        start.priority = req.priority;
+        start.id_reuse_policy = req.workflow_id_reuse_policy;
+        start.id_conflict_policy = req.workflow_id_conflict_policy;
+        start.start_delay = from_duration(req.workflow_start_delay.as_ref());
+        let shard = self.engine.shard_for(&start.namespace_id, &start.workflow_id);
+        match self.engine.execute(shard, ShardCommand::Start(start)).await? {
+            ShardOutcome::Started { reply, .. } => Ok(pb::StartWorkflowExecutionResponse {
+                run_id: reply.run_id,
+                started: reply.started,
+                ..Default::default()
+            }),
+            ShardOutcome::Run { .. } => Err(ApiError::Internal("start produced a run outcome".into())),
+        }
+    }
+
+    pub async fn signal_with_start(
+        &self,
+        req: pb::SignalWithStartWorkflowExecutionRequest,
+    ) -> ApiResult<pb::SignalWithStartWorkflowExecutionResponse> {
+        let ns = self.namespace_id(&req.namespace)?;
+        required(&req.signal_name, "SignalName")?;
+        let mut start = self.start_request(
+            ns,
+            &req.workflow_id,
+            req.workflow_type.as_ref(),
+            req.task_queue.as_ref(),
+            &req.request_id,
+            &req.identity,
+            req.input,
+        )?;
+        start.execution_timeout = from_duration(req.workflow_execution_timeout.as_ref());
+        start.run_timeout = from_duration(req.workflow_run_timeout.as_ref());
+        start.task_timeout = from_duration(req.workflow_task_timeout.as_ref());
+        start.retry_policy = req.retry_policy;
+        start.memo = req.memo;
+        start.search_attributes = req.search_attributes;
+        start.header = req.header.clone();
+        start.priority = req.priority;
+        start.id_reuse_policy = req.workflow_id_reuse_policy;
+        start.id_conflict_policy = req.workflow_id_conflict_policy;
+        start.start_delay = from_duration(req.workflow_start_delay.as_ref());
+        let signal = SignalRequest {
+            signal_name: req.signal_name,
+            input: req.signal_input,
+            identity: req.identity,
+            header: req.header,
+            request_id: start.request_id.clone(),
+            now: start.now,
+        };
+        let shard = self.engine.shard_for(&start.namespace_id, &start.workflow_id);
+        match self.engine.execute(shard, ShardCommand::SignalWithStart(start, signal)).await? {
+            ShardOutcome::Started { reply, .. } => {
+                Ok(pb::SignalWithStartWorkflowExecutionResponse { run_id: reply.run_id, started: reply.started, ..Default::default() })
+            }
+            ShardOutcome::Run { .. } => Err(ApiError::Internal("signal-with-start produced a run outcome".into())),
+        }
+    }
+
+    pub async fn signal(&self, req: pb::SignalWorkflowExecutionRequest) -> ApiResult<()> {
+        let (workflow_id, run_id) = execution(req.workflow_execution.as_ref())?;
+        required(&req.signal_name, "SignalName")?;
+        let run = self.run_key(&req.namespace, workflow_id, run_id)?;
+        let request = RunRequest::Signal(SignalRequest {
+            signal_name: req.signal_name,
+            input: req.input,
+            identity: req.identity,
+            header: req.header,
+            request_id: if req.request_id.is_empty() { uuid::Uuid::new_v4().to_string() } else { req.request_id },
+            now: now_nanos(),
+        });
+        self.engine.execute_run(&run, request).await?;
+        Ok(())
+    }
+
+    pub async fn terminate(&self, req: pb::TerminateWorkflowExecutionRequest) -> ApiResult<()> {
+        let (workflow_id, run_id) = execution(req.workflow_execution.as_ref())?;
+        let run = self.run_key(&req.namespace, workflow_id, run_id)?;
+        let request = RunRequest::Terminate(TerminateRequest {
+            reason: req.reason,
+            details: req.details,
+            identity: req.identity,
+            now: now_nanos(),
+        });
+        self.engine.execute_run(&run, request).await?;
+        Ok(())
+    }
+
+    pub async fn request_cancel(&self, req: pb::RequestCancelWorkflowExecutionRequest) -> ApiResult<()> {
+        let (workflow_id, run_id) = execution(req.workflow_execution.as_ref())?;
+        let run = self.run_key(&req.namespace, workflow_id, run_id)?;
+        let request = RunRequest::RequestCancel(RequestCancelRequest {
+            reason: req.reason,
+            identity: req.identity,
+            request_id: if req.request_id.is_empty() { uuid::Uuid::new_v4().to_string() } else { req.request_id },
+            now: now_nanos(),
+        });
+        self.engine.execute_run(&run, request).await?;
+        Ok(())
+    }
+
+    // ------------------------------------------------------------------ workflow tasks
+
+    pub async fn poll_workflow_task(
+        &self,
+        req: pb::PollWorkflowTaskQueueRequest,
+        grpc_timeout: Option<Duration>,
+    ) -> ApiResult<pb::PollWorkflowTaskQueueResponse> {
+        let ns = self.namespace_id(&req.namespace)?;
+        let tq = task_queue_name(req.task_queue.as_ref())?.clone();
+        let sticky = tq.kind == TaskQueueKind::Sticky as i32;
+        let poll_queue = TaskQueueRef { name: tq.name.clone(), sticky, normal_name: tq.normal_name.clone() };
+        let key = TaskQueueKey { namespace_id: ns, name: tq.name.clone(), kind: TaskKind::Workflow };
+        let deadline = poll_deadline(grpc_timeout, LONG_POLL);
+        loop {
+            let Some(task) = self.engine.matcher().poll(&key, &req.identity, deadline).await else {
+                return Ok(pb::PollWorkflowTaskQueueResponse::default());
+            };
+            let request = RunRequest::RecordWorkflowTaskStarted(RecordWorkflowTaskStartedRequest {
+                scheduled_event_id: task.scheduled_event_id,
+                stamp: task.stamp,
+                request_id: uuid::Uuid::new_v4().to_string(),
+                identity: req.identity.clone(),
+                poll_task_queue: poll_queue.clone(),
+                now: now_nanos(),
+            });
+            match self.engine.execute_run(&task.run, request).await {
+                Ok(ShardOutcome::Run { reply: RunReply::WorkflowTaskStarted(started), .. }) => {
+                    return self.workflow_task_response(&task.run, started, &req.namespace);
+                }
+                Ok(_) => return Err(ApiError::Internal("unexpected reply to RecordWorkflowTaskStarted".into())),
+                Err(e) if is_stale(&e) => continue,
+                Err(e) => {
+                    self.engine.matcher().requeue_front(&key, task);
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    fn workflow_task_response(
+        &self,
+        run: &RunKey,
+        started: WorkflowTaskStartedReply,
+        _namespace: &str,
+    ) -> ApiResult<pb::PollWorkflowTaskQueueResponse> {
+        let shard = self.engine.shard_for(&run.namespace_id, &run.workflow_id);
+        let reader = self.engine.reader(shard)?;
+        let page = store::read_history(
+            &reader,
+            run,
+            started.first_event_id(),
+            started.next_event_id,
+            usize::MAX >> 1,
+            false,
+        )?;
+        let mut events = page.events;
+        events.extend(started.transient_events.iter().cloned());
+        let token = TaskToken::Workflow {
+            run: run.clone(),
+            scheduled_event_id: started.scheduled_event_id,
+            started_event_id: started.started_event_id,
+            attempt: started.attempt,
+            stamp: started.stamp,
+        };
+        Ok(pb::PollWorkflowTaskQueueResponse {
+            task_token: token.encode(),
+            workflow_execution: Some(WorkflowExecution { workflow_id: run.workflow_id.clone(), run_id: run.run_id.clone() }),
+            workflow_type: Some(WorkflowType { name: started.workflow_type.clone() }),
+            previous_started_event_id: started.previous_started_event_id,
+            started_event_id: started.started_event_id,
+            attempt: started.attempt,
+            history: Some(History { events }),
+            workflow_execution_task_queue: Some(started.task_queue.to_proto()),
+            scheduled_time: Some(to_timestamp(started.scheduled_time)),
+            started_time: Some(to_timestamp(started.started_time)),
+            ..Default::default()
+        })
+    }
+
+    fn workflow_token(bytes: &[u8]) -> ApiResult<(RunKey, WorkflowTaskToken)> {
+        match TaskToken::decode(bytes)? {
+            TaskToken::Workflow { run, scheduled_event_id, started_event_id, attempt, stamp } => {
+                Ok((run, WorkflowTaskToken { scheduled_event_id, started_event_id, attempt, stamp }))
+            }
+            TaskToken::Activity { .. } => Err(ApiError::InvalidArgument("Not a workflow task token.".into())),
+        }
+    }
+
+    pub async fn complete_workflow_task(
+        &self,
+        req: pb::RespondWorkflowTaskCompletedRequest,
+    ) -> ApiResult<pb::RespondWorkflowTaskCompletedResponse> {
+        let (run, token) = Self::workflow_token(&req.task_token)?;
+        let sticky_attributes = req.sticky_attributes.as_ref().and_then(|s| {
+            let queue = s.worker_task_queue.as_ref()?;
+            (!queue.name.is_empty()).then(|| StickyAttributes {
+                worker_task_queue: queue.name.clone(),
+                schedule_to_start_timeout: from_duration(s.schedule_to_start_timeout.as_ref()),
+            })
+        });
+        let request = RunRequest::CompleteWorkflowTask(CompleteWorkflowTaskRequest {
+            token,
+            commands: req.commands,
+            identity: req.identity,
+            sticky_attributes,
+            sdk_metadata: req.sdk_metadata,
+            metering_metadata: req.metering_metadata,
+            // Deprecated by Temporal but still sent by older SDKs; kept for the event.
+            #[allow(deprecated)]
+            binary_checksum: req.binary_checksum,
+            #[allow(deprecated)]
+            worker_version: req.worker_version_stamp,
+            force_create_new_workflow_task: req.force_create_new_workflow_task,
+            return_new_workflow_task: req.return_new_workflow_task,
+            now: now_nanos(),
+        });
+        let reply = match self.engine.execute_run(&run, request).await? {
+            ShardOutcome::Run { reply: RunReply::WorkflowTaskCompleted(reply), .. } => reply,
+            _ => return Err(ApiError::Internal("unexpected reply to RespondWorkflowTaskCompleted".into())),
+        };
+        // The completion was turned into a WorkflowTaskFailed that is now committed; the
+        // worker still learns why (e.g. `UnhandledCommand`).
+        if let Some(err) = reply.task_failed {
+            return Err(err.into());
+        }
+        let workflow_task = match reply.new_workflow_task {
+            Some(started) => Some(self.workflow_task_response(&run, started, &req.namespace)?),
+            None => None,
+        };
+        Ok(pb::RespondWorkflowTaskCompletedResponse { workflow_task, ..Default::default() })
+    }
+
+    pub async fn fail_workflow_task(&self, req: pb::RespondWorkflowTaskFailedRequest) -> ApiResult<()> {
+        let (run, token) = Self::workflow_token(&req.task_token)?;
+        let request = RunRequest::FailWorkflowTask(FailWorkflowTaskRequest {
+            token,
+            cause: req.cause,
+            failure: req.failure,
+            identity: req.identity,
+            now: now_nanos(),
+        });
+        self.engine.execute_run(&run, request).await?;
+        Ok(())
+    }
+
+    // ------------------------------------------------------------------ activity tasks
+
+    pub async fn poll_activity_task(
+        &self,
+        req: pb::PollActivityTaskQueueRequest,
+        grpc_timeout: Option<Duration>,
+    ) -> ApiResult<pb::PollActivityTaskQueueResponse> {
+        let ns = self.namespace_id(&req.namespace)?;
+        let tq = task_queue_name(req.task_queue.as_ref())?;
+        let key = TaskQueueKey { namespace_id: ns, name: tq.name.clone(), kind: TaskKind::Activity };
+        let deadline = poll_deadline(grpc_timeout, LONG_POLL);
+        loop {
+            let Some(task) = self.engine.matcher().poll(&key, &req.identity, deadline).await else {
+                return Ok(pb::PollActivityTaskQueueResponse::default());
+            };
+            let request = RunRequest::RecordActivityTaskStarted(RecordActivityTaskStartedRequest {
+                scheduled_event_id: task.scheduled_event_id,
+                attempt: task.attempt,
+                request_id: uuid::Uuid::new_v4().to_string(),
+                identity: req.identity.clone(),
+                now: now_nanos(),
+            });
+            match self.engine.execute_run(&task.run, request).await {
+                Ok(ShardOutcome::Run { reply: RunReply::ActivityTaskStarted(started), .. }) => {
+                    return Ok(activity_task_response(&req.namespace, &task, started));
+                }
+                Ok(_) => return Err(ApiError::Internal("unexpected reply to RecordActivityTaskStarted".into())),
+                Err(e) if is_stale(&e) => continue,
+                Err(e) => {
+                    self.engine.matcher().requeue_front(&key, task);
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Resolves an activity from a task token or from (namespace, workflow, run, activity id).
+    fn activity_target(&self, token: &[u8], by_id: Option<(&str, &str, &str, &str)>) -> ApiResult<(RunKey, ActivityRef)> {
+        if let Some((namespace, workflow_id, run_id, activity_id)) = by_id {
+            required(workflow_id, "WorkflowId")?;
+            required(activity_id, "ActivityId")?;
+            let run = self.run_key(namespace, workflow_id, run_id)?;
+            return Ok((run, ActivityRef::ById { activity_id: activity_id.to_string() }));
+        }
+        match TaskToken::decode(token)? {
+            TaskToken::Activity { run, scheduled_event_id, attempt, .. } => {
+                Ok((run, ActivityRef::Token { scheduled_event_id, attempt }))
+            }
+            TaskToken::Workflow { .. } => Err(ApiError::InvalidArgument("Not an activity task token.".into())),
+        }
+    }
+
+    pub async fn complete_activity(
+        &self,
+        token: &[u8],
+        by_id: Option<(&str, &str, &str, &str)>,
+        result: Option<temporalio_protos::temporal::api::common::v1::Payloads>,
+        identity: String,
+    ) -> ApiResult<()> {
+        let (run, activity) = self.activity_target(token, by_id)?;
+        let request = RunRequest::CompleteActivityTask(CompleteActivityTaskRequest { activity, result, identity, now: now_nanos() });
+        self.engine.execute_run(&run, request).await?;
+        Ok(())
+    }
+
+    pub async fn fail_activity(
+        &self,
+        token: &[u8],
+        by_id: Option<(&str, &str, &str, &str)>,
+        failure: Option<temporalio_protos::temporal::api::failure::v1::Failure>,
+        last_heartbeat_details: Option<temporalio_protos::temporal::api::common::v1::Payloads>,
+        identity: String,
+    ) -> ApiResult<()> {
+        let (run, activity) = self.activity_target(token, by_id)?;
+        let request = RunRequest::FailActivityTask(FailActivityTaskRequest {
+            activity,
+            failure,
+            last_heartbeat_details,
+            identity,
+            now: now_nanos(),
+        });
+        self.engine.execute_run(&run, request).await?;
+        Ok(())
+    }
+
+    pub async fn cancel_activity(
+        &self,
+        token: &[u8],
+        by_id: Option<(&str, &str, &str, &str)>,
+        details: Option<temporalio_protos::temporal::api::common::v1::Payloads>,
+        identity: String,
+    ) -> ApiResult<()> {
+        let (run, activity) = self.activity_target(token, by_id)?;
+        let request = RunRequest::CancelActivityTask(CancelActivityTaskRequest { activity, details, identity, now: now_nanos() });
+        self.engine.execute_run(&run, request).await?;
+        Ok(())
+    }
+
+    pub async fn heartbeat(
+        &self,
+        token: &[u8],
+        by_id: Option<(&str, &str, &str, &str)>,
+        details: Option<temporalio_protos::temporal::api::common::v1::Payloads>,
+        identity: String,
+    ) -> ApiResult<bool> {
+        let (run, activity) = self.activity_target(token, by_id)?;
+        let request = RunRequest::HeartbeatActivityTask(HeartbeatActivityTaskRequest { activity, details, identity, now: now_nanos() });
+        match self.engine.execute_run(&run, request).await? {
+            ShardOutcome::Run { reply: RunReply::Heartbeat(reply), .. } => Ok(reply.cancel_requested),
+            _ => Err(ApiError::Internal("unexpected reply to RecordActivityTaskHeartbeat".into())),
+        }
+    }
+
+    // ------------------------------------------------------------------ reads
+
+    pub async fn history(&self, req: pb::GetWorkflowExecutionHistoryRequest, grpc_timeout: Option<Duration>) -> ApiResult<pb::GetWorkflowExecutionHistoryResponse> {
+        let (workflow_id, run_id) = execution(req.execution.as_ref())?;
+        let ns = self.namespace_id(&req.namespace)?;
+        let shard = self.engine.shard_for(&ns, workflow_id);
+        let close_only = req.history_event_filter_type == HistoryEventFilterType::CloseEvent as i32;
+        let page_size = if req.maximum_page_size > 0 { req.maximum_page_size as usize } else { DEFAULT_HISTORY_PAGE };
+        let from = decode_event_cursor(&req.next_page_token)?.unwrap_or(1);
+        let deadline = poll_deadline(grpc_timeout, HISTORY_LONG_POLL);
+        let mut changed = self.engine.watch(shard);
+        loop {
+            // Marked seen before reading, so a change after the read always wakes the wait.
+            changed.borrow_and_update();
+            let reader = self.engine.reader(shard)?;
+            let (run, ms) = store::resolve_run(&reader, &ns, workflow_id, run_id)?;
+            let closed = !ms.is_running();
+            if close_only && closed {
+                let last = store::read_history(&reader, &run, ms.next_event_id - 1, ms.next_event_id, 1, false)?;
+                return Ok(history_response(last.events, None));
+            }
+            if !close_only && from < ms.next_event_id {
+                let page = store::read_history(&reader, &run, from, ms.next_event_id, page_size, false)?;
+                // While the run is open, a caller following it resumes after the last event.
+                let next = page.next_cursor.or((req.wait_new_event && !closed).then_some(ms.next_event_id));
+                return Ok(history_response(page.events, next));
+            }
+            if closed || !req.wait_new_event {
+                return Ok(history_response(Vec::new(), None));
+            }
+            if tokio::time::timeout_at(deadline, changed.changed()).await.is_err() {
+                // Nothing new in time: an empty page and a token to continue from.
+                return Ok(history_response(Vec::new(), Some(from)));
+            }
+        }
+    }
+
+    pub fn history_reverse(&self, req: pb::GetWorkflowExecutionHistoryReverseRequest) -> ApiResult<pb::GetWorkflowExecutionHistoryReverseResponse> {
+        let (workflow_id, run_id) = execution(req.execution.as_ref())?;
+        let ns = self.namespace_id(&req.namespace)?;
+        let shard = self.engine.shard_for(&ns, workflow_id);
+        let reader = self.engine.reader(shard)?;
+        let (run, ms) = store::resolve_run(&reader, &ns, workflow_id, run_id)?;
+        let page_size = if req.maximum_page_size > 0 { req.maximum_page_size as usize } else { DEFAULT_HISTORY_PAGE };
+        let to = decode_event_cursor(&req.next_page_token)?.unwrap_or(ms.next_event_id);
+        let page = store::read_history(&reader, &run, 1, to, page_size, true)?;
+        Ok(pb::GetWorkflowExecutionHistoryReverseResponse {
+            history: Some(History { events: page.events }),
+            next_page_token: page.next_cursor.map(|c| c.to_be_bytes().to_vec()).unwrap_or_default(),
+        })
+    }
+
+    pub fn describe(&self, req: pb::DescribeWorkflowExecutionRequest) -> ApiResult<pb::DescribeWorkflowExecutionResponse> {
+        let (workflow_id, run_id) = execution(req.execution.as_ref())?;
+        let ns = self.namespace_id(&req.namespace)?;
+        let shard = self.engine.shard_for(&ns, workflow_id);
+        let reader = self.engine.reader(shard)?;
+        let (_, ms) = store::resolve_run(&reader, &ns, workflow_id, run_id)?;
+        let d = describe(&ms);
+        Ok(pb::DescribeWorkflowExecutionResponse {
+            execution_config: Some(d.execution_config),
+            workflow_execution_info: Some(d.workflow_execution_info),
+            pending_activities: d.pending_activities,
+            pending_workflow_task: d.pending_workflow_task,
+            ..Default::default()
+        })
+    }
+
+    pub fn describe_task_queue(&self, req: pb::DescribeTaskQueueRequest) -> ApiResult<pb::DescribeTaskQueueResponse> {
+        let ns = self.namespace_id(&req.namespace)?;
+        let tq = task_queue_name(req.task_queue.as_ref())?;
+        // TASK_QUEUE_TYPE_ACTIVITY = 2; anything else describes the workflow queue.
+        let kind = if req.task_queue_type == 2 { TaskKind::Activity } else { TaskKind::Workflow };
+        let key = TaskQueueKey { namespace_id: ns, name: tq.name.clone(), kind };
+        let description = self.engine.matcher().describe(&key);
+        Ok(pb::DescribeTaskQueueResponse {
+            pollers: description
+                .pollers
+                .into_iter()
+                .map(|p| PollerInfo {
+                    identity: p.identity,
+                    last_access_time: Some(to_timestamp(
+                        p.last_access_time.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0),
+                    )),
+                    rate_per_second: 100_000.0,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        })
+    }
+
+    /// Unloads the worker's sticky queue so its pending tasks move to the normal queue now
+    /// instead of after the sticky schedule-to-start timeout.
+    pub fn shutdown_worker(&self, req: pb::ShutdownWorkerRequest) -> ApiResult<()> {
+        if req.sticky_task_queue.is_empty() {
+            return Ok(());
+        }
+        let ns = self.namespace_id(&req.namespace)?;
+        let sticky = TaskQueueKey { namespace_id: ns.clone(), name: req.sticky_task_queue, kind: TaskKind::Workflow };
+        for task in self.engine.matcher().unload(&sticky) {
+            let QueuedTask { run, .. } = &task;
+            let reader = self.engine.reader(task.shard)?;
+            if let Ok(Some(ms)) = store::read_run(&reader, run) {
+                let normal = TaskQueueKey { namespace_id: ns.clone(), name: ms.task_queue.clone(), kind: TaskKind::Workflow };
+                self.engine.matcher().add(&normal, task);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// History page tokens are the event id to continue at.
+fn decode_event_cursor(token: &[u8]) -> ApiResult<Option<i64>> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let bytes: [u8; 8] = token.try_into().map_err(|_| ApiError::InvalidArgument("Invalid NextPageToken.".into()))?;
+    Ok(Some(i64::from_be_bytes(bytes)))
+}
+
+fn history_response(events: Vec<temporalio_protos::temporal::api::history::v1::HistoryEvent>, next: Option<i64>) -> pb::GetWorkflowExecutionHistoryResponse {
+    pb::GetWorkflowExecutionHistoryResponse {
+        history: Some(History { events }),
+        next_page_token: next.map(|n| n.to_be_bytes().to_vec()).unwrap_or_default(),
+        ..Default::default()
+    }
+}
+
+fn activity_task_response(namespace: &str, task: &QueuedTask, started: ActivityTaskStartedReply) -> pb::PollActivityTaskQueueResponse {
+    let token = TaskToken::Activity {
+        run: task.run.clone(),
+        scheduled_event_id: started.scheduled_event_id,
+        attempt: started.attempt,
+        activity_id: started.activity_id.clone(),
+    };
+    pb::PollActivityTaskQueueResponse {
+        task_token: token.encode(),
+        workflow_namespace: namespace.to_string(),
+        workflow_type: Some(WorkflowType { name: started.workflow_type }),
+        workflow_execution: Some(WorkflowExecution { workflow_id: started.workflow_id, run_id: started.run_id }),
+        activity_type: Some(ActivityType { name: started.activity_type }),
+        activity_id: started.activity_id,
+        header: started.header,
+        input: started.input,
+        heartbeat_details: started.heartbeat_details,
+        scheduled_time: Some(to_timestamp(started.scheduled_time)),
+        current_attempt_scheduled_time: Some(to_timestamp(started.current_attempt_scheduled_time)),
+        started_time: Some(to_timestamp(started.started_time)),
+        attempt: started.attempt,
+        schedule_to_close_timeout: opt_duration(started.schedule_to_close_timeout),
+        start_to_close_timeout: opt_duration(started.start_to_close_timeout),
+        heartbeat_timeout: opt_duration(started.heartbeat_timeout),
+        retry_policy: Some(started.retry_policy),
+        priority: started.priority,
+        ..Default::default()
+    }
+}

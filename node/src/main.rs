@@ -1,0 +1,47 @@
+//! `dura`: one binary for every node of a Dura cluster and for its dev server.
+
+mod app;
+mod cli;
+mod config;
+mod engine;
+mod error;
+mod frontend;
+mod grpc;
+mod logging;
+mod metrics;
+mod namespace;
+mod server;
+mod shard;
+
+use anyhow::Context;
+use clap::Parser;
+use tokio::{net::TcpListener, signal::unix::{SignalKind, signal}};
+
+use crate::cli::{Cli, Command, ServerCommand};
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Server(ServerCommand::StartDev(args)) => {
+            logging::init(args.log_format, args.log_level);
+            let config = config::DevServerConfig::from_args(&args)?;
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(async move {
+                let listener = TcpListener::bind(config.listen)
+                    .await
+                    .with_context(|| format!("binding {}", config.listen))?;
+                server::run_dev_server(config, listener, shutdown_signal()).await
+            })
+        }
+    }
+}
+
+/// Resolves on the first SIGINT or SIGTERM, so both stop the server cleanly.
+async fn shutdown_signal() {
+    let mut term = signal(SignalKind::terminate()).expect("installing SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("installing SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,0 +1,76 @@
+//! Read side and command submission for namespaces.
+
+use dura_raft_store::{GroupId, RaftStore};
+
+use super::{MetaCommand, MetaReply, NamespaceError, NamespaceRecord, keys};
+use crate::error::{ApiError, ApiResult};
+
+/// Looks namespaces up in the metadata group's applied state and submits metadata commands.
+#[derive(Clone)]
+pub struct NamespaceRegistry {
+    store: RaftStore,
+}
+
+impl NamespaceRegistry {
+    pub fn new(store: RaftStore) -> Self {
+        Self { store }
+    }
+
+    /// Proposes a metadata command and returns its outcome once it is committed and applied.
+    pub async fn execute(&self, command: MetaCommand) -> ApiResult<Option<NamespaceRecord>> {
+        let bytes = bincode::serialize(&command).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let reply = self.store.propose(GroupId::META, bytes).await?;
+        let reply: MetaReply = bincode::deserialize(&reply).map_err(|e| ApiError::Internal(e.to_string()))?;
+        Ok(reply?)
+    }
+
+    pub fn by_name(&self, name: &str) -> ApiResult<NamespaceRecord> {
+        let reader = self.store.reader(GroupId::META)?;
+        let bytes = reader
+            .get(&keys::by_name(name))?
+            .ok_or_else(|| NamespaceError::NotFound(name.to_string()))?;
+        decode(&bytes)
+    }
+
+    pub fn by_id(&self, id: &str) -> ApiResult<NamespaceRecord> {
+        let reader = self.store.reader(GroupId::META)?;
+        let name = reader
+            .get(&keys::by_id(id))?
+            .ok_or_else(|| NamespaceError::IdNotFound(id.to_string()))?;
+        self.by_name(&String::from_utf8_lossy(&name))
+    }
+
+    /// One page of namespaces in name order, starting after `after`; the second value is
+    /// the name to continue after, if there may be more.
+    pub fn list(&self, after: Option<&str>, page_size: usize) -> ApiResult<(Vec<NamespaceRecord>, Option<String>)> {
+        let reader = self.store.reader(GroupId::META)?;
+        let start = match after {
+            // The smallest key strictly greater than the last name returned.
+            Some(name) => [keys::by_name(name), vec![0]].concat(),
+            None => keys::BY_NAME.to_vec(),
+        };
+        let mut end = keys::BY_NAME.to_vec();
+        *end.last_mut().expect("non-empty prefix") += 1;
+        let rows = reader.scan_range(&start, &end, page_size + 1)?;
+        let mut records = rows.iter().map(|(_, v)| decode(v)).collect::<ApiResult<Vec<_>>>()?;
+        let next = if records.len() > page_size {
+            records.truncate(page_size);
+            records.last().map(|r| r.name.clone())
+        } else {
+            None
+        };
+        Ok((records, next))
+    }
+
+    pub fn cluster_id(&self) -> ApiResult<String> {
+        let reader = self.store.reader(GroupId::META)?;
+        Ok(reader
+            .get(keys::CLUSTER_ID)?
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default())
+    }
+}
+
+fn decode(bytes: &[u8]) -> ApiResult<NamespaceRecord> {
+    bincode::deserialize(bytes).map_err(|e| ApiError::Internal(format!("corrupt namespace record: {e}")))
+}

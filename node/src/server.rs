@@ -1,0 +1,145 @@
+//! Wires one node: the Raft store, the state machine, and the gRPC frontend.
+
+use std::{future::Future, net::SocketAddr, path::Path, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use dura_raft_store::{GroupId, RaftStore, StoreOptions};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::{codec::CompressionEncoding, transport::Server};
+
+use crate::{
+    app::NodeApplication,
+    config::DevServerConfig,
+    engine::Engine,
+    frontend::{ClusterFacts, Frontend, NameUnimplementedLayer, Workflows},
+    grpc::{operatorservice::operator_service_server::OperatorServiceServer, workflowservice::workflow_service_server::WorkflowServiceServer},
+    metrics,
+    namespace::{MetaCommand, NamespaceRecord, NamespaceRegistry},
+};
+
+/// The dev server's namespaces keep closed workflows for a day, like the real one's.
+const DEV_NAMESPACE_RETENTION: Duration = Duration::from_secs(24 * 3600);
+/// Temporal payloads may be large (2 MiB blobs, 40 MiB task completions); tonic's default is 4 MiB.
+const MAX_MESSAGE_SIZE: usize = 128 * 1024 * 1024;
+/// Entries applied between snapshots (after which the log behind the snapshot is purged).
+const SNAPSHOT_EVERY: u64 = 10_000;
+const NODE_ID: u64 = 1;
+/// Remembers the shard count chosen when the database was created; it can never change.
+const SHARDS_FILE: &str = "DURA_SHARDS";
+
+/// The shard count is fixed at creation: a database created with N shards always has N.
+fn shard_count(dir: &Path, requested: u32) -> anyhow::Result<u32> {
+    let file = dir.join(SHARDS_FILE);
+    match std::fs::read_to_string(&file) {
+        Ok(text) => {
+            let stored: u32 = text.trim().parse().with_context(|| format!("corrupt {}", file.display()))?;
+            if stored != requested {
+                tracing::warn!(stored, requested, "database was created with a different shard count; keeping it");
+            }
+            Ok(stored)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir)?;
+            std::fs::write(&file, format!("{requested}\n"))?;
+            Ok(requested)
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", file.display())),
+    }
+}
+
+/// Runs a single-node dev server on `listener` until `shutdown` resolves.
+pub async fn run_dev_server(
+    config: DevServerConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    // Without --db-filename the state lives in a directory that is removed on exit.
+    let temp_dir;
+    let dir = match &config.data_dir {
+        Some(dir) => dir.clone(),
+        None => {
+            temp_dir = tempfile::Builder::new().prefix("dura-dev-").tempdir()?;
+            temp_dir.path().to_path_buf()
+        }
+    };
+    let shards = shard_count(&dir, config.shards)?;
+    let listen: SocketAddr = listener.local_addr()?;
+    let mut groups = vec![GroupId::META];
+    groups.extend((1..=shards).map(GroupId));
+    let store = RaftStore::open(
+        StoreOptions {
+            dir: dir.join("rocksdb"),
+            node_id: NODE_ID,
+            advertise_addr: listen.to_string(),
+            groups,
+            durability: config.durability,
+            snapshot_every: SNAPSHOT_EVERY,
+        },
+        Arc::new(NodeApplication),
+    )
+    .await
+    .context("opening the Raft store")?;
+    store.wait_for_leaders(Duration::from_secs(10)).await.context("electing group leaders")?;
+
+    let namespaces = NamespaceRegistry::new(store.clone());
+    bootstrap(&namespaces, &config).await?;
+    let engine = Engine::new(store.clone(), shards);
+    engine.recover().context("recovering pending tasks")?;
+
+    let metrics_addr = metrics::serve(config.metrics_listen).await.context("binding the metrics port")?;
+    let workflows = Workflows { engine, namespaces: namespaces.clone() };
+    let frontend = Frontend::new(namespaces, workflows, ClusterFacts { shard_count: shards });
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_service_status("temporal.api.workflowservice.v1.WorkflowService", tonic_health::ServingStatus::Serving)
+        .await;
+    health_reporter.set_service_status("", tonic_health::ServingStatus::Serving).await;
+
+    tracing::info!(%listen, %metrics_addr, data_dir = %dir.display(), shards, "Dura dev server ready");
+    let served = Server::builder()
+        .layer(NameUnimplementedLayer)
+        .add_service(
+            WorkflowServiceServer::new(frontend.clone())
+                // The SDKs' Rust core sends gzip-compressed requests.
+                .accept_compressed(CompressionEncoding::Gzip)
+                .send_compressed(CompressionEncoding::Gzip)
+                .max_decoding_message_size(MAX_MESSAGE_SIZE)
+                .max_encoding_message_size(MAX_MESSAGE_SIZE),
+        )
+        .add_service(
+            OperatorServiceServer::new(frontend)
+                .accept_compressed(CompressionEncoding::Gzip)
+                .send_compressed(CompressionEncoding::Gzip)
+                .max_decoding_message_size(MAX_MESSAGE_SIZE)
+                .max_encoding_message_size(MAX_MESSAGE_SIZE),
+        )
+        .add_service(health_service)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await;
+    tracing::info!("shutting down");
+    let stopped = store.shutdown().await;
+    served.context("serving gRPC")?;
+    stopped.context("stopping the Raft store")?;
+    Ok(())
+}
+
+/// Creates what `start-dev` promises: the cluster id and the launch namespaces.
+async fn bootstrap(namespaces: &NamespaceRegistry, config: &DevServerConfig) -> anyhow::Result<()> {
+    namespaces
+        .execute(MetaCommand::InitCluster { cluster_id: uuid::Uuid::new_v4().to_string() })
+        .await?;
+    for name in &config.namespaces {
+        let record = NamespaceRecord::new(uuid::Uuid::new_v4().to_string(), name.clone(), DEV_NAMESPACE_RETENTION);
+        namespaces.execute(MetaCommand::Register { record, if_absent: true }).await?;
+        if !config.search_attributes.is_empty() {
+            namespaces
+                .execute(MetaCommand::AddSearchAttributes {
+                    name: name.clone(),
+                    attributes: config.search_attributes.iter().cloned().collect(),
+                })
+                .await?;
+        }
+    }
+    Ok(())
+}

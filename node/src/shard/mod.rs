@@ -1,0 +1,132 @@
+//! History shards: which shard owns a workflow, the commands a shard's Raft log carries, and
+//! how a committed command is applied to the shard's state.
+//!
+//! A shard command is applied by `dura_history::store` inside the Raft apply transaction, so the
+//! new mutable state, the appended events and the current-run record commit atomically with the
+//! log position. The reply carries the tasks the transition produced; only the leader acts on
+//! them (see `engine`), and after a restart it rebuilds them from mutable state alone.
+
+use dura_history::{
+    HistoryError, RunReply, RunRequest, Task,
+    api::{
+        signal::SignalRequest,
+        start::{StartReply, StartWorkflowRequest},
+    },
+    keys::RunKey,
+    store::{self, KvRead, KvWrite},
+};
+use dura_raft_store::{ApplyTxn, GroupId, StateReader};
+use serde::{Deserialize, Serialize};
+
+/// `hash(namespace id, workflow id) mod shards`, shard ids starting at 1 like Temporal's.
+/// FNV-1a: stable across builds and platforms, which a routing function must be.
+pub fn shard_for(namespace_id: &str, workflow_id: &str, shards: u32) -> GroupId {
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in namespace_id.bytes().chain(std::iter::once(b'_')).chain(workflow_id.bytes()) {
+        hash ^= byte as u32;
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    GroupId(hash % shards + 1)
+}
+
+/// Commands carried by a shard's Raft log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ShardCommand {
+    Start(StartWorkflowRequest),
+    SignalWithStart(StartWorkflowRequest, SignalRequest),
+    Run { namespace_id: String, workflow_id: String, run_id: String, request: RunRequest },
+}
+
+/// What a committed shard command produced.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ShardOutcome {
+    Started { reply: StartReply, tasks: Vec<(RunKey, Task)> },
+    Run { run: RunKey, reply: RunReply, tasks: Vec<Task>, new_events: bool },
+}
+
+pub type ShardReply = Result<ShardOutcome, HistoryError>;
+
+/// The Raft apply transaction seen through history's key/value traits.
+pub struct TxnKv<'a, 'b>(pub &'a mut ApplyTxn<'b>);
+
+impl KvRead for TxnKv<'_, '_> {
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.0.get(key)
+    }
+    fn scan_prefix(&self, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        self.0.scan_prefix(prefix)
+    }
+}
+
+impl KvWrite for TxnKv<'_, '_> {
+    fn put(&mut self, key: &[u8], value: &[u8]) {
+        self.0.put(key, value)
+    }
+    fn delete(&mut self, key: &[u8]) {
+        self.0.delete(key)
+    }
+}
+
+/// A shard's applied state, read outside the log (histories, describe, recovery).
+pub struct ReaderKv(pub StateReader);
+
+impl KvRead for ReaderKv {
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        // A storage error here is an I/O failure of the local RocksDB; reads treat it as absent
+        // and the caller's later proposal surfaces the real failure.
+        self.0.get(key).ok().flatten()
+    }
+    fn scan_prefix(&self, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        self.0.scan_prefix(prefix).unwrap_or_default()
+    }
+    fn scan_range(&self, start: &[u8], end: &[u8], limit: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+        self.0.scan_range(start, end, limit).unwrap_or_default()
+    }
+}
+
+fn start_outcome(outcome: dura_history::api::start::StartOutcome) -> ShardOutcome {
+    // A run terminated by TERMINATE_EXISTING leaves no task behind; only the new run has some.
+    let mut tasks = Vec::new();
+    if let Some(run) = outcome.new_run {
+        let key = RunKey::new(&run.state.namespace_id, &run.state.workflow_id, &run.state.run_id);
+        tasks.extend(run.tasks.into_iter().map(|t| (key.clone(), t)));
+    }
+    ShardOutcome::Started { reply: outcome.reply, tasks }
+}
+
+/// Applies one committed shard command. Deterministic: state only through `txn`.
+pub fn apply(txn: &mut ApplyTxn<'_>, command: &[u8]) -> ShardReply {
+    let command: ShardCommand = bincode::deserialize(command)
+        .map_err(|e| HistoryError::Internal(format!("undecodable shard command: {e}")))?;
+    let mut kv = TxnKv(txn);
+    match command {
+        ShardCommand::Start(req) => store::start_workflow(&mut kv, req).map(start_outcome),
+        ShardCommand::SignalWithStart(req, signal) => {
+            store::signal_with_start(&mut kv, req, signal).map(start_outcome)
+        }
+        ShardCommand::Run { namespace_id, workflow_id, run_id, request } => {
+            let (run, transition) = store::apply_to_run(&mut kv, &namespace_id, &workflow_id, &run_id, request)?;
+            Ok(ShardOutcome::Run {
+                run,
+                new_events: !transition.events.is_empty(),
+                reply: transition.reply,
+                tasks: transition.tasks,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_routing_is_stable_and_in_range() {
+        let shard = shard_for("ns", "wf-1", 4);
+        assert_eq!(shard, shard_for("ns", "wf-1", 4));
+        for i in 0..1000 {
+            let GroupId(id) = shard_for("ns", &format!("wf-{i}"), 4);
+            assert!((1..=4).contains(&id));
+        }
+    }
+}
