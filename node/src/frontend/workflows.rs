@@ -322,14 +322,10 @@ impl Workflows {
     ) -> ApiResult<pb::PollWorkflowTaskQueueResponse> {
         let shard = self.engine.shard_for(&run.namespace_id, &run.workflow_id);
         let reader = self.engine.reader(shard)?;
-        let page = store::read_history(
-            &reader,
-            run,
-            started.first_event_id(),
-            started.next_event_id,
-            usize::MAX >> 1,
-            false,
-        )?;
+        // The whole history up to the started event travels with the task.
+        let first = started.first_event_id();
+        let page_size = (started.next_event_id - first).max(1) as usize;
+        let page = store::read_history(&reader, run, first, started.next_event_id, page_size, false)?;
         let mut events = page.events;
         events.extend(started.transient_events.iter().cloned());
         let token = TaskToken::Workflow {
