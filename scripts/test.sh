@@ -26,17 +26,18 @@ echo "test.sh: cargo test --workspace" >&2
 cargo build --workspace --all-targets --locked
 cargo test --workspace --locked
 
-# Conformance: only the tests Dura passes so far; the list grows with each capability.
+# Conformance: the files Dura passes so far. The deselected tests need RPCs that are not
+# built yet (CountWorkflowExecutions: visibility; QueryWorkflow: queries).
 CONFORMANCE=(
-  test_quickstart.py::test_connect_with_namespace
-  test_testing_tools.py::test_activity_environment_runs_activity
-  test_testing_tools.py::test_activity_environment_captures_heartbeats
-  test_testing_tools.py::test_activity_environment_custom_info
-  test_testing_tools.py::test_activity_environment_cancellation
+  test_quickstart.py test_workflows.py test_activities.py test_workers.py test_timers.py
+  test_history_replay.py test_testing_tools.py test_lifecycle.py test_restart.py
+  --deselect test_quickstart.py::test_connect_with_namespace
+  --deselect test_history_replay.py::test_workflow_random_uuid_and_now_are_deterministic
+  --deselect test_history_replay.py::test_fetch_history_json_round_trip_and_replay
 )
 SUITE="${DURA_CONFORMANCE_DIR:-$ROOT/../shared/conformance}"
 if [ -f "$SUITE/run.sh" ]; then
-  echo "test.sh: conformance suite (${#CONFORMANCE[@]} tests)" >&2
+  echo "test.sh: conformance suite" >&2
   DURA_BIN="$CARGO_TARGET_DIR/debug/dura" bash "$SUITE/run.sh" dura "${CONFORMANCE[@]}"
 else
   echo "test.sh: conformance suite not found at $SUITE" >&2

@@ -25,6 +25,8 @@ const MAX_MESSAGE_SIZE: usize = 128 * 1024 * 1024;
 /// Entries applied between snapshots (after which the log behind the snapshot is purged).
 const SNAPSHOT_EVERY: u64 = 10_000;
 const NODE_ID: u64 = 1;
+/// How long open calls may take to finish after SIGTERM before the store is closed anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Remembers the shard count chosen when the database was created; it can never change.
 const SHARDS_FILE: &str = "DURA_SHARDS";
 
@@ -97,7 +99,8 @@ pub async fn run_dev_server(
     health_reporter.set_service_status("", tonic_health::ServingStatus::Serving).await;
 
     tracing::info!(%listen, %metrics_addr, data_dir = %dir.display(), shards, "Dura dev server ready");
-    let served = Server::builder()
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(());
+    let serve = Server::builder()
         .layer(NameUnimplementedLayer)
         .add_service(
             WorkflowServiceServer::new(frontend.clone())
@@ -115,8 +118,25 @@ pub async fn run_dev_server(
                 .max_encoding_message_size(MAX_MESSAGE_SIZE),
         )
         .add_service(health_service)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await;
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            let _ = stop_rx.changed().await;
+        });
+    // Graceful shutdown waits for open calls (e.g. long polls) to finish, but only for so
+    // long: the store must still be closed cleanly if a client never lets go.
+    tokio::pin!(serve);
+    let served = tokio::select! {
+        served = &mut serve => served,
+        () = shutdown => {
+            let _ = stop_tx.send(());
+            match tokio::time::timeout(SHUTDOWN_GRACE, &mut serve).await {
+                Ok(served) => served,
+                Err(_) => {
+                    tracing::warn!("clients still connected after the grace period; closing anyway");
+                    Ok(())
+                }
+            }
+        }
+    };
     tracing::info!("shutting down");
     let stopped = store.shutdown().await;
     served.context("serving gRPC")?;

@@ -112,7 +112,7 @@ impl DevServer {
     }
 
     /// SIGTERM, then waits for the process to exit; returns its exit status.
-    pub fn terminate(&mut self, timeout: Duration) -> anyhow::Result<std::process::ExitStatus> {
+    pub async fn terminate(&mut self, timeout: Duration) -> anyhow::Result<std::process::ExitStatus> {
         let mut child = self.child.take().context("server not running")?;
         // SAFETY: kill(2) on a pid we own; no memory is touched.
         unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
@@ -125,7 +125,9 @@ impl DevServer {
                 let _ = child.kill();
                 bail!("dura did not exit within {timeout:?} of SIGTERM");
             }
-            std::thread::sleep(Duration::from_millis(20));
+            // Yield to the runtime: this test's own gRPC connections must see the server's
+            // GOAWAY and close, or the server's graceful shutdown waits for them.
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 }

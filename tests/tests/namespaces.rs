@@ -158,7 +158,7 @@ async fn sigterm_shuts_down_cleanly_and_releases_the_database() -> anyhow::Resul
     let db = dir.path().join("db");
     let mut server = DevServer::start(&db).await?;
     server.workflow_client().await?.register_namespace(register("kept")).await?;
-    let status = server.terminate(Duration::from_secs(20))?;
+    let status = server.terminate(Duration::from_secs(20)).await?;
     assert!(status.success(), "exit status {status:?}; log:\n{}", server.log());
     // The RocksDB lock is free again and the acknowledged namespace is there.
     let server = DevServer::start(&db).await?;
