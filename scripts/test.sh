@@ -43,3 +43,10 @@ else
   echo "test.sh: conformance suite not found at $SUITE" >&2
   exit 1
 fi
+
+# Dura's own Python-SDK tests: histories against expectations recorded from the real dev
+# server, 200 concurrent workflows, and SIGKILL mid-run. Same virtualenv as the suite.
+VENV="${CONFORMANCE_VENV:-.venv-conformance}"
+case "$VENV" in /*) ;; *) VENV="$ROOT/$VENV" ;; esac
+echo "test.sh: tests/python" >&2
+(cd tests/python && DURA_BIN="$CARGO_TARGET_DIR/debug/dura" "$VENV/bin/python" -m pytest -q -m "not load" .)

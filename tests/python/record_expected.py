@@ -1,0 +1,20 @@
+"""Records expected/*.txt from a server that is known to be right: the real dev server."""
+
+import asyncio
+import sys
+import uuid
+
+from temporalio.client import Client
+
+from test_history_shapes import EXPECTED, run_and_fetch
+from workflows_under_test import HelloWorkflow, RetryWorkflow
+
+
+async def main(address: str) -> None:
+    client = await Client.connect(address)
+    for name, workflow, arg in [("hello_world", HelloWorkflow, "Temporal"), ("activity_retry", RetryWorkflow, str(uuid.uuid4()))]:
+        (EXPECTED / f"{name}.txt").write_text("\n".join(await run_and_fetch(client, workflow, arg)) + "\n")
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1]))

@@ -1,0 +1,50 @@
+"""Event-type sequences of real workflows, compared with expectations recorded from the real
+Temporal dev server (`python record_expected.py ADDRESS` re-records them)."""
+
+import os
+import tempfile
+import uuid
+from pathlib import Path
+
+import pytest
+
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from harness import Server, free_port
+from workflows_under_test import HelloWorkflow, RetryWorkflow, flaky, say_hello
+
+EXPECTED = Path(__file__).parent / "expected"
+
+
+@pytest.fixture(scope="module")
+async def client():
+    with tempfile.TemporaryDirectory() as tmp:
+        server = Server(os.path.join(tmp, "db"), free_port())
+        try:
+            yield await server.start()
+        finally:
+            server.stop()
+
+
+def event_types(history) -> list[str]:
+    return [EventType.Name(e.event_type).removeprefix("EVENT_TYPE_") for e in history.events]
+
+
+async def run_and_fetch(client: Client, workflow, arg: str) -> list[str]:
+    queue = f"shapes-{uuid.uuid4()}"
+    async with Worker(client, task_queue=queue, workflows=[HelloWorkflow, RetryWorkflow], activities=[say_hello, flaky]):
+        handle = await client.start_workflow(workflow.run, arg, id=f"shapes-{uuid.uuid4()}", task_queue=queue)
+        await handle.result()
+    return event_types(await handle.fetch_history())
+
+
+async def test_hello_world_history_matches_the_real_server(client: Client):
+    actual = await run_and_fetch(client, HelloWorkflow, "Temporal")
+    assert actual == (EXPECTED / "hello_world.txt").read_text().split()
+
+
+async def test_retry_history_matches_the_real_server(client: Client):
+    actual = await run_and_fetch(client, RetryWorkflow, str(uuid.uuid4()))
+    assert actual == (EXPECTED / "activity_retry.txt").read_text().split()

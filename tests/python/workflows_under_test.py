@@ -1,0 +1,41 @@
+"""Workflows whose histories are compared with the real dev server's (see test_history_shapes.py)."""
+
+from datetime import timedelta
+
+from temporalio import activity, workflow
+from temporalio.common import RetryPolicy
+
+_attempts: dict[str, int] = {}
+
+
+@activity.defn
+async def say_hello(name: str) -> str:
+    return f"Hello, {name}!"
+
+
+@activity.defn
+async def flaky(key: str) -> str:
+    """Fails twice, then succeeds: three attempts, one scheduled/started/completed."""
+    _attempts[key] = _attempts.get(key, 0) + 1
+    if _attempts[key] < 3:
+        raise RuntimeError(f"attempt {_attempts[key]} fails")
+    return f"ok after {_attempts[key]}"
+
+
+@workflow.defn
+class HelloWorkflow:
+    @workflow.run
+    async def run(self, name: str) -> str:
+        return await workflow.execute_activity(say_hello, name, start_to_close_timeout=timedelta(seconds=10))
+
+
+@workflow.defn
+class RetryWorkflow:
+    @workflow.run
+    async def run(self, key: str) -> str:
+        return await workflow.execute_activity(
+            flaky,
+            key,
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=RetryPolicy(initial_interval=timedelta(milliseconds=100), backoff_coefficient=1.0),
+        )
