@@ -42,6 +42,8 @@ pub struct QueuedTask {
     pub scheduled_event_id: i64,
     pub attempt: i32,
     pub stamp: i32,
+    /// Set for a query task (see `frontend::queries`): not a recorded task at all.
+    pub query_id: Option<u64>,
 }
 
 /// Wall-clock now as the state machine's time unit. Time enters the log here, never in apply.
@@ -134,6 +136,7 @@ impl Engine {
                     scheduled_event_id: wt.scheduled_event_id,
                     attempt: wt.attempt,
                     stamp: wt.stamp,
+                    query_id: None,
                 };
                 self.inner.matcher.add(&queue, task);
             }
@@ -149,6 +152,7 @@ impl Engine {
                     scheduled_event_id: at.scheduled_event_id,
                     attempt: at.attempt,
                     stamp: 0,
+                    query_id: None,
                 };
                 self.inner.matcher.add(&queue, task);
             }
@@ -160,7 +164,7 @@ impl Engine {
 
     /// A sticky queue whose worker stopped polling is bypassed: the task goes to the normal
     /// queue, where any worker can take it (with a full history).
-    fn workflow_queue(&self, namespace_id: &str, queue: &TaskQueueRef) -> TaskQueueKey {
+    pub fn workflow_queue(&self, namespace_id: &str, queue: &TaskQueueRef) -> TaskQueueKey {
         let sticky = TaskQueueKey { namespace_id: namespace_id.to_string(), name: queue.name.clone(), kind: TaskKind::Workflow };
         if !queue.sticky || self.inner.matcher.has_recent_poller(&sticky, STICKY_POLLER_WINDOW) {
             return sticky;

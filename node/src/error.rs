@@ -9,7 +9,7 @@ use prost::Message;
 use temporalio_protos::{
     google::rpc::Status as RpcStatus,
     temporal::api::errordetails::v1::{
-        NamespaceAlreadyExistsFailure, NamespaceNotFoundFailure, WorkflowExecutionAlreadyStartedFailure,
+        NamespaceAlreadyExistsFailure, NamespaceNotFoundFailure, QueryFailedFailure, WorkflowExecutionAlreadyStartedFailure,
     },
 };
 use tonic::{Code, Status};
@@ -29,6 +29,11 @@ pub enum ApiError {
     Unavailable(String),
     #[error("{0}")]
     Unimplemented(String),
+    #[error("{0}")]
+    DeadlineExceeded(String),
+    /// The workflow's query handler failed; the SDK raises it as WorkflowQueryFailedError.
+    #[error("{message}")]
+    QueryFailed { message: String, failure: Option<Box<temporalio_protos::temporal::api::failure::v1::Failure>> },
     #[error("{0}")]
     Internal(String),
     #[error(transparent)]
@@ -72,6 +77,13 @@ impl From<ApiError> for Status {
             ApiError::FailedPrecondition(_) => Status::failed_precondition(message),
             ApiError::Unavailable(_) => Status::unavailable(message),
             ApiError::Unimplemented(_) => Status::unimplemented(message),
+            ApiError::DeadlineExceeded(_) => Status::deadline_exceeded(message),
+            ApiError::QueryFailed { failure, .. } => with_detail(
+                Code::InvalidArgument,
+                message,
+                "temporal.api.errordetails.v1.QueryFailedFailure",
+                QueryFailedFailure { failure: failure.map(|f| *f) },
+            ),
             ApiError::Internal(_) => Status::internal(message),
             ApiError::Namespace(ns) => match ns {
                 NamespaceError::NotFound(name) => with_detail(

@@ -90,7 +90,7 @@ pub async fn run_dev_server(
     engine.recover().context("recovering pending tasks")?;
 
     let metrics_addr = metrics::serve(config.metrics_listen).await.context("binding the metrics port")?;
-    let workflows = Workflows { engine, namespaces: namespaces.clone() };
+    let workflows = Workflows { engine, namespaces: namespaces.clone(), queries: Default::default() };
     let frontend = Frontend::new(namespaces, workflows, ClusterFacts { shard_count: shards });
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter

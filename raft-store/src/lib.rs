@@ -32,8 +32,9 @@
 //! * **No openraft in the API.** openraft is an implementation detail of this crate.
 //!
 //! Layout: `keys.rs` (RocksDB key encodings), `db.rs` (the shared RocksDB handle), `writer.rs`
-//! (group commit), `log_store.rs` / `state_machine.rs` / `txn.rs` (openraft storage),
-//! `network.rs` (no peers yet), `config.rs` (raft timing), `store.rs` ([`RaftStore`]).
+//! (group commit), `log_store.rs` / `state_machine.rs` / `txn.rs` (openraft storage), `types.rs`
+//! (openraft type config), `network.rs` (no peers yet), `config.rs` (raft timing), `reader.rs`
+//! ([`StateReader`]), `store.rs` ([`RaftStore`]), `error.rs`.
 
 mod config;
 mod db;

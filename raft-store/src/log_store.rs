@@ -177,7 +177,7 @@ impl LogStore {
             (last_purged, committed.flatten(), last_entry)
         };
 
-        let last_log_id = std::cmp::max(last_entry, last_purged.clone());
+        let last_log_id = std::cmp::max(last_entry, last_purged);
         Ok(Self {
             shared: Arc::new(LogShared {
                 group,
@@ -257,8 +257,8 @@ impl RaftLogStorage<C> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<C>, io::Error> {
         Ok(LogState {
-            last_purged_log_id: self.last_purged.clone(),
-            last_log_id: self.last_log_id.clone(),
+            last_purged_log_id: self.last_purged,
+            last_log_id: self.last_log_id,
         })
     }
 
@@ -296,7 +296,7 @@ impl RaftLogStorage<C> for LogStore {
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
-        Ok(self.committed.clone())
+        Ok(self.committed)
     }
 
     async fn append<I>(&mut self, entries: I, callback: IOFlushed<C>) -> Result<(), io::Error>
@@ -360,8 +360,8 @@ impl RaftLogStorage<C> for LogStore {
         let ops = delete_log_range(self.group(), from, u64::MAX);
         self.writer.write(ops, self.sync_appends).await?;
         // Truncating past the end changes nothing; never below the purged point.
-        let kept = std::cmp::min(last_log_id, self.last_log_id.clone());
-        self.last_log_id = std::cmp::max(kept, self.last_purged.clone());
+        let kept = std::cmp::min(last_log_id, self.last_log_id);
+        self.last_log_id = std::cmp::max(kept, self.last_purged);
         Ok(())
     }
 
@@ -384,8 +384,8 @@ impl RaftLogStorage<C> for LogStore {
         // The purge record is always synced: it is rare and must survive a crash.
         self.writer.write(ops, true).await?;
 
-        if self.last_log_id < Some(log_id.clone()) {
-            self.last_log_id = Some(log_id.clone());
+        if self.last_log_id < Some(log_id) {
+            self.last_log_id = Some(log_id);
         }
         self.last_purged = Some(log_id);
         Ok(())

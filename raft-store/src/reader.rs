@@ -15,6 +15,10 @@ use crate::keys::group_prefix;
 use crate::keys::prefix_upper_bound;
 use crate::keys::state_key;
 
+
+/// Key/value pairs in key order, keys without the group prefix.
+pub type KvPairs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Reads one group's applied state directly from RocksDB.
 ///
 /// Keys are application keys (the group prefix is stripped). Each call reads the latest applied
@@ -54,7 +58,7 @@ impl StateReader {
     }
 
     /// Every `(key, value)` whose key starts with `prefix`, ascending by key.
-    pub fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Error> {
+    pub fn scan_prefix(&self, prefix: &[u8]) -> Result<KvPairs, Error> {
         let start = state_key(self.group, prefix);
         let end = prefix_upper_bound(&start);
         self.scan_raw(&start, end.as_deref(), usize::MAX)
@@ -67,7 +71,7 @@ impl StateReader {
         start: &[u8],
         end: &[u8],
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Error> {
+    ) -> Result<KvPairs, Error> {
         let raw_start = state_key(self.group, start);
         let raw_end = if end.is_empty() {
             prefix_upper_bound(&group_prefix(self.group))
@@ -82,7 +86,7 @@ impl StateReader {
         start: &[u8],
         end: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Error> {
+    ) -> Result<KvPairs, Error> {
         let mut out = Vec::new();
         if limit == 0 || end.is_some_and(|end| start >= end) {
             return Ok(out);

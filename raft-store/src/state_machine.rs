@@ -129,7 +129,7 @@ impl SmShared {
                 },
             )?;
             let meta = SnapshotMeta {
-                last_log_id: last_applied.clone(),
+                last_log_id: last_applied,
                 last_membership: membership.clone(),
             };
             (
@@ -248,7 +248,7 @@ impl RaftStateMachine<C> for StateMachine {
     type SnapshotBuilder = SnapshotBuilder;
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
-        Ok((self.last_applied.clone(), self.membership.clone()))
+        Ok((self.last_applied, self.membership.clone()))
     }
 
     async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
@@ -274,11 +274,11 @@ impl RaftStateMachine<C> for StateMachine {
                         .apply(group, entry.log_id.index(), &command.0, &mut txn)
                 }
                 EntryPayload::Membership(m) => {
-                    membership = Some(StoredMembership::new(Some(entry.log_id.clone()), m.clone()));
+                    membership = Some(StoredMembership::new(Some(entry.log_id), m.clone()));
                     Vec::new()
                 }
             };
-            last = Some(entry.log_id.clone());
+            last = Some(entry.log_id);
             if let Some(responder) = responder {
                 responses.push((responder, response));
             }
@@ -293,7 +293,7 @@ impl RaftStateMachine<C> for StateMachine {
         batch.put_cf(
             meta_cf,
             meta_key(group, MetaKind::Applied),
-            encode(&Some(last.clone()))?,
+            encode(&Some(last))?,
         );
         if let Some(m) = &membership {
             batch.put_cf(meta_cf, meta_key(group, MetaKind::Membership), encode(m)?);
@@ -346,7 +346,7 @@ impl RaftStateMachine<C> for StateMachine {
         .await
         .map_err(|e| io_err(format!("snapshot install task failed: {e}")))??;
 
-        self.last_applied = meta.last_log_id.clone();
+        self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
         self.app.on_snapshot_installed(group);
         Ok(())

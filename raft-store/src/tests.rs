@@ -41,6 +41,7 @@ use crate::writer::Writer;
 /// - `incr K`       → increments a decimal counter, returns the new value
 /// - `scan P`       → returns `k=v;` for every key with prefix P (read through the txn)
 /// - `putget K V`   → put then get in the same command, returns what the txn read back
+///
 /// Every command also appends its index to the key `log` so tests can check apply order.
 #[derive(Default)]
 struct KvApp {
@@ -692,7 +693,7 @@ async fn snapshot_blob_head_decodes_meta_only() {
     let payload: crate::state_machine::SnapshotPayload = crate::db::decode(&snap.snapshot).unwrap();
     assert_eq!(payload.last_applied, snap.meta.last_log_id);
     let kvs: BTreeMap<Vec<u8>, Vec<u8>> = payload.kvs.into_iter().collect();
-    assert_eq!(kvs.get(&b"a".to_vec()), Some(&b"b".to_vec()));
+    assert_eq!(kvs.get(b"a".as_slice()), Some(&b"b".to_vec()));
     store.shutdown().await.unwrap();
 }
 

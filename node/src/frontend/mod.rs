@@ -4,6 +4,7 @@
 //! commands and map results back to protocol messages. Protocol types stop here.
 
 mod namespaces;
+mod queries;
 mod search_attributes;
 mod token;
 mod unimplemented;
@@ -235,6 +236,15 @@ impl WorkflowService for Frontend {
 
     async fn describe_task_queue(&self, request: Request<wfsvc::DescribeTaskQueueRequest>) -> RpcResult<wfsvc::DescribeTaskQueueResponse> {
         reply(self.workflows().describe_task_queue(request.into_inner()))
+    }
+
+    async fn query_workflow(&self, request: Request<wfsvc::QueryWorkflowRequest>) -> RpcResult<wfsvc::QueryWorkflowResponse> {
+        let timeout = workflows::grpc_timeout(&request);
+        reply(self.workflows().query(request.into_inner(), timeout).await)
+    }
+
+    async fn respond_query_task_completed(&self, request: Request<wfsvc::RespondQueryTaskCompletedRequest>) -> RpcResult<wfsvc::RespondQueryTaskCompletedResponse> {
+        reply(self.workflows().respond_query(request.into_inner()).map(|()| Default::default()))
     }
 
     async fn shutdown_worker(&self, request: Request<wfsvc::ShutdownWorkerRequest>) -> RpcResult<wfsvc::ShutdownWorkerResponse> {

@@ -10,6 +10,8 @@ use crate::error::{ApiError, ApiResult};
 pub enum TaskToken {
     Workflow { run: RunKey, scheduled_event_id: i64, started_event_id: i64, attempt: i32, stamp: i32 },
     Activity { run: RunKey, scheduled_event_id: i64, attempt: i32, activity_id: String },
+    /// A query task: answered, never recorded.
+    Query { run: RunKey, query_id: u64 },
 }
 
 impl TaskToken {

@@ -35,7 +35,7 @@ use temporalio_protos::temporal::api::{
 };
 use tokio::time::Instant;
 
-use super::token::TaskToken;
+use super::{queries::QueryRegistry, token::TaskToken};
 use crate::{
     engine::{Engine, QueuedTask, now_nanos},
     error::{ApiError, ApiResult},
@@ -54,6 +54,25 @@ const DEFAULT_HISTORY_PAGE: usize = 1000;
 pub struct Workflows {
     pub engine: Engine,
     pub namespaces: NamespaceRegistry,
+    pub queries: std::sync::Arc<QueryRegistry>,
+}
+
+/// StartWorkflowExecution and SignalWithStartWorkflowExecution carry the same start options
+/// under the same field names (in two unrelated message types).
+macro_rules! start_options {
+    ($start:ident, $req:ident, $header:expr) => {
+        $start.execution_timeout = from_duration($req.workflow_execution_timeout.as_ref());
+        $start.run_timeout = from_duration($req.workflow_run_timeout.as_ref());
+        $start.task_timeout = from_duration($req.workflow_task_timeout.as_ref());
+        $start.retry_policy = $req.retry_policy;
+        $start.memo = $req.memo;
+        $start.search_attributes = $req.search_attributes;
+        $start.header = $header;
+        $start.priority = $req.priority;
+        $start.id_reuse_policy = $req.workflow_id_reuse_policy;
+        $start.id_conflict_policy = $req.workflow_id_conflict_policy;
+        $start.start_delay = from_duration($req.workflow_start_delay.as_ref());
+    };
 }
 
 fn required<'a>(value: &'a str, what: &str) -> ApiResult<&'a str> {
@@ -168,17 +187,7 @@ impl Workflows {
             &req.identity,
             req.input,
         )?;
-        start.execution_timeout = from_duration(req.workflow_execution_timeout.as_ref());
-        start.run_timeout = from_duration(req.workflow_run_timeout.as_ref());
-        start.task_timeout = from_duration(req.workflow_task_timeout.as_ref());
-        start.retry_policy = req.retry_policy;
-        start.memo = req.memo;
-        start.search_attributes = req.search_attributes;
-        start.header = req.header;
-        start.priority = req.priority;
-        start.id_reuse_policy = req.workflow_id_reuse_policy;
-        start.id_conflict_policy = req.workflow_id_conflict_policy;
-        start.start_delay = from_duration(req.workflow_start_delay.as_ref());
+        start_options!(start, req, req.header);
         let shard = self.engine.shard_for(&start.namespace_id, &start.workflow_id);
         match self.engine.execute(shard, ShardCommand::Start(start)).await? {
             ShardOutcome::Started { reply, .. } => Ok(pb::StartWorkflowExecutionResponse {
@@ -205,17 +214,7 @@ impl Workflows {
             &req.identity,
             req.input,
         )?;
-        start.execution_timeout = from_duration(req.workflow_execution_timeout.as_ref());
-        start.run_timeout = from_duration(req.workflow_run_timeout.as_ref());
-        start.task_timeout = from_duration(req.workflow_task_timeout.as_ref());
-        start.retry_policy = req.retry_policy;
-        start.memo = req.memo;
-        start.search_attributes = req.search_attributes;
-        start.header = req.header.clone();
-        start.priority = req.priority;
-        start.id_reuse_policy = req.workflow_id_reuse_policy;
-        start.id_conflict_policy = req.workflow_id_conflict_policy;
-        start.start_delay = from_duration(req.workflow_start_delay.as_ref());
+        start_options!(start, req, req.header.clone());
         let signal = SignalRequest {
             signal_name: req.signal_name,
             input: req.signal_input,
@@ -292,6 +291,12 @@ impl Workflows {
             let Some(task) = self.engine.matcher().poll(&key, &req.identity, deadline).await else {
                 return Ok(pb::PollWorkflowTaskQueueResponse::default());
             };
+            if let Some(query_id) = task.query_id {
+                match self.query_task_response(&task, query_id, &poll_queue)? {
+                    Some(response) => return Ok(response),
+                    None => continue, // its caller gave up
+                }
+            }
             let request = RunRequest::RecordWorkflowTaskStarted(RecordWorkflowTaskStartedRequest {
                 scheduled_event_id: task.scheduled_event_id,
                 stamp: task.stamp,
@@ -355,7 +360,7 @@ impl Workflows {
             TaskToken::Workflow { run, scheduled_event_id, started_event_id, attempt, stamp } => {
                 Ok((run, WorkflowTaskToken { scheduled_event_id, started_event_id, attempt, stamp }))
             }
-            TaskToken::Activity { .. } => Err(ApiError::InvalidArgument("Not a workflow task token.".into())),
+            _ => Err(ApiError::InvalidArgument("Not a workflow task token.".into())),
         }
     }
 
@@ -416,6 +421,107 @@ impl Workflows {
         Ok(())
     }
 
+    // ------------------------------------------------------------------ queries
+
+    /// The poll response for a query task, like the real matching engine builds it: no
+    /// started event, history after the last completed task for the sticky worker, else all.
+    fn query_task_response(
+        &self,
+        task: &QueuedTask,
+        query_id: u64,
+        poll_queue: &TaskQueueRef,
+    ) -> ApiResult<Option<pb::PollWorkflowTaskQueueResponse>> {
+        let Some(query) = self.queries.query(query_id) else { return Ok(None) };
+        let reader = self.engine.reader(task.shard)?;
+        let (run, ms) = store::resolve_run(&reader, &task.run.namespace_id, &task.run.workflow_id, &task.run.run_id)?;
+        let sticky = poll_queue.sticky && ms.sticky.as_ref().is_some_and(|s| s.name == poll_queue.name);
+        let first = if sticky { ms.last_completed_wt_started_event_id + 1 } else { 1 };
+        let page_size = (ms.next_event_id - first).max(1) as usize;
+        let page = store::read_history(&reader, &run, first, ms.next_event_id, page_size, false)?;
+        Ok(Some(pb::PollWorkflowTaskQueueResponse {
+            task_token: TaskToken::Query { run: run.clone(), query_id }.encode(),
+            workflow_execution: Some(WorkflowExecution { workflow_id: run.workflow_id.clone(), run_id: run.run_id.clone() }),
+            workflow_type: Some(WorkflowType { name: ms.workflow_type.clone() }),
+            previous_started_event_id: ms.last_completed_wt_started_event_id,
+            started_event_id: 0,
+            attempt: 1,
+            history: Some(History { events: page.events }),
+            query: Some(query),
+            workflow_execution_task_queue: Some(TaskQueueRef::normal(ms.task_queue.clone()).to_proto()),
+            ..Default::default()
+        }))
+    }
+
+    pub async fn query(&self, req: pb::QueryWorkflowRequest, grpc_timeout: Option<Duration>) -> ApiResult<pb::QueryWorkflowResponse> {
+        let (workflow_id, run_id) = execution(req.execution.as_ref())?;
+        let query = req
+            .query
+            .filter(|q| !q.query_type.is_empty())
+            .ok_or_else(|| ApiError::InvalidArgument("QueryType is not set on request.".into()))?;
+        let ns = self.namespace_id(&req.namespace)?;
+        let shard = self.engine.shard_for(&ns, workflow_id);
+        let deadline = poll_deadline(grpc_timeout, HISTORY_LONG_POLL);
+        let mut changed = self.engine.watch(shard);
+        // Like the real server's direct dispatch: only when no workflow task is in flight, so
+        // the worker answers from a consistent state. Otherwise wait for the task to finish.
+        let (run, ms) = loop {
+            changed.borrow_and_update();
+            let reader = self.engine.reader(shard)?;
+            let (run, ms) = store::resolve_run(&reader, &ns, workflow_id, run_id)?;
+            if ms.workflow_task.is_none() || !ms.is_running() {
+                break (run, ms);
+            }
+            if tokio::time::timeout_at(deadline, changed.changed()).await.is_err() {
+                return Err(ApiError::DeadlineExceeded("query timed out waiting for the running workflow task".into()));
+            }
+        };
+        let status = ms.status.to_proto() as i32;
+        let reject = req.query_reject_condition;
+        // QUERY_REJECT_CONDITION_NOT_OPEN = 1, NOT_COMPLETED_CLEANLY = 2.
+        let rejected = (reject == 1 && !ms.is_running())
+            || (reject == 2 && !ms.is_running() && status != temporalio_protos::temporal::api::enums::v1::WorkflowExecutionStatus::Completed as i32);
+        if rejected {
+            return Ok(pb::QueryWorkflowResponse {
+                query_rejected: Some(temporalio_protos::temporal::api::query::v1::QueryRejected { status }),
+                ..Default::default()
+            });
+        }
+        let queue = match &ms.sticky {
+            Some(sticky) => self.engine.workflow_queue(
+                &ns,
+                &TaskQueueRef { name: sticky.name.clone(), sticky: true, normal_name: ms.task_queue.clone() },
+            ),
+            None => TaskQueueKey { namespace_id: ns.clone(), name: ms.task_queue.clone(), kind: TaskKind::Workflow },
+        };
+        let (query_id, answer) = self.queries.register(query);
+        let task = QueuedTask { shard, run, scheduled_event_id: 0, attempt: 0, stamp: 0, query_id: Some(query_id) };
+        self.engine.matcher().add(&queue, task);
+        let answer = match tokio::time::timeout_at(deadline, answer).await {
+            Ok(Ok(answer)) => answer,
+            _ => {
+                self.queries.forget(query_id);
+                return Err(ApiError::DeadlineExceeded("query timed out: no worker answered".into()));
+            }
+        };
+        // QUERY_RESULT_TYPE_ANSWERED = 1; anything else is the workflow's query failure.
+        if answer.completed_type == 1 {
+            return Ok(pb::QueryWorkflowResponse { query_result: answer.query_result, ..Default::default() });
+        }
+        Err(ApiError::QueryFailed { message: answer.error_message, failure: answer.failure.map(Box::new) })
+    }
+
+    pub fn respond_query(&self, req: pb::RespondQueryTaskCompletedRequest) -> ApiResult<()> {
+        match TaskToken::decode(&req.task_token)? {
+            TaskToken::Query { query_id, .. } => {
+                if !self.queries.answer(query_id, req) {
+                    return Err(ApiError::NotFound("query not found or already timed out".into()));
+                }
+                Ok(())
+            }
+            _ => Err(ApiError::InvalidArgument("Not a query task token.".into())),
+        }
+    }
+
     // ------------------------------------------------------------------ activity tasks
 
     pub async fn poll_activity_task(
@@ -464,7 +570,7 @@ impl Workflows {
             TaskToken::Activity { run, scheduled_event_id, attempt, .. } => {
                 Ok((run, ActivityRef::Token { scheduled_event_id, attempt }))
             }
-            TaskToken::Workflow { .. } => Err(ApiError::InvalidArgument("Not an activity task token.".into())),
+            _ => Err(ApiError::InvalidArgument("Not an activity task token.".into())),
         }
     }
 
