@@ -15,7 +15,6 @@ use crate::keys::group_prefix;
 use crate::keys::prefix_upper_bound;
 use crate::keys::state_key;
 
-
 /// Key/value pairs in key order, keys without the group prefix.
 pub type KvPairs = Vec<(Vec<u8>, Vec<u8>)>;
 
@@ -66,12 +65,7 @@ impl StateReader {
 
     /// Up to `limit` `(key, value)` pairs with `start <= key < end`, ascending by key.
     /// An empty `end` means "no upper bound" (up to the group's last key).
-    pub fn scan_range(
-        &self,
-        start: &[u8],
-        end: &[u8],
-        limit: usize,
-    ) -> Result<KvPairs, Error> {
+    pub fn scan_range(&self, start: &[u8], end: &[u8], limit: usize) -> Result<KvPairs, Error> {
         let raw_start = state_key(self.group, start);
         let raw_end = if end.is_empty() {
             prefix_upper_bound(&group_prefix(self.group))
@@ -81,12 +75,7 @@ impl StateReader {
         self.scan_raw(&raw_start, raw_end.as_deref(), limit)
     }
 
-    fn scan_raw(
-        &self,
-        start: &[u8],
-        end: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<KvPairs, Error> {
+    fn scan_raw(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<KvPairs, Error> {
         let mut out = Vec::new();
         if limit == 0 || end.is_some_and(|end| start >= end) {
             return Ok(out);

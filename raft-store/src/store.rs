@@ -358,7 +358,14 @@ fn status_of(m: &RaftMetrics<C>, node_id: u64) -> GroupStatus {
 }
 
 /// Mirrors the group's openraft metrics into the leadership watches until the group stops.
-fn spawn_monitor(raft: &Raft, node_id: u64) -> (Monitor, watch::Receiver<Option<u64>>, watch::Receiver<GroupStatus>) {
+fn spawn_monitor(
+    raft: &Raft,
+    node_id: u64,
+) -> (
+    Monitor,
+    watch::Receiver<Option<u64>>,
+    watch::Receiver<GroupStatus>,
+) {
     let mut metrics = raft.metrics();
     let (lead_tx, lead_rx) = watch::channel(None);
     let (status_tx, status_rx) = watch::channel(GroupStatus::default());
@@ -396,7 +403,11 @@ fn replace_if_changed<T: PartialEq>(cur: &mut T, new: T) -> bool {
 
 /// Stops the groups (leadership reads `None` from here on), the writer, and closes the database
 /// (flushing it first).
-async fn teardown(groups: &BTreeMap<GroupId, Group>, writer: &Arc<Writer>, slot: &Arc<DbSlot>) -> Result<(), Error> {
+async fn teardown(
+    groups: &BTreeMap<GroupId, Group>,
+    writer: &Arc<Writer>,
+    slot: &Arc<DbSlot>,
+) -> Result<(), Error> {
     for g in groups.values() {
         g.monitor.stop().await;
     }

@@ -768,7 +768,11 @@ async fn relaxed_durability_skips_fsync_for_appends() {
     for i in 0..20 {
         propose(&store, 1, &format!("put k{i} v{i}")).await;
     }
-    assert_eq!(synced(), before, "no fsync for appends under Durability::Relaxed");
+    assert_eq!(
+        synced(),
+        before,
+        "no fsync for appends under Durability::Relaxed"
+    );
     store.shutdown().await.unwrap();
 
     // A clean shutdown flushes everything.
