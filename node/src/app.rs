@@ -13,12 +13,20 @@ use crate::{
 pub struct NodeApplication;
 
 impl Application for NodeApplication {
-    fn apply(&self, group: GroupId, _index: u64, command: &[u8], txn: &mut ApplyTxn<'_>) -> Vec<u8> {
+    fn apply(
+        &self,
+        group: GroupId,
+        _index: u64,
+        command: &[u8],
+        txn: &mut ApplyTxn<'_>,
+    ) -> Vec<u8> {
         if group == GroupId::META {
             let reply: MetaReply = match bincode::deserialize::<MetaCommand>(command) {
                 Ok(command) => namespace::apply(txn, command),
                 // Deterministic on every replica: a command this build cannot read is refused.
-                Err(e) => Err(NamespaceError::Invalid(format!("undecodable metadata command: {e}"))),
+                Err(e) => Err(NamespaceError::Invalid(format!(
+                    "undecodable metadata command: {e}"
+                ))),
             };
             bincode::serialize(&reply).expect("metadata reply serializes")
         } else {

@@ -6,7 +6,11 @@ use std::{net::IpAddr, path::PathBuf};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "dura", version, about = "A durable-execution cluster that speaks Temporal's gRPC API")]
+#[command(
+    name = "dura",
+    version,
+    about = "A durable-execution cluster that speaks Temporal's gRPC API"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -118,11 +122,34 @@ mod tests {
     #[test]
     fn accepts_the_flags_sdk_test_helpers_pass() {
         let cli = Cli::try_parse_from([
-            "dura", "server", "start-dev", "--ip", "127.0.0.1", "--port", "7300", "--namespace", "ns1",
-            "--ui-port", "8300", "--headless", "--log-format", "pretty", "--log-level", "warn",
-            "--db-filename", "/tmp/x", "--dynamic-config-value", "frontend.enableUpdateWorkflowExecution=true",
-            "--dynamic-config-value", "system.forceSearchAttributesCacheRefreshOnRead=true",
-            "--search-attribute", "Tag=Keyword", "--http-port", "0", "--metrics-port", "0",
+            "dura",
+            "server",
+            "start-dev",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            "7300",
+            "--namespace",
+            "ns1",
+            "--ui-port",
+            "8300",
+            "--headless",
+            "--log-format",
+            "pretty",
+            "--log-level",
+            "warn",
+            "--db-filename",
+            "/tmp/x",
+            "--dynamic-config-value",
+            "frontend.enableUpdateWorkflowExecution=true",
+            "--dynamic-config-value",
+            "system.forceSearchAttributesCacheRefreshOnRead=true",
+            "--search-attribute",
+            "Tag=Keyword",
+            "--http-port",
+            "0",
+            "--metrics-port",
+            "0",
         ])
         .unwrap();
         let Command::Server(ServerCommand::StartDev(args)) = cli.command;

@@ -25,7 +25,9 @@ pub struct DevServerConfig {
 pub enum ConfigError {
     #[error("invalid --dynamic-config-value {0:?}: expected KEY=VALUE with a JSON value")]
     DynamicConfig(String),
-    #[error("invalid --search-attribute {0:?}: expected KEY=TYPE, TYPE one of Text, Keyword, Int, Double, Bool, Datetime, KeywordList")]
+    #[error(
+        "invalid --search-attribute {0:?}: expected KEY=TYPE, TYPE one of Text, Keyword, Int, Double, Bool, Datetime, KeywordList"
+    )]
     SearchAttribute(String),
     #[error("--shards must be between 1 and 1024")]
     Shards,
@@ -37,7 +39,8 @@ impl DevServerConfig {
             let (key, json) = value
                 .split_once('=')
                 .ok_or_else(|| ConfigError::DynamicConfig(value.clone()))?;
-            serde_json::from_str::<serde_json::Value>(json).map_err(|_| ConfigError::DynamicConfig(value.clone()))?;
+            serde_json::from_str::<serde_json::Value>(json)
+                .map_err(|_| ConfigError::DynamicConfig(value.clone()))?;
             // None of the real server's dynamic config keys changes Dura's behaviour yet.
             tracing::debug!(key, "ignoring dynamic config value Dura does not use");
         }
@@ -45,8 +48,11 @@ impl DevServerConfig {
             .search_attributes
             .iter()
             .map(|sa| {
-                let (key, kind) = sa.split_once('=').ok_or_else(|| ConfigError::SearchAttribute(sa.clone()))?;
-                let kind = SearchAttributeType::parse(kind).ok_or_else(|| ConfigError::SearchAttribute(sa.clone()))?;
+                let (key, kind) = sa
+                    .split_once('=')
+                    .ok_or_else(|| ConfigError::SearchAttribute(sa.clone()))?;
+                let kind = SearchAttributeType::parse(kind)
+                    .ok_or_else(|| ConfigError::SearchAttribute(sa.clone()))?;
                 if key.is_empty() {
                     return Err(ConfigError::SearchAttribute(sa.clone()));
                 }

@@ -15,10 +15,10 @@ use std::{
 };
 
 use dura_history::{
-    Task, pending_tasks,
+    Task,
     api::{RunRequest, timer::FireTimerRequest},
     keys::RunKey,
-    store,
+    pending_tasks, store,
     tasks::{TaskQueueRef, TimerTask},
     time::Nanos,
 };
@@ -48,7 +48,10 @@ pub struct QueuedTask {
 
 /// Wall-clock now as the state machine's time unit. Time enters the log here, never in apply.
 pub fn now_nanos() -> Nanos {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as Nanos).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as Nanos)
+        .unwrap_or(0)
 }
 
 #[derive(Clone)]
@@ -69,7 +72,15 @@ impl Engine {
     pub fn new(store: RaftStore, shards: u32) -> Self {
         let (timers, timer_rx) = mpsc::unbounded_channel();
         let changed = (0..=shards).map(|_| watch::channel(0).0).collect();
-        let engine = Engine { inner: Arc::new(Inner { store, shards, matcher: Matcher::new(), timers, changed }) };
+        let engine = Engine {
+            inner: Arc::new(Inner {
+                store,
+                shards,
+                matcher: Matcher::new(),
+                timers,
+                changed,
+            }),
+        };
         tokio::spawn(timer_service(engine.clone(), timer_rx));
         engine
     }
@@ -96,7 +107,8 @@ impl Engine {
     pub async fn execute(&self, shard: GroupId, command: ShardCommand) -> ApiResult<ShardOutcome> {
         let bytes = bincode::serialize(&command).map_err(|e| ApiError::Internal(e.to_string()))?;
         let reply = self.inner.store.propose(shard, bytes).await?;
-        let reply: ShardReply = bincode::deserialize(&reply).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let reply: ShardReply =
+            bincode::deserialize(&reply).map_err(|e| ApiError::Internal(e.to_string()))?;
         let outcome = reply?;
         match &outcome {
             ShardOutcome::Started { tasks, .. } => {
@@ -165,11 +177,24 @@ impl Engine {
     /// A sticky queue whose worker stopped polling is bypassed: the task goes to the normal
     /// queue, where any worker can take it (with a full history).
     pub fn workflow_queue(&self, namespace_id: &str, queue: &TaskQueueRef) -> TaskQueueKey {
-        let sticky = TaskQueueKey { namespace_id: namespace_id.to_string(), name: queue.name.clone(), kind: TaskKind::Workflow };
-        if !queue.sticky || self.inner.matcher.has_recent_poller(&sticky, STICKY_POLLER_WINDOW) {
+        let sticky = TaskQueueKey {
+            namespace_id: namespace_id.to_string(),
+            name: queue.name.clone(),
+            kind: TaskKind::Workflow,
+        };
+        if !queue.sticky
+            || self
+                .inner
+                .matcher
+                .has_recent_poller(&sticky, STICKY_POLLER_WINDOW)
+        {
             return sticky;
         }
-        TaskQueueKey { namespace_id: namespace_id.to_string(), name: queue.normal_name.clone(), kind: TaskKind::Workflow }
+        TaskQueueKey {
+            namespace_id: namespace_id.to_string(),
+            name: queue.normal_name.clone(),
+            kind: TaskKind::Workflow,
+        }
     }
 
     /// Rebuilds the matcher and the timers from every shard's mutable state (after a restart).
@@ -194,7 +219,10 @@ impl Engine {
 
 /// Fires durable timers: each timer comes back as a `FireTimer` proposal at its deadline.
 /// The state machine ignores timers that went stale in the meantime.
-async fn timer_service(engine: Engine, mut rx: mpsc::UnboundedReceiver<(GroupId, RunKey, TimerTask)>) {
+async fn timer_service(
+    engine: Engine,
+    mut rx: mpsc::UnboundedReceiver<(GroupId, RunKey, TimerTask)>,
+) {
     let mut heap: BinaryHeap<Reverse<(Nanos, u64)>> = BinaryHeap::new();
     let mut entries = std::collections::HashMap::new();
     let mut seq = 0u64;
@@ -208,7 +236,10 @@ async fn timer_service(engine: Engine, mut rx: mpsc::UnboundedReceiver<(GroupId,
             if let Some((_shard, run, timer)) = entries.remove(&id) {
                 let engine = engine.clone();
                 tokio::spawn(async move {
-                    let request = RunRequest::FireTimer(FireTimerRequest { timer, now: now_nanos() });
+                    let request = RunRequest::FireTimer(FireTimerRequest {
+                        timer,
+                        now: now_nanos(),
+                    });
                     if let Err(e) = engine.execute_run(&run, request).await {
                         tracing::debug!(workflow_id = %run.workflow_id, run_id = %run.run_id, error = %e, "timer not applied");
                     }

@@ -9,7 +9,8 @@ use prost::Message;
 use temporalio_protos::{
     google::rpc::Status as RpcStatus,
     temporal::api::errordetails::v1::{
-        NamespaceAlreadyExistsFailure, NamespaceNotFoundFailure, QueryFailedFailure, WorkflowExecutionAlreadyStartedFailure,
+        NamespaceAlreadyExistsFailure, NamespaceNotFoundFailure, QueryFailedFailure,
+        WorkflowExecutionAlreadyStartedFailure,
     },
 };
 use tonic::{Code, Status};
@@ -33,7 +34,10 @@ pub enum ApiError {
     DeadlineExceeded(String),
     /// The workflow's query handler failed; the SDK raises it as WorkflowQueryFailedError.
     #[error("{message}")]
-    QueryFailed { message: String, failure: Option<Box<temporalio_protos::temporal::api::failure::v1::Failure>> },
+    QueryFailed {
+        message: String,
+        failure: Option<Box<temporalio_protos::temporal::api::failure::v1::Failure>>,
+    },
     #[error("{0}")]
     Internal(String),
     #[error(transparent)]
@@ -82,7 +86,9 @@ impl From<ApiError> for Status {
                 Code::InvalidArgument,
                 message,
                 "temporal.api.errordetails.v1.QueryFailedFailure",
-                QueryFailedFailure { failure: failure.map(|f| *f) },
+                QueryFailedFailure {
+                    failure: failure.map(|f| *f),
+                },
             ),
             ApiError::Internal(_) => Status::internal(message),
             ApiError::Namespace(ns) => match ns {
@@ -106,12 +112,22 @@ impl From<ApiError> for Status {
                 match history {
                     H::InvalidArgument(_) => Status::invalid_argument(message),
                     // Stale tasks are a matching concern; a client only ever sees "not found".
-                    H::NotFound(_) | H::TaskAlreadyStarted(_) | H::ObsoleteTask(_) => Status::not_found(message),
-                    H::WorkflowAlreadyStarted { start_request_id, run_id, .. } => with_detail(
+                    H::NotFound(_) | H::TaskAlreadyStarted(_) | H::ObsoleteTask(_) => {
+                        Status::not_found(message)
+                    }
+                    H::WorkflowAlreadyStarted {
+                        start_request_id,
+                        run_id,
+                        ..
+                    } => with_detail(
                         Code::AlreadyExists,
                         message,
                         "temporal.api.errordetails.v1.WorkflowExecutionAlreadyStartedFailure",
-                        WorkflowExecutionAlreadyStartedFailure { start_request_id, run_id, ..Default::default() },
+                        WorkflowExecutionAlreadyStartedFailure {
+                            start_request_id,
+                            run_id,
+                            ..Default::default()
+                        },
                     ),
                     H::FailedPrecondition(_) => Status::failed_precondition(message),
                     H::Unimplemented(_) => Status::unimplemented(message),

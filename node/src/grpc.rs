@@ -3,9 +3,15 @@
 #![allow(clippy::all, missing_docs, unreachable_pub)]
 
 pub mod workflowservice {
-    include!(concat!(env!("OUT_DIR"), "/temporal.api.workflowservice.v1.rs"));
+    include!(concat!(
+        env!("OUT_DIR"),
+        "/temporal.api.workflowservice.v1.rs"
+    ));
 }
 
 pub mod operatorservice {
-    include!(concat!(env!("OUT_DIR"), "/temporal.api.operatorservice.v1.rs"));
+    include!(concat!(
+        env!("OUT_DIR"),
+        "/temporal.api.operatorservice.v1.rs"
+    ));
 }

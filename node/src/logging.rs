@@ -14,7 +14,9 @@ pub fn init(format: LogFormat, level: LogLevel) {
     };
     // RUST_LOG, when set, refines the level for debugging individual crates.
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::new(format!("{level},openraft=error,h2=warn,tower=warn,hyper=warn"))
+        EnvFilter::new(format!(
+            "{level},openraft=error,h2=warn,tower=warn,hyper=warn"
+        ))
     });
     let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {

@@ -15,7 +15,10 @@ mod shard;
 
 use anyhow::Context;
 use clap::Parser;
-use tokio::{net::TcpListener, signal::unix::{SignalKind, signal}};
+use tokio::{
+    net::TcpListener,
+    signal::unix::{SignalKind, signal},
+};
 
 use crate::cli::{Cli, Command, ServerCommand};
 
@@ -25,7 +28,9 @@ fn main() -> anyhow::Result<()> {
         Command::Server(ServerCommand::StartDev(args)) => {
             logging::init(args.log_format, args.log_level);
             let config = config::DevServerConfig::from_args(&args)?;
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
             runtime.block_on(async move {
                 let listener = TcpListener::bind(config.listen)
                     .await

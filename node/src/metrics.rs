@@ -20,14 +20,18 @@ pub static SERVICE_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
         &["operation", "status_code"],
     )
     .expect("valid metric");
-    REGISTRY.register(Box::new(counter.clone())).expect("registered once");
+    REGISTRY
+        .register(Box::new(counter.clone()))
+        .expect("registered once");
     counter
 });
 
 fn render() -> Vec<u8> {
     LazyLock::force(&SERVICE_REQUESTS);
     let mut buf = Vec::new();
-    TextEncoder::new().encode(&REGISTRY.gather(), &mut buf).expect("text encoding cannot fail");
+    TextEncoder::new()
+        .encode(&REGISTRY.gather(), &mut buf)
+        .expect("text encoding cannot fail");
     buf
 }
 
@@ -51,7 +55,8 @@ pub async fn serve(addr: SocketAddr) -> std::io::Result<SocketAddr> {
                     head.extend(body);
                     head
                 } else {
-                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec()
+                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                        .to_vec()
                 };
                 let _ = socket.write_all(&response).await;
             });

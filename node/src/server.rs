@@ -13,7 +13,10 @@ use crate::{
     config::DevServerConfig,
     engine::Engine,
     frontend::{ClusterFacts, Frontend, NameUnimplementedLayer, Workflows},
-    grpc::{operatorservice::operator_service_server::OperatorServiceServer, workflowservice::workflow_service_server::WorkflowServiceServer},
+    grpc::{
+        operatorservice::operator_service_server::OperatorServiceServer,
+        workflowservice::workflow_service_server::WorkflowServiceServer,
+    },
     metrics,
     namespace::{MetaCommand, NamespaceRecord, NamespaceRegistry},
 };
@@ -35,9 +38,16 @@ fn shard_count(dir: &Path, requested: u32) -> anyhow::Result<u32> {
     let file = dir.join(SHARDS_FILE);
     match std::fs::read_to_string(&file) {
         Ok(text) => {
-            let stored: u32 = text.trim().parse().with_context(|| format!("corrupt {}", file.display()))?;
+            let stored: u32 = text
+                .trim()
+                .parse()
+                .with_context(|| format!("corrupt {}", file.display()))?;
             if stored != requested {
-                tracing::warn!(stored, requested, "database was created with a different shard count; keeping it");
+                tracing::warn!(
+                    stored,
+                    requested,
+                    "database was created with a different shard count; keeping it"
+                );
             }
             Ok(stored)
         }
@@ -82,21 +92,41 @@ pub async fn run_dev_server(
     )
     .await
     .context("opening the Raft store")?;
-    store.wait_for_leaders(Duration::from_secs(10)).await.context("electing group leaders")?;
+    store
+        .wait_for_leaders(Duration::from_secs(10))
+        .await
+        .context("electing group leaders")?;
 
     let namespaces = NamespaceRegistry::new(store.clone());
     bootstrap(&namespaces, &config).await?;
     let engine = Engine::new(store.clone(), shards);
     engine.recover().context("recovering pending tasks")?;
 
-    let metrics_addr = metrics::serve(config.metrics_listen).await.context("binding the metrics port")?;
-    let workflows = Workflows { engine, namespaces: namespaces.clone(), queries: Default::default() };
-    let frontend = Frontend::new(namespaces, workflows, ClusterFacts { shard_count: shards });
+    let metrics_addr = metrics::serve(config.metrics_listen)
+        .await
+        .context("binding the metrics port")?;
+    let workflows = Workflows {
+        engine,
+        namespaces: namespaces.clone(),
+        queries: Default::default(),
+    };
+    let frontend = Frontend::new(
+        namespaces,
+        workflows,
+        ClusterFacts {
+            shard_count: shards,
+        },
+    );
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
-        .set_service_status("temporal.api.workflowservice.v1.WorkflowService", tonic_health::ServingStatus::Serving)
+        .set_service_status(
+            "temporal.api.workflowservice.v1.WorkflowService",
+            tonic_health::ServingStatus::Serving,
+        )
         .await;
-    health_reporter.set_service_status("", tonic_health::ServingStatus::Serving).await;
+    health_reporter
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
 
     tracing::info!(%listen, %metrics_addr, data_dir = %dir.display(), shards, "Dura dev server ready");
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(());
@@ -147,11 +177,22 @@ pub async fn run_dev_server(
 /// Creates what `start-dev` promises: the cluster id and the launch namespaces.
 async fn bootstrap(namespaces: &NamespaceRegistry, config: &DevServerConfig) -> anyhow::Result<()> {
     namespaces
-        .execute(MetaCommand::InitCluster { cluster_id: uuid::Uuid::new_v4().to_string() })
+        .execute(MetaCommand::InitCluster {
+            cluster_id: uuid::Uuid::new_v4().to_string(),
+        })
         .await?;
     for name in &config.namespaces {
-        let record = NamespaceRecord::new(uuid::Uuid::new_v4().to_string(), name.clone(), DEV_NAMESPACE_RETENTION);
-        namespaces.execute(MetaCommand::Register { record, if_absent: true }).await?;
+        let record = NamespaceRecord::new(
+            uuid::Uuid::new_v4().to_string(),
+            name.clone(),
+            DEV_NAMESPACE_RETENTION,
+        );
+        namespaces
+            .execute(MetaCommand::Register {
+                record,
+                if_absent: true,
+            })
+            .await?;
         if !config.search_attributes.is_empty() {
             namespaces
                 .execute(MetaCommand::AddSearchAttributes {

@@ -13,7 +13,9 @@ use std::{
 use anyhow::{Context, bail};
 use temporalio_protos::temporal::api::{
     operatorservice::v1::operator_service_client::OperatorServiceClient,
-    workflowservice::v1::{DescribeNamespaceRequest, workflow_service_client::WorkflowServiceClient},
+    workflowservice::v1::{
+        DescribeNamespaceRequest, workflow_service_client::WorkflowServiceClient,
+    },
 };
 use tonic::transport::Channel;
 
@@ -26,13 +28,24 @@ pub fn dura_binary() -> PathBuf {
     }
     // target/<profile>/deps/<test-exe> → target/<profile>/dura
     let exe = std::env::current_exe().expect("test executable path");
-    let bin = exe.parent().and_then(Path::parent).expect("target profile dir").join("dura");
-    assert!(bin.exists(), "{} missing: run `cargo build -p dura-node --bin dura` first", bin.display());
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target profile dir")
+        .join("dura");
+    assert!(
+        bin.exists(),
+        "{} missing: run `cargo build -p dura-node --bin dura` first",
+        bin.display()
+    );
     bin
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port()
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
 }
 
 /// A `dura server start-dev` process with its own port and database directory.
@@ -52,9 +65,20 @@ impl DevServer {
     pub async fn start_with_args(db: &Path, extra: &[&str]) -> anyhow::Result<Self> {
         let port = free_port();
         let log = db.with_extension("log");
-        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log)?;
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)?;
         let child = Command::new(dura_binary())
-            .args(["server", "start-dev", "--headless", "--ip", "127.0.0.1", "--log-level", "warn"])
+            .args([
+                "server",
+                "start-dev",
+                "--headless",
+                "--ip",
+                "127.0.0.1",
+                "--log-level",
+                "warn",
+            ])
             .args(["--port", &port.to_string(), "--db-filename"])
             .arg(db)
             .args(extra)
@@ -63,7 +87,12 @@ impl DevServer {
             .stderr(log_file)
             .spawn()
             .context("spawning dura")?;
-        let mut server = Self { child: Some(child), port, db: db.to_path_buf(), log };
+        let mut server = Self {
+            child: Some(child),
+            port,
+            db: db.to_path_buf(),
+            log,
+        };
         server.wait_ready(Duration::from_secs(30)).await?;
         Ok(server)
     }
@@ -80,10 +109,17 @@ impl DevServer {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().transpose()) {
-                bail!("dura exited during startup ({:?}); log:\n{}", status, self.log());
+                bail!(
+                    "dura exited during startup ({:?}); log:\n{}",
+                    status,
+                    self.log()
+                );
             }
             if let Ok(mut client) = self.workflow_client().await {
-                let probe = DescribeNamespaceRequest { namespace: "default".into(), ..Default::default() };
+                let probe = DescribeNamespaceRequest {
+                    namespace: "default".into(),
+                    ..Default::default()
+                };
                 if client.describe_namespace(probe).await.is_ok() {
                     return Ok(());
                 }
@@ -112,7 +148,10 @@ impl DevServer {
     }
 
     /// SIGTERM, then waits for the process to exit; returns its exit status.
-    pub async fn terminate(&mut self, timeout: Duration) -> anyhow::Result<std::process::ExitStatus> {
+    pub async fn terminate(
+        &mut self,
+        timeout: Duration,
+    ) -> anyhow::Result<std::process::ExitStatus> {
         let mut child = self.child.take().context("server not running")?;
         // SAFETY: kill(2) on a pid we own; no memory is touched.
         unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };

@@ -22,7 +22,10 @@ pub use unimplemented::NameUnimplementedLayer;
 pub use workflows::Workflows;
 
 use crate::{
-    grpc::{operatorservice::operator_service_server::OperatorService, workflowservice::workflow_service_server::WorkflowService},
+    grpc::{
+        operatorservice::operator_service_server::OperatorService,
+        workflowservice::workflow_service_server::WorkflowService,
+    },
     namespace::NamespaceRegistry,
 };
 
@@ -49,7 +52,13 @@ struct Inner {
 
 impl Frontend {
     pub fn new(namespaces: NamespaceRegistry, workflows: Workflows, cluster: ClusterFacts) -> Self {
-        Self { inner: Arc::new(Inner { namespaces, workflows, cluster }) }
+        Self {
+            inner: Arc::new(Inner {
+                namespaces,
+                workflows,
+                cluster,
+            }),
+        }
     }
 
     fn workflows(&self) -> &Workflows {
@@ -85,30 +94,52 @@ fn reply<T>(result: crate::error::ApiResult<T>) -> RpcResult<T> {
 
 #[tonic::async_trait]
 impl WorkflowService for Frontend {
-    async fn register_namespace(&self, request: Request<wfsvc::RegisterNamespaceRequest>) -> RpcResult<wfsvc::RegisterNamespaceResponse> {
-        reply(namespaces::register(self.namespaces(), request.into_inner()).await.map(|()| Default::default()))
+    async fn register_namespace(
+        &self,
+        request: Request<wfsvc::RegisterNamespaceRequest>,
+    ) -> RpcResult<wfsvc::RegisterNamespaceResponse> {
+        reply(
+            namespaces::register(self.namespaces(), request.into_inner())
+                .await
+                .map(|()| Default::default()),
+        )
     }
 
-    async fn describe_namespace(&self, request: Request<wfsvc::DescribeNamespaceRequest>) -> RpcResult<wfsvc::DescribeNamespaceResponse> {
+    async fn describe_namespace(
+        &self,
+        request: Request<wfsvc::DescribeNamespaceRequest>,
+    ) -> RpcResult<wfsvc::DescribeNamespaceResponse> {
         reply(namespaces::describe(self.namespaces(), request.get_ref()))
     }
 
-    async fn list_namespaces(&self, request: Request<wfsvc::ListNamespacesRequest>) -> RpcResult<wfsvc::ListNamespacesResponse> {
+    async fn list_namespaces(
+        &self,
+        request: Request<wfsvc::ListNamespacesRequest>,
+    ) -> RpcResult<wfsvc::ListNamespacesResponse> {
         reply(namespaces::list(self.namespaces(), request.get_ref()))
     }
 
-    async fn update_namespace(&self, request: Request<wfsvc::UpdateNamespaceRequest>) -> RpcResult<wfsvc::UpdateNamespaceResponse> {
+    async fn update_namespace(
+        &self,
+        request: Request<wfsvc::UpdateNamespaceRequest>,
+    ) -> RpcResult<wfsvc::UpdateNamespaceResponse> {
         reply(namespaces::update(self.namespaces(), request.into_inner()).await)
     }
 
-    async fn get_system_info(&self, _request: Request<wfsvc::GetSystemInfoRequest>) -> RpcResult<wfsvc::GetSystemInfoResponse> {
+    async fn get_system_info(
+        &self,
+        _request: Request<wfsvc::GetSystemInfoRequest>,
+    ) -> RpcResult<wfsvc::GetSystemInfoResponse> {
         Ok(Response::new(wfsvc::GetSystemInfoResponse {
             server_version: env!("CARGO_PKG_VERSION").to_string(),
             capabilities: Some(system_capabilities()),
         }))
     }
 
-    async fn get_cluster_info(&self, _request: Request<wfsvc::GetClusterInfoRequest>) -> RpcResult<wfsvc::GetClusterInfoResponse> {
+    async fn get_cluster_info(
+        &self,
+        _request: Request<wfsvc::GetClusterInfoRequest>,
+    ) -> RpcResult<wfsvc::GetClusterInfoResponse> {
         let cluster_id = self.namespaces().cluster_id().map_err(Status::from)?;
         Ok(Response::new(wfsvc::GetClusterInfoResponse {
             supported_clients: [
@@ -135,134 +166,352 @@ impl WorkflowService for Frontend {
         }))
     }
 
-    async fn start_workflow_execution(&self, request: Request<wfsvc::StartWorkflowExecutionRequest>) -> RpcResult<wfsvc::StartWorkflowExecutionResponse> {
+    async fn start_workflow_execution(
+        &self,
+        request: Request<wfsvc::StartWorkflowExecutionRequest>,
+    ) -> RpcResult<wfsvc::StartWorkflowExecutionResponse> {
         reply(self.workflows().start(request.into_inner()).await)
     }
 
-    async fn signal_with_start_workflow_execution(&self, request: Request<wfsvc::SignalWithStartWorkflowExecutionRequest>) -> RpcResult<wfsvc::SignalWithStartWorkflowExecutionResponse> {
-        reply(self.workflows().signal_with_start(request.into_inner()).await)
+    async fn signal_with_start_workflow_execution(
+        &self,
+        request: Request<wfsvc::SignalWithStartWorkflowExecutionRequest>,
+    ) -> RpcResult<wfsvc::SignalWithStartWorkflowExecutionResponse> {
+        reply(
+            self.workflows()
+                .signal_with_start(request.into_inner())
+                .await,
+        )
     }
 
-    async fn signal_workflow_execution(&self, request: Request<wfsvc::SignalWorkflowExecutionRequest>) -> RpcResult<wfsvc::SignalWorkflowExecutionResponse> {
-        reply(self.workflows().signal(request.into_inner()).await.map(|()| Default::default()))
+    async fn signal_workflow_execution(
+        &self,
+        request: Request<wfsvc::SignalWorkflowExecutionRequest>,
+    ) -> RpcResult<wfsvc::SignalWorkflowExecutionResponse> {
+        reply(
+            self.workflows()
+                .signal(request.into_inner())
+                .await
+                .map(|()| Default::default()),
+        )
     }
 
-    async fn terminate_workflow_execution(&self, request: Request<wfsvc::TerminateWorkflowExecutionRequest>) -> RpcResult<wfsvc::TerminateWorkflowExecutionResponse> {
-        reply(self.workflows().terminate(request.into_inner()).await.map(|()| Default::default()))
+    async fn terminate_workflow_execution(
+        &self,
+        request: Request<wfsvc::TerminateWorkflowExecutionRequest>,
+    ) -> RpcResult<wfsvc::TerminateWorkflowExecutionResponse> {
+        reply(
+            self.workflows()
+                .terminate(request.into_inner())
+                .await
+                .map(|()| Default::default()),
+        )
     }
 
-    async fn request_cancel_workflow_execution(&self, request: Request<wfsvc::RequestCancelWorkflowExecutionRequest>) -> RpcResult<wfsvc::RequestCancelWorkflowExecutionResponse> {
-        reply(self.workflows().request_cancel(request.into_inner()).await.map(|()| Default::default()))
+    async fn request_cancel_workflow_execution(
+        &self,
+        request: Request<wfsvc::RequestCancelWorkflowExecutionRequest>,
+    ) -> RpcResult<wfsvc::RequestCancelWorkflowExecutionResponse> {
+        reply(
+            self.workflows()
+                .request_cancel(request.into_inner())
+                .await
+                .map(|()| Default::default()),
+        )
     }
 
-    async fn poll_workflow_task_queue(&self, request: Request<wfsvc::PollWorkflowTaskQueueRequest>) -> RpcResult<wfsvc::PollWorkflowTaskQueueResponse> {
+    async fn poll_workflow_task_queue(
+        &self,
+        request: Request<wfsvc::PollWorkflowTaskQueueRequest>,
+    ) -> RpcResult<wfsvc::PollWorkflowTaskQueueResponse> {
         let timeout = workflows::grpc_timeout(&request);
-        reply(self.workflows().poll_workflow_task(request.into_inner(), timeout).await)
+        reply(
+            self.workflows()
+                .poll_workflow_task(request.into_inner(), timeout)
+                .await,
+        )
     }
 
-    async fn respond_workflow_task_completed(&self, request: Request<wfsvc::RespondWorkflowTaskCompletedRequest>) -> RpcResult<wfsvc::RespondWorkflowTaskCompletedResponse> {
-        reply(self.workflows().complete_workflow_task(request.into_inner()).await)
+    async fn respond_workflow_task_completed(
+        &self,
+        request: Request<wfsvc::RespondWorkflowTaskCompletedRequest>,
+    ) -> RpcResult<wfsvc::RespondWorkflowTaskCompletedResponse> {
+        reply(
+            self.workflows()
+                .complete_workflow_task(request.into_inner())
+                .await,
+        )
     }
 
-    async fn respond_workflow_task_failed(&self, request: Request<wfsvc::RespondWorkflowTaskFailedRequest>) -> RpcResult<wfsvc::RespondWorkflowTaskFailedResponse> {
-        reply(self.workflows().fail_workflow_task(request.into_inner()).await.map(|()| Default::default()))
+    async fn respond_workflow_task_failed(
+        &self,
+        request: Request<wfsvc::RespondWorkflowTaskFailedRequest>,
+    ) -> RpcResult<wfsvc::RespondWorkflowTaskFailedResponse> {
+        reply(
+            self.workflows()
+                .fail_workflow_task(request.into_inner())
+                .await
+                .map(|()| Default::default()),
+        )
     }
 
-    async fn poll_activity_task_queue(&self, request: Request<wfsvc::PollActivityTaskQueueRequest>) -> RpcResult<wfsvc::PollActivityTaskQueueResponse> {
+    async fn poll_activity_task_queue(
+        &self,
+        request: Request<wfsvc::PollActivityTaskQueueRequest>,
+    ) -> RpcResult<wfsvc::PollActivityTaskQueueResponse> {
         let timeout = workflows::grpc_timeout(&request);
-        reply(self.workflows().poll_activity_task(request.into_inner(), timeout).await)
+        reply(
+            self.workflows()
+                .poll_activity_task(request.into_inner(), timeout)
+                .await,
+        )
     }
 
-    async fn respond_activity_task_completed(&self, request: Request<wfsvc::RespondActivityTaskCompletedRequest>) -> RpcResult<wfsvc::RespondActivityTaskCompletedResponse> {
+    async fn respond_activity_task_completed(
+        &self,
+        request: Request<wfsvc::RespondActivityTaskCompletedRequest>,
+    ) -> RpcResult<wfsvc::RespondActivityTaskCompletedResponse> {
         let r = request.into_inner();
-        reply(self.workflows().complete_activity(&r.task_token, None, r.result, r.identity).await.map(|()| Default::default()))
+        reply(
+            self.workflows()
+                .complete_activity(&r.task_token, None, r.result, r.identity)
+                .await
+                .map(|()| Default::default()),
+        )
     }
 
-    async fn respond_activity_task_completed_by_id(&self, request: Request<wfsvc::RespondActivityTaskCompletedByIdRequest>) -> RpcResult<wfsvc::RespondActivityTaskCompletedByIdResponse> {
+    async fn respond_activity_task_completed_by_id(
+        &self,
+        request: Request<wfsvc::RespondActivityTaskCompletedByIdRequest>,
+    ) -> RpcResult<wfsvc::RespondActivityTaskCompletedByIdResponse> {
         let r = request.into_inner();
-        let by_id = Some((r.namespace.as_str(), r.workflow_id.as_str(), r.run_id.as_str(), r.activity_id.as_str()));
-        reply(self.workflows().complete_activity(&[], by_id, r.result.clone(), r.identity.clone()).await.map(|()| Default::default()))
+        let by_id = Some((
+            r.namespace.as_str(),
+            r.workflow_id.as_str(),
+            r.run_id.as_str(),
+            r.activity_id.as_str(),
+        ));
+        reply(
+            self.workflows()
+                .complete_activity(&[], by_id, r.result.clone(), r.identity.clone())
+                .await
+                .map(|()| Default::default()),
+        )
     }
 
-    async fn respond_activity_task_failed(&self, request: Request<wfsvc::RespondActivityTaskFailedRequest>) -> RpcResult<wfsvc::RespondActivityTaskFailedResponse> {
+    async fn respond_activity_task_failed(
+        &self,
+        request: Request<wfsvc::RespondActivityTaskFailedRequest>,
+    ) -> RpcResult<wfsvc::RespondActivityTaskFailedResponse> {
         let r = request.into_inner();
-        reply(self.workflows().fail_activity(&r.task_token, None, r.failure, r.last_heartbeat_details, r.identity).await.map(|()| Default::default()))
+        reply(
+            self.workflows()
+                .fail_activity(
+                    &r.task_token,
+                    None,
+                    r.failure,
+                    r.last_heartbeat_details,
+                    r.identity,
+                )
+                .await
+                .map(|()| Default::default()),
+        )
     }
 
-    async fn respond_activity_task_failed_by_id(&self, request: Request<wfsvc::RespondActivityTaskFailedByIdRequest>) -> RpcResult<wfsvc::RespondActivityTaskFailedByIdResponse> {
+    async fn respond_activity_task_failed_by_id(
+        &self,
+        request: Request<wfsvc::RespondActivityTaskFailedByIdRequest>,
+    ) -> RpcResult<wfsvc::RespondActivityTaskFailedByIdResponse> {
         let r = request.into_inner();
-        let by_id = Some((r.namespace.as_str(), r.workflow_id.as_str(), r.run_id.as_str(), r.activity_id.as_str()));
-        reply(self.workflows().fail_activity(&[], by_id, r.failure.clone(), r.last_heartbeat_details.clone(), r.identity.clone()).await.map(|()| Default::default()))
+        let by_id = Some((
+            r.namespace.as_str(),
+            r.workflow_id.as_str(),
+            r.run_id.as_str(),
+            r.activity_id.as_str(),
+        ));
+        reply(
+            self.workflows()
+                .fail_activity(
+                    &[],
+                    by_id,
+                    r.failure.clone(),
+                    r.last_heartbeat_details.clone(),
+                    r.identity.clone(),
+                )
+                .await
+                .map(|()| Default::default()),
+        )
     }
 
-    async fn respond_activity_task_canceled(&self, request: Request<wfsvc::RespondActivityTaskCanceledRequest>) -> RpcResult<wfsvc::RespondActivityTaskCanceledResponse> {
+    async fn respond_activity_task_canceled(
+        &self,
+        request: Request<wfsvc::RespondActivityTaskCanceledRequest>,
+    ) -> RpcResult<wfsvc::RespondActivityTaskCanceledResponse> {
         let r = request.into_inner();
-        reply(self.workflows().cancel_activity(&r.task_token, None, r.details, r.identity).await.map(|()| Default::default()))
+        reply(
+            self.workflows()
+                .cancel_activity(&r.task_token, None, r.details, r.identity)
+                .await
+                .map(|()| Default::default()),
+        )
     }
 
-    async fn respond_activity_task_canceled_by_id(&self, request: Request<wfsvc::RespondActivityTaskCanceledByIdRequest>) -> RpcResult<wfsvc::RespondActivityTaskCanceledByIdResponse> {
+    async fn respond_activity_task_canceled_by_id(
+        &self,
+        request: Request<wfsvc::RespondActivityTaskCanceledByIdRequest>,
+    ) -> RpcResult<wfsvc::RespondActivityTaskCanceledByIdResponse> {
         let r = request.into_inner();
-        let by_id = Some((r.namespace.as_str(), r.workflow_id.as_str(), r.run_id.as_str(), r.activity_id.as_str()));
-        reply(self.workflows().cancel_activity(&[], by_id, r.details.clone(), r.identity.clone()).await.map(|()| Default::default()))
+        let by_id = Some((
+            r.namespace.as_str(),
+            r.workflow_id.as_str(),
+            r.run_id.as_str(),
+            r.activity_id.as_str(),
+        ));
+        reply(
+            self.workflows()
+                .cancel_activity(&[], by_id, r.details.clone(), r.identity.clone())
+                .await
+                .map(|()| Default::default()),
+        )
     }
 
-    async fn record_activity_task_heartbeat(&self, request: Request<wfsvc::RecordActivityTaskHeartbeatRequest>) -> RpcResult<wfsvc::RecordActivityTaskHeartbeatResponse> {
+    async fn record_activity_task_heartbeat(
+        &self,
+        request: Request<wfsvc::RecordActivityTaskHeartbeatRequest>,
+    ) -> RpcResult<wfsvc::RecordActivityTaskHeartbeatResponse> {
         let r = request.into_inner();
-        reply(self.workflows().heartbeat(&r.task_token, None, r.details, r.identity).await.map(|cancel_requested| {
-            wfsvc::RecordActivityTaskHeartbeatResponse { cancel_requested, ..Default::default() }
-        }))
+        reply(
+            self.workflows()
+                .heartbeat(&r.task_token, None, r.details, r.identity)
+                .await
+                .map(
+                    |cancel_requested| wfsvc::RecordActivityTaskHeartbeatResponse {
+                        cancel_requested,
+                        ..Default::default()
+                    },
+                ),
+        )
     }
 
-    async fn record_activity_task_heartbeat_by_id(&self, request: Request<wfsvc::RecordActivityTaskHeartbeatByIdRequest>) -> RpcResult<wfsvc::RecordActivityTaskHeartbeatByIdResponse> {
+    async fn record_activity_task_heartbeat_by_id(
+        &self,
+        request: Request<wfsvc::RecordActivityTaskHeartbeatByIdRequest>,
+    ) -> RpcResult<wfsvc::RecordActivityTaskHeartbeatByIdResponse> {
         let r = request.into_inner();
-        let by_id = Some((r.namespace.as_str(), r.workflow_id.as_str(), r.run_id.as_str(), r.activity_id.as_str()));
-        reply(self.workflows().heartbeat(&[], by_id, r.details.clone(), r.identity.clone()).await.map(|cancel_requested| {
-            wfsvc::RecordActivityTaskHeartbeatByIdResponse { cancel_requested, ..Default::default() }
-        }))
+        let by_id = Some((
+            r.namespace.as_str(),
+            r.workflow_id.as_str(),
+            r.run_id.as_str(),
+            r.activity_id.as_str(),
+        ));
+        reply(
+            self.workflows()
+                .heartbeat(&[], by_id, r.details.clone(), r.identity.clone())
+                .await
+                .map(
+                    |cancel_requested| wfsvc::RecordActivityTaskHeartbeatByIdResponse {
+                        cancel_requested,
+                        ..Default::default()
+                    },
+                ),
+        )
     }
 
-    async fn get_workflow_execution_history(&self, request: Request<wfsvc::GetWorkflowExecutionHistoryRequest>) -> RpcResult<wfsvc::GetWorkflowExecutionHistoryResponse> {
+    async fn get_workflow_execution_history(
+        &self,
+        request: Request<wfsvc::GetWorkflowExecutionHistoryRequest>,
+    ) -> RpcResult<wfsvc::GetWorkflowExecutionHistoryResponse> {
         let timeout = workflows::grpc_timeout(&request);
-        reply(self.workflows().history(request.into_inner(), timeout).await)
+        reply(
+            self.workflows()
+                .history(request.into_inner(), timeout)
+                .await,
+        )
     }
 
-    async fn get_workflow_execution_history_reverse(&self, request: Request<wfsvc::GetWorkflowExecutionHistoryReverseRequest>) -> RpcResult<wfsvc::GetWorkflowExecutionHistoryReverseResponse> {
+    async fn get_workflow_execution_history_reverse(
+        &self,
+        request: Request<wfsvc::GetWorkflowExecutionHistoryReverseRequest>,
+    ) -> RpcResult<wfsvc::GetWorkflowExecutionHistoryReverseResponse> {
         reply(self.workflows().history_reverse(request.into_inner()))
     }
 
-    async fn describe_workflow_execution(&self, request: Request<wfsvc::DescribeWorkflowExecutionRequest>) -> RpcResult<wfsvc::DescribeWorkflowExecutionResponse> {
+    async fn describe_workflow_execution(
+        &self,
+        request: Request<wfsvc::DescribeWorkflowExecutionRequest>,
+    ) -> RpcResult<wfsvc::DescribeWorkflowExecutionResponse> {
         reply(self.workflows().describe(request.into_inner()))
     }
 
-    async fn describe_task_queue(&self, request: Request<wfsvc::DescribeTaskQueueRequest>) -> RpcResult<wfsvc::DescribeTaskQueueResponse> {
+    async fn describe_task_queue(
+        &self,
+        request: Request<wfsvc::DescribeTaskQueueRequest>,
+    ) -> RpcResult<wfsvc::DescribeTaskQueueResponse> {
         reply(self.workflows().describe_task_queue(request.into_inner()))
     }
 
-    async fn query_workflow(&self, request: Request<wfsvc::QueryWorkflowRequest>) -> RpcResult<wfsvc::QueryWorkflowResponse> {
+    async fn query_workflow(
+        &self,
+        request: Request<wfsvc::QueryWorkflowRequest>,
+    ) -> RpcResult<wfsvc::QueryWorkflowResponse> {
         let timeout = workflows::grpc_timeout(&request);
         reply(self.workflows().query(request.into_inner(), timeout).await)
     }
 
-    async fn respond_query_task_completed(&self, request: Request<wfsvc::RespondQueryTaskCompletedRequest>) -> RpcResult<wfsvc::RespondQueryTaskCompletedResponse> {
-        reply(self.workflows().respond_query(request.into_inner()).map(|()| Default::default()))
+    async fn respond_query_task_completed(
+        &self,
+        request: Request<wfsvc::RespondQueryTaskCompletedRequest>,
+    ) -> RpcResult<wfsvc::RespondQueryTaskCompletedResponse> {
+        reply(
+            self.workflows()
+                .respond_query(request.into_inner())
+                .map(|()| Default::default()),
+        )
     }
 
-    async fn shutdown_worker(&self, request: Request<wfsvc::ShutdownWorkerRequest>) -> RpcResult<wfsvc::ShutdownWorkerResponse> {
-        reply(self.workflows().shutdown_worker(request.into_inner()).map(|()| Default::default()))
+    async fn shutdown_worker(
+        &self,
+        request: Request<wfsvc::ShutdownWorkerRequest>,
+    ) -> RpcResult<wfsvc::ShutdownWorkerResponse> {
+        reply(
+            self.workflows()
+                .shutdown_worker(request.into_inner())
+                .map(|()| Default::default()),
+        )
     }
 }
 
 #[tonic::async_trait]
 impl OperatorService for Frontend {
-    async fn list_search_attributes(&self, request: Request<opsvc::ListSearchAttributesRequest>) -> RpcResult<opsvc::ListSearchAttributesResponse> {
-        reply(search_attributes::list(self.namespaces(), request.get_ref()))
+    async fn list_search_attributes(
+        &self,
+        request: Request<opsvc::ListSearchAttributesRequest>,
+    ) -> RpcResult<opsvc::ListSearchAttributesResponse> {
+        reply(search_attributes::list(
+            self.namespaces(),
+            request.get_ref(),
+        ))
     }
 
-    async fn add_search_attributes(&self, request: Request<opsvc::AddSearchAttributesRequest>) -> RpcResult<opsvc::AddSearchAttributesResponse> {
-        reply(search_attributes::add(self.namespaces(), request.into_inner()).await.map(|()| Default::default()))
+    async fn add_search_attributes(
+        &self,
+        request: Request<opsvc::AddSearchAttributesRequest>,
+    ) -> RpcResult<opsvc::AddSearchAttributesResponse> {
+        reply(
+            search_attributes::add(self.namespaces(), request.into_inner())
+                .await
+                .map(|()| Default::default()),
+        )
     }
 
-    async fn remove_search_attributes(&self, request: Request<opsvc::RemoveSearchAttributesRequest>) -> RpcResult<opsvc::RemoveSearchAttributesResponse> {
-        reply(search_attributes::remove(self.namespaces(), request.into_inner()).await.map(|()| Default::default()))
+    async fn remove_search_attributes(
+        &self,
+        request: Request<opsvc::RemoveSearchAttributesRequest>,
+    ) -> RpcResult<opsvc::RemoveSearchAttributesResponse> {
+        reply(
+            search_attributes::remove(self.namespaces(), request.into_inner())
+                .await
+                .map(|()| Default::default()),
+        )
     }
 }

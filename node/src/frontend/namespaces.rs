@@ -7,8 +7,9 @@ use temporalio_protos::temporal::api::{
     namespace::v1::{BadBinaries, NamespaceConfig, NamespaceInfo, namespace_info},
     replication::v1::{ClusterReplicationConfig, NamespaceReplicationConfig},
     workflowservice::v1::{
-        DescribeNamespaceRequest, DescribeNamespaceResponse, ListNamespacesRequest, ListNamespacesResponse,
-        RegisterNamespaceRequest, UpdateNamespaceRequest, UpdateNamespaceResponse,
+        DescribeNamespaceRequest, DescribeNamespaceResponse, ListNamespacesRequest,
+        ListNamespacesResponse, RegisterNamespaceRequest, UpdateNamespaceRequest,
+        UpdateNamespaceResponse,
     },
 };
 
@@ -16,8 +17,8 @@ use super::CLUSTER_NAME;
 use crate::{
     error::{ApiError, ApiResult},
     namespace::{
-        ArchivalState, MAX_NAME_LEN, MIN_RETENTION, MetaCommand, NamespaceRecord, NamespaceRegistry, NamespaceState,
-        NamespaceUpdate,
+        ArchivalState, MAX_NAME_LEN, MIN_RETENTION, MetaCommand, NamespaceRecord,
+        NamespaceRegistry, NamespaceState, NamespaceUpdate,
     },
 };
 
@@ -40,7 +41,9 @@ pub(crate) fn validate_name(name: &str) -> ApiResult<()> {
         return Err(namespace_not_set());
     }
     if name.len() > MAX_NAME_LEN {
-        return Err(ApiError::InvalidArgument("Namespace length exceeds limit.".into()));
+        return Err(ApiError::InvalidArgument(
+            "Namespace length exceeds limit.".into(),
+        ));
     }
     Ok(())
 }
@@ -65,7 +68,9 @@ fn archival_from_pb(state: i32, uri: &str) -> ApiResult<Option<(ArchivalState, S
         Ok(PbArchivalState::Enabled) => Err(ApiError::InvalidArgument(
             "Archival is not configured on this cluster.".into(),
         )),
-        Err(_) => Err(ApiError::InvalidArgument(format!("Unknown archival state {state}."))),
+        Err(_) => Err(ApiError::InvalidArgument(format!(
+            "Unknown archival state {state}."
+        ))),
     }
 }
 
@@ -90,7 +95,11 @@ fn state_from_pb(state: i32) -> ApiResult<Option<NamespaceState>> {
         Ok(PbNamespaceState::Registered) => Some(NamespaceState::Registered),
         Ok(PbNamespaceState::Deprecated) => Some(NamespaceState::Deprecated),
         Ok(PbNamespaceState::Deleted) => Some(NamespaceState::Deleted),
-        Err(_) => return Err(ApiError::InvalidArgument("Invalid namespace state update.".into())),
+        Err(_) => {
+            return Err(ApiError::InvalidArgument(
+                "Invalid namespace state update.".into(),
+            ));
+        }
     })
 }
 
@@ -131,7 +140,10 @@ fn config_to_pb(record: &NamespaceRecord) -> NamespaceConfig {
 fn replication_to_pb() -> NamespaceReplicationConfig {
     NamespaceReplicationConfig {
         active_cluster_name: CLUSTER_NAME.into(),
-        clusters: vec![ClusterReplicationConfig { cluster_name: CLUSTER_NAME.into(), ..Default::default() }],
+        clusters: vec![ClusterReplicationConfig {
+            cluster_name: CLUSTER_NAME.into(),
+            ..Default::default()
+        }],
         ..Default::default()
     }
 }
@@ -145,10 +157,15 @@ pub(crate) fn describe_response(record: &NamespaceRecord) -> DescribeNamespaceRe
     }
 }
 
-pub(crate) async fn register(registry: &NamespaceRegistry, req: RegisterNamespaceRequest) -> ApiResult<()> {
+pub(crate) async fn register(
+    registry: &NamespaceRegistry,
+    req: RegisterNamespaceRequest,
+) -> ApiResult<()> {
     validate_name(&req.namespace)?;
     if req.is_global_namespace {
-        return Err(ApiError::InvalidArgument("Cannot register global namespace when not enabled".into()));
+        return Err(ApiError::InvalidArgument(
+            "Cannot register global namespace when not enabled".into(),
+        ));
     }
     let retention = validate_retention(req.workflow_execution_retention_period.as_ref())?;
     if !req.active_cluster_name.is_empty() && req.active_cluster_name != CLUSTER_NAME {
@@ -157,21 +174,33 @@ pub(crate) async fn register(registry: &NamespaceRegistry, req: RegisterNamespac
             req.active_cluster_name
         )));
     }
-    let mut record = NamespaceRecord::new(uuid::Uuid::new_v4().to_string(), req.namespace, retention);
+    let mut record =
+        NamespaceRecord::new(uuid::Uuid::new_v4().to_string(), req.namespace, retention);
     record.description = req.description;
     record.owner_email = req.owner_email;
     record.data = req.data.into_iter().collect();
-    if let Some(archival) = archival_from_pb(req.history_archival_state, &req.history_archival_uri)? {
+    if let Some(archival) = archival_from_pb(req.history_archival_state, &req.history_archival_uri)?
+    {
         record.history_archival = archival;
     }
-    if let Some(archival) = archival_from_pb(req.visibility_archival_state, &req.visibility_archival_uri)? {
+    if let Some(archival) =
+        archival_from_pb(req.visibility_archival_state, &req.visibility_archival_uri)?
+    {
         record.visibility_archival = archival;
     }
-    registry.execute(MetaCommand::Register { record, if_absent: false }).await?;
+    registry
+        .execute(MetaCommand::Register {
+            record,
+            if_absent: false,
+        })
+        .await?;
     Ok(())
 }
 
-pub(crate) fn describe(registry: &NamespaceRegistry, req: &DescribeNamespaceRequest) -> ApiResult<DescribeNamespaceResponse> {
+pub(crate) fn describe(
+    registry: &NamespaceRegistry,
+    req: &DescribeNamespaceRequest,
+) -> ApiResult<DescribeNamespaceResponse> {
     let record = match (req.namespace.is_empty(), req.id.is_empty()) {
         (false, false) => {
             return Err(ApiError::InvalidArgument(
@@ -185,7 +214,10 @@ pub(crate) fn describe(registry: &NamespaceRegistry, req: &DescribeNamespaceRequ
     Ok(describe_response(&record))
 }
 
-pub(crate) fn list(registry: &NamespaceRegistry, req: &ListNamespacesRequest) -> ApiResult<ListNamespacesResponse> {
+pub(crate) fn list(
+    registry: &NamespaceRegistry,
+    req: &ListNamespacesRequest,
+) -> ApiResult<ListNamespacesResponse> {
     let page_size = match req.page_size {
         n if n <= 0 => DEFAULT_LIST_PAGE_SIZE,
         n => n as usize,
@@ -198,7 +230,10 @@ pub(crate) fn list(registry: &NamespaceRegistry, req: &ListNamespacesRequest) ->
                 .map_err(|_| ApiError::InvalidArgument("Invalid next page token.".into()))?,
         )
     };
-    let include_deleted = req.namespace_filter.as_ref().is_some_and(|f| f.include_deleted);
+    let include_deleted = req
+        .namespace_filter
+        .as_ref()
+        .is_some_and(|f| f.include_deleted);
     let (records, next) = registry.list(after.as_deref(), page_size)?;
     Ok(ListNamespacesResponse {
         namespaces: records
@@ -210,16 +245,27 @@ pub(crate) fn list(registry: &NamespaceRegistry, req: &ListNamespacesRequest) ->
     })
 }
 
-pub(crate) async fn update(registry: &NamespaceRegistry, req: UpdateNamespaceRequest) -> ApiResult<UpdateNamespaceResponse> {
+pub(crate) async fn update(
+    registry: &NamespaceRegistry,
+    req: UpdateNamespaceRequest,
+) -> ApiResult<UpdateNamespaceResponse> {
     validate_name(&req.namespace)?;
     if req.promote_namespace {
-        return Err(ApiError::InvalidArgument("Cannot promote namespace: global namespaces are not enabled".into()));
+        return Err(ApiError::InvalidArgument(
+            "Cannot promote namespace: global namespaces are not enabled".into(),
+        ));
     }
     if let Some(replication) = &req.replication_config {
-        let foreign = replication.clusters.iter().any(|c| c.cluster_name != CLUSTER_NAME)
-            || (!replication.active_cluster_name.is_empty() && replication.active_cluster_name != CLUSTER_NAME);
+        let foreign = replication
+            .clusters
+            .iter()
+            .any(|c| c.cluster_name != CLUSTER_NAME)
+            || (!replication.active_cluster_name.is_empty()
+                && replication.active_cluster_name != CLUSTER_NAME);
         if foreign {
-            return Err(ApiError::InvalidArgument("Cluster replication is not supported by this cluster.".into()));
+            return Err(ApiError::InvalidArgument(
+                "Cluster replication is not supported by this cluster.".into(),
+            ));
         }
     }
     let mut update = NamespaceUpdate::default();
@@ -231,14 +277,22 @@ pub(crate) async fn update(registry: &NamespaceRegistry, req: UpdateNamespaceReq
     }
     if let Some(config) = req.config {
         if config.workflow_execution_retention_ttl.is_some() {
-            update.retention = Some(validate_retention(config.workflow_execution_retention_ttl.as_ref())?);
+            update.retention = Some(validate_retention(
+                config.workflow_execution_retention_ttl.as_ref(),
+            )?);
         }
-        update.history_archival = archival_from_pb(config.history_archival_state, &config.history_archival_uri)?;
-        update.visibility_archival =
-            archival_from_pb(config.visibility_archival_state, &config.visibility_archival_uri)?;
+        update.history_archival =
+            archival_from_pb(config.history_archival_state, &config.history_archival_uri)?;
+        update.visibility_archival = archival_from_pb(
+            config.visibility_archival_state,
+            &config.visibility_archival_uri,
+        )?;
     }
     let record = registry
-        .execute(MetaCommand::Update { name: req.namespace, update })
+        .execute(MetaCommand::Update {
+            name: req.namespace,
+            update,
+        })
         .await?
         .ok_or_else(|| ApiError::Internal("update returned no namespace".into()))?;
     let described = describe_response(&record);

@@ -10,7 +10,9 @@ use std::{
     },
 };
 
-use temporalio_protos::temporal::api::{query::v1::WorkflowQuery, workflowservice::v1::RespondQueryTaskCompletedRequest};
+use temporalio_protos::temporal::api::{
+    query::v1::WorkflowQuery, workflowservice::v1::RespondQueryTaskCompletedRequest,
+};
 use tokio::sync::oneshot;
 
 /// Queries waiting for a worker's answer, by query id. In memory only: a query is a read,
@@ -27,27 +29,45 @@ struct PendingQuery {
 }
 
 impl QueryRegistry {
-    pub fn register(&self, query: WorkflowQuery) -> (u64, oneshot::Receiver<RespondQueryTaskCompletedRequest>) {
+    pub fn register(
+        &self,
+        query: WorkflowQuery,
+    ) -> (u64, oneshot::Receiver<RespondQueryTaskCompletedRequest>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let (reply, rx) = oneshot::channel();
-        self.pending.lock().expect("query registry lock").insert(id, PendingQuery { query, reply });
+        self.pending
+            .lock()
+            .expect("query registry lock")
+            .insert(id, PendingQuery { query, reply });
         (id, rx)
     }
 
     /// The query a task carries, if its caller is still waiting.
     pub fn query(&self, id: u64) -> Option<WorkflowQuery> {
-        self.pending.lock().expect("query registry lock").get(&id).map(|p| p.query.clone())
+        self.pending
+            .lock()
+            .expect("query registry lock")
+            .get(&id)
+            .map(|p| p.query.clone())
     }
 
     /// Delivers a worker's answer; false when nobody waits any more (timed out).
     pub fn answer(&self, id: u64, answer: RespondQueryTaskCompletedRequest) -> bool {
-        match self.pending.lock().expect("query registry lock").remove(&id) {
+        match self
+            .pending
+            .lock()
+            .expect("query registry lock")
+            .remove(&id)
+        {
             Some(pending) => pending.reply.send(answer).is_ok(),
             None => false,
         }
     }
 
     pub fn forget(&self, id: u64) {
-        self.pending.lock().expect("query registry lock").remove(&id);
+        self.pending
+            .lock()
+            .expect("query registry lock")
+            .remove(&id);
     }
 }

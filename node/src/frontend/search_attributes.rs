@@ -77,22 +77,34 @@ fn type_from_pb(kind: i32) -> ApiResult<SearchAttributeType> {
         Ok(IndexedValueType::Bool) => SearchAttributeType::Bool,
         Ok(IndexedValueType::Datetime) => SearchAttributeType::Datetime,
         Ok(IndexedValueType::KeywordList) => SearchAttributeType::KeywordList,
-        _ => return Err(ApiError::InvalidArgument(format!("Unknown search attribute type: {kind}."))),
+        _ => {
+            return Err(ApiError::InvalidArgument(format!(
+                "Unknown search attribute type: {kind}."
+            )));
+        }
     })
 }
 
 fn operator_namespace(name: &str) -> ApiResult<()> {
     if name.is_empty() {
-        return Err(ApiError::InvalidArgument("Namespace is not set on request.".into()));
+        return Err(ApiError::InvalidArgument(
+            "Namespace is not set on request.".into(),
+        ));
     }
     Ok(())
 }
 
-pub(crate) fn list(registry: &NamespaceRegistry, req: &ListSearchAttributesRequest) -> ApiResult<ListSearchAttributesResponse> {
+pub(crate) fn list(
+    registry: &NamespaceRegistry,
+    req: &ListSearchAttributesRequest,
+) -> ApiResult<ListSearchAttributesResponse> {
     operator_namespace(&req.namespace)?;
     let record = registry.by_name(&req.namespace)?;
     Ok(ListSearchAttributesResponse {
-        system_attributes: SYSTEM_ATTRIBUTES.iter().map(|(n, t)| (n.to_string(), type_to_pb(*t))).collect(),
+        system_attributes: SYSTEM_ATTRIBUTES
+            .iter()
+            .map(|(n, t)| (n.to_string(), type_to_pb(*t)))
+            .collect(),
         custom_attributes: record
             .custom_search_attributes
             .iter()
@@ -102,27 +114,42 @@ pub(crate) fn list(registry: &NamespaceRegistry, req: &ListSearchAttributesReque
     })
 }
 
-pub(crate) async fn add(registry: &NamespaceRegistry, req: AddSearchAttributesRequest) -> ApiResult<()> {
+pub(crate) async fn add(
+    registry: &NamespaceRegistry,
+    req: AddSearchAttributesRequest,
+) -> ApiResult<()> {
     if req.search_attributes.is_empty() {
-        return Err(ApiError::InvalidArgument("SearchAttributes are not set on request.".into()));
+        return Err(ApiError::InvalidArgument(
+            "SearchAttributes are not set on request.".into(),
+        ));
     }
     operator_namespace(&req.namespace)?;
     let mut attributes = BTreeMap::new();
     for (name, kind) in req.search_attributes {
         if is_system(&name) {
-            return Err(ApiError::InvalidArgument(format!("Search attribute {name} is reserved by system.")));
+            return Err(ApiError::InvalidArgument(format!(
+                "Search attribute {name} is reserved by system."
+            )));
         }
         attributes.insert(name, type_from_pb(kind)?);
     }
     registry
-        .execute(MetaCommand::AddSearchAttributes { name: req.namespace, attributes })
+        .execute(MetaCommand::AddSearchAttributes {
+            name: req.namespace,
+            attributes,
+        })
         .await?;
     Ok(())
 }
 
-pub(crate) async fn remove(registry: &NamespaceRegistry, req: RemoveSearchAttributesRequest) -> ApiResult<()> {
+pub(crate) async fn remove(
+    registry: &NamespaceRegistry,
+    req: RemoveSearchAttributesRequest,
+) -> ApiResult<()> {
     if req.search_attributes.is_empty() {
-        return Err(ApiError::InvalidArgument("SearchAttributes are not set on request.".into()));
+        return Err(ApiError::InvalidArgument(
+            "SearchAttributes are not set on request.".into(),
+        ));
     }
     operator_namespace(&req.namespace)?;
     if let Some(name) = req.search_attributes.iter().find(|n| is_system(n)) {
@@ -131,7 +158,10 @@ pub(crate) async fn remove(registry: &NamespaceRegistry, req: RemoveSearchAttrib
         )));
     }
     registry
-        .execute(MetaCommand::RemoveSearchAttributes { name: req.namespace, attributes: req.search_attributes })
+        .execute(MetaCommand::RemoveSearchAttributes {
+            name: req.namespace,
+            attributes: req.search_attributes,
+        })
         .await?;
     Ok(())
 }

@@ -8,8 +8,19 @@ use crate::error::{ApiError, ApiResult};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TaskToken {
-    Workflow { run: RunKey, scheduled_event_id: i64, started_event_id: i64, attempt: i32, stamp: i32 },
-    Activity { run: RunKey, scheduled_event_id: i64, attempt: i32, activity_id: String },
+    Workflow {
+        run: RunKey,
+        scheduled_event_id: i64,
+        started_event_id: i64,
+        attempt: i32,
+        stamp: i32,
+    },
+    Activity {
+        run: RunKey,
+        scheduled_event_id: i64,
+        attempt: i32,
+        activity_id: String,
+    },
     /// A query task: answered, never recorded.
     Query { run: RunKey, query_id: u64 },
 }
@@ -21,9 +32,12 @@ impl TaskToken {
 
     pub fn decode(bytes: &[u8]) -> ApiResult<Self> {
         if bytes.is_empty() {
-            return Err(ApiError::InvalidArgument("Task token not set on request.".into()));
+            return Err(ApiError::InvalidArgument(
+                "Task token not set on request.".into(),
+            ));
         }
-        bincode::deserialize(bytes).map_err(|_| ApiError::InvalidArgument("Error deserializing task token.".into()))
+        bincode::deserialize(bytes)
+            .map_err(|_| ApiError::InvalidArgument("Error deserializing task token.".into()))
     }
 }
 

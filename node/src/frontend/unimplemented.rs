@@ -57,7 +57,9 @@ where
             let response = fut.await?;
             let headers = response.headers();
             let is_stub = headers.get("grpc-status").is_some_and(|v| v == "12")
-                && headers.get("grpc-message").is_some_and(|v| v == STUB_MESSAGE);
+                && headers
+                    .get("grpc-message")
+                    .is_some_and(|v| v == STUB_MESSAGE);
             if is_stub {
                 return Ok(Status::unimplemented(unimplemented_message(&path)).into_http());
             }

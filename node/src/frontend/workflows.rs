@@ -8,8 +8,9 @@ use dura_history::{
     api::{
         RunRequest,
         activity::{
-            ActivityRef, ActivityTaskStartedReply, CancelActivityTaskRequest, CompleteActivityTaskRequest,
-            FailActivityTaskRequest, HeartbeatActivityTaskRequest, RecordActivityTaskStartedRequest,
+            ActivityRef, ActivityTaskStartedReply, CancelActivityTaskRequest,
+            CompleteActivityTaskRequest, FailActivityTaskRequest, HeartbeatActivityTaskRequest,
+            RecordActivityTaskStartedRequest,
         },
         lifecycle::{RequestCancelRequest, TerminateRequest},
         signal::SignalRequest,
@@ -77,7 +78,9 @@ macro_rules! start_options {
 
 fn required<'a>(value: &'a str, what: &str) -> ApiResult<&'a str> {
     if value.is_empty() {
-        return Err(ApiError::InvalidArgument(format!("{what} is not set on request.")));
+        return Err(ApiError::InvalidArgument(format!(
+            "{what} is not set on request."
+        )));
     }
     Ok(value)
 }
@@ -90,13 +93,17 @@ fn task_queue_name(tq: Option<&TaskQueue>) -> ApiResult<&TaskQueue> {
 }
 
 fn execution(e: Option<&WorkflowExecution>) -> ApiResult<(&str, &str)> {
-    let e = e.ok_or_else(|| ApiError::InvalidArgument("Execution is not set on request.".into()))?;
+    let e =
+        e.ok_or_else(|| ApiError::InvalidArgument("Execution is not set on request.".into()))?;
     Ok((required(&e.workflow_id, "WorkflowId")?, e.run_id.as_str()))
 }
 
 /// The poll deadline: a minute, or less when the caller's gRPC deadline is shorter.
 fn poll_deadline(grpc_timeout: Option<Duration>, cap: Duration) -> Instant {
-    let budget = grpc_timeout.map(|t| t.saturating_sub(Duration::from_millis(500))).unwrap_or(cap).min(cap);
+    let budget = grpc_timeout
+        .map(|t| t.saturating_sub(Duration::from_millis(500)))
+        .unwrap_or(cap)
+        .min(cap);
     Instant::now() + budget
 }
 
@@ -118,19 +125,28 @@ pub fn grpc_timeout<T>(request: &tonic::Request<T>) -> Option<Duration> {
 
 fn is_stale(err: &ApiError) -> bool {
     use dura_history::HistoryError as H;
-    matches!(err, ApiError::History(H::NotFound(_) | H::TaskAlreadyStarted(_) | H::ObsoleteTask(_)))
+    matches!(
+        err,
+        ApiError::History(H::NotFound(_) | H::TaskAlreadyStarted(_) | H::ObsoleteTask(_))
+    )
 }
 
 impl Workflows {
     fn namespace_id(&self, name: &str) -> ApiResult<String> {
         if name.is_empty() {
-            return Err(ApiError::InvalidArgument("Namespace not set on request.".into()));
+            return Err(ApiError::InvalidArgument(
+                "Namespace not set on request.".into(),
+            ));
         }
         Ok(self.namespaces.by_name(name)?.id)
     }
 
     fn run_key(&self, namespace: &str, workflow_id: &str, run_id: &str) -> ApiResult<RunKey> {
-        Ok(RunKey::new(self.namespace_id(namespace)?, workflow_id, run_id))
+        Ok(RunKey::new(
+            self.namespace_id(namespace)?,
+            workflow_id,
+            run_id,
+        ))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -147,13 +163,19 @@ impl Workflows {
         let workflow_id = required(req_workflow_id, "WorkflowId")?;
         let workflow_type = workflow_type
             .filter(|t| !t.name.is_empty())
-            .ok_or_else(|| ApiError::InvalidArgument("WorkflowType is not set on request.".into()))?;
+            .ok_or_else(|| {
+                ApiError::InvalidArgument("WorkflowType is not set on request.".into())
+            })?;
         let task_queue = task_queue_name(task_queue)?;
         Ok(StartWorkflowRequest {
             namespace_id,
             workflow_id: workflow_id.to_string(),
             run_id: uuid::Uuid::new_v4().to_string(),
-            request_id: if request_id.is_empty() { uuid::Uuid::new_v4().to_string() } else { request_id.to_string() },
+            request_id: if request_id.is_empty() {
+                uuid::Uuid::new_v4().to_string()
+            } else {
+                request_id.to_string()
+            },
             workflow_type: workflow_type.name.clone(),
             task_queue: task_queue.name.clone(),
             input,
@@ -173,9 +195,14 @@ impl Workflows {
         })
     }
 
-    pub async fn start(&self, req: pb::StartWorkflowExecutionRequest) -> ApiResult<pb::StartWorkflowExecutionResponse> {
+    pub async fn start(
+        &self,
+        req: pb::StartWorkflowExecutionRequest,
+    ) -> ApiResult<pb::StartWorkflowExecutionResponse> {
         if !req.cron_schedule.is_empty() {
-            return Err(ApiError::Unimplemented("cron schedules are not implemented by Dura".into()));
+            return Err(ApiError::Unimplemented(
+                "cron schedules are not implemented by Dura".into(),
+            ));
         }
         let ns = self.namespace_id(&req.namespace)?;
         let mut start = self.start_request(
@@ -188,14 +215,22 @@ impl Workflows {
             req.input,
         )?;
         start_options!(start, req, req.header);
-        let shard = self.engine.shard_for(&start.namespace_id, &start.workflow_id);
-        match self.engine.execute(shard, ShardCommand::Start(start)).await? {
+        let shard = self
+            .engine
+            .shard_for(&start.namespace_id, &start.workflow_id);
+        match self
+            .engine
+            .execute(shard, ShardCommand::Start(start))
+            .await?
+        {
             ShardOutcome::Started { reply, .. } => Ok(pb::StartWorkflowExecutionResponse {
                 run_id: reply.run_id,
                 started: reply.started,
                 ..Default::default()
             }),
-            ShardOutcome::Run { .. } => Err(ApiError::Internal("start produced a run outcome".into())),
+            ShardOutcome::Run { .. } => {
+                Err(ApiError::Internal("start produced a run outcome".into()))
+            }
         }
     }
 
@@ -223,12 +258,24 @@ impl Workflows {
             request_id: start.request_id.clone(),
             now: start.now,
         };
-        let shard = self.engine.shard_for(&start.namespace_id, &start.workflow_id);
-        match self.engine.execute(shard, ShardCommand::SignalWithStart(start, signal)).await? {
+        let shard = self
+            .engine
+            .shard_for(&start.namespace_id, &start.workflow_id);
+        match self
+            .engine
+            .execute(shard, ShardCommand::SignalWithStart(start, signal))
+            .await?
+        {
             ShardOutcome::Started { reply, .. } => {
-                Ok(pb::SignalWithStartWorkflowExecutionResponse { run_id: reply.run_id, started: reply.started, ..Default::default() })
+                Ok(pb::SignalWithStartWorkflowExecutionResponse {
+                    run_id: reply.run_id,
+                    started: reply.started,
+                    ..Default::default()
+                })
             }
-            ShardOutcome::Run { .. } => Err(ApiError::Internal("signal-with-start produced a run outcome".into())),
+            ShardOutcome::Run { .. } => Err(ApiError::Internal(
+                "signal-with-start produced a run outcome".into(),
+            )),
         }
     }
 
@@ -241,7 +288,11 @@ impl Workflows {
             input: req.input,
             identity: req.identity,
             header: req.header,
-            request_id: if req.request_id.is_empty() { uuid::Uuid::new_v4().to_string() } else { req.request_id },
+            request_id: if req.request_id.is_empty() {
+                uuid::Uuid::new_v4().to_string()
+            } else {
+                req.request_id
+            },
             now: now_nanos(),
         });
         self.engine.execute_run(&run, request).await?;
@@ -261,13 +312,20 @@ impl Workflows {
         Ok(())
     }
 
-    pub async fn request_cancel(&self, req: pb::RequestCancelWorkflowExecutionRequest) -> ApiResult<()> {
+    pub async fn request_cancel(
+        &self,
+        req: pb::RequestCancelWorkflowExecutionRequest,
+    ) -> ApiResult<()> {
         let (workflow_id, run_id) = execution(req.workflow_execution.as_ref())?;
         let run = self.run_key(&req.namespace, workflow_id, run_id)?;
         let request = RunRequest::RequestCancel(RequestCancelRequest {
             reason: req.reason,
             identity: req.identity,
-            request_id: if req.request_id.is_empty() { uuid::Uuid::new_v4().to_string() } else { req.request_id },
+            request_id: if req.request_id.is_empty() {
+                uuid::Uuid::new_v4().to_string()
+            } else {
+                req.request_id
+            },
             now: now_nanos(),
         });
         self.engine.execute_run(&run, request).await?;
@@ -284,11 +342,24 @@ impl Workflows {
         let ns = self.namespace_id(&req.namespace)?;
         let tq = task_queue_name(req.task_queue.as_ref())?.clone();
         let sticky = tq.kind == TaskQueueKind::Sticky as i32;
-        let poll_queue = TaskQueueRef { name: tq.name.clone(), sticky, normal_name: tq.normal_name.clone() };
-        let key = TaskQueueKey { namespace_id: ns, name: tq.name.clone(), kind: TaskKind::Workflow };
+        let poll_queue = TaskQueueRef {
+            name: tq.name.clone(),
+            sticky,
+            normal_name: tq.normal_name.clone(),
+        };
+        let key = TaskQueueKey {
+            namespace_id: ns,
+            name: tq.name.clone(),
+            kind: TaskKind::Workflow,
+        };
         let deadline = poll_deadline(grpc_timeout, LONG_POLL);
         loop {
-            let Some(task) = self.engine.matcher().poll(&key, &req.identity, deadline).await else {
+            let Some(task) = self
+                .engine
+                .matcher()
+                .poll(&key, &req.identity, deadline)
+                .await
+            else {
                 return Ok(pb::PollWorkflowTaskQueueResponse::default());
             };
             if let Some(query_id) = task.query_id {
@@ -306,10 +377,17 @@ impl Workflows {
                 now: now_nanos(),
             });
             match self.engine.execute_run(&task.run, request).await {
-                Ok(ShardOutcome::Run { reply: RunReply::WorkflowTaskStarted(started), .. }) => {
+                Ok(ShardOutcome::Run {
+                    reply: RunReply::WorkflowTaskStarted(started),
+                    ..
+                }) => {
                     return self.workflow_task_response(&task.run, started, &req.namespace);
                 }
-                Ok(_) => return Err(ApiError::Internal("unexpected reply to RecordWorkflowTaskStarted".into())),
+                Ok(_) => {
+                    return Err(ApiError::Internal(
+                        "unexpected reply to RecordWorkflowTaskStarted".into(),
+                    ));
+                }
                 Err(e) if is_stale(&e) => continue,
                 Err(e) => {
                     self.engine.matcher().requeue_front(&key, task);
@@ -330,7 +408,8 @@ impl Workflows {
         // The whole history up to the started event travels with the task.
         let first = started.first_event_id();
         let page_size = (started.next_event_id - first).max(1) as usize;
-        let page = store::read_history(&reader, run, first, started.next_event_id, page_size, false)?;
+        let page =
+            store::read_history(&reader, run, first, started.next_event_id, page_size, false)?;
         let mut events = page.events;
         events.extend(started.transient_events.iter().cloned());
         let token = TaskToken::Workflow {
@@ -342,8 +421,13 @@ impl Workflows {
         };
         Ok(pb::PollWorkflowTaskQueueResponse {
             task_token: token.encode(),
-            workflow_execution: Some(WorkflowExecution { workflow_id: run.workflow_id.clone(), run_id: run.run_id.clone() }),
-            workflow_type: Some(WorkflowType { name: started.workflow_type.clone() }),
+            workflow_execution: Some(WorkflowExecution {
+                workflow_id: run.workflow_id.clone(),
+                run_id: run.run_id.clone(),
+            }),
+            workflow_type: Some(WorkflowType {
+                name: started.workflow_type.clone(),
+            }),
             previous_started_event_id: started.previous_started_event_id,
             started_event_id: started.started_event_id,
             attempt: started.attempt,
@@ -357,10 +441,24 @@ impl Workflows {
 
     fn workflow_token(bytes: &[u8]) -> ApiResult<(RunKey, WorkflowTaskToken)> {
         match TaskToken::decode(bytes)? {
-            TaskToken::Workflow { run, scheduled_event_id, started_event_id, attempt, stamp } => {
-                Ok((run, WorkflowTaskToken { scheduled_event_id, started_event_id, attempt, stamp }))
-            }
-            _ => Err(ApiError::InvalidArgument("Not a workflow task token.".into())),
+            TaskToken::Workflow {
+                run,
+                scheduled_event_id,
+                started_event_id,
+                attempt,
+                stamp,
+            } => Ok((
+                run,
+                WorkflowTaskToken {
+                    scheduled_event_id,
+                    started_event_id,
+                    attempt,
+                    stamp,
+                },
+            )),
+            _ => Err(ApiError::InvalidArgument(
+                "Not a workflow task token.".into(),
+            )),
         }
     }
 
@@ -393,8 +491,15 @@ impl Workflows {
             now: now_nanos(),
         });
         let reply = match self.engine.execute_run(&run, request).await? {
-            ShardOutcome::Run { reply: RunReply::WorkflowTaskCompleted(reply), .. } => reply,
-            _ => return Err(ApiError::Internal("unexpected reply to RespondWorkflowTaskCompleted".into())),
+            ShardOutcome::Run {
+                reply: RunReply::WorkflowTaskCompleted(reply),
+                ..
+            } => reply,
+            _ => {
+                return Err(ApiError::Internal(
+                    "unexpected reply to RespondWorkflowTaskCompleted".into(),
+                ));
+            }
         };
         // The completion was turned into a WorkflowTaskFailed that is now committed; the
         // worker still learns why (e.g. `UnhandledCommand`).
@@ -405,10 +510,16 @@ impl Workflows {
             Some(started) => Some(self.workflow_task_response(&run, started, &req.namespace)?),
             None => None,
         };
-        Ok(pb::RespondWorkflowTaskCompletedResponse { workflow_task, ..Default::default() })
+        Ok(pb::RespondWorkflowTaskCompletedResponse {
+            workflow_task,
+            ..Default::default()
+        })
     }
 
-    pub async fn fail_workflow_task(&self, req: pb::RespondWorkflowTaskFailedRequest) -> ApiResult<()> {
+    pub async fn fail_workflow_task(
+        &self,
+        req: pb::RespondWorkflowTaskFailedRequest,
+    ) -> ApiResult<()> {
         let (run, token) = Self::workflow_token(&req.task_token)?;
         let request = RunRequest::FailWorkflowTask(FailWorkflowTaskRequest {
             token,
@@ -431,28 +542,60 @@ impl Workflows {
         query_id: u64,
         poll_queue: &TaskQueueRef,
     ) -> ApiResult<Option<pb::PollWorkflowTaskQueueResponse>> {
-        let Some(query) = self.queries.query(query_id) else { return Ok(None) };
+        let Some(query) = self.queries.query(query_id) else {
+            return Ok(None);
+        };
         let reader = self.engine.reader(task.shard)?;
-        let (run, ms) = store::resolve_run(&reader, &task.run.namespace_id, &task.run.workflow_id, &task.run.run_id)?;
-        let sticky = poll_queue.sticky && ms.sticky.as_ref().is_some_and(|s| s.name == poll_queue.name);
-        let first = if sticky { ms.last_completed_wt_started_event_id + 1 } else { 1 };
+        let (run, ms) = store::resolve_run(
+            &reader,
+            &task.run.namespace_id,
+            &task.run.workflow_id,
+            &task.run.run_id,
+        )?;
+        let sticky = poll_queue.sticky
+            && ms
+                .sticky
+                .as_ref()
+                .is_some_and(|s| s.name == poll_queue.name);
+        let first = if sticky {
+            ms.last_completed_wt_started_event_id + 1
+        } else {
+            1
+        };
         let page_size = (ms.next_event_id - first).max(1) as usize;
         let page = store::read_history(&reader, &run, first, ms.next_event_id, page_size, false)?;
         Ok(Some(pb::PollWorkflowTaskQueueResponse {
-            task_token: TaskToken::Query { run: run.clone(), query_id }.encode(),
-            workflow_execution: Some(WorkflowExecution { workflow_id: run.workflow_id.clone(), run_id: run.run_id.clone() }),
-            workflow_type: Some(WorkflowType { name: ms.workflow_type.clone() }),
+            task_token: TaskToken::Query {
+                run: run.clone(),
+                query_id,
+            }
+            .encode(),
+            workflow_execution: Some(WorkflowExecution {
+                workflow_id: run.workflow_id.clone(),
+                run_id: run.run_id.clone(),
+            }),
+            workflow_type: Some(WorkflowType {
+                name: ms.workflow_type.clone(),
+            }),
             previous_started_event_id: ms.last_completed_wt_started_event_id,
             started_event_id: 0,
             attempt: 1,
-            history: Some(History { events: page.events }),
+            history: Some(History {
+                events: page.events,
+            }),
             query: Some(query),
-            workflow_execution_task_queue: Some(TaskQueueRef::normal(ms.task_queue.clone()).to_proto()),
+            workflow_execution_task_queue: Some(
+                TaskQueueRef::normal(ms.task_queue.clone()).to_proto(),
+            ),
             ..Default::default()
         }))
     }
 
-    pub async fn query(&self, req: pb::QueryWorkflowRequest, grpc_timeout: Option<Duration>) -> ApiResult<pb::QueryWorkflowResponse> {
+    pub async fn query(
+        &self,
+        req: pb::QueryWorkflowRequest,
+        grpc_timeout: Option<Duration>,
+    ) -> ApiResult<pb::QueryWorkflowResponse> {
         let (workflow_id, run_id) = execution(req.execution.as_ref())?;
         let query = req
             .query
@@ -471,8 +614,13 @@ impl Workflows {
             if ms.workflow_task.is_none() || !ms.is_running() {
                 break (run, ms);
             }
-            if tokio::time::timeout_at(deadline, changed.changed()).await.is_err() {
-                return Err(ApiError::DeadlineExceeded("query timed out waiting for the running workflow task".into()));
+            if tokio::time::timeout_at(deadline, changed.changed())
+                .await
+                .is_err()
+            {
+                return Err(ApiError::DeadlineExceeded(
+                    "query timed out waiting for the running workflow task".into(),
+                ));
             }
         };
         let status = ms.status.to_proto() as i32;
@@ -482,39 +630,66 @@ impl Workflows {
             || (reject == 2 && !ms.is_running() && status != temporalio_protos::temporal::api::enums::v1::WorkflowExecutionStatus::Completed as i32);
         if rejected {
             return Ok(pb::QueryWorkflowResponse {
-                query_rejected: Some(temporalio_protos::temporal::api::query::v1::QueryRejected { status }),
+                query_rejected: Some(temporalio_protos::temporal::api::query::v1::QueryRejected {
+                    status,
+                }),
                 ..Default::default()
             });
         }
         let queue = match &ms.sticky {
             Some(sticky) => self.engine.workflow_queue(
                 &ns,
-                &TaskQueueRef { name: sticky.name.clone(), sticky: true, normal_name: ms.task_queue.clone() },
+                &TaskQueueRef {
+                    name: sticky.name.clone(),
+                    sticky: true,
+                    normal_name: ms.task_queue.clone(),
+                },
             ),
-            None => TaskQueueKey { namespace_id: ns.clone(), name: ms.task_queue.clone(), kind: TaskKind::Workflow },
+            None => TaskQueueKey {
+                namespace_id: ns.clone(),
+                name: ms.task_queue.clone(),
+                kind: TaskKind::Workflow,
+            },
         };
         let (query_id, answer) = self.queries.register(query);
-        let task = QueuedTask { shard, run, scheduled_event_id: 0, attempt: 0, stamp: 0, query_id: Some(query_id) };
+        let task = QueuedTask {
+            shard,
+            run,
+            scheduled_event_id: 0,
+            attempt: 0,
+            stamp: 0,
+            query_id: Some(query_id),
+        };
         self.engine.matcher().add(&queue, task);
         let answer = match tokio::time::timeout_at(deadline, answer).await {
             Ok(Ok(answer)) => answer,
             _ => {
                 self.queries.forget(query_id);
-                return Err(ApiError::DeadlineExceeded("query timed out: no worker answered".into()));
+                return Err(ApiError::DeadlineExceeded(
+                    "query timed out: no worker answered".into(),
+                ));
             }
         };
         // QUERY_RESULT_TYPE_ANSWERED = 1; anything else is the workflow's query failure.
         if answer.completed_type == 1 {
-            return Ok(pb::QueryWorkflowResponse { query_result: answer.query_result, ..Default::default() });
+            return Ok(pb::QueryWorkflowResponse {
+                query_result: answer.query_result,
+                ..Default::default()
+            });
         }
-        Err(ApiError::QueryFailed { message: answer.error_message, failure: answer.failure.map(Box::new) })
+        Err(ApiError::QueryFailed {
+            message: answer.error_message,
+            failure: answer.failure.map(Box::new),
+        })
     }
 
     pub fn respond_query(&self, req: pb::RespondQueryTaskCompletedRequest) -> ApiResult<()> {
         match TaskToken::decode(&req.task_token)? {
             TaskToken::Query { query_id, .. } => {
                 if !self.queries.answer(query_id, req) {
-                    return Err(ApiError::NotFound("query not found or already timed out".into()));
+                    return Err(ApiError::NotFound(
+                        "query not found or already timed out".into(),
+                    ));
                 }
                 Ok(())
             }
@@ -531,10 +706,19 @@ impl Workflows {
     ) -> ApiResult<pb::PollActivityTaskQueueResponse> {
         let ns = self.namespace_id(&req.namespace)?;
         let tq = task_queue_name(req.task_queue.as_ref())?;
-        let key = TaskQueueKey { namespace_id: ns, name: tq.name.clone(), kind: TaskKind::Activity };
+        let key = TaskQueueKey {
+            namespace_id: ns,
+            name: tq.name.clone(),
+            kind: TaskKind::Activity,
+        };
         let deadline = poll_deadline(grpc_timeout, LONG_POLL);
         loop {
-            let Some(task) = self.engine.matcher().poll(&key, &req.identity, deadline).await else {
+            let Some(task) = self
+                .engine
+                .matcher()
+                .poll(&key, &req.identity, deadline)
+                .await
+            else {
                 return Ok(pb::PollActivityTaskQueueResponse::default());
             };
             let request = RunRequest::RecordActivityTaskStarted(RecordActivityTaskStartedRequest {
@@ -545,10 +729,17 @@ impl Workflows {
                 now: now_nanos(),
             });
             match self.engine.execute_run(&task.run, request).await {
-                Ok(ShardOutcome::Run { reply: RunReply::ActivityTaskStarted(started), .. }) => {
+                Ok(ShardOutcome::Run {
+                    reply: RunReply::ActivityTaskStarted(started),
+                    ..
+                }) => {
                     return Ok(activity_task_response(&req.namespace, &task, started));
                 }
-                Ok(_) => return Err(ApiError::Internal("unexpected reply to RecordActivityTaskStarted".into())),
+                Ok(_) => {
+                    return Err(ApiError::Internal(
+                        "unexpected reply to RecordActivityTaskStarted".into(),
+                    ));
+                }
                 Err(e) if is_stale(&e) => continue,
                 Err(e) => {
                     self.engine.matcher().requeue_front(&key, task);
@@ -559,18 +750,38 @@ impl Workflows {
     }
 
     /// Resolves an activity from a task token or from (namespace, workflow, run, activity id).
-    fn activity_target(&self, token: &[u8], by_id: Option<(&str, &str, &str, &str)>) -> ApiResult<(RunKey, ActivityRef)> {
+    fn activity_target(
+        &self,
+        token: &[u8],
+        by_id: Option<(&str, &str, &str, &str)>,
+    ) -> ApiResult<(RunKey, ActivityRef)> {
         if let Some((namespace, workflow_id, run_id, activity_id)) = by_id {
             required(workflow_id, "WorkflowId")?;
             required(activity_id, "ActivityId")?;
             let run = self.run_key(namespace, workflow_id, run_id)?;
-            return Ok((run, ActivityRef::ById { activity_id: activity_id.to_string() }));
+            return Ok((
+                run,
+                ActivityRef::ById {
+                    activity_id: activity_id.to_string(),
+                },
+            ));
         }
         match TaskToken::decode(token)? {
-            TaskToken::Activity { run, scheduled_event_id, attempt, .. } => {
-                Ok((run, ActivityRef::Token { scheduled_event_id, attempt }))
-            }
-            _ => Err(ApiError::InvalidArgument("Not an activity task token.".into())),
+            TaskToken::Activity {
+                run,
+                scheduled_event_id,
+                attempt,
+                ..
+            } => Ok((
+                run,
+                ActivityRef::Token {
+                    scheduled_event_id,
+                    attempt,
+                },
+            )),
+            _ => Err(ApiError::InvalidArgument(
+                "Not an activity task token.".into(),
+            )),
         }
     }
 
@@ -582,7 +793,12 @@ impl Workflows {
         identity: String,
     ) -> ApiResult<()> {
         let (run, activity) = self.activity_target(token, by_id)?;
-        let request = RunRequest::CompleteActivityTask(CompleteActivityTaskRequest { activity, result, identity, now: now_nanos() });
+        let request = RunRequest::CompleteActivityTask(CompleteActivityTaskRequest {
+            activity,
+            result,
+            identity,
+            now: now_nanos(),
+        });
         self.engine.execute_run(&run, request).await?;
         Ok(())
     }
@@ -615,7 +831,12 @@ impl Workflows {
         identity: String,
     ) -> ApiResult<()> {
         let (run, activity) = self.activity_target(token, by_id)?;
-        let request = RunRequest::CancelActivityTask(CancelActivityTaskRequest { activity, details, identity, now: now_nanos() });
+        let request = RunRequest::CancelActivityTask(CancelActivityTaskRequest {
+            activity,
+            details,
+            identity,
+            now: now_nanos(),
+        });
         self.engine.execute_run(&run, request).await?;
         Ok(())
     }
@@ -628,21 +849,39 @@ impl Workflows {
         identity: String,
     ) -> ApiResult<bool> {
         let (run, activity) = self.activity_target(token, by_id)?;
-        let request = RunRequest::HeartbeatActivityTask(HeartbeatActivityTaskRequest { activity, details, identity, now: now_nanos() });
+        let request = RunRequest::HeartbeatActivityTask(HeartbeatActivityTaskRequest {
+            activity,
+            details,
+            identity,
+            now: now_nanos(),
+        });
         match self.engine.execute_run(&run, request).await? {
-            ShardOutcome::Run { reply: RunReply::Heartbeat(reply), .. } => Ok(reply.cancel_requested),
-            _ => Err(ApiError::Internal("unexpected reply to RecordActivityTaskHeartbeat".into())),
+            ShardOutcome::Run {
+                reply: RunReply::Heartbeat(reply),
+                ..
+            } => Ok(reply.cancel_requested),
+            _ => Err(ApiError::Internal(
+                "unexpected reply to RecordActivityTaskHeartbeat".into(),
+            )),
         }
     }
 
     // ------------------------------------------------------------------ reads
 
-    pub async fn history(&self, req: pb::GetWorkflowExecutionHistoryRequest, grpc_timeout: Option<Duration>) -> ApiResult<pb::GetWorkflowExecutionHistoryResponse> {
+    pub async fn history(
+        &self,
+        req: pb::GetWorkflowExecutionHistoryRequest,
+        grpc_timeout: Option<Duration>,
+    ) -> ApiResult<pb::GetWorkflowExecutionHistoryResponse> {
         let (workflow_id, run_id) = execution(req.execution.as_ref())?;
         let ns = self.namespace_id(&req.namespace)?;
         let shard = self.engine.shard_for(&ns, workflow_id);
         let close_only = req.history_event_filter_type == HistoryEventFilterType::CloseEvent as i32;
-        let page_size = if req.maximum_page_size > 0 { req.maximum_page_size as usize } else { DEFAULT_HISTORY_PAGE };
+        let page_size = if req.maximum_page_size > 0 {
+            req.maximum_page_size as usize
+        } else {
+            DEFAULT_HISTORY_PAGE
+        };
         let from = decode_event_cursor(&req.next_page_token)?.unwrap_or(1);
         let deadline = poll_deadline(grpc_timeout, HISTORY_LONG_POLL);
         let mut changed = self.engine.watch(shard);
@@ -653,41 +892,69 @@ impl Workflows {
             let (run, ms) = store::resolve_run(&reader, &ns, workflow_id, run_id)?;
             let closed = !ms.is_running();
             if close_only && closed {
-                let last = store::read_history(&reader, &run, ms.next_event_id - 1, ms.next_event_id, 1, false)?;
+                let last = store::read_history(
+                    &reader,
+                    &run,
+                    ms.next_event_id - 1,
+                    ms.next_event_id,
+                    1,
+                    false,
+                )?;
                 return Ok(history_response(last.events, None));
             }
             if !close_only && from < ms.next_event_id {
-                let page = store::read_history(&reader, &run, from, ms.next_event_id, page_size, false)?;
+                let page =
+                    store::read_history(&reader, &run, from, ms.next_event_id, page_size, false)?;
                 // While the run is open, a caller following it resumes after the last event.
-                let next = page.next_cursor.or((req.wait_new_event && !closed).then_some(ms.next_event_id));
+                let next = page
+                    .next_cursor
+                    .or((req.wait_new_event && !closed).then_some(ms.next_event_id));
                 return Ok(history_response(page.events, next));
             }
             if closed || !req.wait_new_event {
                 return Ok(history_response(Vec::new(), None));
             }
-            if tokio::time::timeout_at(deadline, changed.changed()).await.is_err() {
+            if tokio::time::timeout_at(deadline, changed.changed())
+                .await
+                .is_err()
+            {
                 // Nothing new in time: an empty page and a token to continue from.
                 return Ok(history_response(Vec::new(), Some(from)));
             }
         }
     }
 
-    pub fn history_reverse(&self, req: pb::GetWorkflowExecutionHistoryReverseRequest) -> ApiResult<pb::GetWorkflowExecutionHistoryReverseResponse> {
+    pub fn history_reverse(
+        &self,
+        req: pb::GetWorkflowExecutionHistoryReverseRequest,
+    ) -> ApiResult<pb::GetWorkflowExecutionHistoryReverseResponse> {
         let (workflow_id, run_id) = execution(req.execution.as_ref())?;
         let ns = self.namespace_id(&req.namespace)?;
         let shard = self.engine.shard_for(&ns, workflow_id);
         let reader = self.engine.reader(shard)?;
         let (run, ms) = store::resolve_run(&reader, &ns, workflow_id, run_id)?;
-        let page_size = if req.maximum_page_size > 0 { req.maximum_page_size as usize } else { DEFAULT_HISTORY_PAGE };
+        let page_size = if req.maximum_page_size > 0 {
+            req.maximum_page_size as usize
+        } else {
+            DEFAULT_HISTORY_PAGE
+        };
         let to = decode_event_cursor(&req.next_page_token)?.unwrap_or(ms.next_event_id);
         let page = store::read_history(&reader, &run, 1, to, page_size, true)?;
         Ok(pb::GetWorkflowExecutionHistoryReverseResponse {
-            history: Some(History { events: page.events }),
-            next_page_token: page.next_cursor.map(|c| c.to_be_bytes().to_vec()).unwrap_or_default(),
+            history: Some(History {
+                events: page.events,
+            }),
+            next_page_token: page
+                .next_cursor
+                .map(|c| c.to_be_bytes().to_vec())
+                .unwrap_or_default(),
         })
     }
 
-    pub fn describe(&self, req: pb::DescribeWorkflowExecutionRequest) -> ApiResult<pb::DescribeWorkflowExecutionResponse> {
+    pub fn describe(
+        &self,
+        req: pb::DescribeWorkflowExecutionRequest,
+    ) -> ApiResult<pb::DescribeWorkflowExecutionResponse> {
         let (workflow_id, run_id) = execution(req.execution.as_ref())?;
         let ns = self.namespace_id(&req.namespace)?;
         let shard = self.engine.shard_for(&ns, workflow_id);
@@ -703,12 +970,23 @@ impl Workflows {
         })
     }
 
-    pub fn describe_task_queue(&self, req: pb::DescribeTaskQueueRequest) -> ApiResult<pb::DescribeTaskQueueResponse> {
+    pub fn describe_task_queue(
+        &self,
+        req: pb::DescribeTaskQueueRequest,
+    ) -> ApiResult<pb::DescribeTaskQueueResponse> {
         let ns = self.namespace_id(&req.namespace)?;
         let tq = task_queue_name(req.task_queue.as_ref())?;
         // TASK_QUEUE_TYPE_ACTIVITY = 2; anything else describes the workflow queue.
-        let kind = if req.task_queue_type == 2 { TaskKind::Activity } else { TaskKind::Workflow };
-        let key = TaskQueueKey { namespace_id: ns, name: tq.name.clone(), kind };
+        let kind = if req.task_queue_type == 2 {
+            TaskKind::Activity
+        } else {
+            TaskKind::Workflow
+        };
+        let key = TaskQueueKey {
+            namespace_id: ns,
+            name: tq.name.clone(),
+            kind,
+        };
         let description = self.engine.matcher().describe(&key);
         Ok(pb::DescribeTaskQueueResponse {
             pollers: description
@@ -717,7 +995,10 @@ impl Workflows {
                 .map(|p| PollerInfo {
                     identity: p.identity,
                     last_access_time: Some(to_timestamp(
-                        p.last_access_time.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0),
+                        p.last_access_time
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map(|d| d.as_nanos() as i64)
+                            .unwrap_or(0),
                     )),
                     rate_per_second: 100_000.0,
                     ..Default::default()
@@ -734,12 +1015,20 @@ impl Workflows {
             return Ok(());
         }
         let ns = self.namespace_id(&req.namespace)?;
-        let sticky = TaskQueueKey { namespace_id: ns.clone(), name: req.sticky_task_queue, kind: TaskKind::Workflow };
+        let sticky = TaskQueueKey {
+            namespace_id: ns.clone(),
+            name: req.sticky_task_queue,
+            kind: TaskKind::Workflow,
+        };
         for task in self.engine.matcher().unload(&sticky) {
             let QueuedTask { run, .. } = &task;
             let reader = self.engine.reader(task.shard)?;
             if let Ok(Some(ms)) = store::read_run(&reader, run) {
-                let normal = TaskQueueKey { namespace_id: ns.clone(), name: ms.task_queue.clone(), kind: TaskKind::Workflow };
+                let normal = TaskQueueKey {
+                    namespace_id: ns.clone(),
+                    name: ms.task_queue.clone(),
+                    kind: TaskKind::Workflow,
+                };
                 self.engine.matcher().add(&normal, task);
             }
         }
@@ -752,11 +1041,16 @@ fn decode_event_cursor(token: &[u8]) -> ApiResult<Option<i64>> {
     if token.is_empty() {
         return Ok(None);
     }
-    let bytes: [u8; 8] = token.try_into().map_err(|_| ApiError::InvalidArgument("Invalid NextPageToken.".into()))?;
+    let bytes: [u8; 8] = token
+        .try_into()
+        .map_err(|_| ApiError::InvalidArgument("Invalid NextPageToken.".into()))?;
     Ok(Some(i64::from_be_bytes(bytes)))
 }
 
-fn history_response(events: Vec<temporalio_protos::temporal::api::history::v1::HistoryEvent>, next: Option<i64>) -> pb::GetWorkflowExecutionHistoryResponse {
+fn history_response(
+    events: Vec<temporalio_protos::temporal::api::history::v1::HistoryEvent>,
+    next: Option<i64>,
+) -> pb::GetWorkflowExecutionHistoryResponse {
     pb::GetWorkflowExecutionHistoryResponse {
         history: Some(History { events }),
         next_page_token: next.map(|n| n.to_be_bytes().to_vec()).unwrap_or_default(),
@@ -764,7 +1058,11 @@ fn history_response(events: Vec<temporalio_protos::temporal::api::history::v1::H
     }
 }
 
-fn activity_task_response(namespace: &str, task: &QueuedTask, started: ActivityTaskStartedReply) -> pb::PollActivityTaskQueueResponse {
+fn activity_task_response(
+    namespace: &str,
+    task: &QueuedTask,
+    started: ActivityTaskStartedReply,
+) -> pb::PollActivityTaskQueueResponse {
     let token = TaskToken::Activity {
         run: task.run.clone(),
         scheduled_event_id: started.scheduled_event_id,
@@ -774,9 +1072,16 @@ fn activity_task_response(namespace: &str, task: &QueuedTask, started: ActivityT
     pb::PollActivityTaskQueueResponse {
         task_token: token.encode(),
         workflow_namespace: namespace.to_string(),
-        workflow_type: Some(WorkflowType { name: started.workflow_type }),
-        workflow_execution: Some(WorkflowExecution { workflow_id: started.workflow_id, run_id: started.run_id }),
-        activity_type: Some(ActivityType { name: started.activity_type }),
+        workflow_type: Some(WorkflowType {
+            name: started.workflow_type,
+        }),
+        workflow_execution: Some(WorkflowExecution {
+            workflow_id: started.workflow_id,
+            run_id: started.run_id,
+        }),
+        activity_type: Some(ActivityType {
+            name: started.activity_type,
+        }),
         activity_id: started.activity_id,
         header: started.header,
         input: started.input,

@@ -126,10 +126,22 @@ pub enum NamespaceError {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum MetaCommand {
     /// Creates the namespace; with `if_absent` an existing one is left alone (start-dev).
-    Register { record: NamespaceRecord, if_absent: bool },
-    Update { name: String, update: NamespaceUpdate },
-    AddSearchAttributes { name: String, attributes: BTreeMap<String, SearchAttributeType> },
-    RemoveSearchAttributes { name: String, attributes: Vec<String> },
+    Register {
+        record: NamespaceRecord,
+        if_absent: bool,
+    },
+    Update {
+        name: String,
+        update: NamespaceUpdate,
+    },
+    AddSearchAttributes {
+        name: String,
+        attributes: BTreeMap<String, SearchAttributeType>,
+    },
+    RemoveSearchAttributes {
+        name: String,
+        attributes: Vec<String>,
+    },
     /// Written once, on the first start of a cluster.
     InitCluster { cluster_id: String },
 }
@@ -170,7 +182,8 @@ fn load(state: &impl MetaState, name: &str) -> Result<NamespaceRecord, Namespace
     let bytes = state
         .get(&keys::by_name(name))
         .ok_or_else(|| NamespaceError::NotFound(name.to_string()))?;
-    bincode::deserialize(&bytes).map_err(|e| NamespaceError::Invalid(format!("corrupt namespace record: {e}")))
+    bincode::deserialize(&bytes)
+        .map_err(|e| NamespaceError::Invalid(format!("corrupt namespace record: {e}")))
 }
 
 fn store(state: &mut impl MetaState, record: &NamespaceRecord) {
@@ -249,10 +262,13 @@ fn validate_state_change(from: NamespaceState, to: NamespaceState) -> Result<(),
     use NamespaceState::*;
     match (from, to) {
         (a, b) if a == b => Ok(()),
-        (Registered, Deprecated) | (Registered, Deleted) | (Deprecated, Deleted) | (Deprecated, Registered) => {
-            Ok(())
-        }
-        _ => Err(NamespaceError::Invalid("Invalid namespace state update.".into())),
+        (Registered, Deprecated)
+        | (Registered, Deleted)
+        | (Deprecated, Deleted)
+        | (Deprecated, Registered) => Ok(()),
+        _ => Err(NamespaceError::Invalid(
+            "Invalid namespace state update.".into(),
+        )),
     }
 }
 
@@ -273,8 +289,18 @@ mod tests {
     }
 
     fn register(state: &mut MemState, name: &str) -> MetaReply {
-        let record = NamespaceRecord::new(format!("id-{name}"), name.into(), Duration::from_secs(86400));
-        apply(state, MetaCommand::Register { record, if_absent: false })
+        let record = NamespaceRecord::new(
+            format!("id-{name}"),
+            name.into(),
+            Duration::from_secs(86400),
+        );
+        apply(
+            state,
+            MetaCommand::Register {
+                record,
+                if_absent: false,
+            },
+        )
     }
 
     #[test]
@@ -282,7 +308,10 @@ mod tests {
         let mut state = MemState::default();
         register(&mut state, "a").unwrap();
         let before = state.0.clone();
-        assert_eq!(register(&mut state, "a"), Err(NamespaceError::AlreadyExists("a".into())));
+        assert_eq!(
+            register(&mut state, "a"),
+            Err(NamespaceError::AlreadyExists("a".into()))
+        );
         assert_eq!(state.0, before);
     }
 
@@ -291,7 +320,14 @@ mod tests {
         let mut state = MemState::default();
         let first = register(&mut state, "a").unwrap().unwrap();
         let other = NamespaceRecord::new("other-id".into(), "a".into(), Duration::from_secs(7200));
-        let kept = apply(&mut state, MetaCommand::Register { record: other, if_absent: true }).unwrap();
+        let kept = apply(
+            &mut state,
+            MetaCommand::Register {
+                record: other,
+                if_absent: true,
+            },
+        )
+        .unwrap();
         assert_eq!(kept, Some(first));
     }
 
@@ -305,7 +341,15 @@ mod tests {
             retention: Some(Duration::from_secs(7200)),
             ..Default::default()
         };
-        let record = apply(&mut state, MetaCommand::Update { name: "a".into(), update }).unwrap().unwrap();
+        let record = apply(
+            &mut state,
+            MetaCommand::Update {
+                name: "a".into(),
+                update,
+            },
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(record.description, "d");
         assert_eq!(record.data["k"], "v");
         assert_eq!(record.retention, Duration::from_secs(7200));
@@ -316,7 +360,13 @@ mod tests {
     #[test]
     fn update_of_unknown_namespace_is_not_found() {
         let mut state = MemState::default();
-        let err = apply(&mut state, MetaCommand::Update { name: "x".into(), update: Default::default() });
+        let err = apply(
+            &mut state,
+            MetaCommand::Update {
+                name: "x".into(),
+                update: Default::default(),
+            },
+        );
         assert_eq!(err, Err(NamespaceError::NotFound("x".into())));
     }
 
@@ -324,11 +374,30 @@ mod tests {
     fn deleted_namespace_cannot_come_back() {
         let mut state = MemState::default();
         register(&mut state, "a").unwrap();
-        let delete = NamespaceUpdate { state: Some(NamespaceState::Deleted), ..Default::default() };
-        apply(&mut state, MetaCommand::Update { name: "a".into(), update: delete }).unwrap();
-        let revive = NamespaceUpdate { state: Some(NamespaceState::Registered), ..Default::default() };
+        let delete = NamespaceUpdate {
+            state: Some(NamespaceState::Deleted),
+            ..Default::default()
+        };
+        apply(
+            &mut state,
+            MetaCommand::Update {
+                name: "a".into(),
+                update: delete,
+            },
+        )
+        .unwrap();
+        let revive = NamespaceUpdate {
+            state: Some(NamespaceState::Registered),
+            ..Default::default()
+        };
         assert!(matches!(
-            apply(&mut state, MetaCommand::Update { name: "a".into(), update: revive }),
+            apply(
+                &mut state,
+                MetaCommand::Update {
+                    name: "a".into(),
+                    update: revive
+                }
+            ),
             Err(NamespaceError::Invalid(_))
         ));
     }
@@ -342,7 +411,12 @@ mod tests {
             attributes: [("Tag".to_string(), kind)].into(),
         };
         apply(&mut state, add(SearchAttributeType::Keyword)).unwrap();
-        let record = apply(&mut state, add(SearchAttributeType::Int)).unwrap().unwrap();
-        assert_eq!(record.custom_search_attributes["Tag"], SearchAttributeType::Keyword);
+        let record = apply(&mut state, add(SearchAttributeType::Int))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            record.custom_search_attributes["Tag"],
+            SearchAttributeType::Keyword
+        );
     }
 }

@@ -20,7 +20,8 @@ impl NamespaceRegistry {
     pub async fn execute(&self, command: MetaCommand) -> ApiResult<Option<NamespaceRecord>> {
         let bytes = bincode::serialize(&command).map_err(|e| ApiError::Internal(e.to_string()))?;
         let reply = self.store.propose(GroupId::META, bytes).await?;
-        let reply: MetaReply = bincode::deserialize(&reply).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let reply: MetaReply =
+            bincode::deserialize(&reply).map_err(|e| ApiError::Internal(e.to_string()))?;
         Ok(reply?)
     }
 
@@ -42,7 +43,11 @@ impl NamespaceRegistry {
 
     /// One page of namespaces in name order, starting after `after`; the second value is
     /// the name to continue after, if there may be more.
-    pub fn list(&self, after: Option<&str>, page_size: usize) -> ApiResult<(Vec<NamespaceRecord>, Option<String>)> {
+    pub fn list(
+        &self,
+        after: Option<&str>,
+        page_size: usize,
+    ) -> ApiResult<(Vec<NamespaceRecord>, Option<String>)> {
         let reader = self.store.reader(GroupId::META)?;
         let start = match after {
             // The smallest key strictly greater than the last name returned.
@@ -52,7 +57,10 @@ impl NamespaceRegistry {
         let mut end = keys::BY_NAME.to_vec();
         *end.last_mut().expect("non-empty prefix") += 1;
         let rows = reader.scan_range(&start, &end, page_size + 1)?;
-        let mut records = rows.iter().map(|(_, v)| decode(v)).collect::<ApiResult<Vec<_>>>()?;
+        let mut records = rows
+            .iter()
+            .map(|(_, v)| decode(v))
+            .collect::<ApiResult<Vec<_>>>()?;
         let next = if records.len() > page_size {
             records.truncate(page_size);
             records.last().map(|r| r.name.clone())
@@ -72,5 +80,6 @@ impl NamespaceRegistry {
 }
 
 fn decode(bytes: &[u8]) -> ApiResult<NamespaceRecord> {
-    bincode::deserialize(bytes).map_err(|e| ApiError::Internal(format!("corrupt namespace record: {e}")))
+    bincode::deserialize(bytes)
+        .map_err(|e| ApiError::Internal(format!("corrupt namespace record: {e}")))
 }

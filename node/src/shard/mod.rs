@@ -22,7 +22,11 @@ use serde::{Deserialize, Serialize};
 /// FNV-1a: stable across builds and platforms, which a routing function must be.
 pub fn shard_for(namespace_id: &str, workflow_id: &str, shards: u32) -> GroupId {
     let mut hash: u32 = 0x811c_9dc5;
-    for byte in namespace_id.bytes().chain(std::iter::once(b'_')).chain(workflow_id.bytes()) {
+    for byte in namespace_id
+        .bytes()
+        .chain(std::iter::once(b'_'))
+        .chain(workflow_id.bytes())
+    {
         hash ^= byte as u32;
         hash = hash.wrapping_mul(0x0100_0193);
     }
@@ -34,7 +38,12 @@ pub fn shard_for(namespace_id: &str, workflow_id: &str, shards: u32) -> GroupId 
 pub enum ShardCommand {
     Start(StartWorkflowRequest),
     SignalWithStart(StartWorkflowRequest, SignalRequest),
-    Run { namespace_id: String, workflow_id: String, run_id: String, request: RunRequest },
+    Run {
+        namespace_id: String,
+        workflow_id: String,
+        run_id: String,
+        request: RunRequest,
+    },
 }
 
 /// What a committed shard command produced.
@@ -42,8 +51,16 @@ pub enum ShardCommand {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ShardOutcome {
-    Started { reply: StartReply, tasks: Vec<(RunKey, Task)> },
-    Run { run: RunKey, reply: RunReply, tasks: Vec<Task>, new_events: bool },
+    Started {
+        reply: StartReply,
+        tasks: Vec<(RunKey, Task)>,
+    },
+    Run {
+        run: RunKey,
+        reply: RunReply,
+        tasks: Vec<Task>,
+        new_events: bool,
+    },
 }
 
 pub type ShardReply = Result<ShardOutcome, HistoryError>;
@@ -90,10 +107,17 @@ fn start_outcome(outcome: dura_history::api::start::StartOutcome) -> ShardOutcom
     // A run terminated by TERMINATE_EXISTING leaves no task behind; only the new run has some.
     let mut tasks = Vec::new();
     if let Some(run) = outcome.new_run {
-        let key = RunKey::new(&run.state.namespace_id, &run.state.workflow_id, &run.state.run_id);
+        let key = RunKey::new(
+            &run.state.namespace_id,
+            &run.state.workflow_id,
+            &run.state.run_id,
+        );
         tasks.extend(run.tasks.into_iter().map(|t| (key.clone(), t)));
     }
-    ShardOutcome::Started { reply: outcome.reply, tasks }
+    ShardOutcome::Started {
+        reply: outcome.reply,
+        tasks,
+    }
 }
 
 /// Applies one committed shard command. Deterministic: state only through `txn`.
@@ -106,8 +130,14 @@ pub fn apply(txn: &mut ApplyTxn<'_>, command: &[u8]) -> ShardReply {
         ShardCommand::SignalWithStart(req, signal) => {
             store::signal_with_start(&mut kv, req, signal).map(start_outcome)
         }
-        ShardCommand::Run { namespace_id, workflow_id, run_id, request } => {
-            let (run, transition) = store::apply_to_run(&mut kv, &namespace_id, &workflow_id, &run_id, request)?;
+        ShardCommand::Run {
+            namespace_id,
+            workflow_id,
+            run_id,
+            request,
+        } => {
+            let (run, transition) =
+                store::apply_to_run(&mut kv, &namespace_id, &workflow_id, &run_id, request)?;
             Ok(ShardOutcome::Run {
                 run,
                 new_events: !transition.events.is_empty(),
