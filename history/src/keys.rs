@@ -9,6 +9,7 @@
 //! | `c`  | `Hc ‖ ns ‖ workflow_id`                    | current run record (bincode)  |
 //! | `m`  | `Hm ‖ ns ‖ workflow_id ‖ run_id`           | `MutableState` (bincode)      |
 //! | `e`  | `He ‖ ns ‖ workflow_id ‖ run_id ‖ id BE`   | `HistoryEvent` (prost)        |
+//! | `v`  | `Hv ‖ ns ‖ workflow_id ‖ run_id`           | `VisibilityRecord` (bincode)  |
 
 use serde::{Deserialize, Serialize};
 
@@ -16,6 +17,7 @@ const ROOT: u8 = b'H';
 const CURRENT: u8 = b'c';
 const MUTABLE_STATE: u8 = b'm';
 const EVENT: u8 = b'e';
+const VISIBILITY: u8 = b'v';
 
 /// Identifies one run.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -157,6 +159,18 @@ pub fn decode_event(key: &[u8]) -> Option<(RunKey, i64)> {
     Some((run, id as i64))
 }
 
+/// A run's visibility record.
+pub fn visibility(namespace_id: &str, workflow_id: &str, run_id: &str) -> Vec<u8> {
+    run_key(VISIBILITY, &RunKey::new(namespace_id, workflow_id, run_id))
+}
+
+/// Prefix of every visibility record of a namespace.
+pub fn visibility_prefix(namespace_id: &str) -> Vec<u8> {
+    let mut k = with_kind(VISIBILITY);
+    push_str(&mut k, namespace_id);
+    k
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,5 +202,7 @@ mod tests {
         let other = RunKey::new("ns-1", "wf/with:odd chars2", "run-1");
         assert!(!event(&other, 1).starts_with(&events_prefix(&run())));
         assert!(mutable_state(&run()).starts_with(&mutable_state_prefix()));
+        assert!(visibility("ns-1", "wf", "r").starts_with(&visibility_prefix("ns-1")));
+        assert!(!visibility("ns-10", "wf", "r").starts_with(&visibility_prefix("ns-1")));
     }
 }

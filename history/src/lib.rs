@@ -33,6 +33,7 @@
 //!   `timer`, `lifecycle`); command handling lives in `api::commands`.
 //! - [`mutable_state`], [`tasks`], [`events`] (builders), [`retry`], [`error`], [`describe`].
 //! - [`keys`], [`store`]: key encodings and the key/value mapping, history paging.
+//! - [`visibility`]: the per-run index record and the List/Count query language.
 
 pub mod api;
 pub mod describe;
@@ -46,6 +47,7 @@ pub mod store;
 pub mod tasks;
 pub mod time;
 mod transition;
+pub mod visibility;
 
 pub use api::{RunReply, RunRequest, apply};
 pub use describe::{Description, describe, pending_tasks};

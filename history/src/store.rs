@@ -18,6 +18,7 @@ use crate::{
     keys::{self, RunKey},
     mutable_state::MutableState,
     transition::Transition,
+    visibility::{self, VisibilityRecord},
 };
 
 /// Read access to a shard's key/value state.
@@ -155,13 +156,16 @@ fn write_current(kv: &mut impl KvWrite, ms: &MutableState) -> Result<()> {
     Ok(())
 }
 
+/// `visible_before`: the current run's visibility record before the decision.
 fn persist_start(
     kv: &mut impl KvWrite,
     current: Option<MutableState>,
+    visible_before: Option<VisibilityRecord>,
     outcome: &StartOutcome,
 ) -> Result<()> {
     if let (Some(cur), Some(prev)) = (current, &outcome.previous_run) {
         write_run(kv, &cur)?;
+        visibility::write(kv, visible_before.as_ref(), &cur)?;
         append_events(
             kv,
             &RunKey::new(&cur.namespace_id, &cur.workflow_id, &cur.run_id),
@@ -171,6 +175,7 @@ fn persist_start(
     if let Some(new_run) = &outcome.new_run {
         let ms = &new_run.state;
         write_run(kv, ms)?;
+        visibility::write(kv, None, ms)?;
         append_events(
             kv,
             &RunKey::new(&ms.namespace_id, &ms.workflow_id, &ms.run_id),
@@ -194,8 +199,9 @@ fn load_current_run(kv: &impl KvRead, req: &StartWorkflowRequest) -> Result<Opti
 /// StartWorkflowExecution against the stored current run; persists whatever it decided.
 pub fn start_workflow(kv: &mut impl KvWrite, req: StartWorkflowRequest) -> Result<StartOutcome> {
     let mut current = load_current_run(kv, &req)?;
+    let visible_before = current.as_ref().map(VisibilityRecord::of);
     let outcome = api::start::start_workflow(current.as_mut(), req)?;
-    persist_start(kv, current, &outcome)?;
+    persist_start(kv, current, visible_before, &outcome)?;
     Ok(outcome)
 }
 
@@ -206,8 +212,9 @@ pub fn signal_with_start(
     signal: SignalRequest,
 ) -> Result<StartOutcome> {
     let mut current = load_current_run(kv, &req)?;
+    let visible_before = current.as_ref().map(VisibilityRecord::of);
     let outcome = api::start::signal_with_start(current.as_mut(), req, signal)?;
-    persist_start(kv, current, &outcome)?;
+    persist_start(kv, current, visible_before, &outcome)?;
     Ok(outcome)
 }
 
@@ -221,8 +228,10 @@ pub fn apply_to_run(
     req: RunRequest,
 ) -> Result<(RunKey, Transition<RunReply>)> {
     let (key, mut ms) = resolve_run(kv, namespace_id, workflow_id, run_id)?;
+    let visible_before = VisibilityRecord::of(&ms);
     let t = api::apply(&mut ms, req)?;
     write_run(kv, &ms)?;
+    visibility::write(kv, Some(&visible_before), &ms)?;
     append_events(kv, &key, &t.events);
     Ok((key, t))
 }

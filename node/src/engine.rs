@@ -89,6 +89,11 @@ impl Engine {
         shard_for(namespace_id, workflow_id, self.inner.shards)
     }
 
+    /// Every history shard (ids start at 1).
+    pub fn shard_ids(&self) -> impl Iterator<Item = GroupId> + use<> {
+        (1..=self.inner.shards).map(GroupId)
+    }
+
     pub fn matcher(&self) -> &Matcher<QueuedTask> {
         &self.inner.matcher
     }

@@ -54,6 +54,12 @@ impl From<dura_raft_store::ProposeError> for ApiError {
     }
 }
 
+impl From<dura_history::visibility::query::QueryError> for ApiError {
+    fn from(err: dura_history::visibility::query::QueryError) -> Self {
+        ApiError::InvalidArgument(err.to_string())
+    }
+}
+
 impl From<dura_raft_store::Error> for ApiError {
     fn from(err: dura_raft_store::Error) -> Self {
         ApiError::Internal(err.to_string())

@@ -8,6 +8,7 @@ mod queries;
 mod search_attributes;
 mod token;
 mod unimplemented;
+mod visibility;
 mod workflows;
 
 use std::sync::Arc;
@@ -467,6 +468,38 @@ impl WorkflowService for Frontend {
                 .respond_query(request.into_inner())
                 .map(|()| Default::default()),
         )
+    }
+
+    async fn list_workflow_executions(
+        &self,
+        request: Request<wfsvc::ListWorkflowExecutionsRequest>,
+    ) -> RpcResult<wfsvc::ListWorkflowExecutionsResponse> {
+        reply(self.workflows().list(request.into_inner()))
+    }
+
+    /// The deprecated scan is a listing without order guarantees; a listing satisfies it.
+    async fn scan_workflow_executions(
+        &self,
+        request: Request<wfsvc::ScanWorkflowExecutionsRequest>,
+    ) -> RpcResult<wfsvc::ScanWorkflowExecutionsResponse> {
+        let r = request.into_inner();
+        let listed = self.workflows().list(wfsvc::ListWorkflowExecutionsRequest {
+            namespace: r.namespace,
+            page_size: r.page_size,
+            next_page_token: r.next_page_token,
+            query: r.query,
+        });
+        reply(listed.map(|l| wfsvc::ScanWorkflowExecutionsResponse {
+            executions: l.executions,
+            next_page_token: l.next_page_token,
+        }))
+    }
+
+    async fn count_workflow_executions(
+        &self,
+        request: Request<wfsvc::CountWorkflowExecutionsRequest>,
+    ) -> RpcResult<wfsvc::CountWorkflowExecutionsResponse> {
+        reply(self.workflows().count(request.into_inner()))
     }
 
     async fn shutdown_worker(

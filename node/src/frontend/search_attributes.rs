@@ -10,50 +10,15 @@ use temporalio_protos::temporal::api::{
     },
 };
 
+use dura_history::visibility::{SYSTEM_ATTRIBUTES, system_attribute};
+
 use crate::{
     error::{ApiError, ApiResult},
     namespace::{MetaCommand, NamespaceRegistry, SearchAttributeType},
 };
 
-/// The real server's system search attributes; their names can never be custom.
-const SYSTEM_ATTRIBUTES: &[(&str, SearchAttributeType)] = {
-    use SearchAttributeType::*;
-    &[
-        ("BatcherNamespace", Keyword),
-        ("BatcherUser", Keyword),
-        ("BinaryChecksums", KeywordList),
-        ("BuildIds", KeywordList),
-        ("CloseTime", Datetime),
-        ("ExecutionDuration", Int),
-        ("ExecutionStatus", Keyword),
-        ("ExecutionTime", Datetime),
-        ("HistoryLength", Int),
-        ("HistorySizeBytes", Int),
-        ("ParentRunId", Keyword),
-        ("ParentWorkflowId", Keyword),
-        ("RootRunId", Keyword),
-        ("RootWorkflowId", Keyword),
-        ("RunId", Keyword),
-        ("StartTime", Datetime),
-        ("StateTransitionCount", Int),
-        ("TaskQueue", Keyword),
-        ("TemporalChangeVersion", KeywordList),
-        ("TemporalNamespaceDivision", Keyword),
-        ("TemporalPauseInfo", KeywordList),
-        ("TemporalReportedProblems", KeywordList),
-        ("TemporalScheduledById", Keyword),
-        ("TemporalScheduledStartTime", Datetime),
-        ("TemporalSchedulePaused", Bool),
-        ("TemporalWorkerDeployment", Keyword),
-        ("TemporalWorkerDeploymentVersion", Keyword),
-        ("TemporalWorkflowVersioningBehavior", Keyword),
-        ("WorkflowId", Keyword),
-        ("WorkflowType", Keyword),
-    ]
-};
-
 pub(crate) fn is_system(name: &str) -> bool {
-    SYSTEM_ATTRIBUTES.iter().any(|(n, _)| *n == name)
+    system_attribute(name).is_some()
 }
 
 pub(crate) fn type_to_pb(kind: SearchAttributeType) -> i32 {

@@ -35,33 +35,7 @@ pub enum ArchivalState {
     Enabled,
 }
 
-/// Value types a custom search attribute can have (Temporal's `IndexedValueType`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum SearchAttributeType {
-    Text,
-    Keyword,
-    Int,
-    Double,
-    Bool,
-    Datetime,
-    KeywordList,
-}
-
-impl SearchAttributeType {
-    /// Parses the names the `temporal` CLI accepts for `--search-attribute key=type`.
-    pub fn parse(name: &str) -> Option<Self> {
-        Some(match name.to_ascii_lowercase().as_str() {
-            "text" => Self::Text,
-            "keyword" => Self::Keyword,
-            "int" => Self::Int,
-            "double" => Self::Double,
-            "bool" => Self::Bool,
-            "datetime" => Self::Datetime,
-            "keywordlist" => Self::KeywordList,
-            _ => return None,
-        })
-    }
-}
+pub use dura_history::visibility::SearchAttributeType;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NamespaceRecord {
