@@ -33,6 +33,8 @@ use crate::{
 
 /// A sticky queue whose worker has not polled for this long is treated as gone (Temporal: 10 s).
 const STICKY_POLLER_WINDOW: Duration = Duration::from_secs(10);
+/// How long a timer whose proposal failed waits before it is proposed again.
+const TIMER_RETRY_BACKOFF: Duration = Duration::from_secs(1);
 
 /// What the matcher holds: enough to find the run and name the exact task instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -229,7 +231,8 @@ async fn timer_service(
     mut rx: mpsc::UnboundedReceiver<(GroupId, RunKey, TimerTask)>,
 ) {
     let mut heap: BinaryHeap<Reverse<(Nanos, u64)>> = BinaryHeap::new();
-    let mut entries = std::collections::HashMap::new();
+    let mut entries: std::collections::HashMap<u64, (GroupId, RunKey, TimerTask)> =
+        std::collections::HashMap::new();
     let mut seq = 0u64;
     loop {
         let now = now_nanos();
@@ -238,15 +241,27 @@ async fn timer_service(
                 break;
             }
             heap.pop();
-            if let Some((_shard, run, timer)) = entries.remove(&id) {
+            if let Some((shard, run, timer)) = entries.remove(&id) {
                 let engine = engine.clone();
                 tokio::spawn(async move {
                     let request = RunRequest::FireTimer(FireTimerRequest {
-                        timer,
+                        timer: timer.clone(),
                         now: now_nanos(),
                     });
-                    if let Err(e) = engine.execute_run(&run, request).await {
-                        tracing::debug!(workflow_id = %run.workflow_id, run_id = %run.run_id, error = %e, "timer not applied");
+                    match engine.execute_run(&run, request).await {
+                        Ok(_) => {}
+                        // The state machine's verdict (run gone, ...) is final.
+                        Err(e @ ApiError::History(_)) => {
+                            tracing::debug!(workflow_id = %run.workflow_id, run_id = %run.run_id, error = %e, "timer not applied");
+                        }
+                        // The proposal itself failed (no leader yet, storage): the timer is
+                        // still armed in mutable state, so try again rather than lose it
+                        // until the next restart.
+                        Err(e) => {
+                            tracing::warn!(workflow_id = %run.workflow_id, run_id = %run.run_id, error = %e, "timer proposal failed; retrying");
+                            tokio::time::sleep(TIMER_RETRY_BACKOFF).await;
+                            let _ = engine.inner.timers.send((shard, run, timer));
+                        }
                     }
                 });
             }

@@ -12,7 +12,7 @@ use crate::{
     app::NodeApplication,
     config::DevServerConfig,
     engine::Engine,
-    frontend::{ClusterFacts, Frontend, NameUnimplementedLayer, Workflows},
+    frontend::{ClusterFacts, Frontend, RpcEdgeLayer, Workflows},
     grpc::{
         operatorservice::operator_service_server::OperatorServiceServer,
         workflowservice::workflow_service_server::WorkflowServiceServer,
@@ -131,7 +131,7 @@ pub async fn run_dev_server(
     tracing::info!(%listen, %metrics_addr, data_dir = %dir.display(), shards, "Dura dev server ready");
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(());
     let serve = Server::builder()
-        .layer(NameUnimplementedLayer)
+        .layer(RpcEdgeLayer)
         .add_service(
             WorkflowServiceServer::new(frontend.clone())
                 // The SDKs' Rust core sends gzip-compressed requests.

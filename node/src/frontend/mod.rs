@@ -3,22 +3,22 @@
 //! Handlers validate requests the way the real frontend does, turn them into Dura's own
 //! commands and map results back to protocol messages. Protocol types stop here.
 
+mod edge;
 mod namespaces;
 mod queries;
 mod search_attributes;
 mod token;
-mod unimplemented;
 mod visibility;
 mod workflows;
 
 use std::sync::Arc;
 
+pub use edge::RpcEdgeLayer;
 use temporalio_protos::temporal::api::{
     operatorservice::v1 as opsvc,
     workflowservice::v1::{self as wfsvc, get_system_info_response},
 };
 use tonic::{Request, Response, Status};
-pub use unimplemented::NameUnimplementedLayer;
 
 pub use workflows::Workflows;
 
@@ -85,6 +85,18 @@ fn system_capabilities() -> get_system_info_response::Capabilities {
         sdk_metadata: true,
         ..Default::default()
     }
+}
+
+/// Moves the activity's name out of a `*ById` request (they share the field names).
+macro_rules! activity_by_id {
+    ($r:ident) => {
+        Some(workflows::ActivityById {
+            namespace: $r.namespace,
+            workflow_id: $r.workflow_id,
+            run_id: $r.run_id,
+            activity_id: $r.activity_id,
+        })
+    };
 }
 
 type RpcResult<T> = Result<Response<T>, Status>;
@@ -286,15 +298,10 @@ impl WorkflowService for Frontend {
         request: Request<wfsvc::RespondActivityTaskCompletedByIdRequest>,
     ) -> RpcResult<wfsvc::RespondActivityTaskCompletedByIdResponse> {
         let r = request.into_inner();
-        let by_id = Some((
-            r.namespace.as_str(),
-            r.workflow_id.as_str(),
-            r.run_id.as_str(),
-            r.activity_id.as_str(),
-        ));
+        let by_id = activity_by_id!(r);
         reply(
             self.workflows()
-                .complete_activity(&[], by_id, r.result.clone(), r.identity.clone())
+                .complete_activity(&[], by_id, r.result, r.identity)
                 .await
                 .map(|()| Default::default()),
         )
@@ -324,21 +331,10 @@ impl WorkflowService for Frontend {
         request: Request<wfsvc::RespondActivityTaskFailedByIdRequest>,
     ) -> RpcResult<wfsvc::RespondActivityTaskFailedByIdResponse> {
         let r = request.into_inner();
-        let by_id = Some((
-            r.namespace.as_str(),
-            r.workflow_id.as_str(),
-            r.run_id.as_str(),
-            r.activity_id.as_str(),
-        ));
+        let by_id = activity_by_id!(r);
         reply(
             self.workflows()
-                .fail_activity(
-                    &[],
-                    by_id,
-                    r.failure.clone(),
-                    r.last_heartbeat_details.clone(),
-                    r.identity.clone(),
-                )
+                .fail_activity(&[], by_id, r.failure, r.last_heartbeat_details, r.identity)
                 .await
                 .map(|()| Default::default()),
         )
@@ -362,15 +358,10 @@ impl WorkflowService for Frontend {
         request: Request<wfsvc::RespondActivityTaskCanceledByIdRequest>,
     ) -> RpcResult<wfsvc::RespondActivityTaskCanceledByIdResponse> {
         let r = request.into_inner();
-        let by_id = Some((
-            r.namespace.as_str(),
-            r.workflow_id.as_str(),
-            r.run_id.as_str(),
-            r.activity_id.as_str(),
-        ));
+        let by_id = activity_by_id!(r);
         reply(
             self.workflows()
-                .cancel_activity(&[], by_id, r.details.clone(), r.identity.clone())
+                .cancel_activity(&[], by_id, r.details, r.identity)
                 .await
                 .map(|()| Default::default()),
         )
@@ -399,15 +390,10 @@ impl WorkflowService for Frontend {
         request: Request<wfsvc::RecordActivityTaskHeartbeatByIdRequest>,
     ) -> RpcResult<wfsvc::RecordActivityTaskHeartbeatByIdResponse> {
         let r = request.into_inner();
-        let by_id = Some((
-            r.namespace.as_str(),
-            r.workflow_id.as_str(),
-            r.run_id.as_str(),
-            r.activity_id.as_str(),
-        ));
+        let by_id = activity_by_id!(r);
         reply(
             self.workflows()
-                .heartbeat(&[], by_id, r.details.clone(), r.identity.clone())
+                .heartbeat(&[], by_id, r.details, r.identity)
                 .await
                 .map(
                     |cancel_requested| wfsvc::RecordActivityTaskHeartbeatByIdResponse {

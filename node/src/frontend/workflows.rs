@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use dura_history::{
-    RunReply,
+    MutableState, RunReply,
     api::{
         RunRequest,
         activity::{
@@ -28,7 +28,10 @@ use dura_history::{
 };
 use dura_matching::{TaskKind, TaskQueueKey};
 use temporalio_protos::temporal::api::{
-    common::v1::{ActivityType, WorkflowExecution, WorkflowType},
+    common::v1::{
+        ActivityType, Header, Memo, Payloads, Priority, RetryPolicy, SearchAttributes,
+        WorkflowExecution, WorkflowType,
+    },
     enums::v1::{HistoryEventFilterType, TaskQueueKind},
     history::v1::History,
     taskqueue::v1::{PollerInfo, TaskQueue},
@@ -41,7 +44,7 @@ use crate::{
     engine::{Engine, QueuedTask, now_nanos},
     error::{ApiError, ApiResult},
     namespace::NamespaceRegistry,
-    shard::{ShardCommand, ShardOutcome},
+    shard::{ReaderKv, ShardCommand, ShardOutcome},
 };
 
 /// Temporal answers an empty poll after a minute; SDKs give polls a 70 s deadline.
@@ -58,22 +61,70 @@ pub struct Workflows {
     pub queries: std::sync::Arc<QueryRegistry>,
 }
 
-/// StartWorkflowExecution and SignalWithStartWorkflowExecution carry the same start options
-/// under the same field names (in two unrelated message types).
-macro_rules! start_options {
-    ($start:ident, $req:ident, $header:expr) => {
-        $start.execution_timeout = from_duration($req.workflow_execution_timeout.as_ref());
-        $start.run_timeout = from_duration($req.workflow_run_timeout.as_ref());
-        $start.task_timeout = from_duration($req.workflow_task_timeout.as_ref());
-        $start.retry_policy = $req.retry_policy;
-        $start.memo = $req.memo;
-        $start.search_attributes = $req.search_attributes;
-        $start.header = $header;
-        $start.priority = $req.priority;
-        $start.id_reuse_policy = $req.workflow_id_reuse_policy;
-        $start.id_conflict_policy = $req.workflow_id_conflict_policy;
-        $start.start_delay = from_duration($req.workflow_start_delay.as_ref());
+/// The start options StartWorkflowExecution and SignalWithStartWorkflowExecution share, under
+/// the same field names in two unrelated message types; `start_fields!` moves them out of
+/// either, and `Workflows::start_request` validates them in one place.
+struct StartFields {
+    workflow_id: String,
+    workflow_type: Option<WorkflowType>,
+    task_queue: Option<TaskQueue>,
+    request_id: String,
+    identity: String,
+    input: Option<Payloads>,
+    execution_timeout: Option<prost_types::Duration>,
+    run_timeout: Option<prost_types::Duration>,
+    task_timeout: Option<prost_types::Duration>,
+    retry_policy: Option<RetryPolicy>,
+    memo: Option<Memo>,
+    search_attributes: Option<SearchAttributes>,
+    header: Option<Header>,
+    priority: Option<Priority>,
+    id_reuse_policy: i32,
+    id_conflict_policy: i32,
+    start_delay: Option<prost_types::Duration>,
+}
+
+macro_rules! start_fields {
+    ($req:ident, header: $header:expr) => {
+        StartFields {
+            workflow_id: $req.workflow_id,
+            workflow_type: $req.workflow_type,
+            task_queue: $req.task_queue,
+            request_id: $req.request_id,
+            identity: $req.identity.clone(),
+            input: $req.input,
+            execution_timeout: $req.workflow_execution_timeout,
+            run_timeout: $req.workflow_run_timeout,
+            task_timeout: $req.workflow_task_timeout,
+            retry_policy: $req.retry_policy,
+            memo: $req.memo,
+            search_attributes: $req.search_attributes,
+            header: $header,
+            priority: $req.priority,
+            id_reuse_policy: $req.workflow_id_reuse_policy,
+            id_conflict_policy: $req.workflow_id_conflict_policy,
+            start_delay: $req.workflow_start_delay,
+        }
     };
+}
+
+/// Answers UNIMPLEMENTED naming the first set field Dura cannot honour yet, rather than start
+/// a workflow that silently lacks what the caller asked for.
+fn reject_unsupported(rpc: &str, fields: &[(&str, bool)]) -> ApiResult<()> {
+    match fields.iter().find(|(_, set)| *set) {
+        Some((field, _)) => Err(ApiError::Unimplemented(format!(
+            "{rpc}: {field} is not implemented by Dura yet"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// The `*ById` activity RPCs name the activity instead of passing its task token.
+pub struct ActivityById {
+    pub namespace: String,
+    pub workflow_id: String,
+    pub run_id: String,
+    pub activity_id: String,
 }
 
 fn required<'a>(value: &'a str, what: &str) -> ApiResult<&'a str> {
@@ -138,7 +189,22 @@ impl Workflows {
                 "Namespace not set on request.".into(),
             ));
         }
-        Ok(self.namespaces.by_name(name)?.id)
+        self.namespaces.id_of(name)
+    }
+
+    /// Reads a run (the current one when `run_id` is empty) from its shard's applied state,
+    /// returning the reader too for history reads of the same snapshot of time.
+    fn read_run(
+        &self,
+        namespace_id: &str,
+        workflow_id: &str,
+        run_id: &str,
+    ) -> ApiResult<(ReaderKv, RunKey, MutableState)> {
+        let reader = self
+            .engine
+            .reader(self.engine.shard_for(namespace_id, workflow_id))?;
+        let (run, ms) = store::resolve_run(&reader, namespace_id, workflow_id, run_id)?;
+        Ok((reader, run, ms))
     }
 
     fn run_key(&self, namespace: &str, workflow_id: &str, run_id: &str) -> ApiResult<RunKey> {
@@ -149,48 +215,43 @@ impl Workflows {
         ))
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn start_request(
         &self,
         namespace_id: String,
-        req_workflow_id: &str,
-        workflow_type: Option<&WorkflowType>,
-        task_queue: Option<&TaskQueue>,
-        request_id: &str,
-        identity: &str,
-        input: Option<temporalio_protos::temporal::api::common::v1::Payloads>,
+        f: StartFields,
     ) -> ApiResult<StartWorkflowRequest> {
-        let workflow_id = required(req_workflow_id, "WorkflowId")?;
-        let workflow_type = workflow_type
+        required(&f.workflow_id, "WorkflowId")?;
+        let workflow_type = f
+            .workflow_type
             .filter(|t| !t.name.is_empty())
             .ok_or_else(|| {
                 ApiError::InvalidArgument("WorkflowType is not set on request.".into())
             })?;
-        let task_queue = task_queue_name(task_queue)?;
+        let task_queue = task_queue_name(f.task_queue.as_ref())?.name.clone();
         Ok(StartWorkflowRequest {
             namespace_id,
-            workflow_id: workflow_id.to_string(),
+            workflow_id: f.workflow_id,
             run_id: uuid::Uuid::new_v4().to_string(),
-            request_id: if request_id.is_empty() {
+            request_id: if f.request_id.is_empty() {
                 uuid::Uuid::new_v4().to_string()
             } else {
-                request_id.to_string()
+                f.request_id
             },
-            workflow_type: workflow_type.name.clone(),
-            task_queue: task_queue.name.clone(),
-            input,
-            execution_timeout: 0,
-            run_timeout: 0,
-            task_timeout: 0,
-            retry_policy: None,
-            memo: None,
-            search_attributes: None,
-            header: None,
-            priority: None,
-            identity: identity.to_string(),
-            id_reuse_policy: 0,
-            id_conflict_policy: 0,
-            start_delay: 0,
+            workflow_type: workflow_type.name,
+            task_queue,
+            input: f.input,
+            execution_timeout: from_duration(f.execution_timeout.as_ref()),
+            run_timeout: from_duration(f.run_timeout.as_ref()),
+            task_timeout: from_duration(f.task_timeout.as_ref()),
+            retry_policy: f.retry_policy,
+            memo: f.memo,
+            search_attributes: f.search_attributes,
+            header: f.header,
+            priority: f.priority,
+            identity: f.identity,
+            id_reuse_policy: f.id_reuse_policy,
+            id_conflict_policy: f.id_conflict_policy,
+            start_delay: from_duration(f.start_delay.as_ref()),
             now: now_nanos(),
         })
     }
@@ -199,22 +260,24 @@ impl Workflows {
         &self,
         req: pb::StartWorkflowExecutionRequest,
     ) -> ApiResult<pb::StartWorkflowExecutionResponse> {
-        if !req.cron_schedule.is_empty() {
-            return Err(ApiError::Unimplemented(
-                "cron schedules are not implemented by Dura".into(),
-            ));
-        }
-        let ns = self.namespace_id(&req.namespace)?;
-        let mut start = self.start_request(
-            ns,
-            &req.workflow_id,
-            req.workflow_type.as_ref(),
-            req.task_queue.as_ref(),
-            &req.request_id,
-            &req.identity,
-            req.input,
+        reject_unsupported(
+            "StartWorkflowExecution",
+            &[
+                ("cron_schedule", !req.cron_schedule.is_empty()),
+                ("completion_callbacks", !req.completion_callbacks.is_empty()),
+                ("links", !req.links.is_empty()),
+                ("user_metadata", req.user_metadata.is_some()),
+                ("versioning_override", req.versioning_override.is_some()),
+                ("on_conflict_options", req.on_conflict_options.is_some()),
+                ("continued_failure", req.continued_failure.is_some()),
+                (
+                    "last_completion_result",
+                    req.last_completion_result.is_some(),
+                ),
+            ],
         )?;
-        start_options!(start, req, req.header);
+        let ns = self.namespace_id(&req.namespace)?;
+        let start = self.start_request(ns, start_fields!(req, header: req.header))?;
         let shard = self
             .engine
             .shard_for(&start.namespace_id, &start.workflow_id);
@@ -238,23 +301,24 @@ impl Workflows {
         &self,
         req: pb::SignalWithStartWorkflowExecutionRequest,
     ) -> ApiResult<pb::SignalWithStartWorkflowExecutionResponse> {
+        reject_unsupported(
+            "SignalWithStartWorkflowExecution",
+            &[
+                ("cron_schedule", !req.cron_schedule.is_empty()),
+                ("links", !req.links.is_empty()),
+                ("user_metadata", req.user_metadata.is_some()),
+                ("versioning_override", req.versioning_override.is_some()),
+            ],
+        )?;
         let ns = self.namespace_id(&req.namespace)?;
         required(&req.signal_name, "SignalName")?;
-        let mut start = self.start_request(
-            ns,
-            &req.workflow_id,
-            req.workflow_type.as_ref(),
-            req.task_queue.as_ref(),
-            &req.request_id,
-            &req.identity,
-            req.input,
-        )?;
-        start_options!(start, req, req.header.clone());
+        let signal_header = req.header.clone();
+        let start = self.start_request(ns, start_fields!(req, header: req.header))?;
         let signal = SignalRequest {
             signal_name: req.signal_name,
             input: req.signal_input,
             identity: req.identity,
-            header: req.header,
+            header: signal_header,
             request_id: start.request_id.clone(),
             now: start.now,
         };
@@ -376,35 +440,58 @@ impl Workflows {
                 poll_task_queue: poll_queue.clone(),
                 now: now_nanos(),
             });
-            match self.engine.execute_run(&task.run, request).await {
-                Ok(ShardOutcome::Run {
-                    reply: RunReply::WorkflowTaskStarted(started),
-                    ..
-                }) => {
-                    return self.workflow_task_response(&task.run, started, &req.namespace);
+            match self.record_started(&key, task, request).await? {
+                Some((task, RunReply::WorkflowTaskStarted(started))) => {
+                    return self.workflow_task_response(&task.run, started);
                 }
-                Ok(_) => {
+                Some(_) => {
                     return Err(ApiError::Internal(
                         "unexpected reply to RecordWorkflowTaskStarted".into(),
                     ));
                 }
-                Err(e) if is_stale(&e) => continue,
-                Err(e) => {
-                    self.engine.matcher().requeue_front(&key, task);
-                    return Err(e);
-                }
+                None => continue,
             }
         }
+    }
+
+    /// Records a task a poller just took as started. The proposal runs detached from the
+    /// poll: when the client goes away mid-proposal the handler is dropped, but the task must
+    /// not vanish with it — it either ends up started (its start-to-close timeout covers the
+    /// missing worker) or, when the proposal fails, back at the front of its queue.
+    /// `None`: the task was stale (already started, or no longer wanted); poll again.
+    async fn record_started(
+        &self,
+        key: &TaskQueueKey,
+        task: QueuedTask,
+        request: RunRequest,
+    ) -> ApiResult<Option<(QueuedTask, RunReply)>> {
+        let engine = self.engine.clone();
+        let key = key.clone();
+        tokio::spawn(async move {
+            match engine.execute_run(&task.run, request).await {
+                Ok(ShardOutcome::Run { reply, .. }) => Ok(Some((task, reply))),
+                Ok(ShardOutcome::Started { .. }) => Err(ApiError::Internal(
+                    "a run request produced a start outcome".into(),
+                )),
+                Err(e) if is_stale(&e) => Ok(None),
+                Err(e) => {
+                    engine.matcher().requeue_front(&key, task);
+                    Err(e)
+                }
+            }
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("record-started task failed: {e}")))?
     }
 
     fn workflow_task_response(
         &self,
         run: &RunKey,
         started: WorkflowTaskStartedReply,
-        _namespace: &str,
     ) -> ApiResult<pb::PollWorkflowTaskQueueResponse> {
-        let shard = self.engine.shard_for(&run.namespace_id, &run.workflow_id);
-        let reader = self.engine.reader(shard)?;
+        let reader = self
+            .engine
+            .reader(self.engine.shard_for(&run.namespace_id, &run.workflow_id))?;
         // The whole history up to the started event travels with the task.
         let first = started.first_event_id();
         let page_size = (started.next_event_id - first).max(1) as usize;
@@ -507,7 +594,7 @@ impl Workflows {
             return Err(err.into());
         }
         let workflow_task = match reply.new_workflow_task {
-            Some(started) => Some(self.workflow_task_response(&run, started, &req.namespace)?),
+            Some(started) => Some(self.workflow_task_response(&run, started)?),
             None => None,
         };
         Ok(pb::RespondWorkflowTaskCompletedResponse {
@@ -545,9 +632,7 @@ impl Workflows {
         let Some(query) = self.queries.query(query_id) else {
             return Ok(None);
         };
-        let reader = self.engine.reader(task.shard)?;
-        let (run, ms) = store::resolve_run(
-            &reader,
+        let (reader, run, ms) = self.read_run(
             &task.run.namespace_id,
             &task.run.workflow_id,
             &task.run.run_id,
@@ -609,8 +694,7 @@ impl Workflows {
         // the worker answers from a consistent state. Otherwise wait for the task to finish.
         let (run, ms) = loop {
             changed.borrow_and_update();
-            let reader = self.engine.reader(shard)?;
-            let (run, ms) = store::resolve_run(&reader, &ns, workflow_id, run_id)?;
+            let (_, run, ms) = self.read_run(&ns, workflow_id, run_id)?;
             if ms.workflow_task.is_none() || !ms.is_running() {
                 break (run, ms);
             }
@@ -728,23 +812,16 @@ impl Workflows {
                 identity: req.identity.clone(),
                 now: now_nanos(),
             });
-            match self.engine.execute_run(&task.run, request).await {
-                Ok(ShardOutcome::Run {
-                    reply: RunReply::ActivityTaskStarted(started),
-                    ..
-                }) => {
+            match self.record_started(&key, task, request).await? {
+                Some((task, RunReply::ActivityTaskStarted(started))) => {
                     return Ok(activity_task_response(&req.namespace, &task, started));
                 }
-                Ok(_) => {
+                Some(_) => {
                     return Err(ApiError::Internal(
                         "unexpected reply to RecordActivityTaskStarted".into(),
                     ));
                 }
-                Err(e) if is_stale(&e) => continue,
-                Err(e) => {
-                    self.engine.matcher().requeue_front(&key, task);
-                    return Err(e);
-                }
+                None => continue,
             }
         }
     }
@@ -753,16 +830,16 @@ impl Workflows {
     fn activity_target(
         &self,
         token: &[u8],
-        by_id: Option<(&str, &str, &str, &str)>,
+        by_id: Option<ActivityById>,
     ) -> ApiResult<(RunKey, ActivityRef)> {
-        if let Some((namespace, workflow_id, run_id, activity_id)) = by_id {
-            required(workflow_id, "WorkflowId")?;
-            required(activity_id, "ActivityId")?;
-            let run = self.run_key(namespace, workflow_id, run_id)?;
+        if let Some(a) = by_id {
+            required(&a.workflow_id, "WorkflowId")?;
+            required(&a.activity_id, "ActivityId")?;
+            let run = self.run_key(&a.namespace, &a.workflow_id, &a.run_id)?;
             return Ok((
                 run,
                 ActivityRef::ById {
-                    activity_id: activity_id.to_string(),
+                    activity_id: a.activity_id,
                 },
             ));
         }
@@ -788,7 +865,7 @@ impl Workflows {
     pub async fn complete_activity(
         &self,
         token: &[u8],
-        by_id: Option<(&str, &str, &str, &str)>,
+        by_id: Option<ActivityById>,
         result: Option<temporalio_protos::temporal::api::common::v1::Payloads>,
         identity: String,
     ) -> ApiResult<()> {
@@ -806,7 +883,7 @@ impl Workflows {
     pub async fn fail_activity(
         &self,
         token: &[u8],
-        by_id: Option<(&str, &str, &str, &str)>,
+        by_id: Option<ActivityById>,
         failure: Option<temporalio_protos::temporal::api::failure::v1::Failure>,
         last_heartbeat_details: Option<temporalio_protos::temporal::api::common::v1::Payloads>,
         identity: String,
@@ -826,7 +903,7 @@ impl Workflows {
     pub async fn cancel_activity(
         &self,
         token: &[u8],
-        by_id: Option<(&str, &str, &str, &str)>,
+        by_id: Option<ActivityById>,
         details: Option<temporalio_protos::temporal::api::common::v1::Payloads>,
         identity: String,
     ) -> ApiResult<()> {
@@ -844,7 +921,7 @@ impl Workflows {
     pub async fn heartbeat(
         &self,
         token: &[u8],
-        by_id: Option<(&str, &str, &str, &str)>,
+        by_id: Option<ActivityById>,
         details: Option<temporalio_protos::temporal::api::common::v1::Payloads>,
         identity: String,
     ) -> ApiResult<bool> {
@@ -888,8 +965,7 @@ impl Workflows {
         loop {
             // Marked seen before reading, so a change after the read always wakes the wait.
             changed.borrow_and_update();
-            let reader = self.engine.reader(shard)?;
-            let (run, ms) = store::resolve_run(&reader, &ns, workflow_id, run_id)?;
+            let (reader, run, ms) = self.read_run(&ns, workflow_id, run_id)?;
             let closed = !ms.is_running();
             if close_only && closed {
                 let last = store::read_history(
@@ -930,9 +1006,7 @@ impl Workflows {
     ) -> ApiResult<pb::GetWorkflowExecutionHistoryReverseResponse> {
         let (workflow_id, run_id) = execution(req.execution.as_ref())?;
         let ns = self.namespace_id(&req.namespace)?;
-        let shard = self.engine.shard_for(&ns, workflow_id);
-        let reader = self.engine.reader(shard)?;
-        let (run, ms) = store::resolve_run(&reader, &ns, workflow_id, run_id)?;
+        let (reader, run, ms) = self.read_run(&ns, workflow_id, run_id)?;
         let page_size = if req.maximum_page_size > 0 {
             req.maximum_page_size as usize
         } else {
@@ -957,9 +1031,7 @@ impl Workflows {
     ) -> ApiResult<pb::DescribeWorkflowExecutionResponse> {
         let (workflow_id, run_id) = execution(req.execution.as_ref())?;
         let ns = self.namespace_id(&req.namespace)?;
-        let shard = self.engine.shard_for(&ns, workflow_id);
-        let reader = self.engine.reader(shard)?;
-        let (_, ms) = store::resolve_run(&reader, &ns, workflow_id, run_id)?;
+        let (_, _, ms) = self.read_run(&ns, workflow_id, run_id)?;
         let d = describe(&ms);
         Ok(pb::DescribeWorkflowExecutionResponse {
             execution_config: Some(d.execution_config),

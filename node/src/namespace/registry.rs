@@ -1,5 +1,10 @@
 //! Read side and command submission for namespaces.
 
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+};
+
 use dura_raft_store::{GroupId, RaftStore};
 
 use super::{MetaCommand, MetaReply, NamespaceError, NamespaceRecord, keys};
@@ -9,11 +14,31 @@ use crate::error::{ApiError, ApiResult};
 #[derive(Clone)]
 pub struct NamespaceRegistry {
     store: RaftStore,
+    /// Name -> id for every namespace seen. Every workflow RPC needs the id, and it is fixed
+    /// at registration (Dura neither renames nor deletes namespaces; deleting one must evict
+    /// it here), so the hot path skips reading and decoding the whole record.
+    ids: Arc<RwLock<HashMap<String, String>>>,
 }
 
 impl NamespaceRegistry {
     pub fn new(store: RaftStore) -> Self {
-        Self { store }
+        Self {
+            store,
+            ids: Arc::default(),
+        }
+    }
+
+    /// The id of the namespace called `name`.
+    pub fn id_of(&self, name: &str) -> ApiResult<String> {
+        if let Some(id) = self.ids.read().unwrap_or_else(|e| e.into_inner()).get(name) {
+            return Ok(id.clone());
+        }
+        let id = self.by_name(name)?.id;
+        self.ids
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), id.clone());
+        Ok(id)
     }
 
     /// Proposes a metadata command and returns its outcome once it is committed and applied.

@@ -59,7 +59,6 @@ pub enum ShardOutcome {
         run: RunKey,
         reply: RunReply,
         tasks: Vec<Task>,
-        new_events: bool,
     },
 }
 
@@ -140,7 +139,6 @@ pub fn apply(txn: &mut ApplyTxn<'_>, command: &[u8]) -> ShardReply {
                 store::apply_to_run(&mut kv, &namespace_id, &workflow_id, &run_id, request)?;
             Ok(ShardOutcome::Run {
                 run,
-                new_events: !transition.events.is_empty(),
                 reply: transition.reply,
                 tasks: transition.tasks,
             })

@@ -1,4 +1,5 @@
-//! Names the RPC in every `UNIMPLEMENTED` answer.
+//! What every RPC passes through, whatever its handler: the `service_requests` metric, and
+//! the RPC's name in every `UNIMPLEMENTED` answer.
 //!
 //! The generated stubs answer RPCs Dura does not implement with a fixed "Not yet implemented";
 //! a caller deserves to know *which* call is missing, and no RPC may fake success. This layer
@@ -10,34 +11,40 @@ use std::{
     task::{Context, Poll},
 };
 
-use tonic::{Status, body::Body};
+use tonic::{Code, Status, body::Body};
 use tower::{Layer, Service};
+
+use crate::metrics::SERVICE_REQUESTS;
 
 /// What the generated default stubs put in `grpc-message` (percent-encoded on the wire).
 const STUB_MESSAGE: &str = "Not%20yet%20implemented";
 
 #[derive(Debug, Clone, Default)]
-pub struct NameUnimplementedLayer;
+pub struct RpcEdgeLayer;
 
-impl<S> Layer<S> for NameUnimplementedLayer {
-    type Service = NameUnimplemented<S>;
+impl<S> Layer<S> for RpcEdgeLayer {
+    type Service = RpcEdge<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        NameUnimplemented { inner }
+        RpcEdge { inner }
     }
 }
 
 #[derive(Debug, Clone)]
-pub struct NameUnimplemented<S> {
+pub struct RpcEdge<S> {
     inner: S,
+}
+
+/// `/temporal.api.workflowservice.v1.WorkflowService/StartWorkflowExecution` -> the method.
+fn method_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
 }
 
 fn unimplemented_message(path: &str) -> String {
     let rpc = path.trim_start_matches('/');
-    let method = rpc.rsplit('/').next().unwrap_or(rpc);
-    format!("{method} is not implemented by Dura ({rpc})")
+    format!("{} is not implemented by Dura ({rpc})", method_name(path))
 }
 
-impl<S, ReqBody> Service<http::Request<ReqBody>> for NameUnimplemented<S>
+impl<S, ReqBody> Service<http::Request<ReqBody>> for RpcEdge<S>
 where
     S: Service<http::Request<ReqBody>, Response = http::Response<Body>> + Send,
     S::Future: Send + 'static,
@@ -56,7 +63,17 @@ where
         Box::pin(async move {
             let response = fut.await?;
             let headers = response.headers();
-            let is_stub = headers.get("grpc-status").is_some_and(|v| v == "12")
+            // Unary errors are trailers-only responses, so their status is in the headers; a
+            // response without one carries data and ends OK.
+            let code = headers
+                .get("grpc-status")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<i32>().ok())
+                .map_or(Code::Ok, Code::from);
+            SERVICE_REQUESTS
+                .with_label_values(&[method_name(&path), &format!("{code:?}")])
+                .inc();
+            let is_stub = code == Code::Unimplemented
                 && headers
                     .get("grpc-message")
                     .is_some_and(|v| v == STUB_MESSAGE);
