@@ -49,4 +49,4 @@ fi
 VENV="${CONFORMANCE_VENV:-.venv-conformance}"
 case "$VENV" in /*) ;; *) VENV="$ROOT/$VENV" ;; esac
 echo "test.sh: tests/python" >&2
-(cd tests/python && DURA_BIN="$CARGO_TARGET_DIR/debug/dura" "$VENV/bin/python" -m pytest -q -m "not load" .)
+(cd tests/python && DURA_BIN="$CARGO_TARGET_DIR/debug/dura" "$VENV/bin/python" -m pytest -q .)

@@ -5,14 +5,11 @@ Each test gets its own `dura server start-dev` ($DURA_BIN) on a free port and da
 import asyncio
 import uuid
 
-import pytest
-
 from temporalio.api.enums.v1 import EventType
 from temporalio.worker import Worker
 
 from workflows_under_test import HelloWorkflow, say_hello
 
-@pytest.mark.load
 async def test_200_concurrent_workflows_all_complete(server):
     client = await server.start()
     queue = f"load-{uuid.uuid4()}"
