@@ -3,15 +3,17 @@
 //! against the real `temporal server start-dev`.
 //!
 //! `dura bench run` drives one server at a fixed concurrency (closed loop) or a fixed rate (open
-//! loop).
+//! loop); `dura bench compare` starts the real dev server and Dura one after the other and runs
+//! the same workload against each, reporting Dura ÷ Temporal ratios.
 
+mod compare;
 mod driver;
 mod procstat;
 mod report;
 mod stats;
 mod workload;
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, Subcommand};
 
@@ -30,6 +32,8 @@ pub struct BenchArgs {
 pub enum BenchCommand {
     /// Run one workload against one server.
     Run(RunArgs),
+    /// Start the real Temporal dev server and Dura in turn and run the same workload on each.
+    Compare(CompareArgs),
 }
 
 /// Flags shared by `run` and `compare`: what to run and how the bench's own worker behaves.
@@ -107,6 +111,27 @@ pub struct RunArgs {
     pub server_pid: Option<u32>,
 }
 
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
+    /// Concurrency of the saturation (throughput) phase.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub concurrency: u32,
+    /// Rate of the fixed-rate (latency) phase; default half of Temporal's saturated throughput.
+    #[arg(long, value_parser = positive_rate)]
+    pub rate: Option<f64>,
+    /// The `temporal` CLI; default: found on PATH.
+    #[arg(long)]
+    pub temporal: Option<PathBuf>,
+    /// The `dura` binary; default: this executable.
+    #[arg(long)]
+    pub dura: Option<PathBuf>,
+    /// Rewrite this benchmarks document's machine block and this workload's table row.
+    #[arg(long)]
+    pub markdown: Option<PathBuf>,
+}
+
 fn positive_rate(value: &str) -> Result<f64, String> {
     match value.parse::<f64>() {
         Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
@@ -133,6 +158,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        BenchCommand::Compare(args) => compare::run(args).await,
     }
 }
 
@@ -159,7 +185,9 @@ mod tests {
     fn run_parses_the_documented_shape() {
         let command = "run --workload chain --chain-length 4 --address 127.0.0.1:7399 --concurrency 20 \
                        --duration 1m --warmup 500ms --json";
-        let BenchCommand::Run(run) = parse(command).unwrap();
+        let BenchCommand::Run(run) = parse(command).unwrap() else {
+            panic!("not a run command")
+        };
         assert_eq!(run.concurrency, Some(20));
         assert_eq!(run.workload.duration, Duration::from_secs(60));
         assert_eq!(run.workload.warmup, Duration::from_millis(500));
@@ -191,5 +219,6 @@ mod tests {
         assert!(err("run --workload echo").contains("--rate"));
         assert!(err("run --workload echo --rate 1 --concurrency 2").contains("cannot be used"));
         assert!(err("run --workload echo --rate 1 --duration fast").contains("--duration"));
+        assert!(err("compare --workload echo --wf-pollers 0").contains("not in 1.."));
     }
 }

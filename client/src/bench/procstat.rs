@@ -104,6 +104,34 @@ impl CpuMeter {
     }
 }
 
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Machine {
+    pub cpu: String,
+    pub cores: usize,
+    pub memory_gib: f64,
+    pub kernel: String,
+}
+
+impl Machine {
+    pub fn current() -> Self {
+        let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
+        let cpu = read("/proc/cpuinfo")
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+            })
+            .unwrap_or_else(|| "unknown".into());
+        let memory_kib = parse_kib_field(&read("/proc/meminfo"), "MemTotal:").unwrap_or(0);
+        Self {
+            cpu,
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            memory_gib: memory_kib as f64 / (1024.0 * 1024.0),
+            kernel: read("/proc/sys/kernel/osrelease").trim().to_string(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,5 +156,6 @@ mod tests {
         let usage = meter.finish(Duration::from_secs(1)).unwrap();
         assert_eq!(usage.pid, std::process::id());
         assert!(usage.cpu_s >= 0.0 && usage.peak_rss_mib > 0.0);
+        assert!(Machine::current().cores >= 1);
     }
 }

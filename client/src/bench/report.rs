@@ -2,7 +2,12 @@
 
 use std::fmt::Write;
 
-use super::{driver::RunReport, procstat::ProcessUsage, stats::LatencySummary};
+use super::{
+    compare::{CompareReport, ServerResult},
+    driver::RunReport,
+    procstat::ProcessUsage,
+    stats::LatencySummary,
+};
 
 fn latency_row(out: &mut String, name: &str, s: &LatencySummary) {
     let _ = writeln!(
@@ -70,5 +75,85 @@ pub fn run_table(r: &RunReport) -> String {
         usage_line(&mut out, "server", server);
     }
     usage_line(&mut out, "bench client", &r.client);
+    out
+}
+
+fn ratio_cell(ratio: Option<f64>) -> String {
+    ratio.map_or_else(|| "-".into(), |r| format!("{r:.2}×"))
+}
+
+pub fn compare_table(c: &CompareReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "compare {}: saturation at concurrency {}, then fixed rate {:.1} wf/s; {:.0} s windows after {:.0} s warmup",
+        c.workload, c.concurrency, c.rate_wf_s, c.duration_s, c.warmup_s
+    );
+    let _ = writeln!(
+        out,
+        "machine: {}, {} cores, {:.1} GiB",
+        c.machine.cpu, c.machine.cores, c.machine.memory_gib
+    );
+    let row =
+        |out: &mut String, name: &str, f: &dyn Fn(&ServerResult) -> String, ratio: Option<f64>| {
+            let _ = writeln!(
+                out,
+                "  {name:<30} {:>14} {:>14} {:>14}",
+                f(&c.temporal),
+                f(&c.dura),
+                ratio_cell(ratio)
+            );
+        };
+    let _ = writeln!(
+        out,
+        "  {:<30} {:>14} {:>14} {:>14}",
+        "", "temporal", "dura", "dura/temporal"
+    );
+    row(
+        &mut out,
+        "throughput (wf/s)",
+        &|s| format!("{:.1}", s.throughput_wf_s),
+        c.throughput_ratio,
+    );
+    row(
+        &mut out,
+        "history events/s",
+        &|s| format!("{:.1}", s.saturation.summary.events_per_s),
+        None,
+    );
+    row(
+        &mut out,
+        "fixed-rate p50 (ms)",
+        &|s| format!("{:.2}", s.p50_ms),
+        c.p50_ratio,
+    );
+    row(
+        &mut out,
+        "fixed-rate p99 (ms)",
+        &|s| format!("{:.2}", s.p99_ms),
+        c.p99_ratio,
+    );
+    let cores = |s: &ServerResult| {
+        s.saturation
+            .server
+            .as_ref()
+            .map_or("-".into(), |u| format!("{:.2}", u.cores))
+    };
+    row(&mut out, "server cores at saturation", &cores, None);
+    let rss = |s: &ServerResult| {
+        s.saturation
+            .server
+            .as_ref()
+            .map_or("-".into(), |u| format!("{:.0}", u.peak_rss_mib))
+    };
+    row(&mut out, "server peak RSS (MiB)", &rss, None);
+    let errors = |s: &ServerResult| {
+        let n: u64 = [&s.saturation, &s.fixed_rate]
+            .iter()
+            .flat_map(|r| r.summary.errors.values())
+            .sum();
+        n.to_string()
+    };
+    row(&mut out, "errors (both phases)", &errors, None);
     out
 }
