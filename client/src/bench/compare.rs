@@ -5,6 +5,7 @@
 
 use std::{
     net::TcpListener,
+    os::unix::process::CommandExt,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -94,6 +95,17 @@ impl ServerProcess {
         log: PathBuf,
     ) -> anyhow::Result<Self> {
         let log_file = std::fs::File::create(&log)?;
+        // SAFETY: prctl is async-signal-safe and touches no memory of this process. It makes
+        // the kernel kill the server if the bench dies without running its cleanup (SIGKILL,
+        // SIGTERM from a CI timeout), so no orphaned server keeps the cores busy afterwards.
+        unsafe {
+            command.pre_exec(
+                || match libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) {
+                    0 => Ok(()),
+                    _ => Err(std::io::Error::last_os_error()),
+                },
+            );
+        }
         let child = command
             .stdin(Stdio::null())
             .stdout(log_file.try_clone()?)
@@ -264,18 +276,23 @@ async fn bench_server(
 }
 
 pub async fn run(args: CompareArgs) -> anyhow::Result<()> {
-    let temporal_bin = temporal_binary(args.temporal.clone())?;
-    let dura_bin = match &args.dura {
-        Some(path) => path.clone(),
-        None => std::env::current_exe().context("locating the dura binary; pass --dura")?,
-    };
-    // Fail on a bad workload before spending a minute starting servers.
+    // Bad input fails here, not after a minute spent starting the first server.
     args.workload.plan(
         String::new(),
         NAMESPACE.into(),
         Load::Closed { concurrency: 1 },
         None,
     )?;
+    let temporal_bin = temporal_binary(args.temporal.clone())?;
+    let dura_bin = match &args.dura {
+        Some(path) => path.clone(),
+        None => std::env::current_exe().context("locating the dura binary; pass --dura")?,
+    };
+    for binary in [&temporal_bin, &dura_bin] {
+        if !binary.is_file() {
+            bail!("{} does not exist", binary.display());
+        }
+    }
     let data_dir = tempfile::tempdir()?;
 
     let temporal =

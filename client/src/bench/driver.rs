@@ -32,7 +32,7 @@ use tokio::{sync::oneshot, task::JoinSet};
 use tonic::transport::{Channel, Endpoint};
 
 use super::{
-    procstat::{CpuMeter, ProcessUsage},
+    procstat::{self, CpuMeter, ProcessUsage},
     stats::{COMPLETION_TIMEOUT, Recorder, Rpc, Summary},
     workload::{self, Workload},
 };
@@ -441,6 +441,11 @@ pub async fn probe(address: &str, namespace: &str) -> anyhow::Result<()> {
 pub async fn run(plan: &Plan) -> anyhow::Result<RunReport> {
     if plan.duration.is_zero() {
         bail!("--duration must be positive");
+    }
+    if let Some(pid) = plan.server_pid {
+        // Checked now rather than when the window opens, after the warmup was spent.
+        procstat::cpu_time(&pid.to_string())
+            .with_context(|| format!("--server-pid {pid}: no such process to measure"))?;
     }
     probe(&plan.address, &plan.namespace).await?;
     let clients = connect(&plan.address, plan.connections).await?;
