@@ -98,7 +98,7 @@ pub fn compare_table(c: &CompareReport) -> String {
         |out: &mut String, name: &str, f: &dyn Fn(&ServerResult) -> String, ratio: Option<f64>| {
             let _ = writeln!(
                 out,
-                "  {name:<30} {:>14} {:>14} {:>14}",
+                "  {name:<34} {:>14} {:>14} {:>14}",
                 f(&c.temporal),
                 f(&c.dura),
                 ratio_cell(ratio)
@@ -106,7 +106,7 @@ pub fn compare_table(c: &CompareReport) -> String {
         };
     let _ = writeln!(
         out,
-        "  {:<30} {:>14} {:>14} {:>14}",
+        "  {:<34} {:>14} {:>14} {:>14}",
         "", "temporal", "dura", "dura/temporal"
     );
     row(
@@ -147,6 +147,8 @@ pub fn compare_table(c: &CompareReport) -> String {
             .map_or("-".into(), |u| format!("{:.0}", u.peak_rss_mib))
     };
     row(&mut out, "server peak RSS (MiB)", &rss, None);
+    let client = |s: &ServerResult| format!("{:.2}", s.saturation.client.cores);
+    row(&mut out, "bench client cores at saturation", &client, None);
     let errors = |s: &ServerResult| {
         let n: u64 = [&s.saturation, &s.fixed_rate]
             .iter()
