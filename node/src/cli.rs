@@ -21,6 +21,9 @@ pub enum Command {
     /// Run a Dura server.
     #[command(subcommand)]
     Server(ServerCommand),
+    /// Measure any Temporal-API server with a raw-gRPC load generator, or compare Dura with
+    /// the real Temporal dev server.
+    Bench(dura_client::bench::BenchArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -152,7 +155,9 @@ mod tests {
             "0",
         ])
         .unwrap();
-        let Command::Server(ServerCommand::StartDev(args)) = cli.command;
+        let Command::Server(ServerCommand::StartDev(args)) = cli.command else {
+            panic!("not start-dev");
+        };
         assert_eq!(args.port, 7300);
         assert_eq!(args.namespaces, vec!["ns1"]);
         assert_eq!(args.dynamic_config_values.len(), 2);
@@ -163,7 +168,9 @@ mod tests {
     #[test]
     fn defaults_match_the_real_dev_server() {
         let cli = Cli::try_parse_from(["dura", "server", "start-dev"]).unwrap();
-        let Command::Server(ServerCommand::StartDev(args)) = cli.command;
+        let Command::Server(ServerCommand::StartDev(args)) = cli.command else {
+            panic!("not start-dev");
+        };
         assert_eq!(args.port, 7233);
         assert_eq!(args.ip.to_string(), "127.0.0.1");
         assert!(args.db_filename.is_none());

@@ -38,6 +38,17 @@ fn main() -> anyhow::Result<()> {
                 server::run_dev_server(config, listener, shutdown_signal()).await
             })
         }
+        Command::Bench(args) => {
+            // RUST_LOG=debug shows each failed RPC's status message.
+            tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+                .with_writer(std::io::stderr)
+                .init();
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(dura_client::bench::run(args))
+        }
     }
 }
 

@@ -238,9 +238,14 @@ async fn bench_server(
         "--log-level",
         "warn",
     ]);
-    command.args(["--port", &port.to_string(), "--db-filename"]);
-    // The same file-backed, fresh store for both: Temporal's is SQLite, Dura's RocksDB.
-    command.arg(data_dir.join(format!("{name}.db")));
+    command.args(["--port", &port.to_string()]);
+    // By default Temporal runs as users run its dev server, in memory (nothing survives a
+    // crash), while Dura keeps its durable default: RocksDB on disk, fsynced.
+    if name == "dura" || args.temporal_db_file {
+        command
+            .arg("--db-filename")
+            .arg(data_dir.join(format!("{name}.db")));
+    }
     let server =
         ServerProcess::start(name, command, port, data_dir.join(format!("{name}.log"))).await?;
     let plan = |load| {

@@ -127,6 +127,10 @@ pub struct CompareArgs {
     /// The `dura` binary; default: this executable.
     #[arg(long)]
     pub dura: Option<PathBuf>,
+    /// Give Temporal a SQLite file instead of its default in-memory store. Dura always runs
+    /// on disk with every acknowledged write fsynced.
+    #[arg(long)]
+    pub temporal_db_file: bool,
     /// Rewrite this benchmarks document's machine block and this workload's table row.
     #[arg(long)]
     pub markdown: Option<PathBuf>,
