@@ -163,6 +163,22 @@ pub fn next_retry(
     (RetryState::InProgress, interval)
 }
 
+/// The real server's `WorkflowIdReuseMinimalInterval` default: a workflow id's runs start at
+/// least this far apart, so a run that fails at once cannot retry in a tight loop.
+pub const WORKFLOW_ID_REUSE_MINIMAL_INTERVAL: Nanos = SECOND;
+
+/// The delay before a continuing run's first workflow task: `backoff`, stretched so that the
+/// new run starts at least [`WORKFLOW_ID_REUSE_MINIMAL_INTERVAL`] after the previous run began
+/// executing (temporalio/temporal `MutableStateImpl.ContinueAsNewMinBackoff`).
+pub fn continuation_backoff(previous_execution_time: Nanos, now: Nanos, backoff: Nanos) -> Nanos {
+    let lifetime = now.saturating_sub(previous_execution_time);
+    if lifetime.saturating_add(backoff) < WORKFLOW_ID_REUSE_MINIMAL_INTERVAL {
+        WORKFLOW_ID_REUSE_MINIMAL_INTERVAL - lifetime
+    } else {
+        backoff
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,5 +257,13 @@ mod tests {
         assert!(!is_retryable(&f, &["TemporalTimeout:StartToClose".into()]));
         let f = crate::events::timeout_failure("t", TimeoutType::ScheduleToStart);
         assert!(!is_retryable(&f, &[]));
+    }
+
+    #[test]
+    fn continuation_starts_at_least_a_second_after_the_previous_run() {
+        let ms = SECOND / 1000;
+        assert_eq!(continuation_backoff(0, 50 * ms, 200 * ms), 950 * ms);
+        assert_eq!(continuation_backoff(0, 900 * ms, 0), 100 * ms);
+        assert_eq!(continuation_backoff(0, 2 * SECOND, 200 * ms), 200 * ms);
     }
 }

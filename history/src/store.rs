@@ -6,13 +6,13 @@ use std::collections::BTreeMap;
 
 use prost::Message;
 use serde::{Deserialize, Serialize};
-use temporalio_protos::temporal::api::history::v1::HistoryEvent;
+use temporalio_protos::temporal::api::history::v1::{HistoryEvent, history_event::Attributes};
 
 use crate::{
     api::{
         self, RunReply, RunRequest,
         signal::SignalRequest,
-        start::{StartOutcome, StartWorkflowRequest},
+        start::{NewRun, StartOutcome, StartWorkflowRequest},
     },
     error::{HistoryError, Result},
     keys::{self, RunKey},
@@ -218,22 +218,59 @@ pub fn signal_with_start(
     Ok(outcome)
 }
 
+/// What applying a run-scoped request committed.
+#[derive(Debug)]
+pub struct RunApplied {
+    pub run: RunKey,
+    pub transition: Transition<RunReply>,
+    /// The run that continues the closed one (a workflow retry), now the current run.
+    pub new_run: Option<(RunKey, NewRun)>,
+}
+
 /// Applies a run-scoped request to a stored run (`run_id` empty = current run) and persists
-/// the result. On error nothing is written.
+/// the result, including the run that continues it if it closed into one. On error nothing
+/// is written.
 pub fn apply_to_run(
     kv: &mut impl KvWrite,
     namespace_id: &str,
     workflow_id: &str,
     run_id: &str,
     req: RunRequest,
-) -> Result<(RunKey, Transition<RunReply>)> {
+) -> Result<RunApplied> {
     let (key, mut ms) = resolve_run(kv, namespace_id, workflow_id, run_id)?;
     let visible_before = VisibilityRecord::of(&ms);
     let t = api::apply(&mut ms, req)?;
+    let new_run = match &t.continuation {
+        Some(c) => {
+            let started = read_history(kv, &key, 1, 2, 1, false)?
+                .events
+                .into_iter()
+                .next()
+                .and_then(|e| match e.attributes {
+                    Some(Attributes::WorkflowExecutionStartedEventAttributes(a)) => Some(a),
+                    _ => None,
+                })
+                .ok_or_else(|| HistoryError::Internal("run has no start event".into()))?;
+            let new_run = api::start::continue_run(&ms, &started, c)?;
+            let new_key = RunKey::new(namespace_id, workflow_id, &new_run.state.run_id);
+            Some((new_key, new_run))
+        }
+        None => None,
+    };
     write_run(kv, &ms)?;
     visibility::write(kv, Some(&visible_before), &ms)?;
     append_events(kv, &key, &t.events);
-    Ok((key, t))
+    if let Some((new_key, new_run)) = &new_run {
+        write_run(kv, &new_run.state)?;
+        visibility::write(kv, None, &new_run.state)?;
+        append_events(kv, new_key, &new_run.events);
+        write_current(kv, &new_run.state)?;
+    }
+    Ok(RunApplied {
+        run: key,
+        transition: t,
+        new_run,
+    })
 }
 
 /// Every stored run (for rebuilding a leader's outbox and timers via `pending_tasks`).

@@ -31,6 +31,23 @@ pub struct Transition<R> {
     pub events: Vec<HistoryEvent>,
     pub tasks: Vec<Task>,
     pub reply: R,
+    /// The run closed and hands over to a new run of the same workflow id; the store creates
+    /// it (`api::start::continue_run`) from this and the closed run's start event.
+    pub continuation: Option<Continuation>,
+}
+
+/// What a new run continuing a closed one needs beyond the closed run's start event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Continuation {
+    pub new_run_id: String,
+    /// `ContinueAsNewInitiator` as i32 (only RETRY so far).
+    pub initiator: i32,
+    /// Delay before the new run's first workflow task.
+    pub backoff: Nanos,
+    /// The failure that made the closed run retry.
+    #[serde(with = "crate::pb::opt")]
+    pub failure: Option<Failure>,
+    pub now: Nanos,
 }
 
 /// Workflow task retries back off: attempts beyond this get a growing start-to-close timeout.
@@ -43,6 +60,7 @@ pub(crate) struct Tx {
     pub now: Nanos,
     pub events: Vec<HistoryEvent>,
     pub tasks: Vec<Task>,
+    pub continuation: Option<Continuation>,
 }
 
 /// Runs `f` on a copy of `ms`; commits the copy only if `f` succeeds.
@@ -58,6 +76,7 @@ pub(crate) fn run<R>(
         events: tx.events,
         tasks: tx.tasks,
         reply,
+        continuation: tx.continuation,
     })
 }
 
@@ -68,6 +87,7 @@ impl Tx {
             now,
             events: Vec::new(),
             tasks: Vec::new(),
+            continuation: None,
         }
     }
 

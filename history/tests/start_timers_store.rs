@@ -366,6 +366,7 @@ fn script(ms: &mut MutableState) -> Vec<u8> {
             worker_version: None,
             force_create_new_workflow_task: false,
             return_new_workflow_task: false,
+            new_run_id: "retry-run".into(),
             now: T0 + 2,
         }),
     )
@@ -382,6 +383,7 @@ fn script(ms: &mut MutableState) -> Vec<u8> {
     let r = api::apply(
         ms,
         RunRequest::FireTimer(FireTimerRequest {
+            new_run_id: "retry-run".into(),
             timer,
             now: T0 + SECOND,
         }),
@@ -450,7 +452,11 @@ fn store_start_apply_and_page_history() {
     // Drive the run through the store (empty run id = current run).
     let (_, ms) = store::resolve_run(&kv, "ns", "wf", "").unwrap();
     let wt = ms.workflow_task.unwrap();
-    let (key, t) = store::apply_to_run(
+    let store::RunApplied {
+        run: key,
+        transition: t,
+        ..
+    } = store::apply_to_run(
         &mut kv,
         "ns",
         "wf",
@@ -486,7 +492,7 @@ fn store_start_apply_and_page_history() {
         )
         .unwrap();
     }
-    let (_, t) = store::apply_to_run(
+    let store::RunApplied { transition: t, .. } = store::apply_to_run(
         &mut kv,
         "ns",
         "wf",
@@ -502,6 +508,7 @@ fn store_start_apply_and_page_history() {
             worker_version: None,
             force_create_new_workflow_task: false,
             return_new_workflow_task: false,
+            new_run_id: "retry-run".into(),
             now: T0 + 3,
         }),
     )

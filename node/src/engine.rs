@@ -123,9 +123,20 @@ impl Engine {
                     self.dispatch(shard, run, task.clone());
                 }
             }
-            ShardOutcome::Run { run, tasks, .. } => {
+            ShardOutcome::Run {
+                run,
+                tasks,
+                new_run,
+                ..
+            } => {
                 for task in tasks {
                     self.dispatch(shard, run, task.clone());
+                }
+                for (new_key, task) in new_run
+                    .iter()
+                    .flat_map(|(k, ts)| ts.iter().map(move |t| (k, t)))
+                {
+                    self.dispatch(shard, new_key, task.clone());
                 }
             }
         }
@@ -246,6 +257,7 @@ async fn timer_service(
                 tokio::spawn(async move {
                     let request = RunRequest::FireTimer(FireTimerRequest {
                         timer: timer.clone(),
+                        new_run_id: uuid::Uuid::new_v4().to_string(),
                         now: now_nanos(),
                     });
                     match engine.execute_run(&run, request).await {

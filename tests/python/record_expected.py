@@ -6,7 +6,7 @@ import uuid
 
 from temporalio.client import Client
 
-from test_history_shapes import EXPECTED, run_and_fetch
+from test_history_shapes import EXPECTED, run_and_fetch, run_workflow_retry
 from workflows_under_test import HelloWorkflow, RetryWorkflow
 
 
@@ -14,6 +14,7 @@ async def main(address: str) -> None:
     client = await Client.connect(address)
     for name, workflow, arg in [("hello_world", HelloWorkflow, "Temporal"), ("activity_retry", RetryWorkflow, str(uuid.uuid4()))]:
         (EXPECTED / f"{name}.txt").write_text("\n".join(await run_and_fetch(client, workflow, arg)) + "\n")
+    (EXPECTED / "workflow_retry.txt").write_text("\n".join(await run_workflow_retry(client)) + "\n")
 
 
 if __name__ == "__main__":

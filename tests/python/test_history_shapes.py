@@ -4,16 +4,18 @@ Temporal dev server (`python record_expected.py ADDRESS` re-records them)."""
 import os
 import tempfile
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from temporalio.api.enums.v1 import EventType
+from temporalio.api.enums.v1 import ContinueAsNewInitiator, EventType
 from temporalio.client import Client
+from temporalio.common import RetryPolicy
 from temporalio.worker import Worker
 
 from harness import Server, free_port
-from workflows_under_test import HelloWorkflow, RetryWorkflow, flaky, say_hello
+from workflows_under_test import FailOnceWorkflow, HelloWorkflow, RetryWorkflow, flaky, say_hello
 
 EXPECTED = Path(__file__).parent / "expected"
 
@@ -40,6 +42,27 @@ async def run_and_fetch(client: Client, workflow, arg: str) -> list[str]:
     return event_types(await handle.fetch_history())
 
 
+async def run_workflow_retry(client: Client) -> list[str]:
+    """Both runs of a workflow retried once by its retry policy, separated by a '--' line."""
+    queue = f"shapes-{uuid.uuid4()}"
+    async with Worker(client, task_queue=queue, workflows=[FailOnceWorkflow]):
+        handle = await client.start_workflow(
+            FailOnceWorkflow.run,
+            id=f"shapes-{uuid.uuid4()}",
+            task_queue=queue,
+            retry_policy=RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_attempts=3),
+        )
+        assert await handle.result() == "attempt 2"
+    first_run = handle.first_execution_run_id
+    first = await client.get_workflow_handle(handle.id, run_id=first_run).fetch_history()
+    second = await client.get_workflow_handle(handle.id).fetch_history()
+    started = second.events[0].workflow_execution_started_event_attributes
+    assert started.attempt == 2
+    assert started.continued_execution_run_id == first_run
+    assert started.initiator == ContinueAsNewInitiator.CONTINUE_AS_NEW_INITIATOR_RETRY
+    return event_types(first) + ["--"] + event_types(second)
+
+
 async def test_hello_world_history_matches_the_real_server(client: Client):
     actual = await run_and_fetch(client, HelloWorkflow, "Temporal")
     assert actual == (EXPECTED / "hello_world.txt").read_text().split()
@@ -48,3 +71,8 @@ async def test_hello_world_history_matches_the_real_server(client: Client):
 async def test_retry_history_matches_the_real_server(client: Client):
     actual = await run_and_fetch(client, RetryWorkflow, str(uuid.uuid4()))
     assert actual == (EXPECTED / "activity_retry.txt").read_text().split()
+
+
+async def test_workflow_retry_histories_match_the_real_server(client: Client):
+    actual = await run_workflow_retry(client)
+    assert actual == (EXPECTED / "workflow_retry.txt").read_text().split()

@@ -4,6 +4,7 @@ from datetime import timedelta
 
 from temporalio import activity, workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
 
 _attempts: dict[str, int] = {}
 
@@ -39,3 +40,14 @@ class RetryWorkflow:
             start_to_close_timeout=timedelta(seconds=10),
             retry_policy=RetryPolicy(initial_interval=timedelta(milliseconds=100), backoff_coefficient=1.0),
         )
+
+
+@workflow.defn
+class FailOnceWorkflow:
+    """Fails its first attempt; started with a retry policy, the second run succeeds."""
+
+    @workflow.run
+    async def run(self) -> str:
+        if workflow.info().attempt == 1:
+            raise ApplicationError("first attempt fails")
+        return f"attempt {workflow.info().attempt}"

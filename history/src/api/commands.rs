@@ -6,7 +6,7 @@ use temporalio_protos::temporal::api::{
     command::v1::{
         Command, ScheduleActivityTaskCommandAttributes, command::Attributes as CommandAttributes,
     },
-    enums::v1::{CommandType, RetryState, WorkflowTaskFailedCause},
+    enums::v1::{CommandType, ContinueAsNewInitiator, RetryState, WorkflowTaskFailedCause},
     history::v1::{
         ActivityTaskCancelRequestedEventAttributes, ActivityTaskCanceledEventAttributes,
         ActivityTaskScheduledEventAttributes, MarkerRecordedEventAttributes,
@@ -25,7 +25,7 @@ use crate::{
     retry,
     tasks::TimerKind,
     time::{from_duration, is_negative, opt_duration},
-    transition::{Tx, activity_tasks},
+    transition::{Continuation, Tx, activity_tasks},
 };
 
 /// Longest id (activity id, timer id, marker name, ...) the server accepts.
@@ -35,6 +35,8 @@ const MAX_ID_LENGTH: usize = 1000;
 pub(crate) struct CommandContext {
     pub completed_event_id: i64,
     pub identity: String,
+    /// The id a retry of the run gets.
+    pub new_run_id: String,
     /// Events arrived while the task ran: the workflow may not close on this completion.
     pub has_buffered: bool,
     pub activity_not_started_cancelled: bool,
@@ -343,32 +345,39 @@ pub(crate) fn handle(tx: &mut Tx, ctx: &mut CommandContext, command: &Command) -
                 ));
             };
             if tx.ms.is_running() {
-                // TODO(dura): retrying the workflow (a new run per its retry policy) is not
-                // implemented; the run fails and reports why it was not retried.
-                let retry_state = match &tx.ms.retry_policy {
-                    None => RetryState::RetryPolicyNotSet,
+                let (retry_state, backoff) = match &tx.ms.retry_policy {
+                    None => (RetryState::RetryPolicyNotSet, 0),
                     Some(policy) => {
                         let expiration = (tx.ms.execution_expiration_time > 0)
                             .then_some(tx.ms.execution_expiration_time);
-                        match retry::next_retry(policy, tx.ms.attempt, &failure, tx.now, expiration)
-                            .0
-                        {
-                            RetryState::InProgress => RetryState::RetryPolicyNotSet,
-                            s => s,
-                        }
+                        retry::next_retry(policy, tx.ms.attempt, &failure, tx.now, expiration)
                     }
                 };
+                let retrying = retry_state == RetryState::InProgress;
                 tx.close(
                     WorkflowStatus::Failed,
                     Attributes::WorkflowExecutionFailedEventAttributes(
                         WorkflowExecutionFailedEventAttributes {
-                            failure: Some(failure),
+                            failure: Some(failure.clone()),
                             retry_state: retry_state as i32,
                             workflow_task_completed_event_id: ctx.completed_event_id,
-                            new_execution_run_id: String::new(),
+                            new_execution_run_id: if retrying {
+                                ctx.new_run_id.clone()
+                            } else {
+                                String::new()
+                            },
                         },
                     ),
                 );
+                if retrying {
+                    tx.continuation = Some(Continuation {
+                        new_run_id: ctx.new_run_id.clone(),
+                        initiator: ContinueAsNewInitiator::Retry as i32,
+                        backoff: retry::continuation_backoff(tx.ms.execution_time, tx.now, backoff),
+                        failure: Some(failure),
+                        now: tx.now,
+                    });
+                }
             }
             Ok(())
         }

@@ -46,6 +46,7 @@ fn map<R>(t: Result<Transition<R>>, f: impl FnOnce(R) -> RunReply) -> Result<Tra
         events: t.events,
         tasks: t.tasks,
         reply: f(t.reply),
+        continuation: t.continuation,
     })
 }
 

@@ -19,8 +19,8 @@ use crate::{
     mutable_state::{MutableState, WorkflowStatus},
     retry,
     tasks::{Task, TaskQueueRef, TimerKind},
-    time::{Nanos, SECOND, to_duration, to_timestamp},
-    transition::{Transition, Tx, run},
+    time::{Nanos, SECOND, opt_duration, to_duration, to_timestamp},
+    transition::{Continuation, Transition, Tx, run},
 };
 
 /// The server's default and maximum workflow task start-to-close timeouts.
@@ -143,7 +143,7 @@ fn start_inner(
                 run_id: req.run_id.clone(),
                 started: true,
             },
-            new_run: Some(create_run(&req, None, signal.as_ref())?),
+            new_run: Some(create_run(&req, None, signal.as_ref(), None)?),
             previous_run: None,
         });
     };
@@ -190,7 +190,7 @@ fn start_inner(
             }
             WorkflowIdConflictPolicy::TerminateExisting => {
                 // Build the new run first so a bad request leaves the current run untouched.
-                let new_run = create_run(&req, Some(&*cur), signal.as_ref())?;
+                let new_run = create_run(&req, Some(&*cur), signal.as_ref(), None)?;
                 let new_run_id = req.run_id.clone();
                 previous_run = Some(run(cur, req.now, |tx| {
                     terminate(
@@ -252,7 +252,7 @@ fn start_inner(
             run_id: req.run_id.clone(),
             started: true,
         },
-        new_run: Some(create_run(&req, Some(&*cur), signal.as_ref())?),
+        new_run: Some(create_run(&req, Some(&*cur), signal.as_ref(), None)?),
         previous_run,
     })
 }
@@ -317,12 +317,47 @@ fn validate_and_default(req: &mut StartWorkflowRequest) -> Result<()> {
     Ok(())
 }
 
+/// The run that continues `previous` (closed, its retry policy asked for another attempt):
+/// the same workflow with the original start's input, header, memo and search attributes,
+/// the next attempt number and the same execution deadline, its first workflow task after
+/// the retry backoff (temporalio/temporal `service/history/workflow/retry.go`).
+pub fn continue_run(
+    previous: &MutableState,
+    started: &WorkflowExecutionStartedEventAttributes,
+    continuation: &Continuation,
+) -> Result<NewRun> {
+    let req = StartWorkflowRequest {
+        namespace_id: previous.namespace_id.clone(),
+        workflow_id: previous.workflow_id.clone(),
+        run_id: continuation.new_run_id.clone(),
+        request_id: continuation.new_run_id.clone(),
+        workflow_type: previous.workflow_type.clone(),
+        task_queue: previous.task_queue.clone(),
+        input: started.input.clone(),
+        execution_timeout: previous.execution_timeout,
+        run_timeout: previous.run_timeout,
+        task_timeout: previous.default_workflow_task_timeout,
+        retry_policy: previous.retry_policy.clone(),
+        memo: started.memo.clone(),
+        search_attributes: started.search_attributes.clone(),
+        header: started.header.clone(),
+        priority: started.priority.clone(),
+        identity: String::new(),
+        id_reuse_policy: 0,
+        id_conflict_policy: 0,
+        start_delay: continuation.backoff,
+        now: continuation.now,
+    };
+    create_run(&req, Some(previous), None, Some(continuation))
+}
+
 /// A fresh run: WorkflowExecutionStarted, the optional signal, then the first workflow task (or
-/// the start-delay timer).
+/// the start-delay / retry-backoff timer). `continued`: the run continues `previous`.
 fn create_run(
     req: &StartWorkflowRequest,
     previous: Option<&MutableState>,
     signal: Option<&SignalRequest>,
+    continued: Option<&Continuation>,
 ) -> Result<NewRun> {
     let now = req.now;
     let execution_time = now.saturating_add(req.start_delay);
@@ -333,11 +368,19 @@ fn create_run(
             0
         }
     };
+    // A continuation inherits the chain's first run, its execution deadline and attempt count.
+    let chained = previous.filter(|_| continued.is_some());
+    let first_execution_run_id =
+        chained.map_or(req.run_id.clone(), |p| p.first_execution_run_id.clone());
+    let execution_expiration_time = chained.map_or(deadline(req.execution_timeout), |p| {
+        p.execution_expiration_time
+    });
+    let attempt = chained.map_or(1, |p| p.attempt + 1);
     let ms = MutableState {
         namespace_id: req.namespace_id.clone(),
         workflow_id: req.workflow_id.clone(),
         run_id: req.run_id.clone(),
-        first_execution_run_id: req.run_id.clone(),
+        first_execution_run_id: first_execution_run_id.clone(),
         workflow_type: req.workflow_type.clone(),
         task_queue: req.task_queue.clone(),
         start_request_id: req.request_id.clone(),
@@ -348,10 +391,10 @@ fn create_run(
         execution_timeout: req.execution_timeout,
         run_timeout: req.run_timeout,
         default_workflow_task_timeout: req.task_timeout,
-        execution_expiration_time: deadline(req.execution_timeout),
+        execution_expiration_time,
         run_expiration_time: deadline(req.run_timeout),
         retry_policy: req.retry_policy.clone(),
-        attempt: 1,
+        attempt,
         memo: req.memo.clone(),
         search_attributes: req.search_attributes.clone(),
         priority: req.priority.clone(),
@@ -381,16 +424,29 @@ fn create_run(
             task_queue: Some(TaskQueueRef::normal(req.task_queue.clone()).to_proto()),
             header: req.header.clone(),
             input: req.input.clone(),
-            workflow_execution_timeout: Some(to_duration(req.execution_timeout)),
-            workflow_run_timeout: Some(to_duration(req.run_timeout)),
+            // A first run states its timeouts even when unset; a continuation, like the real
+            // server's, only the ones that are set.
+            workflow_execution_timeout: if chained.is_some() {
+                opt_duration(req.execution_timeout)
+            } else {
+                Some(to_duration(req.execution_timeout))
+            },
+            workflow_run_timeout: if chained.is_some() {
+                opt_duration(req.run_timeout)
+            } else {
+                Some(to_duration(req.run_timeout))
+            },
             workflow_task_timeout: Some(to_duration(req.task_timeout)),
             original_execution_run_id: req.run_id.clone(),
             identity: req.identity.clone(),
-            first_execution_run_id: req.run_id.clone(),
+            first_execution_run_id,
             retry_policy: req.retry_policy.clone(),
-            attempt: 1,
-            workflow_execution_expiration_time: (req.execution_timeout > 0)
-                .then(|| to_timestamp(deadline(req.execution_timeout))),
+            attempt,
+            workflow_execution_expiration_time: (execution_expiration_time > 0)
+                .then(|| to_timestamp(execution_expiration_time)),
+            continued_execution_run_id: chained.map(|p| p.run_id.clone()).unwrap_or_default(),
+            initiator: continued.map_or(0, |c| c.initiator),
+            continued_failure: continued.and_then(|c| c.failure.clone()),
             first_workflow_task_backoff: (req.start_delay > 0)
                 .then(|| to_duration(req.start_delay)),
             memo: req.memo.clone(),

@@ -206,6 +206,7 @@ impl Harness {
             worker_version: None,
             force_create_new_workflow_task: false,
             return_new_workflow_task: false,
+            new_run_id: "retry-run".into(),
             now: self.now,
         };
         edit(&mut req);
@@ -274,6 +275,7 @@ impl Harness {
     /// Fires a timer task (as the timer wheel would at `now`).
     pub fn fire(&mut self, timer: TimerTask) {
         let req = FireTimerRequest {
+            new_run_id: "retry-run".into(),
             timer,
             now: self.now,
         };
@@ -359,11 +361,15 @@ pub fn complete_workflow(result: &str) -> Command {
 }
 
 pub fn fail_workflow(message: &str) -> Command {
+    fail_workflow_with(app_failure(message, "InvalidOrder", true))
+}
+
+pub fn fail_workflow_with(failure: Failure) -> Command {
     Command {
         command_type: CommandType::FailWorkflowExecution as i32,
         attributes: Some(CA::FailWorkflowExecutionCommandAttributes(
             FailWorkflowExecutionCommandAttributes {
-                failure: Some(app_failure(message, "InvalidOrder", true)),
+                failure: Some(failure),
             },
         )),
         ..Default::default()

@@ -575,6 +575,7 @@ impl Workflows {
             worker_version: req.worker_version_stamp,
             force_create_new_workflow_task: req.force_create_new_workflow_task,
             return_new_workflow_task: req.return_new_workflow_task,
+            new_run_id: uuid::Uuid::new_v4().to_string(),
             now: now_nanos(),
         });
         let reply = match self.engine.execute_run(&run, request).await? {

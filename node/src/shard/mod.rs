@@ -59,6 +59,8 @@ pub enum ShardOutcome {
         run: RunKey,
         reply: RunReply,
         tasks: Vec<Task>,
+        /// The run that continues this one (a retry) and its first tasks.
+        new_run: Option<(RunKey, Vec<Task>)>,
     },
 }
 
@@ -135,12 +137,13 @@ pub fn apply(txn: &mut ApplyTxn<'_>, command: &[u8]) -> ShardReply {
             run_id,
             request,
         } => {
-            let (run, transition) =
+            let applied =
                 store::apply_to_run(&mut kv, &namespace_id, &workflow_id, &run_id, request)?;
             Ok(ShardOutcome::Run {
-                run,
-                reply: transition.reply,
-                tasks: transition.tasks,
+                run: applied.run,
+                reply: applied.transition.reply,
+                tasks: applied.transition.tasks,
+                new_run: applied.new_run.map(|(key, run)| (key, run.tasks)),
             })
         }
     }
