@@ -355,20 +355,11 @@ fn script(ms: &mut MutableState) -> Vec<u8> {
     };
     let r = api::apply(
         ms,
-        RunRequest::CompleteWorkflowTask(api::workflow_task::CompleteWorkflowTaskRequest {
-            token: api::workflow_task::WorkflowTaskToken::of(&started),
-            commands: vec![schedule_activity("1", "a", 10), start_timer("t", 100)],
-            identity: "w".into(),
-            sticky_attributes: None,
-            sdk_metadata: None,
-            metering_metadata: None,
-            binary_checksum: String::new(),
-            worker_version: None,
-            force_create_new_workflow_task: false,
-            return_new_workflow_task: false,
-            new_run_id: "retry-run".into(),
-            now: T0 + 2,
-        }),
+        RunRequest::CompleteWorkflowTask(complete_request(
+            &started,
+            vec![schedule_activity("1", "a", 10), start_timer("t", 100)],
+            T0 + 2,
+        )),
     )
     .unwrap();
     record(bincode::serialize(&r).unwrap());
@@ -497,20 +488,7 @@ fn store_start_apply_and_page_history() {
         "ns",
         "wf",
         "run-1",
-        RunRequest::CompleteWorkflowTask(api::workflow_task::CompleteWorkflowTaskRequest {
-            token: api::workflow_task::WorkflowTaskToken::of(&started),
-            commands: vec![],
-            identity: "w".into(),
-            sticky_attributes: None,
-            sdk_metadata: None,
-            metering_metadata: None,
-            binary_checksum: String::new(),
-            worker_version: None,
-            force_create_new_workflow_task: false,
-            return_new_workflow_task: false,
-            new_run_id: "retry-run".into(),
-            now: T0 + 3,
-        }),
+        RunRequest::CompleteWorkflowTask(complete_request(&started, vec![], T0 + 3)),
     )
     .unwrap();
     assert_eq!(t.events.len(), 7);

@@ -8,9 +8,7 @@ use dura_history::{
     api::{
         RunReply, RunRequest,
         timer::FireTimerRequest,
-        workflow_task::{
-            CompleteWorkflowTaskRequest, RecordWorkflowTaskStartedRequest, WorkflowTaskToken,
-        },
+        workflow_task::{CompleteWorkflowTaskRequest, RecordWorkflowTaskStartedRequest},
     },
     keys::RunKey,
     mutable_state::WorkflowStatus,
@@ -53,18 +51,12 @@ fn fail_current_run(kv: &mut MemKv, new_run_id: &str, now: i64) -> RunApplied {
         "wf",
         "",
         RunRequest::CompleteWorkflowTask(CompleteWorkflowTaskRequest {
-            token: WorkflowTaskToken::of(&started),
-            commands: vec![fail_workflow_with(app_failure("boom", "Flaky", false))],
-            identity: "w".into(),
-            sticky_attributes: None,
-            sdk_metadata: None,
-            metering_metadata: None,
-            binary_checksum: String::new(),
-            worker_version: None,
-            force_create_new_workflow_task: false,
-            return_new_workflow_task: false,
             new_run_id: new_run_id.into(),
-            now,
+            ..complete_request(
+                &started,
+                vec![fail_workflow_with(app_failure("boom", "Flaky", false))],
+                now,
+            )
         }),
     )
     .unwrap()

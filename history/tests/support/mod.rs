@@ -64,6 +64,28 @@ pub fn start_request(workflow_id: &str, run_id: &str, request_id: &str) -> Start
     }
 }
 
+/// A plain completion of `task` (no sticky queue, no metadata); retries get run id "retry-run".
+pub fn complete_request(
+    task: &WorkflowTaskStartedReply,
+    commands: Vec<Command>,
+    now: Nanos,
+) -> CompleteWorkflowTaskRequest {
+    CompleteWorkflowTaskRequest {
+        token: WorkflowTaskToken::of(task),
+        commands,
+        identity: "worker".into(),
+        sticky_attributes: None,
+        sdk_metadata: None,
+        metering_metadata: None,
+        binary_checksum: String::new(),
+        worker_version: None,
+        force_create_new_workflow_task: false,
+        return_new_workflow_task: false,
+        new_run_id: "retry-run".into(),
+        now,
+    }
+}
+
 pub fn payloads(s: &str) -> Payloads {
     Payloads {
         payloads: vec![Payload {
@@ -195,20 +217,7 @@ impl Harness {
         commands: Vec<Command>,
         edit: impl FnOnce(&mut CompleteWorkflowTaskRequest),
     ) -> Result<CompleteWorkflowTaskReply, HistoryError> {
-        let mut req = CompleteWorkflowTaskRequest {
-            token: WorkflowTaskToken::of(task),
-            commands,
-            identity: "worker".into(),
-            sticky_attributes: None,
-            sdk_metadata: None,
-            metering_metadata: None,
-            binary_checksum: String::new(),
-            worker_version: None,
-            force_create_new_workflow_task: false,
-            return_new_workflow_task: false,
-            new_run_id: "retry-run".into(),
-            now: self.now,
-        };
+        let mut req = complete_request(task, commands, self.now);
         edit(&mut req);
         self.run(|ms, _| complete_workflow_task(ms, req))
     }
