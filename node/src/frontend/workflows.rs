@@ -193,7 +193,7 @@ impl Workflows {
     }
 
     /// Reads a run (the current one when `run_id` is empty) from its shard's applied state,
-    /// returning the reader too for history reads of the same snapshot of time.
+    /// returning the shard's reader too for the history reads that follow.
     fn read_run(
         &self,
         namespace_id: &str,
