@@ -242,15 +242,10 @@ pub fn apply_to_run(
     let t = api::apply(&mut ms, req)?;
     let new_run = match &t.continuation {
         Some(c) => {
-            let started = read_history(kv, &key, 1, 2, 1, false)?
-                .events
-                .into_iter()
-                .next()
-                .and_then(|e| match e.attributes {
-                    Some(Attributes::WorkflowExecutionStartedEventAttributes(a)) => Some(a),
-                    _ => None,
-                })
-                .ok_or_else(|| HistoryError::Internal("run has no start event".into()))?;
+            let started = match read_start_event(kv, &key)?.attributes {
+                Some(Attributes::WorkflowExecutionStartedEventAttributes(a)) => a,
+                _ => return Err(HistoryError::Internal("run has no start event".into())),
+            };
             let new_run = api::start::continue_run(&ms, &started, c)?;
             let new_key = RunKey::new(namespace_id, workflow_id, &new_run.state.run_id);
             Some((new_key, new_run))
@@ -279,6 +274,16 @@ pub fn scan_runs(kv: &impl KvRead) -> Result<Vec<MutableState>> {
         .into_iter()
         .map(|(_, v)| bincode::deserialize(&v).map_err(|e| corrupt("mutable state", e)))
         .collect()
+}
+
+/// A run's first event, WorkflowExecutionStarted: what the run was started with beyond its
+/// mutable state (input, header, user metadata).
+pub fn read_start_event(kv: &impl KvRead, run: &RunKey) -> Result<HistoryEvent> {
+    read_history(kv, run, 1, 2, 1, false)?
+        .events
+        .into_iter()
+        .next()
+        .ok_or_else(|| HistoryError::Internal("run has no start event".into()))
 }
 
 /// One page of GetWorkflowExecutionHistory.

@@ -10,12 +10,13 @@ use temporalio_protos::temporal::api::{
         HistoryEvent, WorkflowExecutionStartedEventAttributes,
         WorkflowExecutionTerminatedEventAttributes, history_event::Attributes,
     },
+    sdk::v1::UserMetadata,
 };
 
 use super::signal::{SignalRequest, add_signal};
 use crate::{
     error::{HistoryError, Result},
-    events::json_string_payloads,
+    events::{json_string_payloads, new_event},
     mutable_state::{MutableState, WorkflowStatus},
     retry,
     tasks::{Task, TaskQueueRef, TimerKind},
@@ -59,6 +60,9 @@ pub struct StartWorkflowRequest {
     pub id_conflict_policy: i32,
     /// `workflow_start_delay`; 0 = none.
     pub start_delay: Nanos,
+    /// Static summary and details; kept on the WorkflowExecutionStarted event.
+    #[serde(with = "crate::pb::opt")]
+    pub user_metadata: Option<UserMetadata>,
     pub now: Nanos,
 }
 
@@ -346,6 +350,7 @@ pub fn continue_run(
         id_reuse_policy: 0,
         id_conflict_policy: 0,
         start_delay: continuation.backoff,
+        user_metadata: None,
         now: continuation.now,
     };
     create_run(&req, Some(previous), None, Some(continuation))
@@ -416,46 +421,51 @@ fn create_run(
         completion_event_id: 0,
     };
     let mut tx = Tx::new(ms, now);
-    tx.add(Attributes::WorkflowExecutionStartedEventAttributes(
-        WorkflowExecutionStartedEventAttributes {
-            workflow_type: Some(WorkflowType {
-                name: req.workflow_type.clone(),
-            }),
-            task_queue: Some(TaskQueueRef::normal(req.task_queue.clone()).to_proto()),
-            header: req.header.clone(),
-            input: req.input.clone(),
-            // A first run states its timeouts even when unset; a continuation, like the real
-            // server's, only the ones that are set.
-            workflow_execution_timeout: if chained.is_some() {
-                opt_duration(req.execution_timeout)
-            } else {
-                Some(to_duration(req.execution_timeout))
+    let mut started = new_event(
+        now,
+        Attributes::WorkflowExecutionStartedEventAttributes(
+            WorkflowExecutionStartedEventAttributes {
+                workflow_type: Some(WorkflowType {
+                    name: req.workflow_type.clone(),
+                }),
+                task_queue: Some(TaskQueueRef::normal(req.task_queue.clone()).to_proto()),
+                header: req.header.clone(),
+                input: req.input.clone(),
+                // A first run states its timeouts even when unset; a continuation, like the real
+                // server's, only the ones that are set.
+                workflow_execution_timeout: if chained.is_some() {
+                    opt_duration(req.execution_timeout)
+                } else {
+                    Some(to_duration(req.execution_timeout))
+                },
+                workflow_run_timeout: if chained.is_some() {
+                    opt_duration(req.run_timeout)
+                } else {
+                    Some(to_duration(req.run_timeout))
+                },
+                workflow_task_timeout: Some(to_duration(req.task_timeout)),
+                original_execution_run_id: req.run_id.clone(),
+                identity: req.identity.clone(),
+                first_execution_run_id,
+                retry_policy: req.retry_policy.clone(),
+                attempt,
+                workflow_execution_expiration_time: (execution_expiration_time > 0)
+                    .then(|| to_timestamp(execution_expiration_time)),
+                continued_execution_run_id: chained.map(|p| p.run_id.clone()).unwrap_or_default(),
+                initiator: continued.map_or(0, |c| c.initiator),
+                continued_failure: continued.and_then(|c| c.failure.clone()),
+                first_workflow_task_backoff: (req.start_delay > 0)
+                    .then(|| to_duration(req.start_delay)),
+                memo: req.memo.clone(),
+                search_attributes: req.search_attributes.clone(),
+                workflow_id: req.workflow_id.clone(),
+                priority: req.priority.clone(),
+                ..Default::default()
             },
-            workflow_run_timeout: if chained.is_some() {
-                opt_duration(req.run_timeout)
-            } else {
-                Some(to_duration(req.run_timeout))
-            },
-            workflow_task_timeout: Some(to_duration(req.task_timeout)),
-            original_execution_run_id: req.run_id.clone(),
-            identity: req.identity.clone(),
-            first_execution_run_id,
-            retry_policy: req.retry_policy.clone(),
-            attempt,
-            workflow_execution_expiration_time: (execution_expiration_time > 0)
-                .then(|| to_timestamp(execution_expiration_time)),
-            continued_execution_run_id: chained.map(|p| p.run_id.clone()).unwrap_or_default(),
-            initiator: continued.map_or(0, |c| c.initiator),
-            continued_failure: continued.and_then(|c| c.failure.clone()),
-            first_workflow_task_backoff: (req.start_delay > 0)
-                .then(|| to_duration(req.start_delay)),
-            memo: req.memo.clone(),
-            search_attributes: req.search_attributes.clone(),
-            workflow_id: req.workflow_id.clone(),
-            priority: req.priority.clone(),
-            ..Default::default()
-        },
-    ));
+        ),
+    );
+    started.user_metadata = req.user_metadata.clone();
+    tx.append(started);
     if let Some(signal) = signal {
         add_signal(&mut tx, signal);
     }

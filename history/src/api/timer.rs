@@ -8,7 +8,6 @@
 use serde::{Deserialize, Serialize};
 use temporalio_protos::temporal::api::{
     enums::v1::{ContinueAsNewInitiator, RetryState, TimeoutType},
-    failure::v1::{Failure, TimeoutFailureInfo, failure::FailureInfo},
     history::v1::{
         TimerFiredEventAttributes, WorkflowExecutionTimedOutEventAttributes,
         WorkflowTaskTimedOutEventAttributes, history_event::Attributes,
@@ -18,7 +17,7 @@ use temporalio_protos::temporal::api::{
 use super::activity;
 use crate::{
     error::Result,
-    events::new_event,
+    events::{new_event, timeout_failure},
     mutable_state::{MutableState, WorkflowStatus},
     retry,
     tasks::{TimerKind, TimerTask, WorkflowTaskTimeoutKind},
@@ -154,14 +153,7 @@ fn workflow_task_timeout(
 /// its retry policy while the execution deadline allows; an execution timeout never does
 /// (temporalio/temporal `timer_queue_active_task_executor.go`, executeWorkflowRunTimeoutTask).
 fn time_out_workflow(tx: &mut Tx, retry_run_id: Option<String>) {
-    let failure = Failure {
-        message: "workflow timeout".into(),
-        failure_info: Some(FailureInfo::TimeoutFailureInfo(TimeoutFailureInfo {
-            timeout_type: TimeoutType::StartToClose as i32,
-            last_heartbeat_details: None,
-        })),
-        ..Default::default()
-    };
+    let failure = timeout_failure("workflow timeout", TimeoutType::StartToClose);
     let expiration =
         (tx.ms.execution_expiration_time > 0).then_some(tx.ms.execution_expiration_time);
     let (retry_state, backoff) = match (&retry_run_id, &tx.ms.retry_policy) {

@@ -60,6 +60,7 @@ pub fn start_request(workflow_id: &str, run_id: &str, request_id: &str) -> Start
         id_reuse_policy: 0,
         id_conflict_policy: 0,
         start_delay: 0,
+        user_metadata: None,
         now: T0,
     }
 }

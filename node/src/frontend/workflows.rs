@@ -34,6 +34,7 @@ use temporalio_protos::temporal::api::{
     },
     enums::v1::{HistoryEventFilterType, TaskQueueKind},
     history::v1::History,
+    sdk::v1::UserMetadata,
     taskqueue::v1::{PollerInfo, TaskQueue},
     workflowservice::v1 as pb,
 };
@@ -82,6 +83,7 @@ struct StartFields {
     id_reuse_policy: i32,
     id_conflict_policy: i32,
     start_delay: Option<prost_types::Duration>,
+    user_metadata: Option<UserMetadata>,
 }
 
 macro_rules! start_fields {
@@ -104,6 +106,7 @@ macro_rules! start_fields {
             id_reuse_policy: $req.workflow_id_reuse_policy,
             id_conflict_policy: $req.workflow_id_conflict_policy,
             start_delay: $req.workflow_start_delay,
+            user_metadata: $req.user_metadata,
         }
     };
 }
@@ -252,6 +255,7 @@ impl Workflows {
             id_reuse_policy: f.id_reuse_policy,
             id_conflict_policy: f.id_conflict_policy,
             start_delay: from_duration(f.start_delay.as_ref()),
+            user_metadata: f.user_metadata,
             now: now_nanos(),
         })
     }
@@ -266,7 +270,6 @@ impl Workflows {
                 ("cron_schedule", !req.cron_schedule.is_empty()),
                 ("completion_callbacks", !req.completion_callbacks.is_empty()),
                 ("links", !req.links.is_empty()),
-                ("user_metadata", req.user_metadata.is_some()),
                 ("versioning_override", req.versioning_override.is_some()),
                 ("on_conflict_options", req.on_conflict_options.is_some()),
                 ("continued_failure", req.continued_failure.is_some()),
@@ -306,7 +309,6 @@ impl Workflows {
             &[
                 ("cron_schedule", !req.cron_schedule.is_empty()),
                 ("links", !req.links.is_empty()),
-                ("user_metadata", req.user_metadata.is_some()),
                 ("versioning_override", req.versioning_override.is_some()),
             ],
         )?;
@@ -1032,8 +1034,10 @@ impl Workflows {
     ) -> ApiResult<pb::DescribeWorkflowExecutionResponse> {
         let (workflow_id, run_id) = execution(req.execution.as_ref())?;
         let ns = self.namespace_id(&req.namespace)?;
-        let (_, _, ms) = self.read_run(&ns, workflow_id, run_id)?;
-        let d = describe(&ms);
+        let (reader, run, ms) = self.read_run(&ns, workflow_id, run_id)?;
+        let mut d = describe(&ms);
+        // Like the real server: the static summary/details live on the start event only.
+        d.execution_config.user_metadata = store::read_start_event(&reader, &run)?.user_metadata;
         Ok(pb::DescribeWorkflowExecutionResponse {
             execution_config: Some(d.execution_config),
             workflow_execution_info: Some(d.workflow_execution_info),
