@@ -9,8 +9,8 @@
 
 use std::{
     cmp::Reverse,
-    collections::BinaryHeap,
-    sync::Arc,
+    collections::{BinaryHeap, HashMap},
+    sync::{Arc, Mutex},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -66,21 +66,60 @@ struct Inner {
     shards: u32,
     matcher: Matcher<QueuedTask>,
     timers: mpsc::UnboundedSender<(GroupId, RunKey, TimerTask)>,
-    /// Bumped after every applied change of a shard; history long polls wait on it.
-    changed: Vec<watch::Sender<u64>>,
+    /// Per workflow (namespace id, workflow id) with someone waiting: bumped after every
+    /// applied change of that workflow. History long polls and queries wait on it, so a
+    /// change wakes only the waiters of its own workflow.
+    changed: Mutex<HashMap<(String, String), watch::Sender<u64>>>,
+}
+
+/// A subscription to one workflow's changes; the entry goes when its last subscriber does.
+pub struct WorkflowWatch {
+    engine: Engine,
+    key: (String, String),
+    rx: watch::Receiver<u64>,
+}
+
+impl WorkflowWatch {
+    /// Marks the current state seen; a change after this call wakes `changed`.
+    pub fn mark_seen(&mut self) {
+        self.rx.borrow_and_update();
+    }
+
+    /// Resolves at the next change not yet marked seen.
+    pub async fn changed(&mut self) {
+        // The sender lives in the map while this receiver exists, so this cannot fail.
+        let _ = self.rx.changed().await;
+    }
+}
+
+impl Drop for WorkflowWatch {
+    fn drop(&mut self) {
+        let mut map = self
+            .engine
+            .inner
+            .changed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        // Subscriptions are made under this lock, so "only us left" cannot race with one.
+        if map
+            .get(&self.key)
+            .is_some_and(|tx| tx.receiver_count() <= 1)
+        {
+            map.remove(&self.key);
+        }
+    }
 }
 
 impl Engine {
     pub fn new(store: RaftStore, shards: u32) -> Self {
         let (timers, timer_rx) = mpsc::unbounded_channel();
-        let changed = (0..=shards).map(|_| watch::channel(0).0).collect();
         let engine = Engine {
             inner: Arc::new(Inner {
                 store,
                 shards,
                 matcher: Matcher::new(),
                 timers,
-                changed,
+                changed: Mutex::default(),
             }),
         };
         tokio::spawn(timer_service(engine.clone(), timer_rx));
@@ -105,13 +144,24 @@ impl Engine {
         Ok(ReaderKv(self.inner.store.reader(shard)?))
     }
 
-    pub fn watch(&self, shard: GroupId) -> watch::Receiver<u64> {
-        self.inner.changed[shard.0 as usize].subscribe()
+    pub fn watch_workflow(&self, namespace_id: &str, workflow_id: &str) -> WorkflowWatch {
+        let key = (namespace_id.to_string(), workflow_id.to_string());
+        let mut map = self.inner.changed.lock().unwrap_or_else(|e| e.into_inner());
+        let rx = map
+            .entry(key.clone())
+            .or_insert_with(|| watch::channel(0).0)
+            .subscribe();
+        WorkflowWatch {
+            engine: self.clone(),
+            key,
+            rx,
+        }
     }
 
     /// Proposes a command to the shard, waits until it is committed and applied, then carries
     /// out the tasks it produced.
     pub async fn execute(&self, shard: GroupId, command: ShardCommand) -> ApiResult<ShardOutcome> {
+        let workflow = command.workflow();
         let bytes = bincode::serialize(&command).map_err(|e| ApiError::Internal(e.to_string()))?;
         let reply = self.inner.store.propose(shard, bytes).await?;
         let reply: ShardReply =
@@ -140,7 +190,10 @@ impl Engine {
                 }
             }
         }
-        self.inner.changed[shard.0 as usize].send_modify(|v| *v += 1);
+        let changed = self.inner.changed.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(tx) = changed.get(&workflow) {
+            tx.send_modify(|v| *v += 1);
+        }
         Ok(outcome)
     }
 
@@ -242,8 +295,7 @@ async fn timer_service(
     mut rx: mpsc::UnboundedReceiver<(GroupId, RunKey, TimerTask)>,
 ) {
     let mut heap: BinaryHeap<Reverse<(Nanos, u64)>> = BinaryHeap::new();
-    let mut entries: std::collections::HashMap<u64, (GroupId, RunKey, TimerTask)> =
-        std::collections::HashMap::new();
+    let mut entries: HashMap<u64, (GroupId, RunKey, TimerTask)> = HashMap::new();
     let mut seq = 0u64;
     loop {
         let now = now_nanos();

@@ -690,13 +690,12 @@ impl Workflows {
             .filter(|q| !q.query_type.is_empty())
             .ok_or_else(|| ApiError::InvalidArgument("QueryType is not set on request.".into()))?;
         let ns = self.namespace_id(&req.namespace)?;
-        let shard = self.engine.shard_for(&ns, workflow_id);
         let deadline = poll_deadline(grpc_timeout, HISTORY_LONG_POLL);
-        let mut changed = self.engine.watch(shard);
+        let mut changed = self.engine.watch_workflow(&ns, workflow_id);
         // Like the real server's direct dispatch: only when no workflow task is in flight, so
         // the worker answers from a consistent state. Otherwise wait for the task to finish.
         let (run, ms) = loop {
-            changed.borrow_and_update();
+            changed.mark_seen();
             let (_, run, ms) = self.read_run(&ns, workflow_id, run_id)?;
             if ms.workflow_task.is_none() || !ms.is_running() {
                 break (run, ms);
@@ -740,7 +739,7 @@ impl Workflows {
         };
         let (query_id, answer) = self.queries.register(query);
         let task = QueuedTask {
-            shard,
+            shard: self.engine.shard_for(&ns, workflow_id),
             run,
             scheduled_event_id: 0,
             attempt: 0,
@@ -955,7 +954,6 @@ impl Workflows {
     ) -> ApiResult<pb::GetWorkflowExecutionHistoryResponse> {
         let (workflow_id, run_id) = execution(req.execution.as_ref())?;
         let ns = self.namespace_id(&req.namespace)?;
-        let shard = self.engine.shard_for(&ns, workflow_id);
         let close_only = req.history_event_filter_type == HistoryEventFilterType::CloseEvent as i32;
         let page_size = if req.maximum_page_size > 0 {
             req.maximum_page_size as usize
@@ -964,10 +962,10 @@ impl Workflows {
         };
         let from = decode_event_cursor(&req.next_page_token)?.unwrap_or(1);
         let deadline = poll_deadline(grpc_timeout, HISTORY_LONG_POLL);
-        let mut changed = self.engine.watch(shard);
+        let mut changed = self.engine.watch_workflow(&ns, workflow_id);
         loop {
             // Marked seen before reading, so a change after the read always wakes the wait.
-            changed.borrow_and_update();
+            changed.mark_seen();
             let (reader, run, ms) = self.read_run(&ns, workflow_id, run_id)?;
             let closed = !ms.is_running();
             if close_only && closed {

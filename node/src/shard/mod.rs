@@ -46,6 +46,22 @@ pub enum ShardCommand {
     },
 }
 
+impl ShardCommand {
+    /// The workflow the command changes: (namespace id, workflow id).
+    pub fn workflow(&self) -> (String, String) {
+        match self {
+            ShardCommand::Start(req) | ShardCommand::SignalWithStart(req, _) => {
+                (req.namespace_id.clone(), req.workflow_id.clone())
+            }
+            ShardCommand::Run {
+                namespace_id,
+                workflow_id,
+                ..
+            } => (namespace_id.clone(), workflow_id.clone()),
+        }
+    }
+}
+
 /// What a committed shard command produced.
 // Built once per proposal and consumed right away; boxing the large reply buys nothing.
 #[allow(clippy::large_enum_variant)]
