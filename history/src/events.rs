@@ -41,6 +41,9 @@ pub fn event_type_of(attrs: &Attributes) -> EventType {
             EventType::WorkflowExecutionCancelRequested
         }
         A::WorkflowExecutionCanceledEventAttributes(_) => EventType::WorkflowExecutionCanceled,
+        A::WorkflowExecutionContinuedAsNewEventAttributes(_) => {
+            EventType::WorkflowExecutionContinuedAsNew
+        }
         A::UpsertWorkflowSearchAttributesEventAttributes(_) => {
             EventType::UpsertWorkflowSearchAttributes
         }

@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 use temporalio_protos::temporal::api::{
+    command::v1::ContinueAsNewWorkflowExecutionCommandAttributes,
     enums::v1::{EventType, WorkflowTaskFailedCause},
     failure::v1::Failure,
     history::v1::{
@@ -40,8 +41,12 @@ pub struct Transition<R> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Continuation {
     pub new_run_id: String,
-    /// `ContinueAsNewInitiator` as i32 (only RETRY so far).
+    /// `ContinueAsNewInitiator` as i32: RETRY, or WORKFLOW for continue-as-new.
     pub initiator: i32,
+    /// The workflow's ContinueAsNewWorkflowExecution command, its defaults filled in; None for
+    /// a retry, which restarts the closed run's own start.
+    #[serde(with = "crate::pb::opt")]
+    pub continue_as_new: Option<ContinueAsNewWorkflowExecutionCommandAttributes>,
     /// Delay before the new run's first workflow task.
     pub backoff: Nanos,
     /// The failure that made the closed run retry.

@@ -15,7 +15,7 @@ from temporalio.common import RetryPolicy
 from temporalio.worker import Worker
 
 from harness import Server, free_port
-from workflows_under_test import FailOnceWorkflow, HelloWorkflow, RetryWorkflow, flaky, say_hello
+from workflows_under_test import ContinueTwiceWorkflow, FailOnceWorkflow, HelloWorkflow, RetryWorkflow, flaky, say_hello
 
 EXPECTED = Path(__file__).parent / "expected"
 
@@ -63,6 +63,27 @@ async def run_workflow_retry(client: Client) -> list[str]:
     return event_types(first) + ["--"] + event_types(second)
 
 
+async def run_continue_as_new(client: Client) -> list[str]:
+    """Every run of a workflow that continues as new twice, separated by '--' lines."""
+    queue = f"shapes-{uuid.uuid4()}"
+    async with Worker(client, task_queue=queue, workflows=[ContinueTwiceWorkflow]):
+        handle = await client.start_workflow(ContinueTwiceWorkflow.run, 1, id=f"shapes-{uuid.uuid4()}", task_queue=queue)
+        assert await handle.result() == "3 runs"
+    shapes, run_id = [], handle.first_execution_run_id
+    while run_id:
+        history = await client.get_workflow_handle(handle.id, run_id=run_id).fetch_history()
+        shapes += (["--"] if shapes else []) + event_types(history)
+        last = history.events[-1]
+        run_id = last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+        if run_id:
+            started = (await client.get_workflow_handle(handle.id, run_id=run_id).fetch_history()).events[0]
+            attrs = started.workflow_execution_started_event_attributes
+            assert attrs.initiator == ContinueAsNewInitiator.CONTINUE_AS_NEW_INITIATOR_WORKFLOW
+            assert attrs.attempt == 1
+            assert attrs.first_execution_run_id == handle.first_execution_run_id
+    return shapes
+
+
 async def test_hello_world_history_matches_the_real_server(client: Client):
     actual = await run_and_fetch(client, HelloWorkflow, "Temporal")
     assert actual == (EXPECTED / "hello_world.txt").read_text().split()
@@ -76,3 +97,8 @@ async def test_retry_history_matches_the_real_server(client: Client):
 async def test_workflow_retry_histories_match_the_real_server(client: Client):
     actual = await run_workflow_retry(client)
     assert actual == (EXPECTED / "workflow_retry.txt").read_text().split()
+
+
+async def test_continue_as_new_histories_match_the_real_server(client: Client):
+    actual = await run_continue_as_new(client)
+    assert actual == (EXPECTED / "continue_as_new.txt").read_text().split()

@@ -51,3 +51,14 @@ class FailOnceWorkflow:
         if workflow.info().attempt == 1:
             raise ApplicationError("first attempt fails")
         return f"attempt {workflow.info().attempt}"
+
+
+@workflow.defn
+class ContinueTwiceWorkflow:
+    """Continues as new twice, then returns how many runs it took."""
+
+    @workflow.run
+    async def run(self, runs: int) -> str:
+        if runs < 3:
+            workflow.continue_as_new(runs + 1)
+        return f"{runs} runs"

@@ -4,27 +4,31 @@
 
 use temporalio_protos::temporal::api::{
     command::v1::{
-        Command, ScheduleActivityTaskCommandAttributes, command::Attributes as CommandAttributes,
+        Command, ContinueAsNewWorkflowExecutionCommandAttributes,
+        ScheduleActivityTaskCommandAttributes, command::Attributes as CommandAttributes,
     },
+    common::v1::WorkflowType,
     enums::v1::{CommandType, ContinueAsNewInitiator, RetryState, WorkflowTaskFailedCause},
     history::v1::{
         ActivityTaskCancelRequestedEventAttributes, ActivityTaskCanceledEventAttributes,
         ActivityTaskScheduledEventAttributes, MarkerRecordedEventAttributes,
         TimerCanceledEventAttributes, TimerStartedEventAttributes,
         UpsertWorkflowSearchAttributesEventAttributes, WorkflowExecutionCanceledEventAttributes,
-        WorkflowExecutionCompletedEventAttributes, WorkflowExecutionFailedEventAttributes,
-        WorkflowPropertiesModifiedEventAttributes, history_event::Attributes,
+        WorkflowExecutionCompletedEventAttributes, WorkflowExecutionContinuedAsNewEventAttributes,
+        WorkflowExecutionFailedEventAttributes, WorkflowPropertiesModifiedEventAttributes,
+        history_event::Attributes,
     },
 };
 
 use super::workflow_task::cause_name;
 use crate::{
+    api::start::MAX_WORKFLOW_TASK_TIMEOUT,
     error::HistoryError,
     events::json_string_payloads,
-    mutable_state::{ActivityInfo, TimerInfo, WorkflowStatus},
+    mutable_state::{ActivityInfo, MutableState, TimerInfo, WorkflowStatus},
     retry,
-    tasks::TimerKind,
-    time::{from_duration, is_negative, opt_duration},
+    tasks::{TaskQueueRef, TimerKind},
+    time::{from_duration, is_negative, opt_duration, to_duration},
     transition::{Continuation, Tx, activity_tasks},
 };
 
@@ -83,6 +87,7 @@ pub(crate) fn unsupported(commands: &[Command]) -> Option<HistoryError> {
         | CommandType::CompleteWorkflowExecution
         | CommandType::FailWorkflowExecution
         | CommandType::CancelWorkflowExecution
+        | CommandType::ContinueAsNewWorkflowExecution
         | CommandType::UpsertWorkflowSearchAttributes
         | CommandType::ModifyWorkflowProperties => None,
         CommandType::Unspecified => Some(HistoryError::InvalidArgument(format!(
@@ -373,11 +378,72 @@ pub(crate) fn handle(tx: &mut Tx, ctx: &mut CommandContext, command: &Command) -
                     tx.continuation = Some(Continuation {
                         new_run_id: ctx.new_run_id.clone(),
                         initiator: ContinueAsNewInitiator::Retry as i32,
+                        continue_as_new: None,
                         backoff: retry::continuation_backoff(tx.ms.execution_time, tx.now, backoff),
                         failure: Some(failure),
                         now: tx.now,
                     });
                 }
+            }
+            Ok(())
+        }
+        (CommandType::ContinueAsNewWorkflowExecution, attrs) => {
+            if ctx.has_buffered {
+                return Err(unhandled());
+            }
+            let Some(CommandAttributes::ContinueAsNewWorkflowExecutionCommandAttributes(a)) = attrs
+            else {
+                return Err(CommandFailure::new(
+                    C::BadContinueAsNewAttributes,
+                    "ContinueAsNewWorkflowExecutionCommandAttributes is not set on ContinueAsNewWorkflowExecutionCommand.",
+                ));
+            };
+            if !a.cron_schedule.is_empty() {
+                return Err(CommandFailure::new(
+                    C::BadContinueAsNewAttributes,
+                    "cron schedules are not implemented by Dura",
+                ));
+            }
+            if tx.ms.is_running() {
+                let requested_initiator = a.initiator;
+                let a = continue_as_new_defaults(&tx.ms, a.clone())?;
+                tx.close(
+                    WorkflowStatus::ContinuedAsNew,
+                    Attributes::WorkflowExecutionContinuedAsNewEventAttributes(
+                        WorkflowExecutionContinuedAsNewEventAttributes {
+                            new_execution_run_id: ctx.new_run_id.clone(),
+                            workflow_type: a.workflow_type.clone(),
+                            task_queue: a.task_queue.clone(),
+                            input: a.input.clone(),
+                            workflow_run_timeout: a.workflow_run_timeout,
+                            workflow_task_timeout: a.workflow_task_timeout,
+                            workflow_task_completed_event_id: ctx.completed_event_id,
+                            backoff_start_interval: a.backoff_start_interval,
+                            // As the command said: the real server defaults it only for the
+                            // new run.
+                            initiator: requested_initiator,
+                            // Deprecated by Temporal, still written by its server.
+                            #[allow(deprecated)]
+                            failure: a.failure.clone(),
+                            last_completion_result: a.last_completion_result.clone(),
+                            header: a.header.clone(),
+                            memo: a.memo.clone(),
+                            search_attributes: a.search_attributes.clone(),
+                            #[allow(deprecated)]
+                            inherit_build_id: a.inherit_build_id,
+                            ..Default::default()
+                        },
+                    ),
+                );
+                let backoff = from_duration(a.backoff_start_interval.as_ref());
+                tx.continuation = Some(Continuation {
+                    new_run_id: ctx.new_run_id.clone(),
+                    initiator: a.initiator,
+                    failure: a.failure.clone(),
+                    backoff: retry::continuation_backoff(tx.ms.execution_time, tx.now, backoff),
+                    continue_as_new: Some(a),
+                    now: tx.now,
+                });
             }
             Ok(())
         }
@@ -692,4 +758,60 @@ fn cancel_timer(tx: &mut Tx, ctx: &mut CommandContext, timer_id: &str) -> Comman
         },
     ));
     Ok(())
+}
+
+/// Fills in what a ContinueAsNewWorkflowExecution command leaves out from the closing run, as
+/// the real server's validator does: type, task queue, run and task timeouts (capped like a
+/// start's), initiator WORKFLOW.
+fn continue_as_new_defaults(
+    ms: &MutableState,
+    mut a: ContinueAsNewWorkflowExecutionCommandAttributes,
+) -> Result<ContinueAsNewWorkflowExecutionCommandAttributes, CommandFailure> {
+    use WorkflowTaskFailedCause as C;
+    if a.workflow_type.as_ref().is_none_or(|t| t.name.is_empty()) {
+        a.workflow_type = Some(WorkflowType {
+            name: ms.workflow_type.clone(),
+        });
+    }
+    if a.task_queue.as_ref().is_none_or(|q| q.name.is_empty()) {
+        a.task_queue = Some(TaskQueueRef::normal(ms.task_queue.clone()).to_proto());
+    }
+    for (d, what) in [
+        (&a.workflow_run_timeout, "WorkflowRunTimeout"),
+        (&a.workflow_task_timeout, "WorkflowTaskTimeout"),
+        (&a.backoff_start_interval, "BackoffStartInterval"),
+    ] {
+        if is_negative(d.as_ref()) {
+            return Err(CommandFailure::new(
+                C::BadContinueAsNewAttributes,
+                format!("Invalid {what} on ContinueAsNewWorkflowExecutionCommand."),
+            ));
+        }
+    }
+    if let Some(policy) = a.retry_policy.as_mut() {
+        retry::ensure_defaults(policy);
+        retry::validate(policy)
+            .map_err(|e| CommandFailure::new(C::BadContinueAsNewAttributes, e.to_string()))?;
+    }
+    let mut run_timeout = from_duration(a.workflow_run_timeout.as_ref());
+    if run_timeout == 0 {
+        run_timeout = ms.run_timeout;
+    }
+    if ms.execution_timeout > 0 && (run_timeout == 0 || run_timeout > ms.execution_timeout) {
+        run_timeout = ms.execution_timeout;
+    }
+    let mut task_timeout = from_duration(a.workflow_task_timeout.as_ref());
+    if task_timeout == 0 {
+        task_timeout = ms.default_workflow_task_timeout;
+    }
+    task_timeout = task_timeout.min(MAX_WORKFLOW_TASK_TIMEOUT);
+    if run_timeout > 0 {
+        task_timeout = task_timeout.min(run_timeout);
+    }
+    a.workflow_run_timeout = Some(to_duration(run_timeout));
+    a.workflow_task_timeout = Some(to_duration(task_timeout));
+    if a.initiator == ContinueAsNewInitiator::Unspecified as i32 {
+        a.initiator = ContinueAsNewInitiator::Workflow as i32;
+    }
+    Ok(a)
 }

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use temporalio_protos::temporal::api::{
     common::v1::{Header, Memo, Payloads, Priority, RetryPolicy, SearchAttributes, WorkflowType},
-    enums::v1::{WorkflowIdConflictPolicy, WorkflowIdReusePolicy},
+    enums::v1::{ContinueAsNewInitiator, WorkflowIdConflictPolicy, WorkflowIdReusePolicy},
     history::v1::{
         HistoryEvent, WorkflowExecutionStartedEventAttributes,
         WorkflowExecutionTerminatedEventAttributes, history_event::Attributes,
@@ -20,7 +20,7 @@ use crate::{
     mutable_state::{MutableState, WorkflowStatus},
     retry,
     tasks::{Task, TaskQueueRef, TimerKind},
-    time::{Nanos, SECOND, opt_duration, to_duration, to_timestamp},
+    time::{Nanos, SECOND, from_duration, opt_duration, to_duration, to_timestamp},
     transition::{Continuation, Transition, Tx, run},
 };
 
@@ -330,7 +330,7 @@ pub fn continue_run(
     started: &WorkflowExecutionStartedEventAttributes,
     continuation: &Continuation,
 ) -> Result<NewRun> {
-    let req = StartWorkflowRequest {
+    let mut req = StartWorkflowRequest {
         namespace_id: previous.namespace_id.clone(),
         workflow_id: previous.workflow_id.clone(),
         run_id: continuation.new_run_id.clone(),
@@ -353,6 +353,27 @@ pub fn continue_run(
         user_metadata: None,
         now: continuation.now,
     };
+    // Continue-as-new starts what the workflow asked for; only the execution (its deadline,
+    // priority, first run) carries over.
+    if let Some(a) = &continuation.continue_as_new {
+        req.workflow_type = a
+            .workflow_type
+            .as_ref()
+            .map(|t| t.name.clone())
+            .unwrap_or_default();
+        req.task_queue = a
+            .task_queue
+            .as_ref()
+            .map(|q| q.name.clone())
+            .unwrap_or_default();
+        req.input = a.input.clone();
+        req.run_timeout = from_duration(a.workflow_run_timeout.as_ref());
+        req.task_timeout = from_duration(a.workflow_task_timeout.as_ref());
+        req.retry_policy = a.retry_policy.clone();
+        req.memo = a.memo.clone();
+        req.search_attributes = a.search_attributes.clone();
+        req.header = a.header.clone();
+    }
     create_run(&req, Some(previous), None, Some(continuation))
 }
 
@@ -380,7 +401,10 @@ fn create_run(
     let execution_expiration_time = chained.map_or(deadline(req.execution_timeout), |p| {
         p.execution_expiration_time
     });
-    let attempt = chained.map_or(1, |p| p.attempt + 1);
+    let attempt = match (chained, continued) {
+        (Some(p), Some(c)) if c.initiator == ContinueAsNewInitiator::Retry as i32 => p.attempt + 1,
+        _ => 1,
+    };
     let ms = MutableState {
         namespace_id: req.namespace_id.clone(),
         workflow_id: req.workflow_id.clone(),
@@ -438,7 +462,9 @@ fn create_run(
                 } else {
                     Some(to_duration(req.execution_timeout))
                 },
-                workflow_run_timeout: if chained.is_some() {
+                // Continue-as-new states its run timeout (normalized from the command) even
+                // when 0; a retry only when set.
+                workflow_run_timeout: if continued.is_some_and(|c| c.continue_as_new.is_none()) {
                     opt_duration(req.run_timeout)
                 } else {
                     Some(to_duration(req.run_timeout))
@@ -454,6 +480,9 @@ fn create_run(
                 continued_execution_run_id: chained.map(|p| p.run_id.clone()).unwrap_or_default(),
                 initiator: continued.map_or(0, |c| c.initiator),
                 continued_failure: continued.and_then(|c| c.failure.clone()),
+                last_completion_result: continued
+                    .and_then(|c| c.continue_as_new.as_ref())
+                    .and_then(|a| a.last_completion_result.clone()),
                 first_workflow_task_backoff: (req.start_delay > 0)
                     .then(|| to_duration(req.start_delay)),
                 memo: req.memo.clone(),

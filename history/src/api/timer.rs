@@ -179,6 +179,7 @@ fn time_out_workflow(tx: &mut Tx, retry_run_id: Option<String>) {
         tx.continuation = Some(Continuation {
             new_run_id,
             initiator: ContinueAsNewInitiator::Retry as i32,
+            continue_as_new: None,
             backoff: retry::continuation_backoff(tx.ms.execution_time, tx.now, backoff),
             failure: Some(failure),
             now: tx.now,

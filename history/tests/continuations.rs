@@ -1,6 +1,6 @@
-//! A failing workflow with a retry policy continues as a new run of the same workflow id,
-//! through the store: the failed run points at it, the current run moves, and the chain stops
-//! at the policy's maximum attempts.
+//! Runs that continue as a new run of the same workflow id, through the store: a retry (failure
+//! or run timeout under a retry policy) and continue-as-new. The closed run points at the new
+//! one, the current run moves, and a retry chain stops at the policy's limits.
 
 mod support;
 
@@ -18,13 +18,27 @@ use dura_history::{
 };
 use support::*;
 use temporalio_protos::temporal::api::{
+    command::v1::{
+        Command, ContinueAsNewWorkflowExecutionCommandAttributes, command::Attributes as CA,
+    },
     common::v1::RetryPolicy,
-    enums::v1::{ContinueAsNewInitiator, EventType, RetryState},
+    enums::v1::{CommandType, ContinueAsNewInitiator, EventType, RetryState},
     history::v1::history_event::Attributes,
 };
 
 /// Polls the current run's workflow task and answers it with FailWorkflowExecution.
 fn fail_current_run(kv: &mut MemKv, new_run_id: &str, now: i64) -> RunApplied {
+    let failure = fail_workflow_with(app_failure("boom", "Flaky", false));
+    complete_current_run(kv, failure, new_run_id, now)
+}
+
+/// Polls the current run's workflow task and completes it with `command`.
+fn complete_current_run(
+    kv: &mut MemKv,
+    command: Command,
+    new_run_id: &str,
+    now: i64,
+) -> RunApplied {
     let (_, ms) = store::resolve_run(kv, "ns", "wf", "").unwrap();
     let wt = ms.workflow_task.expect("a scheduled workflow task");
     let started = store::apply_to_run(
@@ -52,11 +66,7 @@ fn fail_current_run(kv: &mut MemKv, new_run_id: &str, now: i64) -> RunApplied {
         "",
         RunRequest::CompleteWorkflowTask(CompleteWorkflowTaskRequest {
             new_run_id: new_run_id.into(),
-            ..complete_request(
-                &started,
-                vec![fail_workflow_with(app_failure("boom", "Flaky", false))],
-                now,
-            )
+            ..complete_request(&started, vec![command], now)
         }),
     )
     .unwrap()
@@ -221,4 +231,61 @@ fn run_timeout_retries_but_execution_timeout_does_not() {
         panic!()
     };
     assert_eq!(a.retry_state(), RetryState::Timeout);
+}
+
+#[test]
+fn continue_as_new_starts_the_requested_run() {
+    let mut kv = MemKv::default();
+    let mut req = start_request("wf", "run-1", "r1");
+    req.execution_timeout = 600 * SECOND;
+    store::start_workflow(&mut kv, req).unwrap();
+    let command = Command {
+        command_type: CommandType::ContinueAsNewWorkflowExecution as i32,
+        attributes: Some(CA::ContinueAsNewWorkflowExecutionCommandAttributes(
+            ContinueAsNewWorkflowExecutionCommandAttributes {
+                input: Some(payloads("next")),
+                ..Default::default()
+            },
+        )),
+        ..Default::default()
+    };
+    let applied = complete_current_run(&mut kv, command, "run-2", T0 + 5 * SECOND);
+    let closed = applied.transition.events.last().unwrap();
+    let Some(Attributes::WorkflowExecutionContinuedAsNewEventAttributes(a)) = &closed.attributes
+    else {
+        panic!()
+    };
+    assert_eq!(a.new_execution_run_id, "run-2");
+    // Defaults come from the closing run; the initiator stays as the command left it.
+    assert_eq!(a.workflow_type.as_ref().unwrap().name, "SayHello");
+    assert_eq!(a.task_queue.as_ref().unwrap().name, TQ);
+    assert_eq!(a.workflow_task_timeout, Some(to_duration(10 * SECOND)));
+    assert_eq!(a.initiator, 0);
+    let old = store::read_run(&kv, &RunKey::new("ns", "wf", "run-1"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(old.status, WorkflowStatus::ContinuedAsNew);
+
+    let (_, run2) = applied.new_run.expect("the continued run");
+    assert_eq!(run2.state.attempt, 1);
+    assert_eq!(run2.state.first_execution_run_id, "run-1");
+    assert_eq!(run2.state.execution_expiration_time, T0 + 600 * SECOND);
+    let Some(Attributes::WorkflowExecutionStartedEventAttributes(s)) = &run2.events[0].attributes
+    else {
+        panic!()
+    };
+    assert_eq!(s.input, Some(payloads("next")));
+    assert_eq!(s.initiator(), ContinueAsNewInitiator::Workflow);
+    assert_eq!(s.continued_execution_run_id, "run-1");
+    // Started 5 s after the first run: no minimum backoff applies, the first task is due now.
+    assert_eq!(s.first_workflow_task_backoff, None);
+    let names: Vec<_> = run2.events.iter().map(event_name).collect();
+    assert_eq!(names, ["WorkflowExecutionStarted", "WorkflowTaskScheduled"]);
+    assert_eq!(
+        store::read_current(&kv, "ns", "wf")
+            .unwrap()
+            .unwrap()
+            .run_id,
+        "run-2"
+    );
 }
