@@ -13,7 +13,7 @@ use dura_history::{
     keys::RunKey,
     mutable_state::WorkflowStatus,
     store::{self, MemKv, RunApplied},
-    tasks::{Task, TaskQueueRef, TimerKind},
+    tasks::{Task, TaskQueueRef, TimerKind, TimerTask},
     time::{SECOND, to_duration},
 };
 use support::*;
@@ -25,6 +25,14 @@ use temporalio_protos::temporal::api::{
     enums::v1::{CommandType, ContinueAsNewInitiator, EventType, RetryState},
     history::v1::history_event::Attributes,
 };
+
+/// The timer of `kind` among a transition's tasks.
+fn timer(tasks: &[Task], kind: TimerKind) -> Option<TimerTask> {
+    tasks.iter().find_map(|t| match t {
+        Task::Timer(t) if t.kind == kind => Some(t.clone()),
+        _ => None,
+    })
+}
 
 /// Polls the current run's workflow task and answers it with FailWorkflowExecution.
 fn fail_current_run(kv: &mut MemKv, new_run_id: &str, now: i64) -> RunApplied {
@@ -112,11 +120,7 @@ fn failed_run_retries_until_maximum_attempts() {
         1,
         "no workflow task before the backoff"
     );
-    let backoff = new_run.tasks.iter().find_map(|t| match t {
-        Task::Timer(t) if t.kind == TimerKind::WorkflowStartDelay => Some(t.clone()),
-        _ => None,
-    });
-    let backoff = backoff.expect("a backoff timer");
+    let backoff = timer(&new_run.tasks, TimerKind::WorkflowStartDelay).expect("a backoff timer");
     assert_eq!(backoff.fire_at, T0 + 2 * SECOND);
     assert_eq!(
         store::read_current(&kv, "ns", "wf")
@@ -175,13 +179,11 @@ fn run_timeout_retries_but_execution_timeout_does_not() {
         ..Default::default()
     });
     let started = store::start_workflow(&mut kv, req).unwrap();
-    let run_timeout = |tasks: &[Task]| {
-        tasks.iter().find_map(|t| match t {
-            Task::Timer(t) if t.kind == TimerKind::WorkflowRunTimeout => Some(t.clone()),
-            _ => None,
-        })
-    };
-    let timer = run_timeout(&started.new_run.unwrap().tasks).expect("a run timeout timer");
+    let run_timeout = timer(
+        &started.new_run.unwrap().tasks,
+        TimerKind::WorkflowRunTimeout,
+    )
+    .expect("a run timeout timer");
     let fire = |kv: &mut MemKv, run_id: &str, timer, new_run_id: &str, now| {
         store::apply_to_run(
             kv,
@@ -196,7 +198,7 @@ fn run_timeout_retries_but_execution_timeout_does_not() {
         )
         .unwrap()
     };
-    let applied = fire(&mut kv, "run-1", timer, "run-2", T0 + 5 * SECOND);
+    let applied = fire(&mut kv, "run-1", run_timeout, "run-2", T0 + 5 * SECOND);
     let closed = applied.transition.events.last().unwrap();
     let Some(Attributes::WorkflowExecutionTimedOutEventAttributes(a)) = &closed.attributes else {
         panic!()
@@ -216,13 +218,7 @@ fn run_timeout_retries_but_execution_timeout_does_not() {
     assert_eq!(run2.state.execution_expiration_time, T0 + 60 * SECOND);
 
     // The execution deadline closes the whole chain: no further run.
-    let expiry = run2
-        .tasks
-        .iter()
-        .find_map(|t| match t {
-            Task::Timer(t) if t.kind == TimerKind::WorkflowExecutionTimeout => Some(t.clone()),
-            _ => None,
-        })
+    let expiry = timer(&run2.tasks, TimerKind::WorkflowExecutionTimeout)
         .expect("an execution timeout timer");
     let applied = fire(&mut kv, "run-2", expiry, "run-3", T0 + 60 * SECOND);
     assert!(applied.new_run.is_none());
