@@ -271,7 +271,7 @@ impl Engine {
     /// Rebuilds the matcher and the timers from every shard's mutable state (after a restart).
     pub fn recover(&self) -> ApiResult<()> {
         self.inner.matcher.clear();
-        for shard in (1..=self.inner.shards).map(GroupId) {
+        for shard in self.shard_ids() {
             let reader = self.reader(shard)?;
             let runs = store::scan_runs(&reader).map_err(ApiError::from)?;
             let mut count = 0usize;

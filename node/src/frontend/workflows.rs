@@ -111,6 +111,17 @@ macro_rules! start_fields {
     };
 }
 
+/// The start options both start RPCs carry that Dura cannot honour yet, as (field, set).
+macro_rules! unsupported_start_options {
+    ($req:ident) => {
+        [
+            ("cron_schedule", !$req.cron_schedule.is_empty()),
+            ("links", !$req.links.is_empty()),
+            ("versioning_override", $req.versioning_override.is_some()),
+        ]
+    };
+}
+
 /// Answers UNIMPLEMENTED naming the first set field Dura cannot honour yet, rather than start
 /// a workflow that silently lacks what the caller asked for.
 fn reject_unsupported(rpc: &str, fields: &[(&str, bool)]) -> ApiResult<()> {
@@ -267,17 +278,18 @@ impl Workflows {
         reject_unsupported(
             "StartWorkflowExecution",
             &[
-                ("cron_schedule", !req.cron_schedule.is_empty()),
-                ("completion_callbacks", !req.completion_callbacks.is_empty()),
-                ("links", !req.links.is_empty()),
-                ("versioning_override", req.versioning_override.is_some()),
-                ("on_conflict_options", req.on_conflict_options.is_some()),
-                ("continued_failure", req.continued_failure.is_some()),
-                (
-                    "last_completion_result",
-                    req.last_completion_result.is_some(),
-                ),
-            ],
+                &unsupported_start_options!(req)[..],
+                &[
+                    ("completion_callbacks", !req.completion_callbacks.is_empty()),
+                    ("on_conflict_options", req.on_conflict_options.is_some()),
+                    ("continued_failure", req.continued_failure.is_some()),
+                    (
+                        "last_completion_result",
+                        req.last_completion_result.is_some(),
+                    ),
+                ],
+            ]
+            .concat(),
         )?;
         let ns = self.namespace_id(&req.namespace)?;
         let start = self.start_request(ns, start_fields!(req, header: req.header))?;
@@ -306,11 +318,7 @@ impl Workflows {
     ) -> ApiResult<pb::SignalWithStartWorkflowExecutionResponse> {
         reject_unsupported(
             "SignalWithStartWorkflowExecution",
-            &[
-                ("cron_schedule", !req.cron_schedule.is_empty()),
-                ("links", !req.links.is_empty()),
-                ("versioning_override", req.versioning_override.is_some()),
-            ],
+            &unsupported_start_options!(req),
         )?;
         let ns = self.namespace_id(&req.namespace)?;
         required(&req.signal_name, "SignalName")?;
