@@ -10,6 +10,7 @@
 //! | `m`  | `Hm ‖ ns ‖ workflow_id ‖ run_id`           | `MutableState` (bincode)      |
 //! | `e`  | `He ‖ ns ‖ workflow_id ‖ run_id ‖ id BE`   | `HistoryEvent` (prost)        |
 //! | `v`  | `Hv ‖ ns ‖ workflow_id ‖ run_id`           | `VisibilityRecord` (bincode)  |
+//! | `o`  | `Ho ‖ ns ‖ workflow_id ‖ run_id ‖ kind ‖ scheduled id BE` | `OutboxRecord` (bincode) |
 
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +19,7 @@ const CURRENT: u8 = b'c';
 const MUTABLE_STATE: u8 = b'm';
 const EVENT: u8 = b'e';
 const VISIBILITY: u8 = b'v';
+const OUTBOX: u8 = b'o';
 
 /// Identifies one run.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -171,6 +173,19 @@ pub fn visibility_prefix(namespace_id: &str) -> Vec<u8> {
     k
 }
 
+/// The outbox record of a run's workflow (`kind` b'w') or activity (b'a') task.
+pub fn outbox(run: &RunKey, kind: u8, scheduled_event_id: i64) -> Vec<u8> {
+    let mut k = run_key(OUTBOX, run);
+    k.push(kind);
+    k.extend_from_slice(&(scheduled_event_id.max(0) as u64).to_be_bytes());
+    k
+}
+
+/// Prefix of every outbox record of the shard.
+pub fn outbox_prefix() -> Vec<u8> {
+    with_kind(OUTBOX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,5 +219,7 @@ mod tests {
         assert!(mutable_state(&run()).starts_with(&mutable_state_prefix()));
         assert!(visibility("ns-1", "wf", "r").starts_with(&visibility_prefix("ns-1")));
         assert!(!visibility("ns-10", "wf", "r").starts_with(&visibility_prefix("ns-1")));
+        assert!(outbox(&run(), b'w', 2).starts_with(&outbox_prefix()));
+        assert_ne!(outbox(&run(), b'w', 2), outbox(&run(), b'a', 2));
     }
 }

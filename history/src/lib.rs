@@ -20,8 +20,9 @@
 //! - **Events are the wire format.** History events are Temporal's `HistoryEvent` protos, in
 //!   the order and with the attributes the real server writes. Stale tasks (old attempts,
 //!   replaced workflow tasks, canceled timers) are detected by the ids/stamps they carry.
-//! - **Crash recovery from state alone.** [`pending_tasks`] lists every task a run still
-//!   wants, so a new leader rebuilds its outbox and timer wheel from mutable state.
+//! - **Crash recovery from state alone.** Every workflow/activity task a transition emits is
+//!   written to the shard's [`outbox`] in the same apply; armed timers live in mutable state
+//!   ([`pending_tasks`]). A new leader re-dispatches the outbox and re-arms the timers.
 //!
 //! # What is stored where ([`keys`], [`store`])
 //! Per workflow id a current-run record; per run its `MutableState` (bincode, proto fields as
@@ -33,6 +34,7 @@
 //!   `timer`, `lifecycle`); command handling lives in `api::commands`.
 //! - [`mutable_state`], [`tasks`], [`events`] (builders), [`retry`], [`error`], [`describe`].
 //! - [`keys`], [`store`]: key encodings and the key/value mapping, history paging.
+//! - [`outbox`]: dispatch tasks waiting to reach their task queue.
 //! - [`visibility`]: the per-run index record and the List/Count query language.
 
 pub mod api;
@@ -41,6 +43,7 @@ pub mod error;
 pub mod events;
 pub mod keys;
 pub mod mutable_state;
+pub mod outbox;
 pub mod pb;
 pub mod retry;
 pub mod store;

@@ -1,6 +1,7 @@
 //! Maps runs onto a key/value transaction: load the state a request needs, apply it, write
-//! back the new mutable state, the appended events and the current-run record — all in the
-//! caller's transaction (in Dura: the Raft apply transaction of the workflow's shard).
+//! back the new mutable state, the appended events, the current-run record and the outbox
+//! records of the tasks it emitted — all in the caller's transaction (in Dura: the Raft apply
+//! transaction of the workflow's shard).
 
 use std::collections::BTreeMap;
 
@@ -17,6 +18,7 @@ use crate::{
     error::{HistoryError, Result},
     keys::{self, RunKey},
     mutable_state::MutableState,
+    outbox::{self, OutboxKind},
     transition::Transition,
     visibility::{self, VisibilityRecord},
 };
@@ -174,13 +176,11 @@ fn persist_start(
     }
     if let Some(new_run) = &outcome.new_run {
         let ms = &new_run.state;
+        let key = RunKey::new(&ms.namespace_id, &ms.workflow_id, &ms.run_id);
         write_run(kv, ms)?;
         visibility::write(kv, None, ms)?;
-        append_events(
-            kv,
-            &RunKey::new(&ms.namespace_id, &ms.workflow_id, &ms.run_id),
-            &new_run.events,
-        );
+        append_events(kv, &key, &new_run.events);
+        outbox::write(kv, &key, &new_run.tasks)?;
         write_current(kv, ms)?;
     }
     Ok(())
@@ -239,6 +239,15 @@ pub fn apply_to_run(
 ) -> Result<RunApplied> {
     let (key, mut ms) = resolve_run(kv, namespace_id, workflow_id, run_id)?;
     let visible_before = VisibilityRecord::of(&ms);
+    let started = match &req {
+        RunRequest::RecordWorkflowTaskStarted(r) => {
+            Some((OutboxKind::WorkflowTask, r.scheduled_event_id))
+        }
+        RunRequest::RecordActivityTaskStarted(r) => {
+            Some((OutboxKind::ActivityTask, r.scheduled_event_id))
+        }
+        _ => None,
+    };
     let t = api::apply(&mut ms, req)?;
     let new_run = match &t.continuation {
         Some(c) => {
@@ -255,10 +264,15 @@ pub fn apply_to_run(
     write_run(kv, &ms)?;
     visibility::write(kv, Some(&visible_before), &ms)?;
     append_events(kv, &key, &t.events);
+    if let Some((kind, scheduled_event_id)) = started {
+        outbox::remove_started(kv, &key, kind, scheduled_event_id);
+    }
+    outbox::write(kv, &key, &t.tasks)?;
     if let Some((new_key, new_run)) = &new_run {
         write_run(kv, &new_run.state)?;
         visibility::write(kv, None, &new_run.state)?;
         append_events(kv, new_key, &new_run.events);
+        outbox::write(kv, new_key, &new_run.tasks)?;
         write_current(kv, &new_run.state)?;
     }
     Ok(RunApplied {
@@ -268,7 +282,7 @@ pub fn apply_to_run(
     })
 }
 
-/// Every stored run (for rebuilding a leader's outbox and timers via `pending_tasks`).
+/// Every stored run (for rebuilding a leader's timers via `pending_tasks`).
 pub fn scan_runs(kv: &impl KvRead) -> Result<Vec<MutableState>> {
     kv.scan_prefix(&keys::mutable_state_prefix())
         .into_iter()

@@ -1,34 +1,36 @@
-//! Task matching for Dura: pairs tasks produced by the history layer with workers
-//! long-polling Temporal task queues (`PollWorkflowTaskQueue` / `PollActivityTaskQueue`).
+//! Task-queue partitions for Dura: pairs workflow/activity tasks with workers long-polling
+//! Temporal task queues (`PollWorkflowTaskQueue` / `PollActivityTaskQueue`), and keeps the
+//! tasks no poller was waiting for in a durable backlog ([`backlog`]).
 //!
 //! # Role
 //!
-//! The history layer calls [`Matcher::add`] with a task ("workflow task for run R,
-//! scheduled event 2, attempt 1 on queue Q"). If a worker is currently long-polling that
-//! queue the task goes straight to the longest-waiting poller (*sync match*); otherwise it
-//! is appended to the queue's FIFO backlog and handed to the next poller. A poll that finds
-//! nothing before its deadline returns `None` (the frontend answers with an empty response).
+//! A workflow shard's leader moves each task from its outbox to the task queue: first it
+//! [`Matcher::offer`]s the task to a poller that is waiting right now (*sync match*, nothing
+//! written); if none is, the task is added to the queue partition's durable backlog
+//! ([`backlog::BacklogCommand::Add`], in the partition's shard) and then to the in-memory
+//! index here with [`Matcher::add`], FIFO, for the next poller. A poll that finds nothing
+//! before its deadline returns `None` (the frontend answers with an empty response).
 //!
 //! The matcher is generic over the task payload `T`, so it knows nothing about history.
 //!
 //! # Invariants
 //!
-//! * **The matcher never holds the only copy of a task.** The backlog is a purely in-memory
-//!   index. Durability comes from the workflow's mutable state, which records every pending
-//!   workflow/activity task; after a restart or a leadership change the node calls
-//!   [`Matcher::clear`] and re-adds every pending task from state. Losing the matcher's
-//!   contents is therefore always safe; delivering a stale task is also possible, and the
-//!   consumer must validate a task against mutable state before acting on it (see
-//!   [`Matcher::retain`] for pruning stale entries proactively).
-//! * **No task is lost inside the matcher.** A task is either in exactly one backlog, in
+//! * **The matcher never holds the only copy of a task.** Its queues are an in-memory index:
+//!   every task in it is also in its workflow shard's outbox or in a partition's backlog, and
+//!   after a restart or a leadership change the node calls [`Matcher::clear`] and rebuilds it
+//!   from both. Delivering a stale task is possible, so the consumer validates each task
+//!   against mutable state (`Record*TaskStarted`) before acting on it.
+//! * **No task is lost inside the matcher.** A task is either in exactly one queue, in
 //!   flight to exactly one poller, or returned to the caller. If a poll future is dropped
 //!   (the client went away) after a task was already sent to it, the task is put back at
 //!   the *front* of its queue (or handed to another waiting poller).
-//! * **Each task is delivered at most once** by the matcher (per `add`/`requeue_front`).
+//! * **Each task is delivered at most once** by the matcher (per `add`/`offer`/`requeue_front`).
 //! * The internal mutex is never held across an `.await`.
 //!
 //! Poller bookkeeping ([`Matcher::describe`], [`Matcher::has_recent_poller`]) uses wall-clock
 //! and monotonic time; this crate is not part of the deterministic state machine.
+
+pub mod backlog;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -200,6 +202,14 @@ impl<T: Send + 'static> Matcher<T> {
                 queues: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(0),
             }),
+        }
+    }
+
+    /// Sync match only: hands `task` to the longest-waiting live poller, or gives it back.
+    pub fn offer(&self, key: &TaskQueueKey, task: T) -> Result<(), T> {
+        match self.lock().get_mut(key) {
+            Some(q) => q.try_sync_match(task),
+            None => Err(task),
         }
     }
 

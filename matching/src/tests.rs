@@ -351,3 +351,21 @@ async fn poll_future_is_send() {
     let k = key("q");
     assert_send(m.poll(&k, "w", Instant::now()));
 }
+
+#[tokio::test]
+async fn offer_hands_to_a_waiting_poller_or_gives_the_task_back() {
+    let m = Matcher::new();
+    let k = key("q");
+    // No queue, then a queue without waiters: the task comes back and nothing is queued.
+    assert_eq!(m.offer(&k, 1u32), Err(1));
+    m.add(&k, 0u32);
+    assert_eq!(m.poll(&k, "w", in_ms(0)).await, Some(0));
+    assert_eq!(m.offer(&k, 1u32), Err(1));
+    assert_eq!(m.describe(&k).backlog, 0);
+
+    let mut waiting = Box::pin(m.poll(&k, "w", in_ms(5_000)));
+    poll_once(&mut waiting).await;
+    assert_eq!(m.offer(&k, 2u32), Ok(()));
+    assert_eq!(waiting.await, Some(2));
+    assert_eq!(m.describe(&k).backlog, 0);
+}

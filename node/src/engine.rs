@@ -1,11 +1,17 @@
-//! The leader-side runtime of the history shards: proposes shard commands, then carries out
-//! the tasks their transitions ask for — workflow and activity tasks to the matcher, timers to
-//! the timer service — and wakes long polls waiting for new history.
+//! The leader-side runtime of the shards: proposes shard commands, then carries out the tasks
+//! their transitions ask for — workflow and activity tasks from the outbox to their task
+//! queue, timers to the timer service — and wakes long polls waiting for new history.
 //!
-//! Nothing here is the only copy of anything: every pending task is recorded in mutable state,
-//! so [`Engine::recover`] rebuilds the matcher and the timers from the shards' applied state
-//! after a restart. A task handed out twice is harmless too: `Record*TaskStarted` accepts a
-//! task once, and stale tasks are rejected by the ids and stamps they carry.
+//! A task travels from its workflow shard's outbox to its queue (`deliver`): to a poller
+//! waiting right now (sync match: no write beyond the transition that made the task, whose
+//! `Record*TaskStarted` removes the outbox record), else into the durable backlog of the
+//! queue's partition shard, after which the outbox record is acknowledged. Sticky queues are
+//! in memory only: a sticky task that is lost is covered by its schedule-to-start timeout.
+//!
+//! Nothing here is the only copy of anything: [`Engine::recover`] rebuilds the matcher from
+//! the partitions' backlogs and the shards' outboxes, and the timers from mutable state. A
+//! task handed out twice is harmless too: `Record*TaskStarted` accepts a task once, and stale
+//! tasks are rejected by the ids and stamps they carry.
 
 use std::{
     cmp::Reverse,
@@ -18,34 +24,112 @@ use dura_history::{
     Task,
     api::{RunRequest, timer::FireTimerRequest},
     keys::RunKey,
+    outbox::{self, OutboxEntry, OutboxKind, OutboxRecord},
     pending_tasks, store,
     tasks::{TaskQueueRef, TimerTask},
     time::Nanos,
 };
-use dura_matching::{Matcher, TaskKind, TaskQueueKey};
+use dura_matching::{
+    Matcher, TaskKind, TaskQueueKey,
+    backlog::{self, BacklogCommand, BacklogReply},
+};
 use dura_raft_store::{GroupId, RaftStore};
+use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
 use crate::{
     error::{ApiError, ApiResult},
-    shard::{ReaderKv, ShardCommand, ShardOutcome, ShardReply, shard_for},
+    metrics::TASK_DISPATCH,
+    shard::{ReaderKv, ShardCommand, ShardOutcome, ShardReply, partition_shard, shard_for},
 };
 
 /// A sticky queue whose worker has not polled for this long is treated as gone (Temporal: 10 s).
 const STICKY_POLLER_WINDOW: Duration = Duration::from_secs(10);
-/// How long a timer whose proposal failed waits before it is proposed again.
-const TIMER_RETRY_BACKOFF: Duration = Duration::from_secs(1);
+/// How long a proposal the engine makes on its own (a timer, a backlog add) waits before it is
+/// tried again after the proposal itself failed.
+const RETRY_BACKOFF: Duration = Duration::from_secs(1);
 
 /// What the matcher holds: enough to find the run and name the exact task instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueuedTask {
+    /// The workflow's shard.
     pub shard: GroupId,
     pub run: RunKey,
     pub scheduled_event_id: i64,
     pub attempt: i32,
     pub stamp: i32,
-    /// Set for a query task (see `frontend::queries`): not a recorded task at all.
-    pub query_id: Option<u64>,
+    pub origin: TaskOrigin,
+}
+
+/// Where the durable copy of a task in the matcher is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskOrigin {
+    /// Its workflow shard's outbox (sync-matched, sticky, or put back by a vanished poll).
+    Outbox,
+    /// The backlog of its queue's partition: (partition shard, sequence number).
+    Backlog(GroupId, u64),
+    /// A query riding on a workflow task queue (see `frontend::queries`): nothing durable.
+    Query(u64),
+}
+
+/// A task's identity as its partition's backlog stores it.
+#[derive(Serialize, Deserialize)]
+struct BacklogTask {
+    shard: GroupId,
+    run: RunKey,
+    scheduled_event_id: i64,
+    attempt: i32,
+    stamp: i32,
+}
+
+impl QueuedTask {
+    fn of_record(shard: GroupId, record: &OutboxRecord) -> Option<QueuedTask> {
+        let entry = OutboxEntry::of(&record.run, &record.task)?;
+        Some(QueuedTask {
+            shard,
+            run: entry.run,
+            scheduled_event_id: entry.scheduled_event_id,
+            attempt: entry.attempt,
+            stamp: entry.stamp,
+            origin: TaskOrigin::Outbox,
+        })
+    }
+
+    fn backlog_bytes(&self) -> Vec<u8> {
+        bincode::serialize(&BacklogTask {
+            shard: self.shard,
+            run: self.run.clone(),
+            scheduled_event_id: self.scheduled_event_id,
+            attempt: self.attempt,
+            stamp: self.stamp,
+        })
+        .expect("a backlog task serializes")
+    }
+
+    fn from_backlog(partition: GroupId, queued: backlog::BacklogTask) -> Option<QueuedTask> {
+        let task: BacklogTask = bincode::deserialize(&queued.task).ok()?;
+        Some(QueuedTask {
+            shard: task.shard,
+            run: task.run,
+            scheduled_event_id: task.scheduled_event_id,
+            attempt: task.attempt,
+            stamp: task.stamp,
+            origin: TaskOrigin::Backlog(partition, queued.seq),
+        })
+    }
+
+    fn outbox_entry(&self, kind: TaskKind) -> OutboxEntry {
+        OutboxEntry {
+            run: self.run.clone(),
+            kind: match kind {
+                TaskKind::Workflow => OutboxKind::WorkflowTask,
+                TaskKind::Activity => OutboxKind::ActivityTask,
+            },
+            scheduled_event_id: self.scheduled_event_id,
+            attempt: self.attempt,
+            stamp: self.stamp,
+        }
+    }
 }
 
 /// Wall-clock now as the state machine's time unit. Time enters the log here, never in apply.
@@ -189,10 +273,13 @@ impl Engine {
                     self.dispatch(shard, new_key, task.clone());
                 }
             }
+            ShardOutcome::OutboxAcked | ShardOutcome::Backlog(_) => {}
         }
-        let changed = self.inner.changed.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(tx) = changed.get(&workflow) {
-            tx.send_modify(|v| *v += 1);
+        if let Some(workflow) = workflow {
+            let changed = self.inner.changed.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(tx) = changed.get(&workflow) {
+                tx.send_modify(|v| *v += 1);
+            }
         }
         Ok(outcome)
     }
@@ -211,78 +298,179 @@ impl Engine {
 
     fn dispatch(&self, shard: GroupId, run: &RunKey, task: Task) {
         match task {
-            Task::WorkflowTask(wt) => {
-                let queue = self.workflow_queue(&run.namespace_id, &wt.task_queue);
-                let task = QueuedTask {
-                    shard,
-                    run: run.clone(),
-                    scheduled_event_id: wt.scheduled_event_id,
-                    attempt: wt.attempt,
-                    stamp: wt.stamp,
-                    query_id: None,
-                };
-                self.inner.matcher.add(&queue, task);
-            }
-            Task::ActivityTask(at) => {
-                let queue = TaskQueueKey {
-                    namespace_id: run.namespace_id.clone(),
-                    name: at.task_queue.name.clone(),
-                    kind: TaskKind::Activity,
-                };
-                let task = QueuedTask {
-                    shard,
-                    run: run.clone(),
-                    scheduled_event_id: at.scheduled_event_id,
-                    attempt: at.attempt,
-                    stamp: 0,
-                    query_id: None,
-                };
-                self.inner.matcher.add(&queue, task);
-            }
             Task::Timer(timer) => {
                 let _ = self.inner.timers.send((shard, run.clone(), timer));
             }
+            task => self.deliver(
+                shard,
+                OutboxRecord {
+                    run: run.clone(),
+                    task,
+                },
+            ),
         }
     }
 
-    /// A sticky queue whose worker stopped polling is bypassed: the task goes to the normal
-    /// queue, where any worker can take it (with a full history).
-    pub fn workflow_queue(&self, namespace_id: &str, queue: &TaskQueueRef) -> TaskQueueKey {
-        let sticky = TaskQueueKey {
-            namespace_id: namespace_id.to_string(),
-            name: queue.name.clone(),
-            kind: TaskKind::Workflow,
+    /// Moves an outbox record's task towards its queue: a waiting poller, the in-memory sticky
+    /// queue, or the partition's durable backlog.
+    fn deliver(&self, shard: GroupId, record: OutboxRecord) {
+        let Some(task) = QueuedTask::of_record(shard, &record) else {
+            return;
         };
+        let (queue, sticky) = match &record.task {
+            Task::WorkflowTask(wt) => self.workflow_queue(&record.run.namespace_id, &wt.task_queue),
+            Task::ActivityTask(at) => (
+                TaskQueueKey::new(
+                    &record.run.namespace_id,
+                    &at.task_queue.name,
+                    TaskKind::Activity,
+                ),
+                false,
+            ),
+            Task::Timer(_) => return,
+        };
+        if sticky {
+            self.inner.matcher.add(&queue, task);
+            TASK_DISPATCH.with_label_values(&["sticky"]).inc();
+            return;
+        }
+        if let Err(task) = self.inner.matcher.offer(&queue, task) {
+            let engine = self.clone();
+            tokio::spawn(async move { engine.spill(queue, task).await });
+        } else {
+            TASK_DISPATCH.with_label_values(&["sync"]).inc();
+        }
+    }
+
+    /// No poller was waiting: queue the task in its partition's backlog, then let the outbox
+    /// forget it. Until the add is applied the outbox record is the task's only copy, so a
+    /// failed proposal is retried rather than given up.
+    async fn spill(&self, queue: TaskQueueKey, task: QueuedTask) {
+        let partition = partition_shard(&queue, self.inner.shards);
+        let add = ShardCommand::Backlog(BacklogCommand::Add {
+            queue: queue.clone(),
+            task: task.backlog_bytes(),
+        });
+        let (seq, fresh) = loop {
+            match self.execute(partition, add.clone()).await {
+                Ok(ShardOutcome::Backlog(BacklogReply::Added { seq, fresh })) => {
+                    break (seq, fresh);
+                }
+                Ok(other) => {
+                    tracing::error!(?other, "unexpected reply to a backlog add");
+                    return;
+                }
+                Err(e @ ApiError::History(_)) => {
+                    tracing::error!(error = %e, "backlog add refused");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(%partition, error = %e, "backlog add failed; retrying");
+                    tokio::time::sleep(RETRY_BACKOFF).await;
+                }
+            }
+        };
+        TASK_DISPATCH.with_label_values(&["backlog"]).inc();
+        let entry = task.outbox_entry(queue.kind);
+        let shard = task.shard;
+        // An add that was already applied (the record was sent before a restart) is already
+        // indexed: recovery loads the backlog before it re-sends the outbox.
+        if fresh {
+            let task = QueuedTask {
+                origin: TaskOrigin::Backlog(partition, seq),
+                ..task
+            };
+            self.inner.matcher.add(&queue, task);
+        }
+        self.ack_outbox(shard, entry).await;
+    }
+
+    /// Drops an outbox record whose task is safe elsewhere or no longer wanted. Best effort: a
+    /// record left behind is sent again after a restart, and the backlog add is idempotent.
+    async fn ack_outbox(&self, shard: GroupId, entry: OutboxEntry) {
+        if let Err(e) = self
+            .execute(shard, ShardCommand::AckOutbox(vec![entry]))
+            .await
+        {
+            tracing::warn!(%shard, error = %e, "outbox acknowledgement failed");
+        }
+    }
+
+    /// A poller took `task` from `queue` and its workflow shard either recorded it started
+    /// (`started`) or refused it as stale: its durable copy is not needed any more. A started
+    /// task's outbox record was removed by the same apply that recorded the start.
+    pub async fn release(&self, queue: &TaskQueueKey, task: &QueuedTask, started: bool) {
+        match task.origin {
+            TaskOrigin::Backlog(partition, seq) => {
+                let complete = ShardCommand::Backlog(BacklogCommand::Complete {
+                    queue: queue.clone(),
+                    seqs: vec![seq],
+                });
+                // Best effort: a task left in the backlog is refused as stale when it is
+                // handed out again after a restart, and completed then.
+                if let Err(e) = self.execute(partition, complete).await {
+                    tracing::warn!(%partition, error = %e, "backlog completion failed");
+                }
+            }
+            TaskOrigin::Outbox if !started => {
+                self.ack_outbox(task.shard, task.outbox_entry(queue.kind))
+                    .await
+            }
+            TaskOrigin::Outbox | TaskOrigin::Query(_) => {}
+        }
+    }
+
+    /// The queue a workflow task goes to, and whether it is a sticky one. A sticky queue whose
+    /// worker stopped polling is bypassed: the task goes to the normal queue, where any worker
+    /// can take it (with a full history).
+    pub fn workflow_queue(&self, namespace_id: &str, queue: &TaskQueueRef) -> (TaskQueueKey, bool) {
+        let sticky = TaskQueueKey::new(namespace_id, &queue.name, TaskKind::Workflow);
         if !queue.sticky
             || self
                 .inner
                 .matcher
                 .has_recent_poller(&sticky, STICKY_POLLER_WINDOW)
         {
-            return sticky;
+            return (sticky, queue.sticky);
         }
-        TaskQueueKey {
-            namespace_id: namespace_id.to_string(),
-            name: queue.normal_name.clone(),
-            kind: TaskKind::Workflow,
-        }
+        (
+            TaskQueueKey::new(namespace_id, &queue.normal_name, TaskKind::Workflow),
+            false,
+        )
     }
 
-    /// Rebuilds the matcher and the timers from every shard's mutable state (after a restart).
+    /// Rebuilds the matcher and the timers after a restart: first the partitions' backlogs,
+    /// then every outbox record is delivered again (its backlog add is idempotent), then the
+    /// timers armed in mutable state.
     pub fn recover(&self) -> ApiResult<()> {
         self.inner.matcher.clear();
-        for shard in self.shard_ids() {
-            let reader = self.reader(shard)?;
-            let runs = store::scan_runs(&reader).map_err(ApiError::from)?;
-            let mut count = 0usize;
-            for ms in runs {
-                let run = RunKey::new(&ms.namespace_id, &ms.workflow_id, &ms.run_id);
-                for task in pending_tasks(&ms) {
-                    count += 1;
-                    self.dispatch(shard, &run, task);
+        for partition in self.shard_ids() {
+            let reader = self.inner.store.reader(partition)?;
+            let queued = backlog::scan(&reader)?;
+            tracing::debug!(%partition, tasks = queued.len(), "recovered backlog");
+            for t in queued {
+                let queue = t.queue.clone();
+                match QueuedTask::from_backlog(partition, t) {
+                    Some(task) => self.inner.matcher.add(&queue, task),
+                    None => tracing::error!(%partition, ?queue, "undecodable backlog task"),
                 }
             }
-            tracing::debug!(%shard, tasks = count, "recovered pending tasks");
+        }
+        for shard in self.shard_ids() {
+            let reader = self.reader(shard)?;
+            let records = outbox::scan(&reader)?;
+            tracing::debug!(%shard, records = records.len(), "recovered outbox");
+            for record in records {
+                self.deliver(shard, record);
+            }
+            for ms in store::scan_runs(&reader)? {
+                let run = RunKey::new(&ms.namespace_id, &ms.workflow_id, &ms.run_id);
+                for task in pending_tasks(&ms) {
+                    if let Task::Timer(timer) = task {
+                        let _ = self.inner.timers.send((shard, run.clone(), timer));
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -323,7 +511,7 @@ async fn timer_service(
                         // until the next restart.
                         Err(e) => {
                             tracing::warn!(workflow_id = %run.workflow_id, run_id = %run.run_id, error = %e, "timer proposal failed; retrying");
-                            tokio::time::sleep(TIMER_RETRY_BACKOFF).await;
+                            tokio::time::sleep(RETRY_BACKOFF).await;
                             let _ = engine.inner.timers.send((shard, run, timer));
                         }
                     }

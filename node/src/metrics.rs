@@ -13,21 +13,36 @@ use tokio::{
 
 pub static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::new);
 
-/// gRPC requests served, by method and status code (Temporal's `service_requests`).
-pub static SERVICE_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    let counter = IntCounterVec::new(
-        Opts::new("service_requests", "gRPC requests handled by the frontend"),
-        &["operation", "status_code"],
-    )
-    .expect("valid metric");
+fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let counter = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
     REGISTRY
         .register(Box::new(counter.clone()))
         .expect("registered once");
     counter
+}
+
+/// gRPC requests served, by method and status code (Temporal's `service_requests`).
+pub static SERVICE_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "service_requests",
+        "gRPC requests handled by the frontend",
+        &["operation", "status_code"],
+    )
+});
+
+/// Workflow/activity tasks moved from an outbox to their queue, by how they got there: `sync`
+/// (handed to a waiting poller), `backlog` (written to the partition's backlog) or `sticky`.
+pub static TASK_DISPATCH: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "task_dispatch",
+        "tasks moved from an outbox to their task queue",
+        &["path"],
+    )
 });
 
 fn render() -> Vec<u8> {
     LazyLock::force(&SERVICE_REQUESTS);
+    LazyLock::force(&TASK_DISPATCH);
     let mut buf = Vec::new();
     TextEncoder::new()
         .encode(&REGISTRY.gather(), &mut buf)

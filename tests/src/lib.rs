@@ -17,6 +17,7 @@ use temporalio_protos::temporal::api::{
         DescribeNamespaceRequest, workflow_service_client::WorkflowServiceClient,
     },
 };
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::transport::Channel;
 
 pub type WorkflowClient = WorkflowServiceClient<Channel>;
@@ -46,6 +47,16 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .expect("free port")
         .port()
+}
+
+/// The text `/metrics` serves on `port`.
+pub async fn scrape_metrics(port: u16) -> anyhow::Result<String> {
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await?;
+    let mut body = String::new();
+    conn.read_to_string(&mut body).await?;
+    Ok(body)
 }
 
 /// A `dura server start-dev` process with its own port and database directory.

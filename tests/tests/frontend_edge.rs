@@ -1,23 +1,13 @@
 //! What every RPC goes through: options Dura cannot honour are refused, never silently
 //! dropped, and each request is counted on `/metrics`.
 
-use dura_tests::{DevServer, free_port};
+use dura_tests::{DevServer, free_port, scrape_metrics};
 use temporalio_protos::temporal::api::{
     common::v1::{Callback, WorkflowExecution, WorkflowType},
     taskqueue::v1::TaskQueue,
     workflowservice::v1::{DescribeWorkflowExecutionRequest, StartWorkflowExecutionRequest},
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
-
-async fn scrape(port: u16) -> anyhow::Result<String> {
-    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .await?;
-    let mut body = String::new();
-    conn.read_to_string(&mut body).await?;
-    Ok(body)
-}
 
 #[tokio::test]
 async fn unsupported_start_options_are_refused_and_requests_counted() -> anyhow::Result<()> {
@@ -64,7 +54,7 @@ async fn unsupported_start_options_are_refused_and_requests_counted() -> anyhow:
         .unwrap_err();
     assert_eq!(describe.code(), Code::NotFound);
 
-    let metrics = scrape(metrics_port).await?;
+    let metrics = scrape_metrics(metrics_port).await?;
     for line in [
         r#"service_requests{operation="StartWorkflowExecution",status_code="Unimplemented"} 1"#,
         r#"service_requests{operation="DescribeWorkflowExecution",status_code="NotFound"} 1"#,

@@ -42,7 +42,7 @@ use tokio::time::Instant;
 
 use super::{queries::QueryRegistry, token::TaskToken};
 use crate::{
-    engine::{Engine, QueuedTask, now_nanos},
+    engine::{Engine, QueuedTask, TaskOrigin, now_nanos},
     error::{ApiError, ApiResult},
     namespace::NamespaceRegistry,
     shard::{ReaderKv, ShardCommand, ShardOutcome},
@@ -306,9 +306,9 @@ impl Workflows {
                 started: reply.started,
                 ..Default::default()
             }),
-            ShardOutcome::Run { .. } => {
-                Err(ApiError::Internal("start produced a run outcome".into()))
-            }
+            other => Err(ApiError::Internal(format!(
+                "unexpected outcome of a start: {other:?}"
+            ))),
         }
     }
 
@@ -347,9 +347,9 @@ impl Workflows {
                     ..Default::default()
                 })
             }
-            ShardOutcome::Run { .. } => Err(ApiError::Internal(
-                "signal-with-start produced a run outcome".into(),
-            )),
+            other => Err(ApiError::Internal(format!(
+                "unexpected outcome of a signal-with-start: {other:?}"
+            ))),
         }
     }
 
@@ -436,7 +436,7 @@ impl Workflows {
             else {
                 return Ok(pb::PollWorkflowTaskQueueResponse::default());
             };
-            if let Some(query_id) = task.query_id {
+            if let TaskOrigin::Query(query_id) = task.origin {
                 match self.query_task_response(&task, query_id, &poll_queue)? {
                     Some(response) => return Ok(response),
                     None => continue, // its caller gave up
@@ -467,7 +467,8 @@ impl Workflows {
     /// Records a task a poller just took as started. The proposal runs detached from the
     /// poll: when the client goes away mid-proposal the handler is dropped, but the task must
     /// not vanish with it — it either ends up started (its start-to-close timeout covers the
-    /// missing worker) or, when the proposal fails, back at the front of its queue.
+    /// missing worker) or, when the proposal fails, back at the front of its queue. A started
+    /// or stale task's durable copy (backlog entry, outbox record) is released.
     /// `None`: the task was stale (already started, or no longer wanted); poll again.
     async fn record_started(
         &self,
@@ -479,11 +480,18 @@ impl Workflows {
         let key = key.clone();
         tokio::spawn(async move {
             match engine.execute_run(&task.run, request).await {
-                Ok(ShardOutcome::Run { reply, .. }) => Ok(Some((task, reply))),
-                Ok(ShardOutcome::Started { .. }) => Err(ApiError::Internal(
-                    "a run request produced a start outcome".into(),
-                )),
-                Err(e) if is_stale(&e) => Ok(None),
+                Ok(ShardOutcome::Run { reply, .. }) => {
+                    let (engine, key, started) = (engine.clone(), key.clone(), task.clone());
+                    tokio::spawn(async move { engine.release(&key, &started, true).await });
+                    Ok(Some((task, reply)))
+                }
+                Ok(other) => Err(ApiError::Internal(format!(
+                    "unexpected outcome of a run request: {other:?}"
+                ))),
+                Err(e) if is_stale(&e) => {
+                    engine.release(&key, &task, false).await;
+                    Ok(None)
+                }
                 Err(e) => {
                     engine.matcher().requeue_front(&key, task);
                     Err(e)
@@ -731,20 +739,14 @@ impl Workflows {
             });
         }
         let queue = match &ms.sticky {
-            Some(sticky) => self.engine.workflow_queue(
-                &ns,
-                &TaskQueueRef {
-                    name: sticky.name.clone(),
-                    sticky: true,
-                    normal_name: ms.task_queue.clone(),
-                },
-            ),
-            None => TaskQueueKey {
-                namespace_id: ns.clone(),
-                name: ms.task_queue.clone(),
-                kind: TaskKind::Workflow,
+            Some(sticky) => TaskQueueRef {
+                name: sticky.name.clone(),
+                sticky: true,
+                normal_name: ms.task_queue.clone(),
             },
+            None => TaskQueueRef::normal(ms.task_queue.clone()),
         };
+        let (queue, _) = self.engine.workflow_queue(&ns, &queue);
         let (query_id, answer) = self.queries.register(query);
         let task = QueuedTask {
             shard: self.engine.shard_for(&ns, workflow_id),
@@ -752,7 +754,7 @@ impl Workflows {
             scheduled_event_id: 0,
             attempt: 0,
             stamp: 0,
-            query_id: Some(query_id),
+            origin: TaskOrigin::Query(query_id),
         };
         self.engine.matcher().add(&queue, task);
         let answer = match tokio::time::timeout_at(deadline, answer).await {

@@ -1,10 +1,12 @@
-//! History shards: which shard owns a workflow, the commands a shard's Raft log carries, and
-//! how a committed command is applied to the shard's state.
+//! Shards: which shard owns a workflow or a task-queue partition, the commands a shard's Raft
+//! log carries, and how a committed command is applied to the shard's state.
 //!
-//! A shard command is applied by `dura_history::store` inside the Raft apply transaction, so the
-//! new mutable state, the appended events and the current-run record commit atomically with the
-//! log position. The reply carries the tasks the transition produced; only the leader acts on
-//! them (see `engine`), and after a restart it rebuilds them from mutable state alone.
+//! A workflow command is applied by `dura_history::store` inside the Raft apply transaction, so
+//! the new mutable state, the appended events, the current-run record and the outbox records
+//! of its tasks commit atomically with the log position. The reply carries the tasks the
+//! transition produced; only the leader acts on them (see `engine`), and after a restart it
+//! rebuilds them from the outbox, the backlogs and mutable state alone. Backlog commands of
+//! the task-queue partitions the shard owns are applied by `dura_matching::backlog`.
 
 use dura_history::{
     HistoryError, RunReply, RunRequest, Task,
@@ -13,7 +15,12 @@ use dura_history::{
         start::{StartReply, StartWorkflowRequest},
     },
     keys::RunKey,
+    outbox::{self, OutboxEntry},
     store::{self, KvRead, KvWrite},
+};
+use dura_matching::{
+    TaskKind, TaskQueueKey,
+    backlog::{self, BacklogCommand, BacklogReply},
 };
 use dura_raft_store::{ApplyTxn, GroupId, StateReader};
 use serde::{Deserialize, Serialize};
@@ -21,13 +28,29 @@ use serde::{Deserialize, Serialize};
 /// `hash(namespace id, workflow id) mod shards`, shard ids starting at 1 like Temporal's.
 /// FNV-1a: stable across builds and platforms, which a routing function must be.
 pub fn shard_for(namespace_id: &str, workflow_id: &str, shards: u32) -> GroupId {
+    shard_of(
+        &[namespace_id.as_bytes(), b"_", workflow_id.as_bytes()],
+        shards,
+    )
+}
+
+/// The shard owning a task queue's (single) partition: spread like workflows, by namespace,
+/// kind and name. A workflow's shard and its queue's shard are usually different.
+pub fn partition_shard(queue: &TaskQueueKey, shards: u32) -> GroupId {
+    let kind: &[u8] = match queue.kind {
+        TaskKind::Workflow => b"/workflow/",
+        TaskKind::Activity => b"/activity/",
+    };
+    shard_of(
+        &[queue.namespace_id.as_bytes(), kind, queue.name.as_bytes()],
+        shards,
+    )
+}
+
+fn shard_of(parts: &[&[u8]], shards: u32) -> GroupId {
     let mut hash: u32 = 0x811c_9dc5;
-    for byte in namespace_id
-        .bytes()
-        .chain(std::iter::once(b'_'))
-        .chain(workflow_id.bytes())
-    {
-        hash ^= byte as u32;
+    for byte in parts.iter().flat_map(|p| p.iter()) {
+        hash ^= *byte as u32;
         hash = hash.wrapping_mul(0x0100_0193);
     }
     GroupId(hash % shards + 1)
@@ -44,20 +67,25 @@ pub enum ShardCommand {
         run_id: String,
         request: RunRequest,
     },
+    /// These outbox records reached their task queue's backlog (or are no longer wanted).
+    AckOutbox(Vec<OutboxEntry>),
+    /// A change to the backlog of a task-queue partition this shard owns.
+    Backlog(BacklogCommand),
 }
 
 impl ShardCommand {
-    /// The workflow the command changes: (namespace id, workflow id).
-    pub fn workflow(&self) -> (String, String) {
+    /// The workflow whose history the command changes: (namespace id, workflow id).
+    pub fn workflow(&self) -> Option<(String, String)> {
         match self {
             ShardCommand::Start(req) | ShardCommand::SignalWithStart(req, _) => {
-                (req.namespace_id.clone(), req.workflow_id.clone())
+                Some((req.namespace_id.clone(), req.workflow_id.clone()))
             }
             ShardCommand::Run {
                 namespace_id,
                 workflow_id,
                 ..
-            } => (namespace_id.clone(), workflow_id.clone()),
+            } => Some((namespace_id.clone(), workflow_id.clone())),
+            ShardCommand::AckOutbox(_) | ShardCommand::Backlog(_) => None,
         }
     }
 }
@@ -78,6 +106,8 @@ pub enum ShardOutcome {
         /// The run that continues this one (a retry) and its first tasks.
         new_run: Option<(RunKey, Vec<Task>)>,
     },
+    OutboxAcked,
+    Backlog(BacklogReply),
 }
 
 pub type ShardReply = Result<ShardOutcome, HistoryError>;
@@ -185,6 +215,11 @@ fn apply_command(txn: &mut ApplyTxn<'_>, command: &[u8]) -> ShardReply {
                 new_run: applied.new_run.map(|(key, run)| (key, run.tasks)),
             })
         }
+        ShardCommand::AckOutbox(entries) => {
+            outbox::ack(&mut kv, &entries)?;
+            Ok(ShardOutcome::OutboxAcked)
+        }
+        ShardCommand::Backlog(command) => Ok(ShardOutcome::Backlog(backlog::apply(kv.0, command))),
     }
 }
 
@@ -198,6 +233,18 @@ mod tests {
         assert_eq!(
             reply.unwrap_err(),
             HistoryError::Internal("applying the command failed: invariant 7 broken".into())
+        );
+    }
+
+    #[test]
+    fn partition_routing_is_stable_and_spreads_queues() {
+        let queue = |i: usize| TaskQueueKey::new("ns", format!("q{i}"), TaskKind::Workflow);
+        assert_eq!(partition_shard(&queue(1), 8), partition_shard(&queue(1), 8));
+        let spread: std::collections::HashSet<_> =
+            (0..64).map(|i| partition_shard(&queue(i), 8)).collect();
+        assert!(
+            spread.len() > 4,
+            "queues spread over the shards: {spread:?}"
         );
     }
 
