@@ -111,7 +111,10 @@ fn an_acknowledgement_removes_only_the_attempt_it_names() {
     assert_eq!(outbox::ack(&mut kv, &[stale]).unwrap(), 0);
     assert_eq!(only_record(&kv), record);
 
-    assert_eq!(outbox::ack(&mut kv, &[entry.clone()]).unwrap(), 1);
+    assert_eq!(
+        outbox::ack(&mut kv, std::slice::from_ref(&entry)).unwrap(),
+        1
+    );
     assert!(outbox::scan(&kv).unwrap().is_empty());
     // Acknowledging twice is harmless.
     assert_eq!(outbox::ack(&mut kv, &[entry]).unwrap(), 0);

@@ -847,6 +847,11 @@ fn field(r: &VisibilityRecord, col: &Column) -> Option<Field> {
     })
 }
 
+/// Whether a search attribute payload holds a value of `kind` (lists of it included).
+pub fn value_fits(p: &Payload, kind: SearchAttributeType) -> bool {
+    decode_payload(p, kind).is_some()
+}
+
 /// Search attribute payloads are JSON (`json/plain`), as every SDK writes them.
 fn decode_payload(p: &Payload, kind: SearchAttributeType) -> Option<Field> {
     use SearchAttributeType::*;

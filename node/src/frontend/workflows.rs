@@ -40,7 +40,7 @@ use temporalio_protos::temporal::api::{
 };
 use tokio::time::Instant;
 
-use super::{queries::QueryRegistry, token::TaskToken};
+use super::{queries::QueryRegistry, search_attributes, token::TaskToken};
 use crate::{
     engine::{Engine, QueuedTask, TaskOrigin, now_nanos},
     error::{ApiError, ApiResult},
@@ -206,6 +206,19 @@ impl Workflows {
         self.namespaces.id_of(name)
     }
 
+    fn validate_search_attributes(
+        &self,
+        namespace: &str,
+        attributes: Option<&SearchAttributes>,
+    ) -> ApiResult<()> {
+        match attributes {
+            Some(sa) if !sa.indexed_fields.is_empty() => {
+                search_attributes::validate(&self.namespaces.by_name(namespace)?, sa)
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Reads a run (the current one when `run_id` is empty) from its shard's applied state,
     /// returning the shard's reader too for the history reads that follow.
     fn read_run(
@@ -292,6 +305,7 @@ impl Workflows {
             .concat(),
         )?;
         let ns = self.namespace_id(&req.namespace)?;
+        self.validate_search_attributes(&req.namespace, req.search_attributes.as_ref())?;
         let start = self.start_request(ns, start_fields!(req, header: req.header))?;
         let shard = self
             .engine
@@ -322,6 +336,7 @@ impl Workflows {
         )?;
         let ns = self.namespace_id(&req.namespace)?;
         required(&req.signal_name, "SignalName")?;
+        self.validate_search_attributes(&req.namespace, req.search_attributes.as_ref())?;
         let signal_header = req.header.clone();
         let start = self.start_request(ns, start_fields!(req, header: req.header))?;
         let signal = SignalRequest {
