@@ -32,8 +32,8 @@ const NEXT_SEQ: &[u8] = b"Mn";
 pub enum BacklogCommand {
     /// Queue a task (opaque bytes that identify it) at the back of `queue`.
     Add { queue: TaskQueueKey, task: Vec<u8> },
-    /// The tasks at these sequence numbers are done with.
-    Complete { queue: TaskQueueKey, seqs: Vec<u64> },
+    /// These tasks (queue, sequence number) are done with.
+    Complete(Vec<(TaskQueueKey, u64)>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,8 +128,8 @@ pub fn apply(txn: &mut ApplyTxn<'_>, command: BacklogCommand) -> BacklogReply {
             txn.put(&dedup, &seq.to_be_bytes());
             BacklogReply::Added { seq, fresh: true }
         }
-        BacklogCommand::Complete { queue, seqs } => {
-            for seq in seqs {
+        BacklogCommand::Complete(tasks) => {
+            for (queue, seq) in tasks {
                 let key = backlog_key(&queue, seq);
                 if let Some(task) = txn.get(&key) {
                     txn.delete(&dedup_key(&queue, &task));

@@ -108,10 +108,7 @@ async fn adds_are_idempotent_fifo_and_durable_until_completed() {
             ("b".into(), 2, "t2".into()),
         ]
     );
-    let complete = BacklogCommand::Complete {
-        queue: a.clone(),
-        seqs: vec![1, 99],
-    };
+    let complete = BacklogCommand::Complete(vec![(a.clone(), 1), (a.clone(), 99)]);
     assert_eq!(run(&store, complete).await, BacklogReply::Completed);
     assert_eq!(
         queued(&store),

@@ -38,6 +38,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
 use crate::{
+    cleanup::{self, Cleanup},
     error::{ApiError, ApiResult},
     metrics::TASK_DISPATCH,
     shard::{ReaderKv, ShardCommand, ShardOutcome, ShardReply, partition_shard, shard_for},
@@ -150,6 +151,7 @@ struct Inner {
     shards: u32,
     matcher: Matcher<QueuedTask>,
     timers: mpsc::UnboundedSender<(GroupId, RunKey, TimerTask)>,
+    cleanups: mpsc::UnboundedSender<(GroupId, Cleanup)>,
     /// Per workflow (namespace id, workflow id) with someone waiting: bumped after every
     /// applied change of that workflow. History long polls and queries wait on it, so a
     /// change wakes only the waiters of its own workflow.
@@ -197,16 +199,19 @@ impl Drop for WorkflowWatch {
 impl Engine {
     pub fn new(store: RaftStore, shards: u32) -> Self {
         let (timers, timer_rx) = mpsc::unbounded_channel();
+        let (cleanups, cleanup_rx) = mpsc::unbounded_channel();
         let engine = Engine {
             inner: Arc::new(Inner {
                 store,
                 shards,
                 matcher: Matcher::new(),
                 timers,
+                cleanups,
                 changed: Mutex::default(),
             }),
         };
         tokio::spawn(timer_service(engine.clone(), timer_rx));
+        tokio::spawn(cleanup::run(engine.clone(), cleanup_rx));
         engine
     }
 
@@ -371,7 +376,7 @@ impl Engine {
             }
         };
         TASK_DISPATCH.with_label_values(&["backlog"]).inc();
-        let entry = task.outbox_entry(queue.kind);
+        let ack = Cleanup::AckOutbox(task.outbox_entry(queue.kind));
         let shard = task.shard;
         // An add that was already applied (the record was sent before a restart) is already
         // indexed: recovery loads the backlog before it re-sends the outbox.
@@ -382,42 +387,24 @@ impl Engine {
             };
             self.inner.matcher.add(&queue, task);
         }
-        self.ack_outbox(shard, entry).await;
-    }
-
-    /// Drops an outbox record whose task is safe elsewhere or no longer wanted. Best effort: a
-    /// record left behind is sent again after a restart, and the backlog add is idempotent.
-    async fn ack_outbox(&self, shard: GroupId, entry: OutboxEntry) {
-        if let Err(e) = self
-            .execute(shard, ShardCommand::AckOutbox(vec![entry]))
-            .await
-        {
-            tracing::warn!(%shard, error = %e, "outbox acknowledgement failed");
-        }
+        let _ = self.inner.cleanups.send((shard, ack));
     }
 
     /// A poller took `task` from `queue` and its workflow shard either recorded it started
     /// (`started`) or refused it as stale: its durable copy is not needed any more. A started
     /// task's outbox record was removed by the same apply that recorded the start.
-    pub async fn release(&self, queue: &TaskQueueKey, task: &QueuedTask, started: bool) {
-        match task.origin {
+    pub fn release(&self, queue: &TaskQueueKey, task: &QueuedTask, started: bool) {
+        let cleanup = match task.origin {
             TaskOrigin::Backlog(partition, seq) => {
-                let complete = ShardCommand::Backlog(BacklogCommand::Complete {
-                    queue: queue.clone(),
-                    seqs: vec![seq],
-                });
-                // Best effort: a task left in the backlog is refused as stale when it is
-                // handed out again after a restart, and completed then.
-                if let Err(e) = self.execute(partition, complete).await {
-                    tracing::warn!(%partition, error = %e, "backlog completion failed");
-                }
+                (partition, Cleanup::CompleteBacklog(queue.clone(), seq))
             }
-            TaskOrigin::Outbox if !started => {
-                self.ack_outbox(task.shard, task.outbox_entry(queue.kind))
-                    .await
-            }
-            TaskOrigin::Outbox | TaskOrigin::Query(_) => {}
-        }
+            TaskOrigin::Outbox if !started => (
+                task.shard,
+                Cleanup::AckOutbox(task.outbox_entry(queue.kind)),
+            ),
+            TaskOrigin::Outbox | TaskOrigin::Query(_) => return,
+        };
+        let _ = self.inner.cleanups.send(cleanup);
     }
 
     /// The queue a workflow task goes to, and whether it is a sticky one. A sticky queue whose

@@ -1,6 +1,7 @@
 //! `dura`: one binary for every node of a Dura cluster and for its dev server.
 
 mod app;
+mod cleanup;
 mod cli;
 mod config;
 mod engine;

@@ -496,15 +496,14 @@ impl Workflows {
         tokio::spawn(async move {
             match engine.execute_run(&task.run, request).await {
                 Ok(ShardOutcome::Run { reply, .. }) => {
-                    let (engine, key, started) = (engine.clone(), key.clone(), task.clone());
-                    tokio::spawn(async move { engine.release(&key, &started, true).await });
+                    engine.release(&key, &task, true);
                     Ok(Some((task, reply)))
                 }
                 Ok(other) => Err(ApiError::Internal(format!(
                     "unexpected outcome of a run request: {other:?}"
                 ))),
                 Err(e) if is_stale(&e) => {
-                    engine.release(&key, &task, false).await;
+                    engine.release(&key, &task, false);
                     Ok(None)
                 }
                 Err(e) => {
