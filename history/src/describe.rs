@@ -6,8 +6,8 @@ use temporalio_protos::temporal::api::{
     common::v1::{WorkflowExecution, WorkflowType},
     enums::v1::{PendingActivityState, PendingWorkflowTaskState},
     workflow::v1::{
-        PendingActivityInfo, PendingWorkflowTaskInfo, WorkflowExecutionConfig,
-        WorkflowExecutionInfo,
+        PendingActivityInfo, PendingChildExecutionInfo, PendingWorkflowTaskInfo,
+        WorkflowExecutionConfig, WorkflowExecutionInfo,
     },
 };
 
@@ -71,6 +71,8 @@ pub struct Description {
     pub pending_activities: Vec<PendingActivityInfo>,
     #[serde(with = "crate::pb::opt")]
     pub pending_workflow_task: Option<PendingWorkflowTaskInfo>,
+    #[serde(with = "crate::pb::vec")]
+    pub pending_children: Vec<PendingChildExecutionInfo>,
 }
 
 pub fn describe(ms: &MutableState) -> Description {
@@ -95,8 +97,32 @@ pub fn describe(ms: &MutableState) -> Description {
             .then(|| to_duration(ms.close_time.saturating_sub(ms.execution_time).max(0))),
         first_run_id: ms.first_execution_run_id.clone(),
         priority: ms.priority.clone(),
+        parent_namespace_id: ms
+            .parent
+            .as_ref()
+            .map(|p| p.namespace_id.clone())
+            .unwrap_or_default(),
+        parent_execution: ms.parent.as_ref().map(|p| WorkflowExecution {
+            workflow_id: p.workflow_id.clone(),
+            run_id: p.run_id.clone(),
+        }),
+        root_execution: ms.parent.as_ref().map(|p| WorkflowExecution {
+            workflow_id: p.root_workflow_id.clone(),
+            run_id: p.root_run_id.clone(),
+        }),
         ..Default::default()
     };
+    let pending_children = ms
+        .children
+        .values()
+        .map(|c| PendingChildExecutionInfo {
+            workflow_id: c.workflow_id.clone(),
+            run_id: c.run_id.clone(),
+            workflow_type_name: c.workflow_type.clone(),
+            initiated_id: c.initiated_event_id,
+            parent_close_policy: c.parent_close_policy,
+        })
+        .collect();
     let pending_activities = ms
         .activities
         .values()
@@ -154,5 +180,6 @@ pub fn describe(ms: &MutableState) -> Description {
         workflow_execution_info: execution_info,
         pending_activities,
         pending_workflow_task,
+        pending_children,
     }
 }

@@ -48,6 +48,30 @@ pub fn event_type_of(attrs: &Attributes) -> EventType {
             EventType::UpsertWorkflowSearchAttributes
         }
         A::WorkflowPropertiesModifiedEventAttributes(_) => EventType::WorkflowPropertiesModified,
+        A::StartChildWorkflowExecutionInitiatedEventAttributes(_) => {
+            EventType::StartChildWorkflowExecutionInitiated
+        }
+        A::StartChildWorkflowExecutionFailedEventAttributes(_) => {
+            EventType::StartChildWorkflowExecutionFailed
+        }
+        A::ChildWorkflowExecutionStartedEventAttributes(_) => {
+            EventType::ChildWorkflowExecutionStarted
+        }
+        A::ChildWorkflowExecutionCompletedEventAttributes(_) => {
+            EventType::ChildWorkflowExecutionCompleted
+        }
+        A::ChildWorkflowExecutionFailedEventAttributes(_) => {
+            EventType::ChildWorkflowExecutionFailed
+        }
+        A::ChildWorkflowExecutionCanceledEventAttributes(_) => {
+            EventType::ChildWorkflowExecutionCanceled
+        }
+        A::ChildWorkflowExecutionTimedOutEventAttributes(_) => {
+            EventType::ChildWorkflowExecutionTimedOut
+        }
+        A::ChildWorkflowExecutionTerminatedEventAttributes(_) => {
+            EventType::ChildWorkflowExecutionTerminated
+        }
         _ => EventType::Unspecified,
     }
 }
@@ -78,19 +102,26 @@ pub fn is_bufferable(t: EventType) -> bool {
             | EventType::TimerStarted
             | EventType::TimerCanceled
             | EventType::MarkerRecorded
+            | EventType::StartChildWorkflowExecutionInitiated
             | EventType::UpsertWorkflowSearchAttributes
             | EventType::WorkflowPropertiesModified
     )
 }
 
-/// Completions the real server moves behind the other buffered events on flush.
-pub fn is_activity_completion(t: EventType) -> bool {
+/// Completions the real server moves behind the other buffered events on flush
+/// (`reorderBuffer`: activity and child workflow outcomes).
+pub fn is_reordered_completion(t: EventType) -> bool {
     matches!(
         t,
         EventType::ActivityTaskCompleted
             | EventType::ActivityTaskFailed
             | EventType::ActivityTaskTimedOut
             | EventType::ActivityTaskCanceled
+            | EventType::ChildWorkflowExecutionCompleted
+            | EventType::ChildWorkflowExecutionFailed
+            | EventType::ChildWorkflowExecutionCanceled
+            | EventType::ChildWorkflowExecutionTimedOut
+            | EventType::ChildWorkflowExecutionTerminated
     )
 }
 

@@ -152,6 +152,45 @@ pub struct TimerInfo {
     pub expiry_time: Nanos,
 }
 
+/// The parent of a child workflow; every run of the child's chain carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParentInfo {
+    /// The parent's namespace name (history events carry names as well as ids).
+    pub namespace: String,
+    pub namespace_id: String,
+    pub workflow_id: String,
+    pub run_id: String,
+    /// The parent's StartChildWorkflowExecutionInitiated event.
+    pub initiated_event_id: i64,
+    /// The first workflow of the parent chain (the parent itself when it has no parent).
+    pub root_workflow_id: String,
+    pub root_run_id: String,
+}
+
+/// A child workflow this run initiated that has not closed (as far as the parent knows).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChildInfo {
+    pub initiated_event_id: i64,
+    /// The WorkflowTaskCompleted event of the task whose command initiated the child.
+    pub workflow_task_completed_event_id: i64,
+    pub namespace: String,
+    pub namespace_id: String,
+    pub workflow_id: String,
+    pub workflow_type: String,
+    /// `ParentClosePolicy` as i32 (defaulted to TERMINATE).
+    pub parent_close_policy: i32,
+    /// Empty until the child is started.
+    pub run_id: String,
+    /// 0 until ChildWorkflowExecutionStarted has an id (it may wait in the buffer).
+    pub started_event_id: i64,
+}
+
+impl ChildInfo {
+    pub fn is_started(&self) -> bool {
+        !self.run_id.is_empty()
+    }
+}
+
 /// Everything Dura knows about one workflow run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MutableState {
@@ -204,6 +243,10 @@ pub struct MutableState {
     pub activities: BTreeMap<i64, ActivityInfo>,
     /// Keyed by timer id.
     pub timers: BTreeMap<String, TimerInfo>,
+    /// Child workflows not closed yet, keyed by initiated event id.
+    pub children: BTreeMap<i64, ChildInfo>,
+    /// Set when this run is (a continuation of) a child workflow.
+    pub parent: Option<ParentInfo>,
     /// Events that arrived while a workflow task was started; they get ids when flushed after
     /// that task completes (or fails).
     #[serde(with = "crate::pb::vec")]

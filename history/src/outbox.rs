@@ -1,8 +1,8 @@
 //! The transactional outbox of a workflow shard.
 //!
-//! Every workflow or activity task a transition emits is written as an [`OutboxRecord`] in the
-//! same apply as the state change that made it, so a committed transition can never lose its
-//! task. The shard leader then moves each record to the task queue's partition (see
+//! Every workflow or activity task a transition emits — and every child-workflow task, which
+//! another shard must act on — is written as an [`OutboxRecord`] in the same apply as the
+//! state change that made it, so a committed transition can never lose its task. The shard leader then moves each record to the task queue's partition (see
 //! `node::engine`); the record goes away when
 //! - the task is recorded started in this shard (same apply as `Record*TaskStarted`: a task
 //!   sync-matched to a waiting poller costs no write beyond its own transition), or
@@ -27,6 +27,9 @@ use crate::{
 pub enum OutboxKind {
     WorkflowTask,
     ActivityTask,
+    StartChild,
+    NotifyParent,
+    ParentClosePolicy,
 }
 
 impl OutboxKind {
@@ -34,15 +37,18 @@ impl OutboxKind {
         match self {
             OutboxKind::WorkflowTask => b'w',
             OutboxKind::ActivityTask => b'a',
+            OutboxKind::StartChild => b'c',
+            OutboxKind::NotifyParent => b'n',
+            OutboxKind::ParentClosePolicy => b'p',
         }
     }
 }
 
-/// A task waiting to reach its task queue.
+/// A task waiting to reach its task queue (or, for child workflows, the other shard).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutboxRecord {
     pub run: RunKey,
-    /// A `Task::WorkflowTask` or `Task::ActivityTask`.
+    /// Any task but a timer.
     pub task: Task,
 }
 
@@ -53,7 +59,7 @@ pub struct OutboxEntry {
     pub kind: OutboxKind,
     pub scheduled_event_id: i64,
     pub attempt: i32,
-    /// Workflow tasks only (0 for activities).
+    /// Workflow tasks only (0 for the others).
     pub stamp: i32,
 }
 
@@ -68,6 +74,15 @@ impl OutboxEntry {
                 t.stamp,
             ),
             Task::ActivityTask(t) => (OutboxKind::ActivityTask, t.scheduled_event_id, t.attempt, 0),
+            Task::StartChild { initiated_event_id } => {
+                (OutboxKind::StartChild, *initiated_event_id, 0, 0)
+            }
+            Task::NotifyParent {
+                completion_event_id,
+            } => (OutboxKind::NotifyParent, *completion_event_id, 0, 0),
+            Task::ParentClosePolicy(p) => {
+                (OutboxKind::ParentClosePolicy, p.initiated_event_id, 0, 0)
+            }
             Task::Timer(_) => return None,
         };
         Some(OutboxEntry {
@@ -103,7 +118,8 @@ pub fn write(kv: &mut impl KvWrite, run: &RunKey, tasks: &[Task]) -> Result<()> 
     Ok(())
 }
 
-/// The task was recorded started: whatever attempt the outbox still holds for it is done.
+/// The task was recorded started (for a child: its start recorded in the parent): whatever
+/// attempt the outbox still holds for it is done.
 pub fn remove_started(
     kv: &mut impl KvWrite,
     run: &RunKey,

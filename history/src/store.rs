@@ -246,6 +246,8 @@ pub fn apply_to_run(
         RunRequest::RecordActivityTaskStarted(r) => {
             Some((OutboxKind::ActivityTask, r.scheduled_event_id))
         }
+        RunRequest::ChildStarted(r) => Some((OutboxKind::StartChild, r.initiated_event_id)),
+        RunRequest::ChildStartFailed(r) => Some((OutboxKind::StartChild, r.initiated_event_id)),
         _ => None,
     };
     let t = api::apply(&mut ms, req)?;

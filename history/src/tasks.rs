@@ -1,6 +1,7 @@
 //! Side effects a transition asks for. The caller (the shard leader) dispatches them: workflow
 //! and activity tasks go to matching, timers go to the timer wheel and come back as
-//! `FireTimer`. Each task names the exact instance it was made for (event id + attempt/stamp),
+//! `FireTimer`, child-workflow tasks become requests to the child's or the parent's shard.
+//! Everything but timers passes through the shard's outbox (`crate::outbox`). Each task names the exact instance it was made for (event id + attempt/stamp),
 //! so a task that outlived its purpose is recognised as stale and ignored on the way back.
 
 use serde::{Deserialize, Serialize};
@@ -48,6 +49,24 @@ pub enum Task {
     ActivityTask(ActivityTaskDispatch),
     /// Feed `FireTimer` back at (or after) `fire_at`.
     Timer(TimerTask),
+    /// Start the child workflow this run's event `initiated_event_id` initiated, then tell this
+    /// run (`ChildStarted` / `ChildStartFailed`).
+    StartChild { initiated_event_id: i64 },
+    /// This child run closed (event `completion_event_id`): tell the parent (`ChildClosed`).
+    NotifyParent { completion_event_id: i64 },
+    /// This run closed: carry out a started child's parent close policy.
+    ParentClosePolicy(ParentClosePolicyTask),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParentClosePolicyTask {
+    pub initiated_event_id: i64,
+    pub namespace_id: String,
+    pub workflow_id: String,
+    /// The child run the parent started; the policy reaches the chain it began.
+    pub run_id: String,
+    /// `ParentClosePolicy` as i32: TERMINATE or REQUEST_CANCEL.
+    pub policy: i32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -15,7 +15,7 @@ use temporalio_protos::temporal::api::{
 
 use crate::{
     error::{HistoryError, Result},
-    events::{event_type_of, is_activity_completion, is_bufferable, new_event},
+    events::{event_type_of, is_bufferable, is_reordered_completion, new_event},
     mutable_state::{MutableState, WorkflowStatus, WorkflowTaskInfo},
     tasks::{
         ActivityTaskDispatch, Task, TimerKind, TimerTask, WorkflowTaskDispatch,
@@ -76,6 +76,9 @@ pub(crate) fn run<R>(
 ) -> Result<Transition<R>> {
     let mut tx = Tx::new(ms.clone(), now);
     let reply = f(&mut tx)?;
+    if ms.is_running() && !tx.ms.is_running() {
+        crate::api::children::close_tasks(&mut tx);
+    }
     *ms = tx.ms;
     Ok(Transition {
         events: tx.events,
@@ -125,9 +128,9 @@ impl Tx {
         self.tasks.push(Task::Timer(TimerTask { fire_at, kind }));
     }
 
-    /// Moves buffered events into history: activity completions go last (as the real server
-    /// reorders them), then ids are assigned and completion events learn the id of the started
-    /// event that was buffered with them.
+    /// Moves buffered events into history: activity and child completions go last (as the
+    /// real server reorders them), then ids are assigned and completion events learn the id of
+    /// the started event that was buffered with them.
     pub fn flush_buffer(&mut self) {
         if self.ms.buffered_events.is_empty() {
             return;
@@ -139,11 +142,21 @@ impl Tx {
         }
         let (completions, others): (Vec<_>, Vec<_>) = buffered
             .into_iter()
-            .partition(|e| is_activity_completion(e.event_type()));
-        let mut started_ids = std::collections::BTreeMap::new();
+            .partition(|e| is_reordered_completion(e.event_type()));
+        let mut started_ids = StartedIds::default();
         for mut event in others.into_iter().chain(completions) {
-            if let Some(Attributes::ActivityTaskStartedEventAttributes(a)) = &event.attributes {
-                started_ids.insert(a.scheduled_event_id, self.ms.next_event_id);
+            let id = self.ms.next_event_id;
+            match &event.attributes {
+                Some(Attributes::ActivityTaskStartedEventAttributes(a)) => {
+                    started_ids.activities.insert(a.scheduled_event_id, id);
+                }
+                Some(Attributes::ChildWorkflowExecutionStartedEventAttributes(a)) => {
+                    started_ids.children.insert(a.initiated_event_id, id);
+                    if let Some(child) = self.ms.children.get_mut(&a.initiated_event_id) {
+                        child.started_event_id = id;
+                    }
+                }
+                _ => {}
             }
             wire_started_event_id(&mut event, &started_ids);
             self.append(event);
@@ -272,6 +285,7 @@ impl Tx {
         self.ms.workflow_task = None;
         self.ms.activities.clear();
         self.ms.timers.clear();
+        // Children stay until the transition ends: `children::close_tasks` reads them.
         self.ms.buffered_events.clear();
         self.ms.sticky = None;
         self.ms.start_delay_pending = false;
@@ -287,9 +301,43 @@ impl Tx {
     }
 }
 
-fn wire_started_event_id(event: &mut HistoryEvent, started: &std::collections::BTreeMap<i64, i64>) {
-    let lookup = |scheduled: i64| started.get(&scheduled).copied();
+/// Ids given to started events during one flush: activities by scheduled event id, children by
+/// initiated event id.
+#[derive(Default)]
+struct StartedIds {
+    activities: std::collections::BTreeMap<i64, i64>,
+    children: std::collections::BTreeMap<i64, i64>,
+}
+
+fn wire_started_event_id(event: &mut HistoryEvent, started: &StartedIds) {
+    let lookup = |scheduled: i64| started.activities.get(&scheduled).copied();
+    let child = |initiated: i64| started.children.get(&initiated).copied();
     match &mut event.attributes {
+        Some(Attributes::ChildWorkflowExecutionCompletedEventAttributes(a)) => {
+            if let Some(id) = child(a.initiated_event_id) {
+                a.started_event_id = id;
+            }
+        }
+        Some(Attributes::ChildWorkflowExecutionFailedEventAttributes(a)) => {
+            if let Some(id) = child(a.initiated_event_id) {
+                a.started_event_id = id;
+            }
+        }
+        Some(Attributes::ChildWorkflowExecutionCanceledEventAttributes(a)) => {
+            if let Some(id) = child(a.initiated_event_id) {
+                a.started_event_id = id;
+            }
+        }
+        Some(Attributes::ChildWorkflowExecutionTimedOutEventAttributes(a)) => {
+            if let Some(id) = child(a.initiated_event_id) {
+                a.started_event_id = id;
+            }
+        }
+        Some(Attributes::ChildWorkflowExecutionTerminatedEventAttributes(a)) => {
+            if let Some(id) = child(a.initiated_event_id) {
+                a.started_event_id = id;
+            }
+        }
         Some(Attributes::ActivityTaskCompletedEventAttributes(a)) => {
             if let Some(id) = lookup(a.scheduled_event_id) {
                 a.started_event_id = id;

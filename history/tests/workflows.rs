@@ -542,8 +542,8 @@ fn unsupported_command_is_unimplemented_and_changes_nothing() {
     let wt = h.poll_wt();
     let before = h.ms.clone();
     let cmd = Command {
-        command_type: CommandType::StartChildWorkflowExecution as i32,
-        attributes: Some(CA::StartChildWorkflowExecutionCommandAttributes(
+        command_type: CommandType::SignalExternalWorkflowExecution as i32,
+        attributes: Some(CA::SignalExternalWorkflowExecutionCommandAttributes(
             Default::default(),
         )),
         ..Default::default()
@@ -552,7 +552,7 @@ fn unsupported_command_is_unimplemented_and_changes_nothing() {
         .complete_wt(&wt, vec![start_timer("t", 10), cmd])
         .unwrap_err();
     assert!(
-        matches!(err, HistoryError::Unimplemented(m) if m.contains("START_CHILD_WORKFLOW_EXECUTION"))
+        matches!(err, HistoryError::Unimplemented(m) if m.contains("SIGNAL_EXTERNAL_WORKFLOW_EXECUTION"))
     );
     assert_eq!(h.ms, before);
     // A close command that is not last is refused outright.

@@ -6,9 +6,9 @@
 //!
 //! A workflow shard's leader moves each task from its outbox to the task queue: first it
 //! [`Matcher::offer`]s the task to a poller that is waiting right now (*sync match*, nothing
-//! written); if none is, the task is added to the queue partition's durable backlog
-//! ([`backlog::BacklogCommand::Add`], in the partition's shard) and then to the in-memory
-//! index here with [`Matcher::add`], FIFO, for the next poller. A poll that finds nothing
+//! written); if none is, it joins the queue here with [`Matcher::add`], FIFO, for the next
+//! poller, and is moved into the partition's durable backlog
+//! ([`backlog::BacklogCommand::Add`], in the partition's shard) if it waits long. A poll that finds nothing
 //! before its deadline returns `None` (the frontend answers with an empty response).
 //!
 //! The matcher is generic over the task payload `T`, so it knows nothing about history.

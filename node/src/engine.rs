@@ -1,12 +1,14 @@
 //! The leader-side runtime of the shards: proposes shard commands, then carries out the tasks
 //! their transitions ask for — workflow and activity tasks from the outbox to their task
-//! queue, timers to the timer service — and wakes long polls waiting for new history.
+//! queue, child-workflow work to `transfers`, timers to the timer service — and wakes long
+//! polls waiting for new history.
 //!
 //! A task travels from its workflow shard's outbox to its queue (`deliver`): to a poller
 //! waiting right now (sync match: no write beyond the transition that made the task, whose
-//! `Record*TaskStarted` removes the outbox record), else into the durable backlog of the
-//! queue's partition shard, after which the outbox record is acknowledged. Sticky queues are
-//! in memory only: a sticky task that is lost is covered by its schedule-to-start timeout.
+//! `Record*TaskStarted` removes the outbox record), else into the matcher's in-memory queue,
+//! and from there — if no poller takes it within [`SPILL_AFTER`] — into the durable backlog
+//! of the queue's partition shard, after which the outbox record is acknowledged. Sticky
+//! queues are in memory only: a lost sticky task is covered by its schedule-to-start timeout.
 //!
 //! Nothing here is the only copy of anything: [`Engine::recover`] rebuilds the matcher from
 //! the partitions' backlogs and the shards' outboxes, and the timers from mutable state. A
@@ -42,8 +44,12 @@ use crate::{
     error::{ApiError, ApiResult},
     metrics::TASK_DISPATCH,
     shard::{ReaderKv, ShardCommand, ShardOutcome, ShardReply, partition_shard, shard_for},
+    transfers,
 };
 
+/// How long a task may wait in the matcher, durable only as its outbox record, before it is
+/// moved into its partition's backlog. A task a poller takes sooner costs no backlog write.
+const SPILL_AFTER: Duration = Duration::from_secs(1);
 /// A sticky queue whose worker has not polled for this long is treated as gone (Temporal: 10 s).
 const STICKY_POLLER_WINDOW: Duration = Duration::from_secs(10);
 /// How long a proposal the engine makes on its own (a timer, a backlog add) waits before it is
@@ -51,7 +57,7 @@ const STICKY_POLLER_WINDOW: Duration = Duration::from_secs(10);
 const RETRY_BACKOFF: Duration = Duration::from_secs(1);
 
 /// What the matcher holds: enough to find the run and name the exact task instance.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct QueuedTask {
     /// The workflow's shard.
     pub shard: GroupId,
@@ -63,14 +69,33 @@ pub struct QueuedTask {
 }
 
 /// Where the durable copy of a task in the matcher is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum TaskOrigin {
-    /// Its workflow shard's outbox (sync-matched, sticky, or put back by a vanished poll).
-    Outbox,
+    /// Its workflow shard's outbox; the task may be on its way into its partition's backlog.
+    Outbox(Arc<Spill>),
     /// The backlog of its queue's partition: (partition shard, sequence number).
     Backlog(GroupId, u64),
     /// A query riding on a workflow task queue (see `frontend::queries`): nothing durable.
     Query(u64),
+}
+
+/// The move of a queued task from its outbox record into its partition's backlog, shared by
+/// the task in the matcher and the delayed spill, which race: whichever comes second cleans up.
+#[derive(Debug, Default)]
+pub struct Spill(Mutex<SpillState>);
+
+#[derive(Debug, Default)]
+struct SpillState {
+    /// A poller took the task (it was started or found stale): no backlog entry is wanted.
+    taken: bool,
+    /// The backlog entry the spill made: (partition shard, sequence number).
+    backlog: Option<(GroupId, u64)>,
+}
+
+impl Spill {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SpillState> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// A task's identity as its partition's backlog stores it.
@@ -92,7 +117,7 @@ impl QueuedTask {
             scheduled_event_id: entry.scheduled_event_id,
             attempt: entry.attempt,
             stamp: entry.stamp,
-            origin: TaskOrigin::Outbox,
+            origin: TaskOrigin::Outbox(Arc::default()),
         })
     }
 
@@ -312,13 +337,24 @@ impl Engine {
                     run: run.clone(),
                     task,
                 },
+                false,
             ),
         }
     }
 
-    /// Moves an outbox record's task towards its queue: a waiting poller, the in-memory sticky
-    /// queue, or the partition's durable backlog.
-    fn deliver(&self, shard: GroupId, record: OutboxRecord) {
+    /// Moves an outbox record's task towards its queue: a waiting poller (sync match), else the
+    /// matcher's in-memory queue, from which it is moved into the partition's durable backlog
+    /// if no poller takes it within [`SPILL_AFTER`]. Sticky tasks stay in memory. `recovering`:
+    /// the record may already be in a backlog the matcher was rebuilt from, so it is added
+    /// there first (idempotently) and indexed only if it was not.
+    fn deliver(&self, shard: GroupId, record: OutboxRecord, recovering: bool) {
+        if matches!(
+            record.task,
+            Task::StartChild { .. } | Task::NotifyParent { .. } | Task::ParentClosePolicy(_)
+        ) {
+            tokio::spawn(transfers::run(self.clone(), shard, record));
+            return;
+        }
         let Some(task) = QueuedTask::of_record(shard, &record) else {
             return;
         };
@@ -332,79 +368,139 @@ impl Engine {
                 ),
                 false,
             ),
-            Task::Timer(_) => return,
+            _ => return,
         };
         if sticky {
             self.inner.matcher.add(&queue, task);
             TASK_DISPATCH.with_label_values(&["sticky"]).inc();
             return;
         }
-        if let Err(task) = self.inner.matcher.offer(&queue, task) {
-            let engine = self.clone();
-            tokio::spawn(async move { engine.spill(queue, task).await });
-        } else {
-            TASK_DISPATCH.with_label_values(&["sync"]).inc();
+        let engine = self.clone();
+        if recovering {
+            tokio::spawn(async move { engine.spill_recovered(queue, task).await });
+            return;
         }
+        let TaskOrigin::Outbox(spill) = task.origin.clone() else {
+            return;
+        };
+        match self.inner.matcher.offer(&queue, task.clone()) {
+            Ok(()) => TASK_DISPATCH.with_label_values(&["sync"]).inc(),
+            Err(task) => self.inner.matcher.add(&queue, task),
+        }
+        tokio::spawn(async move {
+            tokio::time::sleep(SPILL_AFTER).await;
+            if spill.lock().taken {
+                return;
+            }
+            let Some((partition, seq, _)) = engine.add_to_backlog(&queue, &task).await else {
+                return;
+            };
+            let taken = {
+                let mut state = spill.lock();
+                state.backlog = Some((partition, seq));
+                state.taken
+            };
+            if taken {
+                // Taken while the add was on its way: the entry is done with already.
+                engine.cleanup(partition, Cleanup::CompleteBacklog(queue.clone(), seq));
+            }
+            engine.cleanup(
+                task.shard,
+                Cleanup::AckOutbox(task.outbox_entry(queue.kind)),
+            );
+        });
     }
 
-    /// No poller was waiting: queue the task in its partition's backlog, then let the outbox
-    /// forget it. Until the add is applied the outbox record is the task's only copy, so a
-    /// failed proposal is retried rather than given up.
-    async fn spill(&self, queue: TaskQueueKey, task: QueuedTask) {
-        let partition = partition_shard(&queue, self.inner.shards);
+    /// After a restart: backlog first (idempotent), then index the task unless the backlog
+    /// already had it (recovery loaded the backlogs before re-sending the outboxes).
+    async fn spill_recovered(&self, queue: TaskQueueKey, task: QueuedTask) {
+        let Some((partition, seq, fresh)) = self.add_to_backlog(&queue, &task).await else {
+            return;
+        };
+        if fresh {
+            let task = QueuedTask {
+                origin: TaskOrigin::Backlog(partition, seq),
+                ..task.clone()
+            };
+            self.inner.matcher.add(&queue, task);
+        }
+        self.cleanup(
+            task.shard,
+            Cleanup::AckOutbox(task.outbox_entry(queue.kind)),
+        );
+    }
+
+    /// Adds the task to its partition's backlog: (partition, sequence number, whether the add
+    /// was new). A failed proposal is retried, since until the add is applied the outbox record
+    /// is the task's only durable copy.
+    async fn add_to_backlog(
+        &self,
+        queue: &TaskQueueKey,
+        task: &QueuedTask,
+    ) -> Option<(GroupId, u64, bool)> {
+        let partition = partition_shard(queue, self.inner.shards);
         let add = ShardCommand::Backlog(BacklogCommand::Add {
             queue: queue.clone(),
             task: task.backlog_bytes(),
         });
-        let (seq, fresh) = loop {
+        loop {
             match self.execute(partition, add.clone()).await {
                 Ok(ShardOutcome::Backlog(BacklogReply::Added { seq, fresh })) => {
-                    break (seq, fresh);
+                    if fresh {
+                        TASK_DISPATCH.with_label_values(&["backlog"]).inc();
+                    }
+                    return Some((partition, seq, fresh));
                 }
                 Ok(other) => {
                     tracing::error!(?other, "unexpected reply to a backlog add");
-                    return;
+                    return None;
                 }
                 Err(e @ ApiError::History(_)) => {
                     tracing::error!(error = %e, "backlog add refused");
-                    return;
+                    return None;
                 }
                 Err(e) => {
                     tracing::warn!(%partition, error = %e, "backlog add failed; retrying");
                     tokio::time::sleep(RETRY_BACKOFF).await;
                 }
             }
-        };
-        TASK_DISPATCH.with_label_values(&["backlog"]).inc();
-        let ack = Cleanup::AckOutbox(task.outbox_entry(queue.kind));
-        let shard = task.shard;
-        // An add that was already applied (the record was sent before a restart) is already
-        // indexed: recovery loads the backlog before it re-sends the outbox.
-        if fresh {
-            let task = QueuedTask {
-                origin: TaskOrigin::Backlog(partition, seq),
-                ..task
-            };
-            self.inner.matcher.add(&queue, task);
         }
-        let _ = self.inner.cleanups.send((shard, ack));
+    }
+
+    fn cleanup(&self, shard: GroupId, cleanup: Cleanup) {
+        let _ = self.inner.cleanups.send((shard, cleanup));
+    }
+
+    /// Acknowledges an outbox record in the next clean-up round.
+    pub fn ack_outbox_later(&self, shard: GroupId, entry: OutboxEntry) {
+        self.cleanup(shard, Cleanup::AckOutbox(entry));
     }
 
     /// A poller took `task` from `queue` and its workflow shard either recorded it started
     /// (`started`) or refused it as stale: its durable copy is not needed any more. A started
     /// task's outbox record was removed by the same apply that recorded the start.
     pub fn release(&self, queue: &TaskQueueKey, task: &QueuedTask, started: bool) {
-        let cleanup = match task.origin {
-            TaskOrigin::Backlog(partition, seq) => {
-                (partition, Cleanup::CompleteBacklog(queue.clone(), seq))
+        let backlog = match &task.origin {
+            TaskOrigin::Backlog(partition, seq) => Some((*partition, *seq)),
+            TaskOrigin::Outbox(spill) => {
+                let backlog = {
+                    let mut state = spill.lock();
+                    state.taken = true;
+                    state.backlog
+                };
+                if !started {
+                    self.cleanup(
+                        task.shard,
+                        Cleanup::AckOutbox(task.outbox_entry(queue.kind)),
+                    );
+                }
+                backlog
             }
-            TaskOrigin::Outbox if !started => (
-                task.shard,
-                Cleanup::AckOutbox(task.outbox_entry(queue.kind)),
-            ),
-            TaskOrigin::Outbox | TaskOrigin::Query(_) => return,
+            TaskOrigin::Query(_) => None,
         };
-        let _ = self.inner.cleanups.send(cleanup);
+        if let Some((partition, seq)) = backlog {
+            self.cleanup(partition, Cleanup::CompleteBacklog(queue.clone(), seq));
+        }
     }
 
     /// The queue a workflow task goes to, and whether it is a sticky one. A sticky queue whose
@@ -448,7 +544,7 @@ impl Engine {
             let records = outbox::scan(&reader)?;
             tracing::debug!(%shard, records = records.len(), "recovered outbox");
             for record in records {
-                self.deliver(shard, record);
+                self.deliver(shard, record, true);
             }
             for ms in store::scan_runs(&reader)? {
                 let run = RunKey::new(&ms.namespace_id, &ms.workflow_id, &ms.run_id);

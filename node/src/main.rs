@@ -13,6 +13,7 @@ mod metrics;
 mod namespace;
 mod server;
 mod shard;
+mod transfers;
 
 use anyhow::Context;
 use clap::Parser;

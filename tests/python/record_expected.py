@@ -6,7 +6,7 @@ import uuid
 
 from temporalio.client import Client
 
-from test_history_shapes import EXPECTED, run_and_fetch, run_continue_as_new, run_workflow_retry
+from test_history_shapes import EXPECTED, run_and_fetch, run_children, run_continue_as_new, run_workflow_retry
 from workflows_under_test import HelloWorkflow, RetryWorkflow
 
 
@@ -16,6 +16,7 @@ async def main(address: str) -> None:
         (EXPECTED / f"{name}.txt").write_text("\n".join(await run_and_fetch(client, workflow, arg)) + "\n")
     (EXPECTED / "workflow_retry.txt").write_text("\n".join(await run_workflow_retry(client)) + "\n")
     (EXPECTED / "continue_as_new.txt").write_text("\n".join(await run_continue_as_new(client)) + "\n")
+    (EXPECTED / "child_workflows.txt").write_text("\n".join(await run_children(client)) + "\n")
 
 
 if __name__ == "__main__":

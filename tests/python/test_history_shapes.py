@@ -15,7 +15,18 @@ from temporalio.common import RetryPolicy
 from temporalio.worker import Worker
 
 from harness import Server, free_port
-from workflows_under_test import ContinueTwiceWorkflow, FailOnceWorkflow, HelloWorkflow, RetryWorkflow, flaky, say_hello
+from google.protobuf.json_format import MessageToDict
+
+from workflows_under_test import (
+    ContinueTwiceWorkflow,
+    FailOnceWorkflow,
+    HelloWorkflow,
+    KidWorkflow,
+    ParentWorkflow,
+    RetryWorkflow,
+    flaky,
+    say_hello,
+)
 
 EXPECTED = Path(__file__).parent / "expected"
 
@@ -84,6 +95,31 @@ async def run_continue_as_new(client: Client) -> list[str]:
     return shapes
 
 
+def event_shape(event) -> str:
+    """An event's type and which attributes it carries (values vary from run to run)."""
+    attrs = MessageToDict(event)
+    attrs = next((v for k, v in attrs.items() if k.endswith("EventAttributes")), {})
+    return EventType.Name(event.event_type).removeprefix("EVENT_TYPE_") + " " + ",".join(sorted(attrs))
+
+
+async def run_children(client: Client) -> list[str]:
+    """The parent's child-workflow events with the attributes they carry, then the first
+    child's history. Only child events are compared from the parent: when a child's outcome
+    lands relative to the parent's own workflow tasks is a race on either server."""
+    queue = f"shapes-{uuid.uuid4()}"
+    async with Worker(client, task_queue=queue, workflows=[ParentWorkflow, KidWorkflow]):
+        handle = await client.start_workflow(ParentWorkflow.run, id=f"shapes-{uuid.uuid4()}", task_queue=queue)
+        assert await handle.result() == ["A", "KidBoom: kid failed"]
+    parent = await handle.fetch_history()
+    kid = await client.get_workflow_handle(f"{handle.id}-a").fetch_history()
+    return (
+        [event_shape(e) for e in parent.events if "CHILD" in EventType.Name(e.event_type)]
+        + ["--"]
+        + [event_shape(kid.events[0])]
+        + event_types(kid)[1:]
+    )
+
+
 async def test_hello_world_history_matches_the_real_server(client: Client):
     actual = await run_and_fetch(client, HelloWorkflow, "Temporal")
     assert actual == (EXPECTED / "hello_world.txt").read_text().split()
@@ -102,3 +138,8 @@ async def test_workflow_retry_histories_match_the_real_server(client: Client):
 async def test_continue_as_new_histories_match_the_real_server(client: Client):
     actual = await run_continue_as_new(client)
     assert actual == (EXPECTED / "continue_as_new.txt").read_text().split()
+
+
+async def test_child_workflow_histories_match_the_real_server(client: Client):
+    actual = await run_children(client)
+    assert actual == (EXPECTED / "child_workflows.txt").read_text().splitlines()

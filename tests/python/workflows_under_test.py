@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from temporalio import activity, workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ChildWorkflowError
 
 _attempts: dict[str, int] = {}
 
@@ -62,3 +62,27 @@ class ContinueTwiceWorkflow:
         if runs < 3:
             workflow.continue_as_new(runs + 1)
         return f"{runs} runs"
+
+
+@workflow.defn
+class KidWorkflow:
+    @workflow.run
+    async def run(self, x: str) -> str:
+        if x == "fail":
+            raise ApplicationError("kid failed", type="KidBoom", non_retryable=True)
+        return x.upper()
+
+
+@workflow.defn
+class ParentWorkflow:
+    """Runs a child that completes, then one that fails, one after the other."""
+
+    @workflow.run
+    async def run(self) -> list:
+        wid = workflow.info().workflow_id
+        out = [await workflow.execute_child_workflow(KidWorkflow.run, "a", id=f"{wid}-a")]
+        try:
+            await workflow.execute_child_workflow(KidWorkflow.run, "fail", id=f"{wid}-b")
+        except ChildWorkflowError as e:
+            out.append(str(e.cause))
+        return out

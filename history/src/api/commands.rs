@@ -38,6 +38,8 @@ const MAX_ID_LENGTH: usize = 1000;
 /// State shared by the commands of one completion.
 pub(crate) struct CommandContext {
     pub completed_event_id: i64,
+    /// The workflow's namespace name (child workflows are started in it).
+    pub namespace: String,
     pub identity: String,
     /// The id a retry of the run gets.
     pub new_run_id: String,
@@ -53,7 +55,7 @@ pub(crate) struct CommandFailure {
 }
 
 impl CommandFailure {
-    fn new(cause: WorkflowTaskFailedCause, detail: impl Into<String>) -> Self {
+    pub(crate) fn new(cause: WorkflowTaskFailedCause, detail: impl Into<String>) -> Self {
         CommandFailure {
             cause,
             detail: Some(detail.into()),
@@ -89,7 +91,8 @@ pub(crate) fn unsupported(commands: &[Command]) -> Option<HistoryError> {
         | CommandType::CancelWorkflowExecution
         | CommandType::ContinueAsNewWorkflowExecution
         | CommandType::UpsertWorkflowSearchAttributes
-        | CommandType::ModifyWorkflowProperties => None,
+        | CommandType::ModifyWorkflowProperties
+        | CommandType::StartChildWorkflowExecution => None,
         CommandType::Unspecified => Some(HistoryError::InvalidArgument(format!(
             "Unknown command type: {}",
             c.command_type
@@ -139,6 +142,14 @@ pub(crate) fn handle(tx: &mut Tx, ctx: &mut CommandContext, command: &Command) -
             CommandType::ScheduleActivityTask,
             Some(CommandAttributes::ScheduleActivityTaskCommandAttributes(a)),
         ) => schedule_activity(tx, ctx, a.clone()),
+        (
+            CommandType::StartChildWorkflowExecution,
+            Some(CommandAttributes::StartChildWorkflowExecutionCommandAttributes(a)),
+        ) => super::children::start_child(tx, ctx, a.clone()),
+        (CommandType::StartChildWorkflowExecution, _) => Err(CommandFailure::new(
+            C::BadStartChildExecutionAttributes,
+            "StartChildWorkflowExecutionCommandAttributes is not set on StartChildWorkflowExecutionCommand.",
+        )),
         (CommandType::ScheduleActivityTask, _) => Err(CommandFailure::new(
             C::BadScheduleActivityAttributes,
             "ScheduleActivityTaskCommandAttributes is not set on ScheduleActivityTaskCommand.",

@@ -2,6 +2,7 @@
 //! mutable state and the request (which carries `now` and any generated ids).
 
 pub mod activity;
+pub mod children;
 pub(crate) mod commands;
 pub mod lifecycle;
 pub mod signal;
@@ -29,6 +30,9 @@ pub enum RunRequest {
     Terminate(lifecycle::TerminateRequest),
     RequestCancel(lifecycle::RequestCancelRequest),
     FireTimer(timer::FireTimerRequest),
+    ChildStarted(children::ChildStartedRequest),
+    ChildStartFailed(children::ChildStartFailedRequest),
+    ChildClosed(children::ChildClosedRequest),
 }
 
 /// The reply matching a [`RunRequest`].
@@ -84,5 +88,8 @@ pub fn apply(ms: &mut MutableState, req: RunRequest) -> Result<Transition<RunRep
             RunReply::Empty
         }),
         R::FireTimer(r) => map(timer::fire_timer(ms, r), |_| RunReply::Empty),
+        R::ChildStarted(r) => map(children::child_started(ms, r), |_| RunReply::Empty),
+        R::ChildStartFailed(r) => map(children::child_start_failed(ms, r), |_| RunReply::Empty),
+        R::ChildClosed(r) => map(children::child_closed(ms, r), |_| RunReply::Empty),
     }
 }

@@ -4,7 +4,10 @@
 
 use serde::{Deserialize, Serialize};
 use temporalio_protos::temporal::api::{
-    common::v1::{Header, Memo, Payloads, Priority, RetryPolicy, SearchAttributes, WorkflowType},
+    common::v1::{
+        Header, Memo, Payloads, Priority, RetryPolicy, SearchAttributes, WorkflowExecution,
+        WorkflowType,
+    },
     enums::v1::{ContinueAsNewInitiator, WorkflowIdConflictPolicy, WorkflowIdReusePolicy},
     history::v1::{
         HistoryEvent, WorkflowExecutionStartedEventAttributes,
@@ -17,7 +20,7 @@ use super::signal::{SignalRequest, add_signal};
 use crate::{
     error::{HistoryError, Result},
     events::{json_string_payloads, new_event},
-    mutable_state::{MutableState, WorkflowStatus},
+    mutable_state::{MutableState, ParentInfo, WorkflowStatus},
     retry,
     tasks::{Task, TaskQueueRef, TimerKind},
     time::{Nanos, SECOND, from_duration, opt_duration, to_duration, to_timestamp},
@@ -63,6 +66,8 @@ pub struct StartWorkflowRequest {
     /// Static summary and details; kept on the WorkflowExecutionStarted event.
     #[serde(with = "crate::pb::opt")]
     pub user_metadata: Option<UserMetadata>,
+    /// Set when a parent workflow starts this one as its child.
+    pub parent: Option<ParentInfo>,
     pub now: Nanos,
 }
 
@@ -351,6 +356,7 @@ pub fn continue_run(
         id_conflict_policy: 0,
         start_delay: continuation.backoff,
         user_metadata: None,
+        parent: previous.parent.clone(),
         now: continuation.now,
     };
     // Continue-as-new starts what the workflow asked for; only the execution (its deadline,
@@ -438,12 +444,15 @@ fn create_run(
         sticky: None,
         activities: Default::default(),
         timers: Default::default(),
+        children: Default::default(),
+        parent: req.parent.clone(),
         buffered_events: Vec::new(),
         signal_request_ids: Default::default(),
         cancel_requested: false,
         cancel_request_id: String::new(),
         completion_event_id: 0,
     };
+    let parent = req.parent.as_ref();
     let mut tx = Tx::new(ms, now);
     let mut started = new_event(
         now,
@@ -455,9 +464,9 @@ fn create_run(
                 task_queue: Some(TaskQueueRef::normal(req.task_queue.clone()).to_proto()),
                 header: req.header.clone(),
                 input: req.input.clone(),
-                // A first run states its timeouts even when unset; a continuation, like the real
-                // server's, only the ones that are set.
-                workflow_execution_timeout: if chained.is_some() {
+                // A first run states its timeouts even when unset; a continuation or a child,
+                // like the real server's, only the ones that are set.
+                workflow_execution_timeout: if chained.is_some() || parent.is_some() {
                     opt_duration(req.execution_timeout)
                 } else {
                     Some(to_duration(req.execution_timeout))
@@ -483,12 +492,26 @@ fn create_run(
                 last_completion_result: continued
                     .and_then(|c| c.continue_as_new.as_ref())
                     .and_then(|a| a.last_completion_result.clone()),
-                first_workflow_task_backoff: (req.start_delay > 0)
+                // The real server states a child's backoff even when it is zero.
+                first_workflow_task_backoff: (req.start_delay > 0 || parent.is_some())
                     .then(|| to_duration(req.start_delay)),
                 memo: req.memo.clone(),
                 search_attributes: req.search_attributes.clone(),
                 workflow_id: req.workflow_id.clone(),
                 priority: req.priority.clone(),
+                parent_workflow_namespace: parent.map(|p| p.namespace.clone()).unwrap_or_default(),
+                parent_workflow_namespace_id: parent
+                    .map(|p| p.namespace_id.clone())
+                    .unwrap_or_default(),
+                parent_workflow_execution: parent.map(|p| WorkflowExecution {
+                    workflow_id: p.workflow_id.clone(),
+                    run_id: p.run_id.clone(),
+                }),
+                parent_initiated_event_id: parent.map_or(0, |p| p.initiated_event_id),
+                root_workflow_execution: parent.map(|p| WorkflowExecution {
+                    workflow_id: p.root_workflow_id.clone(),
+                    run_id: p.root_run_id.clone(),
+                }),
                 ..Default::default()
             },
         ),

@@ -108,6 +108,8 @@ pub struct StickyAttributes {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CompleteWorkflowTaskRequest {
     pub token: WorkflowTaskToken,
+    /// The namespace's name (commands that start child workflows name it in their events).
+    pub namespace: String,
     #[serde(with = "crate::pb::vec")]
     pub commands: Vec<Command>,
     pub identity: String,
@@ -382,6 +384,7 @@ pub fn complete_workflow_task(
 
         let mut ctx = CommandContext {
             completed_event_id: completed_id,
+            namespace: req.namespace.clone(),
             identity: req.identity.clone(),
             new_run_id: req.new_run_id.clone(),
             has_buffered: had_buffered,

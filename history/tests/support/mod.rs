@@ -61,6 +61,7 @@ pub fn start_request(workflow_id: &str, run_id: &str, request_id: &str) -> Start
         id_conflict_policy: 0,
         start_delay: 0,
         user_metadata: None,
+        parent: None,
         now: T0,
     }
 }
@@ -73,6 +74,7 @@ pub fn complete_request(
 ) -> CompleteWorkflowTaskRequest {
     CompleteWorkflowTaskRequest {
         token: WorkflowTaskToken::of(task),
+        namespace: "default".into(),
         commands,
         identity: "worker".into(),
         sticky_attributes: None,

@@ -280,6 +280,7 @@ impl Workflows {
             id_conflict_policy: f.id_conflict_policy,
             start_delay: from_duration(f.start_delay.as_ref()),
             user_metadata: f.user_metadata,
+            parent: None,
             now: now_nanos(),
         })
     }
@@ -595,6 +596,7 @@ impl Workflows {
         });
         let request = RunRequest::CompleteWorkflowTask(CompleteWorkflowTaskRequest {
             token,
+            namespace: req.namespace.clone(),
             commands: req.commands,
             identity: req.identity,
             sticky_attributes,
@@ -1065,6 +1067,7 @@ impl Workflows {
             workflow_execution_info: Some(d.workflow_execution_info),
             pending_activities: d.pending_activities,
             pending_workflow_task: d.pending_workflow_task,
+            pending_children: d.pending_children,
             ..Default::default()
         })
     }

@@ -1,0 +1,224 @@
+//! The child-workflow tasks of the outbox: work one shard's leader does in another shard (or
+//! another workflow of the same shard) on behalf of a committed transition.
+//!
+//! - `StartChild`: start the child the parent's initiated event describes, then report
+//!   `ChildStarted` (or `ChildStartFailed`) to the parent; that apply removes the record.
+//! - `NotifyParent`: report a closed child's outcome to its parent (`ChildClosed`).
+//! - `ParentClosePolicy`: terminate or cancel a closed parent's child.
+//!
+//! Each is retried until it lands (the outbox record is its only trigger) and is idempotent:
+//! the child start reuses a request id derived from the initiation, and the parent ignores
+//! reports about children it no longer waits for. A report the target refuses as stale
+//! (closed parent, child already gone) ends the task; the record is then acknowledged.
+
+use std::time::Duration;
+
+use dura_history::{
+    HistoryError, RunRequest, Task,
+    api::{
+        children::{
+            ChildClosedRequest, ChildStartFailedRequest, ChildStartedRequest,
+            outcome_of_close_event,
+        },
+        lifecycle::{RequestCancelRequest, TerminateRequest},
+        start::StartWorkflowRequest,
+    },
+    keys::RunKey,
+    mutable_state::ParentInfo,
+    outbox::{OutboxEntry, OutboxRecord},
+    store,
+    tasks::ParentClosePolicyTask,
+    time::from_duration,
+};
+use dura_raft_store::GroupId;
+use temporalio_protos::temporal::api::{
+    enums::v1::ParentClosePolicy,
+    history::v1::{HistoryEvent, history_event::Attributes},
+};
+
+use crate::{
+    engine::{Engine, now_nanos},
+    error::{ApiError, ApiResult},
+    shard::{ReaderKv, ShardCommand, ShardOutcome},
+};
+
+const RETRY_BACKOFF: Duration = Duration::from_millis(500);
+
+/// Carries out one child-workflow outbox record of `shard`, then acknowledges it.
+pub async fn run(engine: Engine, shard: GroupId, record: OutboxRecord) {
+    let Some(entry) = OutboxEntry::of(&record.run, &record.task) else {
+        return;
+    };
+    loop {
+        let attempt = match &record.task {
+            Task::StartChild { initiated_event_id } => {
+                start_child(&engine, &record.run, *initiated_event_id).await
+            }
+            Task::NotifyParent {
+                completion_event_id,
+            } => notify_parent(&engine, &record.run, *completion_event_id).await,
+            Task::ParentClosePolicy(task) => parent_close_policy(&engine, task).await,
+            _ => Ok(()),
+        };
+        match attempt {
+            Ok(()) => break,
+            // The target's verdict is final: it does not (or no longer) want this report.
+            Err(ApiError::History(
+                HistoryError::NotFound(_) | HistoryError::WorkflowAlreadyStarted { .. },
+            )) => break,
+            Err(e) => {
+                tracing::debug!(workflow_id = %record.run.workflow_id, error = %e, "child workflow task failed; retrying");
+                tokio::time::sleep(RETRY_BACKOFF).await;
+            }
+        }
+    }
+    engine.ack_outbox_later(shard, entry);
+}
+
+fn read_event(reader: &ReaderKv, run: &RunKey, event_id: i64) -> ApiResult<HistoryEvent> {
+    store::read_history(reader, run, event_id, event_id + 1, 1, false)?
+        .events
+        .pop()
+        .ok_or_else(|| {
+            ApiError::Internal(format!("event {event_id} of run {} missing", run.run_id))
+        })
+}
+
+fn read_run(engine: &Engine, run: &RunKey) -> ApiResult<(ReaderKv, dura_history::MutableState)> {
+    let reader = engine.reader(engine.shard_for(&run.namespace_id, &run.workflow_id))?;
+    let ms = store::read_run(&reader, run)?
+        .ok_or_else(|| HistoryError::NotFound(format!("run {} not found", run.run_id)))?;
+    Ok((reader, ms))
+}
+
+async fn start_child(engine: &Engine, parent: &RunKey, initiated_event_id: i64) -> ApiResult<()> {
+    let (reader, ms) = read_run(engine, parent)?;
+    if ms
+        .children
+        .get(&initiated_event_id)
+        .is_none_or(|c| c.is_started())
+    {
+        return Ok(());
+    }
+    let Some(Attributes::StartChildWorkflowExecutionInitiatedEventAttributes(a)) =
+        read_event(&reader, parent, initiated_event_id)?.attributes
+    else {
+        return Err(ApiError::Internal(format!(
+            "event {initiated_event_id} does not initiate a child"
+        )));
+    };
+    let (root_workflow_id, root_run_id) = match &ms.parent {
+        Some(p) => (p.root_workflow_id.clone(), p.root_run_id.clone()),
+        None => (parent.workflow_id.clone(), parent.run_id.clone()),
+    };
+    let now = now_nanos();
+    #[allow(deprecated)] // the real server still fills the initiated event's namespace
+    let namespace = a.namespace.clone();
+    let start = StartWorkflowRequest {
+        namespace_id: a.namespace_id.clone(),
+        workflow_id: a.workflow_id.clone(),
+        run_id: uuid::Uuid::new_v4().to_string(),
+        // The same for every attempt, so a start retried after a crash finds its own run.
+        request_id: format!("{}:{initiated_event_id}", parent.run_id),
+        workflow_type: a.workflow_type.map(|t| t.name).unwrap_or_default(),
+        task_queue: a.task_queue.map(|q| q.name).unwrap_or_default(),
+        input: a.input,
+        execution_timeout: from_duration(a.workflow_execution_timeout.as_ref()),
+        run_timeout: from_duration(a.workflow_run_timeout.as_ref()),
+        task_timeout: from_duration(a.workflow_task_timeout.as_ref()),
+        retry_policy: a.retry_policy,
+        memo: a.memo,
+        search_attributes: a.search_attributes,
+        header: a.header.clone(),
+        priority: a.priority,
+        identity: String::new(),
+        id_reuse_policy: a.workflow_id_reuse_policy,
+        id_conflict_policy: 0,
+        start_delay: 0,
+        user_metadata: None,
+        parent: Some(ParentInfo {
+            namespace,
+            namespace_id: parent.namespace_id.clone(),
+            workflow_id: parent.workflow_id.clone(),
+            run_id: parent.run_id.clone(),
+            initiated_event_id,
+            root_workflow_id,
+            root_run_id,
+        }),
+        now,
+    };
+    let child_shard = engine.shard_for(&a.namespace_id, &a.workflow_id);
+    let report = match engine
+        .execute(child_shard, ShardCommand::Start(start))
+        .await
+    {
+        Ok(ShardOutcome::Started { reply, .. }) => RunRequest::ChildStarted(ChildStartedRequest {
+            initiated_event_id,
+            run_id: reply.run_id,
+            header: a.header,
+            now,
+        }),
+        Err(ApiError::History(HistoryError::WorkflowAlreadyStarted { .. })) => {
+            RunRequest::ChildStartFailed(ChildStartFailedRequest {
+                initiated_event_id,
+                now,
+            })
+        }
+        Ok(other) => {
+            return Err(ApiError::Internal(format!(
+                "unexpected outcome of a child start: {other:?}"
+            )));
+        }
+        Err(e) => return Err(e),
+    };
+    engine.execute_run(parent, report).await.map(|_| ())
+}
+
+async fn notify_parent(engine: &Engine, child: &RunKey, completion_event_id: i64) -> ApiResult<()> {
+    let (reader, ms) = read_run(engine, child)?;
+    let Some(parent) = ms.parent else {
+        return Ok(());
+    };
+    let event = read_event(&reader, child, completion_event_id)?;
+    let Some(outcome) = event.attributes.as_ref().and_then(outcome_of_close_event) else {
+        return Err(ApiError::Internal(format!(
+            "event {completion_event_id} does not close run {}",
+            child.run_id
+        )));
+    };
+    let parent_run = RunKey::new(&parent.namespace_id, &parent.workflow_id, &parent.run_id);
+    let report = RunRequest::ChildClosed(ChildClosedRequest {
+        initiated_event_id: parent.initiated_event_id,
+        run_id: child.run_id.clone(),
+        outcome,
+        now: now_nanos(),
+    });
+    engine.execute_run(&parent_run, report).await.map(|_| ())
+}
+
+/// Like the real server, the policy reaches the child's chain as it is now (it may have
+/// continued as new), but never an unrelated later workflow with the same id.
+async fn parent_close_policy(engine: &Engine, task: &ParentClosePolicyTask) -> ApiResult<()> {
+    let reader = engine.reader(engine.shard_for(&task.namespace_id, &task.workflow_id))?;
+    let (run, ms) = store::resolve_run(&reader, &task.namespace_id, &task.workflow_id, "")?;
+    if ms.first_execution_run_id != task.run_id || !ms.is_running() {
+        return Ok(());
+    }
+    let now = now_nanos();
+    let request = if task.policy == ParentClosePolicy::Terminate as i32 {
+        RunRequest::Terminate(TerminateRequest {
+            reason: "by parent close policy".into(),
+            details: None,
+            identity: "history-service".into(),
+            now,
+        })
+    } else {
+        RunRequest::RequestCancel(RequestCancelRequest {
+            reason: String::new(),
+            identity: "history-service".into(),
+            request_id: uuid::Uuid::new_v4().to_string(),
+            now,
+        })
+    };
+    engine.execute_run(&run, request).await.map(|_| ())
+}
