@@ -8,7 +8,7 @@ import uuid
 from temporalio.api.enums.v1 import EventType
 from temporalio.worker import Worker
 
-from workflows_under_test import HelloWorkflow, say_hello
+from workflows_under_test import HelloWorkflow, KidWorkflow, ParentWorkflow, say_hello
 
 async def test_200_concurrent_workflows_all_complete(server):
     client = await server.start()
@@ -43,3 +43,27 @@ async def test_every_workflow_completes_after_sigkill_mid_run(server):
         history = await client.get_workflow_handle(wid).fetch_history()
         types = [e.event_type for e in history.events]
         assert types.count(EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED) == 1
+
+
+async def test_parents_and_children_complete_after_sigkill_mid_run(server):
+    """Child starts and child outcomes cross shards through the outbox: none may be lost or
+    doubled when the server dies with some of them in flight."""
+    client = await server.start()
+    queue = f"crash-children-{uuid.uuid4()}"
+    ids = [f"parent-{i}-{uuid.uuid4()}" for i in range(30)]
+    async with Worker(client, task_queue=queue, workflows=[ParentWorkflow, KidWorkflow]):
+        handles = [await client.start_workflow(ParentWorkflow.run, id=wid, task_queue=queue) for wid in ids]
+        await handles[0].result()
+        server.kill9()
+    client = await server.start()
+    async with Worker(client, task_queue=queue, workflows=[ParentWorkflow, KidWorkflow]):
+        results = await asyncio.wait_for(
+            asyncio.gather(*[client.get_workflow_handle(wid).result() for wid in ids]), timeout=240
+        )
+    assert results == [["A", "KidBoom: kid failed"]] * len(ids)
+    for wid in ids:
+        types = [e.event_type for e in (await client.get_workflow_handle(wid).fetch_history()).events]
+        assert types.count(EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED) == 2
+        assert types.count(EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED) == 2
+        assert types.count(EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED) == 1
+        assert types.count(EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_FAILED) == 1
