@@ -72,6 +72,12 @@ pub fn event_type_of(attrs: &Attributes) -> EventType {
         A::ChildWorkflowExecutionTerminatedEventAttributes(_) => {
             EventType::ChildWorkflowExecutionTerminated
         }
+        A::WorkflowExecutionUpdateAcceptedEventAttributes(_) => {
+            EventType::WorkflowExecutionUpdateAccepted
+        }
+        A::WorkflowExecutionUpdateCompletedEventAttributes(_) => {
+            EventType::WorkflowExecutionUpdateCompleted
+        }
         _ => EventType::Unspecified,
     }
 }
@@ -103,6 +109,8 @@ pub fn is_bufferable(t: EventType) -> bool {
             | EventType::TimerCanceled
             | EventType::MarkerRecorded
             | EventType::StartChildWorkflowExecutionInitiated
+            | EventType::WorkflowExecutionUpdateAccepted
+            | EventType::WorkflowExecutionUpdateCompleted
             | EventType::UpsertWorkflowSearchAttributes
             | EventType::WorkflowPropertiesModified
     )

@@ -77,6 +77,9 @@ pub struct WorkflowTaskInfo {
     pub request_id: String,
     pub identity: String,
     pub history_size_bytes: i64,
+    /// Scheduled only to carry updates (`api::updates`): written like a transient task, and
+    /// dropped without a trace if the worker only rejects them.
+    pub speculative: bool,
 }
 
 impl WorkflowTaskInfo {
@@ -84,8 +87,9 @@ impl WorkflowTaskInfo {
         self.started_event_id > 0
     }
 
+    /// No Scheduled/Started events in history yet (a retry attempt or a speculative task).
     pub fn is_transient(&self) -> bool {
-        self.attempt > 1
+        self.attempt > 1 || self.speculative
     }
 }
 
@@ -247,6 +251,8 @@ pub struct MutableState {
     pub children: BTreeMap<i64, ChildInfo>,
     /// Set when this run is (a continuation of) a child workflow.
     pub parent: Option<ParentInfo>,
+    /// Updates by id, from admission to outcome.
+    pub updates: BTreeMap<String, crate::api::updates::UpdateState>,
     /// Events that arrived while a workflow task was started; they get ids when flushed after
     /// that task completes (or fails).
     #[serde(with = "crate::pb::vec")]

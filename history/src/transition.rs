@@ -167,6 +167,15 @@ impl Tx {
     /// `AddWorkflowTaskScheduledEvent`). Buffered events are flushed first and make the task a
     /// normal (non-transient) one, since the worker has new events to see.
     pub fn schedule_workflow_task(&mut self) {
+        self.schedule_workflow_task_inner(false);
+    }
+
+    /// A workflow task only to carry updates; see `WorkflowTaskInfo::speculative`.
+    pub fn schedule_speculative_workflow_task(&mut self) {
+        self.schedule_workflow_task_inner(true);
+    }
+
+    fn schedule_workflow_task_inner(&mut self, speculative: bool) {
         if self.ms.workflow_task.is_some() || !self.ms.is_running() {
             return;
         }
@@ -179,7 +188,7 @@ impl Tx {
         let timeout = workflow_task_timeout(self.ms.default_workflow_task_timeout, attempt);
         self.ms.workflow_task_stamp += 1;
         let stamp = self.ms.workflow_task_stamp;
-        let scheduled_event_id = if attempt > 1 {
+        let scheduled_event_id = if attempt > 1 || speculative {
             // Transient: its Scheduled event is only written if the attempt completes.
             self.ms.next_event_id
         } else {
@@ -206,6 +215,7 @@ impl Tx {
             request_id: String::new(),
             identity: String::new(),
             history_size_bytes: 0,
+            speculative,
         });
         self.tasks.extend(workflow_task_tasks(&self.ms));
     }

@@ -40,6 +40,9 @@ pub(crate) struct CommandContext {
     pub completed_event_id: i64,
     /// The workflow's namespace name (child workflows are started in it).
     pub namespace: String,
+    /// The completion's protocol messages (updates) not yet applied, by message id.
+    pub messages:
+        std::collections::BTreeMap<String, temporalio_protos::temporal::api::protocol::v1::Message>,
     pub identity: String,
     /// The id a retry of the run gets.
     pub new_run_id: String,
@@ -92,7 +95,8 @@ pub(crate) fn unsupported(commands: &[Command]) -> Option<HistoryError> {
         | CommandType::ContinueAsNewWorkflowExecution
         | CommandType::UpsertWorkflowSearchAttributes
         | CommandType::ModifyWorkflowProperties
-        | CommandType::StartChildWorkflowExecution => None,
+        | CommandType::StartChildWorkflowExecution
+        | CommandType::ProtocolMessage => None,
         CommandType::Unspecified => Some(HistoryError::InvalidArgument(format!(
             "Unknown command type: {}",
             c.command_type
@@ -146,6 +150,23 @@ pub(crate) fn handle(tx: &mut Tx, ctx: &mut CommandContext, command: &Command) -
             CommandType::StartChildWorkflowExecution,
             Some(CommandAttributes::StartChildWorkflowExecutionCommandAttributes(a)),
         ) => super::children::start_child(tx, ctx, a.clone()),
+        (
+            CommandType::ProtocolMessage,
+            Some(CommandAttributes::ProtocolMessageCommandAttributes(a)),
+        ) => match ctx.messages.remove(&a.message_id) {
+            Some(message) => super::updates::apply_message(tx, &message),
+            None => Err(CommandFailure::new(
+                C::BadUpdateWorkflowExecutionMessage,
+                format!(
+                    "ProtocolMessageCommand names unknown message {}",
+                    a.message_id
+                ),
+            )),
+        },
+        (CommandType::ProtocolMessage, _) => Err(CommandFailure::new(
+            C::BadUpdateWorkflowExecutionMessage,
+            "ProtocolMessageCommandAttributes is not set on ProtocolMessageCommand.",
+        )),
         (CommandType::StartChildWorkflowExecution, _) => Err(CommandFailure::new(
             C::BadStartChildExecutionAttributes,
             "StartChildWorkflowExecutionCommandAttributes is not set on StartChildWorkflowExecutionCommand.",

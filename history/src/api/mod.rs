@@ -8,6 +8,7 @@ pub mod lifecycle;
 pub mod signal;
 pub mod start;
 pub mod timer;
+pub mod updates;
 pub mod workflow_task;
 
 use serde::{Deserialize, Serialize};
@@ -33,6 +34,7 @@ pub enum RunRequest {
     ChildStarted(children::ChildStartedRequest),
     ChildStartFailed(children::ChildStartFailedRequest),
     ChildClosed(children::ChildClosedRequest),
+    AdmitUpdate(updates::AdmitUpdateRequest),
 }
 
 /// The reply matching a [`RunRequest`].
@@ -42,6 +44,7 @@ pub enum RunReply {
     WorkflowTaskCompleted(workflow_task::CompleteWorkflowTaskReply),
     ActivityTaskStarted(activity::ActivityTaskStartedReply),
     Heartbeat(activity::HeartbeatReply),
+    Update(updates::UpdateState),
     Empty,
 }
 
@@ -91,5 +94,6 @@ pub fn apply(ms: &mut MutableState, req: RunRequest) -> Result<Transition<RunRep
         R::ChildStarted(r) => map(children::child_started(ms, r), |_| RunReply::Empty),
         R::ChildStartFailed(r) => map(children::child_start_failed(ms, r), |_| RunReply::Empty),
         R::ChildClosed(r) => map(children::child_closed(ms, r), |_| RunReply::Empty),
+        R::AdmitUpdate(r) => map(updates::admit_update(ms, r), RunReply::Update),
     }
 }

@@ -446,6 +446,7 @@ fn create_run(
         timers: Default::default(),
         children: Default::default(),
         parent: req.parent.clone(),
+        updates: Default::default(),
         buffered_events: Vec::new(),
         signal_request_ids: Default::default(),
         cancel_requested: false,

@@ -12,10 +12,14 @@ use temporalio_protos::temporal::api::{
         HistoryEvent, WorkflowTaskCompletedEventAttributes, WorkflowTaskScheduledEventAttributes,
         WorkflowTaskStartedEventAttributes, history_event::Attributes,
     },
+    protocol::v1::Message,
     sdk::v1::WorkflowTaskCompletedMetadata,
 };
 
-use super::commands::{self, CommandContext};
+use super::{
+    commands::{self, CommandContext},
+    updates,
+};
 use crate::{
     error::{HistoryError, Result},
     events::{go_enum_name, new_event, server_failure},
@@ -65,6 +69,9 @@ pub struct WorkflowTaskStartedReply {
     #[serde(with = "crate::pb::vec")]
     pub transient_events: Vec<HistoryEvent>,
     pub history_size_bytes: i64,
+    /// The admitted updates the task carries to the worker.
+    #[serde(with = "crate::pb::vec")]
+    pub messages: Vec<Message>,
 }
 
 impl WorkflowTaskStartedReply {
@@ -112,6 +119,9 @@ pub struct CompleteWorkflowTaskRequest {
     pub namespace: String,
     #[serde(with = "crate::pb::vec")]
     pub commands: Vec<Command>,
+    /// Protocol messages (update acceptances, rejections, responses).
+    #[serde(with = "crate::pb::vec")]
+    pub messages: Vec<Message>,
     pub identity: String,
     pub sticky_attributes: Option<StickyAttributes>,
     /// Stored verbatim in WorkflowTaskCompleted (the SDKs keep their flags there).
@@ -137,6 +147,9 @@ pub struct CompleteWorkflowTaskReply {
     /// The completion was turned into a workflow task failure (bad command, unhandled command):
     /// the transition is committed, and the RPC must answer with this error.
     pub task_failed: Option<HistoryError>,
+    /// A speculative task was discarded: the worker must forget what it saw after this event
+    /// (the last completed task's started event), as with the real server.
+    pub reset_history_event_id: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -273,6 +286,7 @@ fn started_reply(ms: &MutableState) -> WorkflowTaskStartedReply {
             Vec::new()
         },
         history_size_bytes: wt.history_size_bytes,
+        messages: super::updates::request_messages(ms, wt.started_event_id),
     }
 }
 
@@ -341,6 +355,25 @@ pub fn complete_workflow_task(
         }
         commands::validate_sequence(&req.commands)?;
 
+        if wt.speculative
+            && req.commands.is_empty()
+            && tx.ms.buffered_events.is_empty()
+            && updates::only_rejections(&req.messages)
+        {
+            // Like the real server: a speculative task that only rejected updates leaves no
+            // trace in history.
+            tx.ms.workflow_task = None;
+            for message in &req.messages {
+                updates::apply_message(tx, message)
+                    .map_err(|f| HistoryError::InvalidArgument(f.message()))?;
+            }
+            return Ok(CompleteWorkflowTaskReply {
+                new_workflow_task: None,
+                task_failed: None,
+                reset_history_event_id: tx.ms.last_completed_wt_started_event_id,
+            });
+        }
+
         let before = tx.ms.clone();
         let had_buffered = !tx.ms.buffered_events.is_empty();
         // The task is gone before its completion is written, so command events go straight to
@@ -389,9 +422,31 @@ pub fn complete_workflow_task(
             new_run_id: req.new_run_id.clone(),
             has_buffered: had_buffered,
             activity_not_started_cancelled: false,
+            messages: req
+                .messages
+                .iter()
+                .map(|m| (m.id.clone(), m.clone()))
+                .collect(),
         };
-        for command in &req.commands {
-            if let Err(failure) = commands::handle(tx, &mut ctx, command) {
+        // Messages no command names are applied after the commands, in the order sent.
+        let unnamed = |ctx: &CommandContext| {
+            req.messages
+                .iter()
+                .filter(|m| ctx.messages.contains_key(&m.id))
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        let outcome = req
+            .commands
+            .iter()
+            .try_for_each(|command| commands::handle(tx, &mut ctx, command))
+            .and_then(|()| {
+                unnamed(&ctx)
+                    .iter()
+                    .try_for_each(|message| updates::apply_message(tx, message))
+            });
+        {
+            if let Err(failure) = outcome {
                 let message = failure.message();
                 if wt.is_transient() && failure.cause != WorkflowTaskFailedCause::UnhandledCommand {
                     // A task that keeps failing is dropped; it times out and is retried.
@@ -411,6 +466,7 @@ pub fn complete_workflow_task(
                 return Ok(CompleteWorkflowTaskReply {
                     new_workflow_task: None,
                     task_failed: Some(HistoryError::InvalidArgument(message)),
+                    reset_history_event_id: 0,
                 });
             }
         }
@@ -419,7 +475,8 @@ pub fn complete_workflow_task(
         if tx.ms.is_running() {
             let needs_task = req.force_create_new_workflow_task
                 || ctx.has_buffered
-                || ctx.activity_not_started_cancelled;
+                || ctx.activity_not_started_cancelled
+                || updates::has_admitted(&tx.ms);
             if needs_task {
                 tx.schedule_workflow_task();
                 if req.return_new_workflow_task {
@@ -438,6 +495,7 @@ pub fn complete_workflow_task(
         Ok(CompleteWorkflowTaskReply {
             new_workflow_task,
             task_failed: None,
+            reset_history_event_id: 0,
         })
     })
 }

@@ -76,6 +76,7 @@ pub fn complete_request(
         token: WorkflowTaskToken::of(task),
         namespace: "default".into(),
         commands,
+        messages: Vec::new(),
         identity: "worker".into(),
         sticky_attributes: None,
         sdk_metadata: None,

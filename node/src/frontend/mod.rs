@@ -437,6 +437,26 @@ impl WorkflowService for Frontend {
         reply(self.workflows().describe_task_queue(request.into_inner()))
     }
 
+    async fn update_workflow_execution(
+        &self,
+        request: Request<wfsvc::UpdateWorkflowExecutionRequest>,
+    ) -> RpcResult<wfsvc::UpdateWorkflowExecutionResponse> {
+        let timeout = workflows::grpc_timeout(&request);
+        reply(self.workflows().update(request.into_inner(), timeout).await)
+    }
+
+    async fn poll_workflow_execution_update(
+        &self,
+        request: Request<wfsvc::PollWorkflowExecutionUpdateRequest>,
+    ) -> RpcResult<wfsvc::PollWorkflowExecutionUpdateResponse> {
+        let timeout = workflows::grpc_timeout(&request);
+        reply(
+            self.workflows()
+                .poll_update(request.into_inner(), timeout)
+                .await,
+        )
+    }
+
     async fn query_workflow(
         &self,
         request: Request<wfsvc::QueryWorkflowRequest>,

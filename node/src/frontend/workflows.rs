@@ -15,6 +15,7 @@ use dura_history::{
         lifecycle::{RequestCancelRequest, TerminateRequest},
         signal::SignalRequest,
         start::StartWorkflowRequest,
+        updates::{AdmitUpdateRequest, UpdateState, update_state},
         workflow_task::{
             CompleteWorkflowTaskRequest, FailWorkflowTaskRequest, RecordWorkflowTaskStartedRequest,
             StickyAttributes, WorkflowTaskStartedReply, WorkflowTaskToken,
@@ -36,6 +37,7 @@ use temporalio_protos::temporal::api::{
     history::v1::History,
     sdk::v1::UserMetadata,
     taskqueue::v1::{PollerInfo, TaskQueue},
+    update::v1::{Outcome as UpdateOutcome, UpdateRef},
     workflowservice::v1 as pb,
 };
 use tokio::time::Instant;
@@ -52,6 +54,8 @@ use crate::{
 const LONG_POLL: Duration = Duration::from_secs(60);
 /// GetWorkflowExecutionHistory(wait_new_event) returns an empty page after this long.
 const HISTORY_LONG_POLL: Duration = Duration::from_secs(20);
+/// Update waits answer the stage reached after this long (Temporal's history long poll).
+const UPDATE_LONG_POLL: Duration = HISTORY_LONG_POLL;
 const DEFAULT_HISTORY_PAGE: usize = 1000;
 
 /// Everything the workflow handlers need.
@@ -555,6 +559,7 @@ impl Workflows {
             workflow_execution_task_queue: Some(started.task_queue.to_proto()),
             scheduled_time: Some(to_timestamp(started.scheduled_time)),
             started_time: Some(to_timestamp(started.started_time)),
+            messages: started.messages,
             ..Default::default()
         })
     }
@@ -598,6 +603,7 @@ impl Workflows {
             token,
             namespace: req.namespace.clone(),
             commands: req.commands,
+            messages: req.messages,
             identity: req.identity,
             sticky_attributes,
             sdk_metadata: req.sdk_metadata,
@@ -634,6 +640,7 @@ impl Workflows {
         };
         Ok(pb::RespondWorkflowTaskCompletedResponse {
             workflow_task,
+            reset_history_event_id: reply.reset_history_event_id,
             ..Default::default()
         })
     }
@@ -652,6 +659,132 @@ impl Workflows {
         });
         self.engine.execute_run(&run, request).await?;
         Ok(())
+    }
+
+    // ------------------------------------------------------------------ updates
+
+    /// UpdateWorkflowExecution: admits the update (once per update id), then waits until it
+    /// reaches the requested stage or the long poll ends, answering the stage it reached.
+    pub async fn update(
+        &self,
+        req: pb::UpdateWorkflowExecutionRequest,
+        grpc_timeout: Option<Duration>,
+    ) -> ApiResult<pb::UpdateWorkflowExecutionResponse> {
+        let ns = self.namespace_id(&req.namespace)?;
+        let execution = req.workflow_execution.unwrap_or_default();
+        required(&execution.workflow_id, "WorkflowId")?;
+        let request = req.request.ok_or_else(|| {
+            ApiError::InvalidArgument("Update request is not set on request.".into())
+        })?;
+        if request.input.as_ref().is_none_or(|i| i.name.is_empty()) {
+            return Err(ApiError::InvalidArgument(
+                "Update name is not set on request.".into(),
+            ));
+        }
+        let update_id = request
+            .meta
+            .as_ref()
+            .map(|m| m.update_id.clone())
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| ApiError::InvalidArgument("Update id is not set on request.".into()))?;
+        let (_, run, ms) = self.read_run(&ns, &execution.workflow_id, &execution.run_id)?;
+        if !req.first_execution_run_id.is_empty()
+            && req.first_execution_run_id != ms.first_execution_run_id
+        {
+            return Err(ApiError::NotFound(format!(
+                "workflow execution not found for workflow ID \"{}\" and first run ID \"{}\"",
+                execution.workflow_id, req.first_execution_run_id
+            )));
+        }
+        let admit = RunRequest::AdmitUpdate(AdmitUpdateRequest {
+            update_id: update_id.clone(),
+            request,
+            now: now_nanos(),
+        });
+        self.engine.execute_run(&run, admit).await?;
+        let stage = req.wait_policy.map_or(0, |p| p.lifecycle_stage);
+        let (outcome, stage) = self
+            .wait_for_update(&run, &update_id, stage, grpc_timeout)
+            .await?;
+        Ok(pb::UpdateWorkflowExecutionResponse {
+            update_ref: Some(UpdateRef {
+                workflow_execution: Some(WorkflowExecution {
+                    workflow_id: run.workflow_id,
+                    run_id: run.run_id,
+                }),
+                update_id,
+            }),
+            outcome,
+            stage,
+            ..Default::default()
+        })
+    }
+
+    /// PollWorkflowExecutionUpdate: waits for an admitted update like `update` does.
+    pub async fn poll_update(
+        &self,
+        req: pb::PollWorkflowExecutionUpdateRequest,
+        grpc_timeout: Option<Duration>,
+    ) -> ApiResult<pb::PollWorkflowExecutionUpdateResponse> {
+        let ns = self.namespace_id(&req.namespace)?;
+        let update_ref = req.update_ref.unwrap_or_default();
+        let execution = update_ref.workflow_execution.unwrap_or_default();
+        required(&execution.workflow_id, "WorkflowId")?;
+        required(&update_ref.update_id, "UpdateId")?;
+        let (_, run, _) = self.read_run(&ns, &execution.workflow_id, &execution.run_id)?;
+        let stage = req.wait_policy.map_or(0, |p| p.lifecycle_stage);
+        let (outcome, stage) = self
+            .wait_for_update(&run, &update_ref.update_id, stage, grpc_timeout)
+            .await?;
+        Ok(pb::PollWorkflowExecutionUpdateResponse {
+            outcome,
+            stage,
+            update_ref: Some(UpdateRef {
+                workflow_execution: Some(WorkflowExecution {
+                    workflow_id: run.workflow_id,
+                    run_id: run.run_id,
+                }),
+                update_id: update_ref.update_id,
+            }),
+        })
+    }
+
+    /// Waits until the update reaches `stage` (unset: ADMITTED), for at most the long poll.
+    /// Answers the outcome (once completed) and the stage reached.
+    async fn wait_for_update(
+        &self,
+        run: &RunKey,
+        update_id: &str,
+        stage: i32,
+        grpc_timeout: Option<Duration>,
+    ) -> ApiResult<(Option<UpdateOutcome>, i32)> {
+        let deadline = poll_deadline(grpc_timeout, UPDATE_LONG_POLL);
+        let mut changed = self
+            .engine
+            .watch_workflow(&run.namespace_id, &run.workflow_id);
+        loop {
+            changed.mark_seen();
+            let (_, _, ms) = self.read_run(&run.namespace_id, &run.workflow_id, &run.run_id)?;
+            let state = update_state(&ms, update_id)?;
+            let reached = state.stage();
+            if let UpdateState::Completed { outcome } = state {
+                return Ok((Some(outcome), reached));
+            }
+            if reached >= stage.max(1) {
+                return Ok((None, reached));
+            }
+            if !ms.is_running() {
+                return Err(ApiError::NotFound(
+                    "workflow execution already completed".into(),
+                ));
+            }
+            if tokio::time::timeout_at(deadline, changed.changed())
+                .await
+                .is_err()
+            {
+                return Ok((None, reached));
+            }
+        }
     }
 
     // ------------------------------------------------------------------ queries

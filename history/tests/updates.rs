@@ -1,0 +1,217 @@
+//! Updates: admitted into mutable state, carried to the worker by a (speculative) workflow
+//! task, and written to history only once accepted.
+
+mod support;
+
+use dura_history::{
+    HistoryError,
+    api::{
+        updates::{AdmitUpdateRequest, UpdateState, admit_update},
+        workflow_task::WorkflowTaskStartedReply,
+    },
+};
+use prost::Message as _;
+use support::*;
+use temporalio_protos::temporal::api::{
+    command::v1::{Command, ProtocolMessageCommandAttributes, command::Attributes as CA},
+    enums::v1::{CommandType, EventType},
+    protocol::v1::{Message, message::SequencingId},
+    update::v1::{Acceptance, Input, Meta, Outcome, Rejection, Request, Response, outcome},
+};
+
+fn request(update_id: &str) -> Request {
+    Request {
+        meta: Some(Meta {
+            update_id: update_id.into(),
+            identity: "client".into(),
+        }),
+        input: Some(Input {
+            name: "set".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn admit(h: &mut Harness, update_id: &str) -> Result<UpdateState, HistoryError> {
+    h.run(|ms, now| {
+        admit_update(
+            ms,
+            AdmitUpdateRequest {
+                update_id: update_id.into(),
+                request: request(update_id),
+                now,
+            },
+        )
+    })
+}
+
+fn message(update_id: &str, id: &str, type_name: &str, body: Vec<u8>) -> Message {
+    Message {
+        id: id.into(),
+        protocol_instance_id: update_id.into(),
+        body: Some(prost_types::Any {
+            type_url: format!("type.googleapis.com/temporal.api.update.v1.{type_name}"),
+            value: body,
+        }),
+        sequencing_id: None,
+    }
+}
+
+fn protocol_command(message_id: &str) -> Command {
+    Command {
+        command_type: CommandType::ProtocolMessage as i32,
+        attributes: Some(CA::ProtocolMessageCommandAttributes(
+            ProtocolMessageCommandAttributes {
+                message_id: message_id.into(),
+            },
+        )),
+        ..Default::default()
+    }
+}
+
+/// A running workflow with no pending task (its first task completed without commands).
+fn idle_workflow() -> Harness {
+    let mut h = Harness::new();
+    let wt = h.poll_wt();
+    h.complete_wt(&wt, vec![]).unwrap();
+    h
+}
+
+fn accept_and_respond(h: &mut Harness, wt: &WorkflowTaskStartedReply, update_id: &str) {
+    let accept = message(
+        update_id,
+        "accept",
+        "Acceptance",
+        Acceptance {
+            accepted_request_message_id: format!("{update_id}/request"),
+            accepted_request_sequencing_event_id: wt.started_event_id - 1,
+            accepted_request: Some(request(update_id)),
+        }
+        .encode_to_vec(),
+    );
+    let respond = message(
+        update_id,
+        "respond",
+        "Response",
+        Response {
+            meta: request(update_id).meta,
+            outcome: Some(Outcome {
+                value: Some(outcome::Value::Success(payloads("done"))),
+            }),
+        }
+        .encode_to_vec(),
+    );
+    h.complete_wt_with(
+        wt,
+        vec![protocol_command("accept"), protocol_command("respond")],
+        |r| r.messages = vec![accept, respond],
+    )
+    .unwrap();
+}
+
+#[test]
+fn an_accepted_update_is_written_with_its_speculative_task() {
+    let mut h = idle_workflow();
+    let len = h.history.len();
+    assert!(matches!(
+        admit(&mut h, "u1").unwrap(),
+        UpdateState::Admitted { .. }
+    ));
+    // Admitting again is idempotent; a speculative task writes nothing yet.
+    admit(&mut h, "u1").unwrap();
+    assert_eq!(h.history.len(), len);
+    assert!(h.ms.workflow_task.as_ref().unwrap().speculative);
+
+    let wt = h.poll_wt();
+    assert_eq!(
+        h.history.len(),
+        len,
+        "Scheduled/Started travel with the task only"
+    );
+    assert_eq!(wt.transient_events.len(), 2);
+    assert_eq!(wt.messages.len(), 1);
+    assert_eq!(wt.messages[0].id, "u1/request");
+    assert_eq!(
+        wt.messages[0].sequencing_id,
+        Some(SequencingId::EventId(wt.started_event_id - 1))
+    );
+    accept_and_respond(&mut h, &wt, "u1");
+    let types: Vec<_> = h.history[len..].iter().map(|e| e.event_type()).collect();
+    assert_eq!(
+        types,
+        vec![
+            EventType::WorkflowTaskScheduled,
+            EventType::WorkflowTaskStarted,
+            EventType::WorkflowTaskCompleted,
+            EventType::WorkflowExecutionUpdateAccepted,
+            EventType::WorkflowExecutionUpdateCompleted,
+        ]
+    );
+    assert!(matches!(
+        &h.ms.updates["u1"],
+        UpdateState::Completed { outcome } if matches!(outcome.value, Some(outcome::Value::Success(_)))
+    ));
+}
+
+#[test]
+fn a_rejected_update_leaves_no_trace_in_history() {
+    let mut h = idle_workflow();
+    let len = h.history.len();
+    let next_event_id = h.ms.next_event_id;
+    admit(&mut h, "u1").unwrap();
+    let wt = h.poll_wt();
+    let reject = message(
+        "u1",
+        "reject",
+        "Rejection",
+        Rejection {
+            rejected_request_message_id: "u1/request".into(),
+            failure: Some(app_failure("no", "Invalid", true)),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+    );
+    let reply = h
+        .complete_wt_with(&wt, vec![], |r| r.messages = vec![reject])
+        .unwrap();
+    assert_eq!(
+        reply.reset_history_event_id,
+        h.ms.last_completed_wt_started_event_id
+    );
+    assert_eq!(h.history.len(), len);
+    assert_eq!(h.ms.next_event_id, next_event_id);
+    assert!(h.ms.workflow_task.is_none());
+    assert!(matches!(
+        &h.ms.updates["u1"],
+        UpdateState::Completed { outcome } if matches!(outcome.value, Some(outcome::Value::Failure(_)))
+    ));
+}
+
+#[test]
+fn an_update_admitted_during_a_task_gets_the_next_one() {
+    let mut h = Harness::new();
+    let wt = h.poll_wt();
+    admit(&mut h, "u1").unwrap();
+    // The running task did not carry it, so its completion schedules a task that will.
+    h.complete_wt(&wt, vec![]).unwrap();
+    let next = h.poll_wt();
+    assert_eq!(next.messages.len(), 1);
+    accept_and_respond(&mut h, &next, "u1");
+    assert_eq!(
+        h.events_of(EventType::WorkflowExecutionUpdateCompleted)
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn a_closed_workflow_admits_no_update() {
+    let mut h = Harness::new();
+    let wt = h.poll_wt();
+    h.complete_wt(&wt, vec![complete_workflow("x")]).unwrap();
+    assert!(matches!(
+        admit(&mut h, "u1"),
+        Err(HistoryError::NotFound(_))
+    ));
+}
