@@ -11,6 +11,7 @@
 //! | `e`  | `He ‖ ns ‖ workflow_id ‖ run_id ‖ id BE`   | `HistoryEvent` (prost)        |
 //! | `v`  | `Hv ‖ ns ‖ workflow_id ‖ run_id`           | `VisibilityRecord` (bincode)  |
 //! | `o`  | `Ho ‖ ns ‖ workflow_id ‖ run_id ‖ kind ‖ scheduled id BE` | `OutboxRecord` (bincode) |
+//! | `s`  | `Hs ‖ ns ‖ schedule_id`                    | `ScheduleRecord` (bincode)    |
 
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +21,7 @@ const MUTABLE_STATE: u8 = b'm';
 const EVENT: u8 = b'e';
 const VISIBILITY: u8 = b'v';
 const OUTBOX: u8 = b'o';
+const SCHEDULE: u8 = b's';
 
 /// Identifies one run.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -184,6 +186,23 @@ pub fn outbox(run: &RunKey, kind: u8, scheduled_event_id: i64) -> Vec<u8> {
 /// Prefix of every outbox record of the shard.
 pub fn outbox_prefix() -> Vec<u8> {
     with_kind(OUTBOX)
+}
+
+/// A schedule.
+pub fn schedule(namespace_id: &str, schedule_id: &str) -> Vec<u8> {
+    let mut k = with_kind(SCHEDULE);
+    push_str(&mut k, namespace_id);
+    push_str(&mut k, schedule_id);
+    k
+}
+
+/// Prefix of the shard's schedules, of one namespace or of all.
+pub fn schedule_prefix(namespace_id: Option<&str>) -> Vec<u8> {
+    let mut k = with_kind(SCHEDULE);
+    if let Some(ns) = namespace_id {
+        push_str(&mut k, ns);
+    }
+    k
 }
 
 #[cfg(test)]

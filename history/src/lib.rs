@@ -35,6 +35,7 @@
 //! - [`mutable_state`], [`tasks`], [`events`] (builders), [`retry`], [`error`], [`describe`].
 //! - [`keys`], [`store`]: key encodings and the key/value mapping, history paging.
 //! - [`outbox`]: dispatch tasks waiting to reach their task queue.
+//! - [`schedules`]: stored schedules and the times their specs ask for.
 //! - [`visibility`]: the per-run index record and the List/Count query language.
 
 pub mod api;
@@ -46,6 +47,7 @@ pub mod mutable_state;
 pub mod outbox;
 pub mod pb;
 pub mod retry;
+pub mod schedules;
 pub mod store;
 pub mod tasks;
 pub mod time;

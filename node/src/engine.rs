@@ -43,6 +43,7 @@ use crate::{
     cleanup::{self, Cleanup},
     error::{ApiError, ApiResult},
     metrics::TASK_DISPATCH,
+    scheduler::Scheduler,
     shard::{ReaderKv, ShardCommand, ShardOutcome, ShardReply, partition_shard, shard_for},
     transfers,
 };
@@ -177,6 +178,7 @@ struct Inner {
     matcher: Matcher<QueuedTask>,
     timers: mpsc::UnboundedSender<(GroupId, RunKey, TimerTask)>,
     cleanups: mpsc::UnboundedSender<(GroupId, Cleanup)>,
+    scheduler: Scheduler,
     /// Per workflow (namespace id, workflow id) with someone waiting: bumped after every
     /// applied change of that workflow. History long polls and queries wait on it, so a
     /// change wakes only the waiters of its own workflow.
@@ -232,6 +234,7 @@ impl Engine {
                 matcher: Matcher::new(),
                 timers,
                 cleanups,
+                scheduler: Scheduler::default(),
                 changed: Mutex::default(),
             }),
         };
@@ -251,6 +254,10 @@ impl Engine {
 
     pub fn matcher(&self) -> &Matcher<QueuedTask> {
         &self.inner.matcher
+    }
+
+    pub(crate) fn scheduler(&self) -> &Scheduler {
+        &self.inner.scheduler
     }
 
     /// The shard's applied state, for reads.
@@ -303,7 +310,7 @@ impl Engine {
                     self.dispatch(shard, new_key, task.clone());
                 }
             }
-            ShardOutcome::OutboxAcked | ShardOutcome::Backlog(_) => {}
+            ShardOutcome::OutboxAcked | ShardOutcome::Backlog(_) | ShardOutcome::Schedule(_) => {}
         }
         if let Some(workflow) = workflow {
             let changed = self.inner.changed.lock().unwrap_or_else(|e| e.into_inner());
@@ -524,7 +531,7 @@ impl Engine {
 
     /// Rebuilds the matcher and the timers after a restart: first the partitions' backlogs,
     /// then every outbox record is delivered again (its backlog add is idempotent), then the
-    /// timers armed in mutable state.
+    /// schedules and the timers armed in mutable state.
     pub fn recover(&self) -> ApiResult<()> {
         self.inner.matcher.clear();
         for partition in self.shard_ids() {
@@ -545,6 +552,9 @@ impl Engine {
             tracing::debug!(%shard, records = records.len(), "recovered outbox");
             for record in records {
                 self.deliver(shard, record, true);
+            }
+            for schedule in dura_history::schedules::scan(&reader, None)? {
+                self.arm_schedule(&schedule.namespace_id, &schedule.schedule_id);
             }
             for ms in store::scan_runs(&reader)? {
                 let run = RunKey::new(&ms.namespace_id, &ms.workflow_id, &ms.run_id);

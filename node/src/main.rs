@@ -11,6 +11,7 @@ mod grpc;
 mod logging;
 mod metrics;
 mod namespace;
+mod scheduler;
 mod server;
 mod shard;
 mod transfers;

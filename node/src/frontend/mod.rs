@@ -6,6 +6,7 @@
 mod edge;
 mod namespaces;
 mod queries;
+mod schedules;
 mod search_attributes;
 mod token;
 mod visibility;
@@ -455,6 +456,41 @@ impl WorkflowService for Frontend {
                 .poll_update(request.into_inner(), timeout)
                 .await,
         )
+    }
+
+    async fn create_schedule(
+        &self,
+        request: Request<wfsvc::CreateScheduleRequest>,
+    ) -> RpcResult<wfsvc::CreateScheduleResponse> {
+        reply(self.workflows().create_schedule(request.into_inner()).await)
+    }
+
+    async fn describe_schedule(
+        &self,
+        request: Request<wfsvc::DescribeScheduleRequest>,
+    ) -> RpcResult<wfsvc::DescribeScheduleResponse> {
+        reply(self.workflows().describe_schedule(request.into_inner()))
+    }
+
+    async fn patch_schedule(
+        &self,
+        request: Request<wfsvc::PatchScheduleRequest>,
+    ) -> RpcResult<wfsvc::PatchScheduleResponse> {
+        reply(self.workflows().patch_schedule(request.into_inner()).await)
+    }
+
+    async fn delete_schedule(
+        &self,
+        request: Request<wfsvc::DeleteScheduleRequest>,
+    ) -> RpcResult<wfsvc::DeleteScheduleResponse> {
+        reply(self.workflows().delete_schedule(request.into_inner()).await)
+    }
+
+    async fn list_schedules(
+        &self,
+        request: Request<wfsvc::ListSchedulesRequest>,
+    ) -> RpcResult<wfsvc::ListSchedulesResponse> {
+        reply(self.workflows().list_schedules(request.into_inner()))
     }
 
     async fn query_workflow(

@@ -145,7 +145,7 @@ pub struct ActivityById {
     pub activity_id: String,
 }
 
-fn required<'a>(value: &'a str, what: &str) -> ApiResult<&'a str> {
+pub(super) fn required<'a>(value: &'a str, what: &str) -> ApiResult<&'a str> {
     if value.is_empty() {
         return Err(ApiError::InvalidArgument(format!(
             "{what} is not set on request."
@@ -201,7 +201,7 @@ fn is_stale(err: &ApiError) -> bool {
 }
 
 impl Workflows {
-    fn namespace_id(&self, name: &str) -> ApiResult<String> {
+    pub(super) fn namespace_id(&self, name: &str) -> ApiResult<String> {
         if name.is_empty() {
             return Err(ApiError::InvalidArgument(
                 "Namespace not set on request.".into(),
@@ -225,7 +225,7 @@ impl Workflows {
 
     /// Reads a run (the current one when `run_id` is empty) from its shard's applied state,
     /// returning the shard's reader too for the history reads that follow.
-    fn read_run(
+    pub(super) fn read_run(
         &self,
         namespace_id: &str,
         workflow_id: &str,

@@ -16,6 +16,7 @@ use dura_history::{
     },
     keys::RunKey,
     outbox::{self, OutboxEntry},
+    schedules::{self, ScheduleRecord, ScheduleRequest},
     store::{self, KvRead, KvWrite},
 };
 use dura_matching::{
@@ -57,6 +58,8 @@ fn shard_of(parts: &[&[u8]], shards: u32) -> GroupId {
 }
 
 /// Commands carried by a shard's Raft log.
+// Serialized into the log right after construction; boxing the big variants buys nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ShardCommand {
     Start(StartWorkflowRequest),
@@ -71,6 +74,12 @@ pub enum ShardCommand {
     AckOutbox(Vec<OutboxEntry>),
     /// A change to the backlog of a task-queue partition this shard owns.
     Backlog(BacklogCommand),
+    /// A change to a schedule this shard holds.
+    Schedule {
+        namespace_id: String,
+        schedule_id: String,
+        request: ScheduleRequest,
+    },
 }
 
 impl ShardCommand {
@@ -85,7 +94,9 @@ impl ShardCommand {
                 workflow_id,
                 ..
             } => Some((namespace_id.clone(), workflow_id.clone())),
-            ShardCommand::AckOutbox(_) | ShardCommand::Backlog(_) => None,
+            ShardCommand::AckOutbox(_)
+            | ShardCommand::Backlog(_)
+            | ShardCommand::Schedule { .. } => None,
         }
     }
 }
@@ -108,6 +119,8 @@ pub enum ShardOutcome {
     },
     OutboxAcked,
     Backlog(BacklogReply),
+    /// The schedule after the request; `None` once deleted.
+    Schedule(Option<ScheduleRecord>),
 }
 
 pub type ShardReply = Result<ShardOutcome, HistoryError>;
@@ -220,6 +233,12 @@ fn apply_command(txn: &mut ApplyTxn<'_>, command: &[u8]) -> ShardReply {
             Ok(ShardOutcome::OutboxAcked)
         }
         ShardCommand::Backlog(command) => Ok(ShardOutcome::Backlog(backlog::apply(kv.0, command))),
+        ShardCommand::Schedule {
+            namespace_id,
+            schedule_id,
+            request,
+        } => schedules::apply(&mut kv, &namespace_id, &schedule_id, request)
+            .map(ShardOutcome::Schedule),
     }
 }
 

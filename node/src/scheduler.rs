@@ -1,0 +1,277 @@
+//! Fires schedules: one task per armed schedule sleeps until the next nominal time of its spec
+//! after what it has processed, starts the action's workflow and records the action
+//! (`history::schedules`). A change to the schedule (pause, unpause, delete) wakes the task,
+//! which re-reads the record; a deleted schedule ends it.
+//!
+//! Starts are idempotent per (schedule, nominal time) through their request id, and the record
+//! ignores an action it already has, so a leader that crashes between the two repeats safely.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use dura_history::{
+    HistoryError,
+    api::start::StartWorkflowRequest,
+    events::json_string_payloads,
+    schedules::{self, ScheduleRecord, ScheduleRequest},
+    time::{format_rfc3339_seconds, from_duration},
+};
+use temporalio_protos::temporal::api::{
+    common::v1::{SearchAttributes, WorkflowExecution},
+    enums::v1::ScheduleOverlapPolicy,
+    schedule::v1::schedule_action::Action,
+};
+use tokio::sync::Notify;
+
+use crate::{
+    engine::{Engine, now_nanos},
+    error::{ApiError, ApiResult},
+    shard::{ShardCommand, ShardOutcome},
+};
+
+const RETRY_BACKOFF: Duration = Duration::from_secs(1);
+
+/// The armed schedules of this node, by (namespace id, schedule id).
+#[derive(Default)]
+pub struct Scheduler {
+    armed: std::sync::Mutex<HashMap<(String, String), Arc<Notify>>>,
+}
+
+impl Engine {
+    /// Runs `request` against the schedule in its shard.
+    pub async fn execute_schedule(
+        &self,
+        namespace_id: &str,
+        schedule_id: &str,
+        request: ScheduleRequest,
+    ) -> ApiResult<Option<ScheduleRecord>> {
+        let shard = self.shard_for(namespace_id, &schedules::scheduler_workflow_id(schedule_id));
+        let command = ShardCommand::Schedule {
+            namespace_id: namespace_id.to_string(),
+            schedule_id: schedule_id.to_string(),
+            request,
+        };
+        match self.execute(shard, command).await? {
+            ShardOutcome::Schedule(record) => Ok(record),
+            other => Err(ApiError::Internal(format!(
+                "unexpected outcome of a schedule request: {other:?}"
+            ))),
+        }
+    }
+
+    pub fn read_schedule(
+        &self,
+        namespace_id: &str,
+        schedule_id: &str,
+    ) -> ApiResult<Option<ScheduleRecord>> {
+        let reader = self
+            .reader(self.shard_for(namespace_id, &schedules::scheduler_workflow_id(schedule_id)))?;
+        Ok(schedules::read(&reader, namespace_id, schedule_id)?)
+    }
+
+    /// Makes sure the schedule's task runs and sees its latest state.
+    pub fn arm_schedule(&self, namespace_id: &str, schedule_id: &str) {
+        let key = (namespace_id.to_string(), schedule_id.to_string());
+        let mut armed = self
+            .scheduler()
+            .armed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(notify) = armed.get(&key) {
+            notify.notify_one();
+            return;
+        }
+        let notify = Arc::new(Notify::new());
+        armed.insert(key.clone(), notify.clone());
+        tokio::spawn(run(self.clone(), key, notify));
+    }
+
+    /// Runs the schedule's action now (PatchSchedule's trigger), paused or not.
+    pub async fn trigger_schedule(&self, namespace_id: &str, schedule_id: &str) -> ApiResult<()> {
+        let record = self
+            .read_schedule(namespace_id, schedule_id)?
+            .ok_or_else(|| HistoryError::NotFound(format!("schedule {schedule_id} not found")))?;
+        let now = now_nanos();
+        let started = start_action(self, &record, now, uuid::Uuid::new_v4().to_string()).await?;
+        self.execute_schedule(
+            namespace_id,
+            schedule_id,
+            ScheduleRequest::RecordAction {
+                nominal_time: None,
+                actual_time: now,
+                started,
+            },
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+async fn run(engine: Engine, key: (String, String), notify: Arc<Notify>) {
+    let (namespace_id, schedule_id) = (&key.0, &key.1);
+    loop {
+        let record = {
+            let mut armed = engine
+                .scheduler()
+                .armed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            match engine.read_schedule(namespace_id, schedule_id) {
+                Ok(Some(record)) => record,
+                // Deleted: decided under the lock, so an arm for a new schedule of the same
+                // id either finds this task gone or wakes it before it looks.
+                Ok(None) => {
+                    armed.remove(&key);
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(schedule_id, error = %e, "reading schedule failed; retrying");
+                    drop(armed);
+                    tokio::time::sleep(RETRY_BACKOFF).await;
+                    continue;
+                }
+            }
+        };
+        let next = schedules::next_times(record.schedule.spec.as_ref(), record.processed_until, 1);
+        let Some(&nominal) = next.first().filter(|_| !record.paused()) else {
+            // Paused, or the spec has no more times: wait for a change.
+            notify.notified().await;
+            continue;
+        };
+        let wait = Duration::from_nanos((nominal - now_nanos()).max(0) as u64);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = notify.notified() => continue,
+        }
+        if let Err(e) = fire(&engine, &record, nominal).await {
+            tracing::warn!(schedule_id, error = %e, "schedule action failed; retrying");
+            tokio::time::sleep(RETRY_BACKOFF).await;
+        }
+    }
+}
+
+/// One nominal time: start the action unless the overlap policy skips it, then record it.
+async fn fire(engine: &Engine, record: &ScheduleRecord, nominal: i64) -> ApiResult<()> {
+    let overlap = record
+        .schedule
+        .policies
+        .as_ref()
+        .map_or(0, |p| p.overlap_policy);
+    let skip_if_running = overlap != ScheduleOverlapPolicy::AllowAll as i32;
+    let running = match &record.last_started {
+        Some(last) if skip_if_running => is_running(engine, &record.namespace_id, last)?,
+        _ => false,
+    };
+    let started = if running {
+        None
+    } else {
+        let request_id = format!("{}:{nominal}", record.schedule_id);
+        start_action(engine, record, nominal, request_id).await?
+    };
+    engine
+        .execute_schedule(
+            &record.namespace_id,
+            &record.schedule_id,
+            ScheduleRequest::RecordAction {
+                nominal_time: Some(nominal),
+                actual_time: now_nanos(),
+                started,
+            },
+        )
+        .await?;
+    Ok(())
+}
+
+fn is_running(
+    engine: &Engine,
+    namespace_id: &str,
+    execution: &WorkflowExecution,
+) -> ApiResult<bool> {
+    let reader = engine.reader(engine.shard_for(namespace_id, &execution.workflow_id))?;
+    let run =
+        dura_history::keys::RunKey::new(namespace_id, &execution.workflow_id, &execution.run_id);
+    Ok(dura_history::store::read_run(&reader, &run)?.is_some_and(|ms| ms.is_running()))
+}
+
+/// Starts the schedule's workflow for `nominal`; `None` when its id is taken by a running
+/// workflow (the action is then counted as skipped, like an overlap).
+async fn start_action(
+    engine: &Engine,
+    record: &ScheduleRecord,
+    nominal: i64,
+    request_id: String,
+) -> ApiResult<Option<WorkflowExecution>> {
+    let Some(Action::StartWorkflow(w)) = record
+        .schedule
+        .action
+        .as_ref()
+        .and_then(|a| a.action.clone())
+    else {
+        return Err(ApiError::Internal(
+            "schedule has no start-workflow action".into(),
+        ));
+    };
+    let workflow_id = if record
+        .schedule
+        .policies
+        .as_ref()
+        .is_some_and(|p| p.keep_original_workflow_id)
+    {
+        w.workflow_id.clone()
+    } else {
+        format!("{}-{}", w.workflow_id, format_rfc3339_seconds(nominal))
+    };
+    // What the real scheduler adds, so visibility can tell scheduled runs apart.
+    let mut search_attributes = w.search_attributes.clone().unwrap_or_default();
+    for (name, value) in [
+        (
+            "TemporalScheduledStartTime",
+            format_rfc3339_seconds(nominal),
+        ),
+        ("TemporalScheduledById", record.schedule_id.clone()),
+    ] {
+        if let Some(payload) = json_string_payloads(&value).payloads.pop() {
+            search_attributes
+                .indexed_fields
+                .insert(name.into(), payload);
+        }
+    }
+    let now = now_nanos();
+    let start = StartWorkflowRequest {
+        namespace_id: record.namespace_id.clone(),
+        workflow_id: workflow_id.clone(),
+        run_id: uuid::Uuid::new_v4().to_string(),
+        request_id,
+        workflow_type: w.workflow_type.map(|t| t.name).unwrap_or_default(),
+        task_queue: w.task_queue.map(|q| q.name).unwrap_or_default(),
+        input: w.input,
+        execution_timeout: from_duration(w.workflow_execution_timeout.as_ref()),
+        run_timeout: from_duration(w.workflow_run_timeout.as_ref()),
+        task_timeout: from_duration(w.workflow_task_timeout.as_ref()),
+        retry_policy: w.retry_policy,
+        memo: w.memo,
+        search_attributes: Some(SearchAttributes {
+            indexed_fields: search_attributes.indexed_fields,
+        }),
+        header: w.header,
+        priority: w.priority,
+        identity: "temporal-scheduler".into(),
+        id_reuse_policy: w.workflow_id_reuse_policy,
+        id_conflict_policy: 0,
+        start_delay: 0,
+        user_metadata: w.user_metadata,
+        parent: None,
+        now,
+    };
+    let shard = engine.shard_for(&record.namespace_id, &workflow_id);
+    match engine.execute(shard, ShardCommand::Start(start)).await {
+        Ok(ShardOutcome::Started { reply, .. }) => Ok(Some(WorkflowExecution {
+            workflow_id,
+            run_id: reply.run_id,
+        })),
+        Err(ApiError::History(HistoryError::WorkflowAlreadyStarted { .. })) => Ok(None),
+        Ok(other) => Err(ApiError::Internal(format!(
+            "unexpected outcome of a scheduled start: {other:?}"
+        ))),
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,112 @@
+//! Schedules keep firing across a SIGKILL: the stored schedule and its progress are durable,
+//! and the restarted leader re-arms it.
+
+use std::time::{Duration, Instant};
+
+use dura_tests::{DevServer, WorkflowClient};
+use temporalio_protos::temporal::api::{
+    common::v1::WorkflowType,
+    enums::v1::ScheduleOverlapPolicy,
+    schedule::v1::{
+        IntervalSpec, Schedule, ScheduleAction, SchedulePolicies, ScheduleSpec,
+        schedule_action::Action,
+    },
+    taskqueue::v1::TaskQueue,
+    workflow::v1::NewWorkflowExecutionInfo,
+    workflowservice::v1::{CreateScheduleRequest, DescribeScheduleRequest},
+};
+
+async fn action_count(client: &mut WorkflowClient) -> anyhow::Result<(i64, Vec<String>)> {
+    let info = client
+        .describe_schedule(DescribeScheduleRequest {
+            namespace: "default".into(),
+            schedule_id: "every-second".into(),
+        })
+        .await?
+        .into_inner()
+        .info
+        .unwrap_or_default();
+    let ids = info
+        .recent_actions
+        .iter()
+        .filter_map(|a| a.start_workflow_result.as_ref())
+        .map(|w| w.workflow_id.clone())
+        .collect();
+    Ok((info.action_count, ids))
+}
+
+async fn wait_for_actions(
+    client: &mut WorkflowClient,
+    at_least: i64,
+) -> anyhow::Result<Vec<String>> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (count, ids) = action_count(client).await?;
+        if count >= at_least {
+            return Ok(ids);
+        }
+        assert!(Instant::now() < deadline, "only {count} actions");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_schedule_keeps_firing_after_sigkill() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("db");
+    let mut server = DevServer::start(&db).await?;
+    let mut client = server.workflow_client().await?;
+    client
+        .create_schedule(CreateScheduleRequest {
+            namespace: "default".into(),
+            schedule_id: "every-second".into(),
+            request_id: "create-1".into(),
+            schedule: Some(Schedule {
+                spec: Some(ScheduleSpec {
+                    interval: vec![IntervalSpec {
+                        interval: Some(prost_types::Duration {
+                            seconds: 1,
+                            nanos: 0,
+                        }),
+                        phase: None,
+                    }],
+                    ..Default::default()
+                }),
+                action: Some(ScheduleAction {
+                    action: Some(Action::StartWorkflow(NewWorkflowExecutionInfo {
+                        workflow_id: "tick".into(),
+                        workflow_type: Some(WorkflowType {
+                            name: "Tick".into(),
+                        }),
+                        task_queue: Some(TaskQueue {
+                            name: "ticks".into(),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    })),
+                }),
+                // Nothing runs the Tick workflows: ALLOW_ALL keeps starting new ones.
+                policies: Some(SchedulePolicies {
+                    overlap_policy: ScheduleOverlapPolicy::AllowAll as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await?;
+    wait_for_actions(&mut client, 2).await?;
+    server.kill9();
+
+    let server = DevServer::start(&db).await?;
+    let mut client = server.workflow_client().await?;
+    let (before, _) = action_count(&mut client).await?;
+    assert!(before >= 2, "recorded actions survived");
+    let ids = wait_for_actions(&mut client, before + 2).await?;
+    // One workflow per nominal time, each started once.
+    let mut unique = ids.clone();
+    unique.dedup();
+    assert_eq!(unique, ids);
+    assert!(ids.iter().all(|id| id.starts_with("tick-")), "{ids:?}");
+    Ok(())
+}
