@@ -31,10 +31,10 @@
 //!
 //! # Modules
 //! - [`api`]: one module per request family (`start`, `workflow_task`, `activity`, `signal`,
-//!   `timer`, `lifecycle`); command handling lives in `api::commands`.
+//!   `timer`, `lifecycle`, `children`, `updates`); command handling lives in `api::commands`.
 //! - [`mutable_state`], [`tasks`], [`events`] (builders), [`retry`], [`error`], [`describe`].
 //! - [`keys`], [`store`]: key encodings and the key/value mapping, history paging.
-//! - [`outbox`]: dispatch tasks waiting to reach their task queue.
+//! - [`outbox`]: tasks waiting to reach their task queue or another shard.
 //! - [`schedules`]: stored schedules and the times their specs ask for.
 //! - [`visibility`]: the per-run index record and the List/Count query language.
 

@@ -57,6 +57,8 @@ pub struct OutboxRecord {
 pub struct OutboxEntry {
     pub run: RunKey,
     pub kind: OutboxKind,
+    /// The event the task belongs to: scheduled (workflow/activity task), initiated (start
+    /// child, parent close policy) or the run's close event (notify parent).
     pub scheduled_event_id: i64,
     pub attempt: i32,
     /// Workflow tasks only (0 for the others).

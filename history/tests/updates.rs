@@ -215,3 +215,30 @@ fn a_closed_workflow_admits_no_update() {
         Err(HistoryError::NotFound(_))
     ));
 }
+
+#[test]
+fn a_speculative_task_that_new_events_overtook_becomes_a_normal_one() {
+    let mut h = idle_workflow();
+    admit(&mut h, "u1").unwrap();
+    // A signal lands while the speculative task waits for a poller.
+    h.signal("s", "sig-1").unwrap();
+    let wt = h.poll_wt();
+    assert!(wt.transient_events.is_empty());
+    assert!(!h.ms.workflow_task.as_ref().unwrap().speculative);
+    let started = h.events_of(EventType::WorkflowTaskStarted);
+    assert_eq!(started.last().unwrap().event_id, wt.started_event_id);
+    accept_and_respond(&mut h, &wt, "u1");
+    let types: Vec<_> = h.history.iter().map(|e| e.event_type()).collect();
+    assert!(
+        types.ends_with(&[
+            EventType::WorkflowExecutionSignaled,
+            EventType::WorkflowTaskScheduled,
+            EventType::WorkflowTaskStarted,
+            EventType::WorkflowTaskCompleted,
+            EventType::WorkflowExecutionUpdateAccepted,
+            EventType::WorkflowExecutionUpdateCompleted,
+        ]),
+        "{}",
+        h.history_text()
+    );
+}

@@ -217,6 +217,7 @@ fn start_workflow_task(
         // Events arrived since the transient attempt was scheduled: the worker must see them,
         // so this attempt becomes a normal task with real Scheduled/Started events.
         wt.attempt = 1;
+        wt.speculative = false;
         tx.ms.workflow_task_attempt = 1;
         wt.scheduled_event_id = tx.append(new_event(
             tx.now,
