@@ -696,3 +696,66 @@ fn pending_tasks_rebuild_matches_state() {
         assert!(h.tasks.contains(t), "{t:?}");
     }
 }
+
+#[test]
+fn upserted_search_attributes_are_checked_like_the_real_server() {
+    use temporalio_protos::temporal::api::{
+        command::v1::UpsertWorkflowSearchAttributesCommandAttributes,
+        common::v1::{Payload, SearchAttributes},
+    };
+    let upsert = |name: &str, json: &str| Command {
+        command_type: CommandType::UpsertWorkflowSearchAttributes as i32,
+        attributes: Some(CA::UpsertWorkflowSearchAttributesCommandAttributes(
+            UpsertWorkflowSearchAttributesCommandAttributes {
+                search_attributes: Some(SearchAttributes {
+                    indexed_fields: [(
+                        name.to_string(),
+                        Payload {
+                            data: json.as_bytes().to_vec(),
+                            ..Default::default()
+                        },
+                    )]
+                    .into(),
+                }),
+            },
+        )),
+        ..Default::default()
+    };
+    let mut h = Harness::new();
+    let wt = h.poll_wt();
+    let reply = h
+        .complete_wt(&wt, vec![upsert("NotThere", r#""x""#)])
+        .unwrap();
+    assert!(matches!(
+        reply.task_failed,
+        Some(HistoryError::InvalidArgument(m)) if m == "BadSearchAttributes: Namespace default has no mapping defined for search attribute NotThere"
+    ));
+    let failed = h.events_of(EventType::WorkflowTaskFailed);
+    assert!(matches!(
+        &failed[0].attributes,
+        Some(Attributes::WorkflowTaskFailedEventAttributes(a))
+            if a.cause == WorkflowTaskFailedCause::BadSearchAttributes as i32
+    ));
+
+    // Registered attributes of the right type, and the SDK's patch marker, are accepted.
+    let wt = h.poll_wt();
+    h.complete_wt_with(
+        &wt,
+        vec![
+            upsert("Customer", r#""acme""#),
+            upsert("TemporalChangeVersion", r#"["p-1"]"#),
+        ],
+        |r| {
+            r.custom_search_attributes = [(
+                "Customer".to_string(),
+                dura_history::visibility::SearchAttributeType::Keyword,
+            )]
+            .into()
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        h.events_of(EventType::UpsertWorkflowSearchAttributes).len(),
+        2
+    );
+}

@@ -83,6 +83,7 @@ pub(crate) fn start_child(
             a.workflow_id, a.namespace
         )));
     }
+    ctx.check_search_attributes(a.search_attributes.as_ref())?;
     if !a.cron_schedule.is_empty() {
         return Err(bad(
             "Dura does not support cron schedules on child workflows yet.".into(),

@@ -40,6 +40,9 @@ pub(crate) struct CommandContext {
     pub completed_event_id: i64,
     /// The workflow's namespace name (child workflows are started in it).
     pub namespace: String,
+    /// The namespace's custom search attributes, to check the ones commands set.
+    pub custom_search_attributes:
+        std::collections::BTreeMap<String, crate::visibility::SearchAttributeType>,
     /// The completion's protocol messages (updates) not yet applied, by message id.
     pub messages:
         std::collections::BTreeMap<String, temporalio_protos::temporal::api::protocol::v1::Message>,
@@ -75,6 +78,24 @@ impl CommandFailure {
 }
 
 type CommandResult = Result<(), CommandFailure>;
+
+impl CommandContext {
+    /// Search attributes a command sets, checked like the real server (BAD_SEARCH_ATTRIBUTES).
+    pub(crate) fn check_search_attributes(
+        &self,
+        attributes: Option<&temporalio_protos::temporal::api::common::v1::SearchAttributes>,
+    ) -> CommandResult {
+        let Some(attributes) = attributes else {
+            return Ok(());
+        };
+        crate::visibility::validate_search_attributes(
+            &self.namespace,
+            &self.custom_search_attributes,
+            attributes,
+        )
+        .map_err(|e| CommandFailure::new(WorkflowTaskFailedCause::BadSearchAttributes, e))
+    }
+}
 
 fn command_type(c: &Command) -> CommandType {
     CommandType::try_from(c.command_type).unwrap_or(CommandType::Unspecified)
@@ -297,6 +318,7 @@ pub(crate) fn handle(tx: &mut Tx, ctx: &mut CommandContext, command: &Command) -
                     "SearchAttributes is not set on UpsertWorkflowSearchAttributesCommand.",
                 ));
             };
+            ctx.check_search_attributes(Some(&sa))?;
             let current = tx.ms.search_attributes.get_or_insert_with(Default::default);
             for (k, v) in &sa.indexed_fields {
                 // An empty payload unsets the attribute.
@@ -436,6 +458,7 @@ pub(crate) fn handle(tx: &mut Tx, ctx: &mut CommandContext, command: &Command) -
                     "cron schedules are not implemented by Dura",
                 ));
             }
+            ctx.check_search_attributes(a.search_attributes.as_ref())?;
             if tx.ms.is_running() {
                 let requested_initiator = a.initiator;
                 let a = continue_as_new_defaults(&tx.ms, a.clone())?;

@@ -117,6 +117,10 @@ pub struct CompleteWorkflowTaskRequest {
     pub token: WorkflowTaskToken,
     /// The namespace's name (commands that start child workflows name it in their events).
     pub namespace: String,
+    /// The namespace's custom search attributes, filled when a command sets search attributes
+    /// (the state machine checks them, and cannot read the namespace registry itself).
+    pub custom_search_attributes:
+        std::collections::BTreeMap<String, crate::visibility::SearchAttributeType>,
     #[serde(with = "crate::pb::vec")]
     pub commands: Vec<Command>,
     /// Protocol messages (update acceptances, rejections, responses).
@@ -419,6 +423,7 @@ pub fn complete_workflow_task(
         let mut ctx = CommandContext {
             completed_event_id: completed_id,
             namespace: req.namespace.clone(),
+            custom_search_attributes: req.custom_search_attributes.clone(),
             identity: req.identity.clone(),
             new_run_id: req.new_run_id.clone(),
             has_buffered: had_buffered,

@@ -13,6 +13,8 @@
 
 pub mod query;
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use temporalio_protos::temporal::api::{
     common::v1::{Memo, Payload, SearchAttributes, WorkflowExecution, WorkflowType},
@@ -104,6 +106,59 @@ pub const SYSTEM_ATTRIBUTES: &[(&str, SearchAttributeType)] = {
         ("WorkflowType", Keyword),
     ]
 };
+
+/// The real server's predefined attributes a user may set; every other system attribute is
+/// the server's own.
+const USER_SETTABLE_SYSTEM_ATTRIBUTES: &[&str] = &[
+    "TemporalChangeVersion",
+    "BinaryChecksums",
+    "BuildIds",
+    "BatcherNamespace",
+    "BatcherUser",
+    "TemporalScheduledStartTime",
+    "TemporalScheduledById",
+    "TemporalSchedulePaused",
+    "TemporalNamespaceDivision",
+    "TemporalPauseInfo",
+    "TemporalReportedProblems",
+];
+
+/// Checks search attributes a workflow sets (at start, by upsert, for a child or a new run),
+/// with the real server's rules and messages: the server's own attributes cannot be set, any
+/// other name must be registered on the namespace (`custom`), and each value must be of the
+/// attribute's type. An empty value, or a list (the server's default allow-list), is fine.
+pub fn validate_search_attributes(
+    namespace: &str,
+    custom: &BTreeMap<String, SearchAttributeType>,
+    attributes: &SearchAttributes,
+) -> std::result::Result<(), String> {
+    for (name, value) in &attributes.indexed_fields {
+        let kind = match system_attribute(name) {
+            Some(kind) if USER_SETTABLE_SYSTEM_ATTRIBUTES.contains(&name.as_str()) => kind,
+            Some(_) => return Err(format!("{name} attribute can't be set in SearchAttributes")),
+            None => *custom.get(name).ok_or_else(|| {
+                format!("Namespace {namespace} has no mapping defined for search attribute {name}")
+            })?,
+        };
+        let json = serde_json::from_slice::<serde_json::Value>(&value.data);
+        if value.data.is_empty()
+            || matches!(json, Ok(serde_json::Value::Array(_)))
+            || query::value_fits(value, kind)
+        {
+            continue;
+        }
+        let shown = match json {
+            Ok(serde_json::Value::String(s)) => s,
+            Ok(other) => other.to_string(),
+            Err(_) => String::from_utf8_lossy(&value.data).into_owned(),
+        };
+        return Err(format!(
+            "invalid value for search attribute {name} of type {}: {shown}",
+            kind.name()
+        ));
+    }
+    Ok(())
+}
 
 pub fn system_attribute(name: &str) -> Option<SearchAttributeType> {
     SYSTEM_ATTRIBUTES

@@ -75,6 +75,7 @@ pub fn complete_request(
     CompleteWorkflowTaskRequest {
         token: WorkflowTaskToken::of(task),
         namespace: "default".into(),
+        custom_search_attributes: Default::default(),
         commands,
         messages: Vec::new(),
         identity: "worker".into(),

@@ -11,61 +11,18 @@ use temporalio_protos::temporal::api::{
     },
 };
 
-use dura_history::visibility::{SYSTEM_ATTRIBUTES, query::value_fits, system_attribute};
+use dura_history::visibility::{SYSTEM_ATTRIBUTES, system_attribute, validate_search_attributes};
 
 use crate::{
     error::{ApiError, ApiResult},
     namespace::{MetaCommand, NamespaceRecord, NamespaceRegistry, SearchAttributeType},
 };
 
-/// The real server's predefined attributes a user may set; every other system attribute is
-/// the server's own.
-const USER_SETTABLE_SYSTEM_ATTRIBUTES: &[&str] = &[
-    "TemporalChangeVersion",
-    "BinaryChecksums",
-    "BuildIds",
-    "BatcherNamespace",
-    "BatcherUser",
-    "TemporalScheduledStartTime",
-    "TemporalScheduledById",
-    "TemporalSchedulePaused",
-    "TemporalNamespaceDivision",
-    "TemporalPauseInfo",
-    "TemporalReportedProblems",
-];
-
-/// Checks the search attributes a workflow is started with, with the real frontend's rules
-/// and messages: the server's own attributes cannot be set, any other name must be registered
-/// on the namespace, and each value must be of the attribute's type.
+/// Checks the search attributes a workflow is started with (see
+/// `dura_history::visibility::validate_search_attributes`).
 pub(crate) fn validate(record: &NamespaceRecord, attributes: &SearchAttributes) -> ApiResult<()> {
-    for (name, value) in &attributes.indexed_fields {
-        let kind = match system_attribute(name) {
-            Some(kind) if USER_SETTABLE_SYSTEM_ATTRIBUTES.contains(&name.as_str()) => kind,
-            Some(_) => {
-                return Err(ApiError::InvalidArgument(format!(
-                    "{name} attribute can't be set in SearchAttributes"
-                )));
-            }
-            None => *record.custom_search_attributes.get(name).ok_or_else(|| {
-                ApiError::InvalidArgument(format!(
-                    "Namespace {} has no mapping defined for search attribute {name}",
-                    record.name
-                ))
-            })?,
-        };
-        if !value_fits(value, kind) {
-            let shown = match serde_json::from_slice::<serde_json::Value>(&value.data) {
-                Ok(serde_json::Value::String(s)) => s,
-                Ok(other) => other.to_string(),
-                Err(_) => String::from_utf8_lossy(&value.data).into_owned(),
-            };
-            return Err(ApiError::InvalidArgument(format!(
-                "invalid value for search attribute {name} of type {}: {shown}",
-                kind.name()
-            )));
-        }
-    }
-    Ok(())
+    validate_search_attributes(&record.name, &record.custom_search_attributes, attributes)
+        .map_err(ApiError::InvalidArgument)
 }
 
 pub(crate) fn is_system(name: &str) -> bool {

@@ -599,9 +599,18 @@ impl Workflows {
                 schedule_to_start_timeout: from_duration(s.schedule_to_start_timeout.as_ref()),
             })
         });
+        // Commands that set search attributes are checked against the namespace's registry.
+        let custom_search_attributes = if req.commands.iter().any(sets_search_attributes) {
+            self.namespaces
+                .by_name(&req.namespace)?
+                .custom_search_attributes
+        } else {
+            Default::default()
+        };
         let request = RunRequest::CompleteWorkflowTask(CompleteWorkflowTaskRequest {
             token,
             namespace: req.namespace.clone(),
+            custom_search_attributes,
             commands: req.commands,
             messages: req.messages,
             identity: req.identity,
@@ -1268,6 +1277,22 @@ impl Workflows {
             }
         }
         Ok(())
+    }
+}
+
+fn sets_search_attributes(
+    command: &temporalio_protos::temporal::api::command::v1::Command,
+) -> bool {
+    use temporalio_protos::temporal::api::command::v1::command::Attributes as A;
+    match &command.attributes {
+        Some(A::UpsertWorkflowSearchAttributesCommandAttributes(a)) => {
+            a.search_attributes.is_some()
+        }
+        Some(A::StartChildWorkflowExecutionCommandAttributes(a)) => a.search_attributes.is_some(),
+        Some(A::ContinueAsNewWorkflowExecutionCommandAttributes(a)) => {
+            a.search_attributes.is_some()
+        }
+        _ => false,
     }
 }
 
