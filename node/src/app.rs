@@ -22,9 +22,12 @@ impl Application for NodeApplication {
     ) -> Vec<u8> {
         if group == GroupId::META {
             let reply: MetaReply = match bincode::deserialize::<MetaCommand>(command) {
-                Ok(command) => namespace::apply(txn, command),
+                Ok(command) => catch_apply_panic(
+                    || namespace::apply(txn, command),
+                    |what| Err(NamespaceError::Internal(what)),
+                ),
                 // Deterministic on every replica: a command this build cannot read is refused.
-                Err(e) => Err(NamespaceError::Invalid(format!(
+                Err(e) => Err(NamespaceError::Internal(format!(
                     "undecodable metadata command: {e}"
                 ))),
             };
@@ -38,4 +41,20 @@ impl Application for NodeApplication {
         // Nothing is cached outside the store: readers go to RocksDB, and the engine rebuilds
         // its task index from mutable state when it starts.
     }
+}
+
+/// Runs one entry's apply; a panic becomes that entry's INTERNAL reply (`internal` gets the
+/// message) instead of unwinding through the group's state machine, which would stop the whole
+/// group — and, since the entry replays, stop it again after every restart. Handlers decide
+/// before they write, so a panic leaves nothing half-written in the transaction.
+pub fn catch_apply_panic<T>(f: impl FnOnce() -> T, internal: impl FnOnce(String) -> T) -> T {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        tracing::error!(panic = %what, "applying a command panicked; answered INTERNAL");
+        internal(format!("applying the command failed: {what}"))
+    })
 }

@@ -112,6 +112,7 @@ impl From<ApiError> for Status {
                 ),
                 NamespaceError::IdNotFound(_) => Status::not_found(message),
                 NamespaceError::Invalid(_) => Status::invalid_argument(message),
+                NamespaceError::Internal(_) => Status::internal(message),
             },
             ApiError::History(history) => {
                 use dura_history::HistoryError as H;

@@ -94,6 +94,9 @@ pub enum NamespaceError {
     AlreadyExists(String),
     #[error("{0}")]
     Invalid(String),
+    /// Stored metadata or a logged command this build cannot read, or a failed apply.
+    #[error("{0}")]
+    Internal(String),
 }
 
 /// Commands of the cluster-metadata group.
@@ -157,7 +160,7 @@ fn load(state: &impl MetaState, name: &str) -> Result<NamespaceRecord, Namespace
         .get(&keys::by_name(name))
         .ok_or_else(|| NamespaceError::NotFound(name.to_string()))?;
     bincode::deserialize(&bytes)
-        .map_err(|e| NamespaceError::Invalid(format!("corrupt namespace record: {e}")))
+        .map_err(|e| NamespaceError::Internal(format!("corrupt namespace record: {e}")))
 }
 
 fn store(state: &mut impl MetaState, record: &NamespaceRecord) {

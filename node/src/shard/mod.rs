@@ -182,26 +182,14 @@ fn start_outcome(outcome: dura_history::api::start::StartOutcome) -> ShardOutcom
 
 /// Applies one committed shard command. Deterministic: state only through `txn`.
 ///
-/// A panic in history's handlers becomes an INTERNAL reply for this one entry instead of
-/// unwinding through the group's state machine, which would stop the whole shard (and, since
-/// the entry replays, stop it again after every restart). The handlers decide on copies and
-/// write only at the end, so a panic leaves nothing half-written in `txn`.
+/// A panic in history's handlers becomes an INTERNAL reply for this one entry (see
+/// `app::catch_apply_panic`); the handlers decide on copies and write only at the end.
 pub fn apply(txn: &mut ApplyTxn<'_>, command: &[u8]) -> ShardReply {
     panic_to_internal(|| apply_command(txn, command))
 }
 
 fn panic_to_internal(f: impl FnOnce() -> ShardReply) -> ShardReply {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
-        let what = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
-        tracing::error!(panic = %what, "shard command panicked; answered INTERNAL");
-        Err(HistoryError::Internal(format!(
-            "applying the command failed: {what}"
-        )))
-    })
+    crate::app::catch_apply_panic(f, |what| Err(HistoryError::Internal(what)))
 }
 
 fn apply_command(txn: &mut ApplyTxn<'_>, command: &[u8]) -> ShardReply {
