@@ -47,6 +47,8 @@ pub struct ScheduleRecord {
     pub update_time: Nanos,
     pub action_count: i64,
     pub overlap_skipped: i64,
+    /// Nominal times that passed (the server was down) longer ago than the catch-up window.
+    pub missed_catchup_window: i64,
     #[serde(with = "crate::pb::vec")]
     pub recent_actions: Vec<ScheduleActionResult>,
     /// Nominal times up to and including this one were handled (started, skipped, or passed
@@ -85,6 +87,10 @@ pub enum ScheduleRequest {
         actual_time: Nanos,
         #[serde(with = "crate::pb::opt")]
         started: Option<WorkflowExecution>,
+    },
+    /// A nominal time found older than the catch-up window: passed over without an action.
+    MissedCatchup {
+        nominal_time: Nanos,
     },
 }
 
@@ -139,6 +145,14 @@ pub fn apply(
             }
             record.update_time = now;
             record.conflict_token += 1;
+            record
+        }
+        (ScheduleRequest::MissedCatchup { nominal_time }, Some(mut record)) => {
+            if nominal_time <= record.processed_until {
+                return Ok(Some(record));
+            }
+            record.processed_until = nominal_time;
+            record.missed_catchup_window += 1;
             record
         }
         (

@@ -36,6 +36,7 @@ fn record(request_id: &str) -> ScheduleRecord {
         update_time: T0,
         action_count: 0,
         overlap_skipped: 0,
+        missed_catchup_window: 0,
         recent_actions: Vec::new(),
         processed_until: T0,
         last_started: None,
@@ -87,6 +88,21 @@ fn a_schedule_is_created_once_and_actions_are_recorded_once() {
     .unwrap()
     .unwrap();
     assert_eq!((skipped.action_count, skipped.overlap_skipped), (1, 1));
+
+    // A time older than the catch-up window is passed over, once.
+    let missed = || ScheduleRequest::MissedCatchup {
+        nominal_time: nominal + 20 * SECOND,
+    };
+    run(&mut kv, missed()).unwrap();
+    let after = run(&mut kv, missed()).unwrap().unwrap();
+    assert_eq!(
+        (
+            after.missed_catchup_window,
+            after.processed_until,
+            after.action_count
+        ),
+        (1, nominal + 20 * SECOND, 1)
+    );
 }
 
 #[test]

@@ -149,8 +149,26 @@ async fn run(engine: Engine, key: (String, String), notify: Arc<Notify>) {
     }
 }
 
-/// One nominal time: start the action unless the overlap policy skips it, then record it.
+/// One nominal time: start the action unless it is older than the catch-up window (the
+/// server was down) or the overlap policy skips it, then record it.
 async fn fire(engine: &Engine, record: &ScheduleRecord, nominal: i64) -> ApiResult<()> {
+    let catchup_window = record
+        .schedule
+        .policies
+        .as_ref()
+        .map_or(0, |p| from_duration(p.catchup_window.as_ref()));
+    if catchup_window > 0 && now_nanos() - nominal > catchup_window {
+        engine
+            .execute_schedule(
+                &record.namespace_id,
+                &record.schedule_id,
+                ScheduleRequest::MissedCatchup {
+                    nominal_time: nominal,
+                },
+            )
+            .await?;
+        return Ok(());
+    }
     let overlap = record
         .schedule
         .policies

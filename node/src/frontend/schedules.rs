@@ -107,6 +107,7 @@ impl Workflows {
             update_time: now,
             action_count: 0,
             overlap_skipped: 0,
+            missed_catchup_window: 0,
             recent_actions: Vec::new(),
             processed_until: now,
             last_started: None,
@@ -143,6 +144,7 @@ impl Workflows {
             info: Some(ScheduleInfo {
                 action_count: record.action_count,
                 overlap_skipped: record.overlap_skipped,
+                missed_catchup_window: record.missed_catchup_window,
                 running_workflows: self.running_actions(&record)?,
                 recent_actions: record.recent_actions.clone(),
                 future_action_times: future,
