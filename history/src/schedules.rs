@@ -238,6 +238,7 @@ pub fn validate_spec(spec: Option<&ScheduleSpec>) -> Result<()> {
             !spec.timezone_name.is_empty() && spec.timezone_name != "UTC",
             "timezone_name",
         ),
+        (!spec.timezone_data.is_empty(), "timezone_data"),
         (from_duration(spec.jitter.as_ref()) > 0, "jitter"),
     ];
     if let Some((_, field)) = unsupported.iter().find(|(set, _)| *set) {

@@ -110,3 +110,56 @@ async fn a_schedule_keeps_firing_after_sigkill() -> anyhow::Result<()> {
     assert!(ids.iter().all(|id| id.starts_with("tick-")), "{ids:?}");
     Ok(())
 }
+
+/// Options Dura cannot honour yet are refused, never stored and ignored.
+#[tokio::test]
+async fn unsupported_schedule_options_are_refused() -> anyhow::Result<()> {
+    use temporalio_protos::temporal::api::{
+        common::v1::SearchAttributes, schedule::v1::SchedulePatch,
+    };
+    let dir = tempfile::tempdir()?;
+    let server = DevServer::start(&dir.path().join("db")).await?;
+    let mut client = server.workflow_client().await?;
+    let request = || CreateScheduleRequest {
+        namespace: "default".into(),
+        schedule_id: "refused".into(),
+        request_id: "create-1".into(),
+        schedule: Some(Schedule {
+            action: Some(ScheduleAction {
+                action: Some(Action::StartWorkflow(NewWorkflowExecutionInfo {
+                    workflow_id: "w".into(),
+                    workflow_type: Some(WorkflowType { name: "W".into() }),
+                    task_queue: Some(TaskQueue {
+                        name: "q".into(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                })),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mut with_search_attributes = request();
+    with_search_attributes.search_attributes = Some(SearchAttributes {
+        indexed_fields: [("CustomKeywordField".to_string(), Default::default())].into(),
+    });
+    let mut with_pause_patch = request();
+    with_pause_patch.initial_patch = Some(SchedulePatch {
+        pause: "paused at birth".into(),
+        ..Default::default()
+    });
+    for refused in [with_search_attributes, with_pause_patch] {
+        let err = client.create_schedule(refused).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unimplemented, "{err:?}");
+    }
+    let describe = client
+        .describe_schedule(DescribeScheduleRequest {
+            namespace: "default".into(),
+            schedule_id: "refused".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(describe.code(), tonic::Code::NotFound);
+    Ok(())
+}

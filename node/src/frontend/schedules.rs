@@ -34,6 +34,11 @@ impl Workflows {
             .ok_or_else(|| ApiError::InvalidArgument("Schedule is not set on request.".into()))?;
         match schedule.action.as_mut().and_then(|a| a.action.as_mut()) {
             Some(Action::StartWorkflow(w)) => {
+                if !w.cron_schedule.is_empty() || w.versioning_override.is_some() {
+                    return Err(ApiError::Unimplemented(
+                        "cron_schedule and versioning_override on a scheduled workflow are not supported by this server yet".into(),
+                    ));
+                }
                 if let Some(q) = w.task_queue.as_mut().filter(|q| q.kind == 0) {
                     q.kind = TaskQueueKind::Normal as i32;
                 }
@@ -78,13 +83,18 @@ impl Workflows {
                 "schedule policy pause_on_failure is not supported by this server yet".into(),
             ));
         }
-        if !req
-            .initial_patch
-            .as_ref()
-            .is_none_or(|p| p.trigger_immediately.is_none() && p.backfill_request.is_empty())
-        {
+        if req.initial_patch.is_some_and(|p| p != Default::default()) {
             return Err(ApiError::Unimplemented(
                 "CreateSchedule initial_patch is not supported by this server yet".into(),
+            ));
+        }
+        if req
+            .search_attributes
+            .as_ref()
+            .is_some_and(|s| !s.indexed_fields.is_empty())
+        {
+            return Err(ApiError::Unimplemented(
+                "search attributes on schedules are not supported by this server yet".into(),
             ));
         }
         if schedule.state.as_ref().is_some_and(|s| s.limited_actions) {
