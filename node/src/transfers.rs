@@ -6,7 +6,7 @@
 //! - `NotifyParent`: report a closed child's outcome to its parent (`ChildClosed`).
 //! - `ParentClosePolicy`: terminate or cancel a closed parent's child.
 //!
-//! Each is retried until it lands (the outbox record is its only trigger) and is idempotent:
+//! Each is retried while proposals fail (the outbox record is its only trigger) and is idempotent:
 //! the child start reuses a request id derived from the initiation, and the parent ignores
 //! reports about children it no longer waits for. A report the target refuses as stale
 //! (closed parent, child already gone) ends the task; the record is then acknowledged.
@@ -62,10 +62,24 @@ pub async fn run(engine: Engine, shard: GroupId, record: OutboxRecord) {
         };
         match attempt {
             Ok(()) => break,
-            // The target's verdict is final: it does not (or no longer) want this report.
+            // Not yet: the child closed before its start was recorded in the parent.
+            Err(e @ ApiError::History(HistoryError::FailedPrecondition(_))) => {
+                tracing::debug!(workflow_id = %record.run.workflow_id, error = %e, "child workflow task early; retrying");
+                tokio::time::sleep(RETRY_BACKOFF).await;
+            }
+            // Any other verdict of the target is final: it does not (or no longer) want this
+            // report, and repeating it would get the same answer.
             Err(ApiError::History(
-                HistoryError::NotFound(_) | HistoryError::WorkflowAlreadyStarted { .. },
-            )) => break,
+                e @ (HistoryError::NotFound(_) | HistoryError::WorkflowAlreadyStarted { .. }),
+            )) => {
+                tracing::debug!(workflow_id = %record.run.workflow_id, error = %e, "child workflow task no longer wanted");
+                break;
+            }
+            Err(ApiError::History(e)) => {
+                tracing::error!(workflow_id = %record.run.workflow_id, error = %e, "child workflow task refused; dropped");
+                break;
+            }
+            // The proposal itself failed (no leader, storage): the record is the only trigger.
             Err(e) => {
                 tracing::debug!(workflow_id = %record.run.workflow_id, error = %e, "child workflow task failed; retrying");
                 tokio::time::sleep(RETRY_BACKOFF).await;

@@ -43,7 +43,7 @@ use crate::{
     transition::{Transition, Tx, run},
 };
 
-use super::start::{DEFAULT_WORKFLOW_TASK_TIMEOUT, MAX_WORKFLOW_TASK_TIMEOUT};
+use super::start::{DEFAULT_WORKFLOW_TASK_TIMEOUT, normalized_timeouts};
 
 /// StartChildWorkflowExecution: validates and defaults the command like the real server, then
 /// records the initiated event and the task that starts the child.
@@ -116,20 +116,12 @@ pub(crate) fn start_child(
     if tq.name.is_empty() {
         *tq = TaskQueueRef::normal(tx.ms.task_queue.clone()).to_proto();
     }
-    // The real server's overrideWorkflowRunTimeout / overrideWorkflowTaskTimeout.
-    let execution_timeout = from_duration(a.workflow_execution_timeout.as_ref());
-    let mut run_timeout = from_duration(a.workflow_run_timeout.as_ref());
-    if execution_timeout > 0 && (run_timeout == 0 || run_timeout > execution_timeout) {
-        run_timeout = execution_timeout;
-    }
-    let mut task_timeout = from_duration(a.workflow_task_timeout.as_ref());
-    if task_timeout == 0 {
-        task_timeout = DEFAULT_WORKFLOW_TASK_TIMEOUT;
-    }
-    task_timeout = task_timeout.min(MAX_WORKFLOW_TASK_TIMEOUT);
-    if run_timeout > 0 {
-        task_timeout = task_timeout.min(run_timeout);
-    }
+    let (run_timeout, task_timeout) = normalized_timeouts(
+        from_duration(a.workflow_execution_timeout.as_ref()),
+        from_duration(a.workflow_run_timeout.as_ref()),
+        from_duration(a.workflow_task_timeout.as_ref()),
+        DEFAULT_WORKFLOW_TASK_TIMEOUT,
+    );
     a.workflow_run_timeout = Some(to_duration(run_timeout));
     a.workflow_task_timeout = Some(to_duration(task_timeout));
     if a.parent_close_policy == ParentClosePolicy::Unspecified as i32 {

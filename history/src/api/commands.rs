@@ -22,7 +22,7 @@ use temporalio_protos::temporal::api::{
 
 use super::workflow_task::cause_name;
 use crate::{
-    api::start::MAX_WORKFLOW_TASK_TIMEOUT,
+    api::start::normalized_timeouts,
     error::HistoryError,
     events::json_string_payloads,
     mutable_state::{ActivityInfo, MutableState, TimerInfo, WorkflowStatus},
@@ -848,21 +848,17 @@ fn continue_as_new_defaults(
         retry::validate(policy)
             .map_err(|e| CommandFailure::new(C::BadContinueAsNewAttributes, e.to_string()))?;
     }
+    // An unset run timeout carries over from the run that continues.
     let mut run_timeout = from_duration(a.workflow_run_timeout.as_ref());
     if run_timeout == 0 {
         run_timeout = ms.run_timeout;
     }
-    if ms.execution_timeout > 0 && (run_timeout == 0 || run_timeout > ms.execution_timeout) {
-        run_timeout = ms.execution_timeout;
-    }
-    let mut task_timeout = from_duration(a.workflow_task_timeout.as_ref());
-    if task_timeout == 0 {
-        task_timeout = ms.default_workflow_task_timeout;
-    }
-    task_timeout = task_timeout.min(MAX_WORKFLOW_TASK_TIMEOUT);
-    if run_timeout > 0 {
-        task_timeout = task_timeout.min(run_timeout);
-    }
+    let (run_timeout, task_timeout) = normalized_timeouts(
+        ms.execution_timeout,
+        run_timeout,
+        from_duration(a.workflow_task_timeout.as_ref()),
+        ms.default_workflow_task_timeout,
+    );
     a.workflow_run_timeout = Some(to_duration(run_timeout));
     a.workflow_task_timeout = Some(to_duration(task_timeout));
     if a.initiator == ContinueAsNewInitiator::Unspecified as i32 {

@@ -308,22 +308,36 @@ fn validate_and_default(req: &mut StartWorkflowRequest) -> Result<()> {
         retry::ensure_defaults(policy);
         retry::validate(policy)?;
     }
-    // A run may not outlive its execution.
-    if req.execution_timeout > 0 {
-        req.run_timeout = if req.run_timeout == 0 {
-            req.execution_timeout
-        } else {
-            req.run_timeout.min(req.execution_timeout)
-        };
-    }
-    if req.task_timeout == 0 {
-        req.task_timeout = DEFAULT_WORKFLOW_TASK_TIMEOUT;
-    }
-    req.task_timeout = req.task_timeout.min(MAX_WORKFLOW_TASK_TIMEOUT);
-    if req.run_timeout > 0 {
-        req.task_timeout = req.task_timeout.min(req.run_timeout);
-    }
+    (req.run_timeout, req.task_timeout) = normalized_timeouts(
+        req.execution_timeout,
+        req.run_timeout,
+        req.task_timeout,
+        DEFAULT_WORKFLOW_TASK_TIMEOUT,
+    );
     Ok(())
+}
+
+/// The real server's `overrideWorkflowRunTimeout` / `overrideWorkflowTaskTimeout`, for starts,
+/// children and new runs alike: a run may not outlive its execution, and the task timeout
+/// (`default_task` when unset) is capped at the maximum and by the run timeout.
+/// Returns (run timeout, task timeout).
+pub(crate) fn normalized_timeouts(
+    execution: Nanos,
+    run: Nanos,
+    task: Nanos,
+    default_task: Nanos,
+) -> (Nanos, Nanos) {
+    let run = if execution > 0 && (run == 0 || run > execution) {
+        execution
+    } else {
+        run
+    };
+    let mut task = if task == 0 { default_task } else { task };
+    task = task.min(MAX_WORKFLOW_TASK_TIMEOUT);
+    if run > 0 {
+        task = task.min(run);
+    }
+    (run, task)
 }
 
 /// The run that continues `previous` (closed, its retry policy asked for another attempt):
