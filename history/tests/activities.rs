@@ -426,6 +426,27 @@ fn all_timeouts_recorded_and_capped() {
     }
 }
 
+/// The TypeScript SDK refuses an activity task whose schedule-to-close timeout is missing, so
+/// like the real server every timeout is stated, zero meaning unlimited (no run timeout here).
+#[test]
+fn unset_timeouts_are_stated_as_zero() {
+    let h = with_activity(|a| {
+        a.start_to_close_timeout = Some(to_duration(30 * SECOND));
+        a.schedule_to_start_timeout = None;
+        a.schedule_to_close_timeout = None;
+        a.heartbeat_timeout = None;
+    });
+    match &h.event(5).attributes {
+        Some(Attributes::ActivityTaskScheduledEventAttributes(a)) => {
+            assert_eq!(a.start_to_close_timeout, Some(to_duration(30 * SECOND)));
+            assert_eq!(a.schedule_to_close_timeout, Some(to_duration(0)));
+            assert_eq!(a.schedule_to_start_timeout, Some(to_duration(0)));
+            assert_eq!(a.heartbeat_timeout, Some(to_duration(0)));
+        }
+        _ => panic!(),
+    }
+}
+
 #[test]
 fn cancel_started_activity_goes_through_heartbeat() {
     let mut h = with_activity(|a| a.start_to_close_timeout = Some(to_duration(60 * SECOND)));

@@ -173,6 +173,43 @@ fn start_delay_defers_the_first_task() {
     );
 }
 
+/// An eager start hands the first workflow task to the caller already started: its events are
+/// written in the start, it is never offered to matching, its start-to-close timer is armed, and
+/// a retry of the start hands it back again. A start delay declines eagerness.
+#[test]
+fn eager_start_returns_the_started_first_task() {
+    let mut req = start_request("wf", "run-1", "req-1");
+    req.eager = true;
+    let out = start_workflow(None, req.clone()).unwrap();
+    let run = out.new_run.expect("new run");
+    let task = out.reply.eager_task.expect("eager task");
+    assert_eq!((task.scheduled_event_id, task.started_event_id, task.attempt), (2, 3, 1));
+    let names: Vec<_> = run.events.iter().map(event_name).collect();
+    assert_eq!(names, ["WorkflowExecutionStarted", "WorkflowTaskScheduled", "WorkflowTaskStarted"]);
+    match &run.events[2].attributes {
+        Some(Attributes::WorkflowTaskStartedEventAttributes(a)) => {
+            assert_eq!((a.identity.as_str(), a.request_id.as_str()), ("client", "req-1"));
+        }
+        _ => panic!(),
+    }
+    assert!(!run.tasks.iter().any(|t| matches!(t, Task::WorkflowTask(_))));
+    assert!(run.tasks.iter().any(|t| matches!(
+        t,
+        Task::Timer(timer) if matches!(timer.kind, TimerKind::WorkflowTaskTimeout { .. })
+    )));
+
+    let mut cur = run.state;
+    let retried = start_workflow(Some(&mut cur), req.clone()).unwrap();
+    assert_eq!(retried.reply.eager_task, Some(task));
+
+    let mut delayed = start_request("wf", "run-2", "req-2");
+    delayed.eager = true;
+    delayed.start_delay = 5 * SECOND;
+    let out = start_workflow(None, delayed).unwrap();
+    assert!(out.reply.eager_task.is_none());
+    assert!(out.new_run.unwrap().state.workflow_task.is_none());
+}
+
 #[test]
 fn signal_with_start_new_and_existing() {
     let sig = SignalRequest {

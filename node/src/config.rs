@@ -19,6 +19,8 @@ pub struct DevServerConfig {
     pub search_attributes: Vec<(String, SearchAttributeType)>,
     pub shards: u32,
     pub durability: Durability,
+    /// `system.enableEagerWorkflowStart` (default true, as on the real server).
+    pub eager_workflow_start: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -35,14 +37,22 @@ pub enum ConfigError {
 
 impl DevServerConfig {
     pub fn from_args(args: &StartDevArgs) -> Result<Self, ConfigError> {
+        let mut eager_workflow_start = true;
         for value in &args.dynamic_config_values {
             let (key, json) = value
                 .split_once('=')
                 .ok_or_else(|| ConfigError::DynamicConfig(value.clone()))?;
-            serde_json::from_str::<serde_json::Value>(json)
+            let json = serde_json::from_str::<serde_json::Value>(json)
                 .map_err(|_| ConfigError::DynamicConfig(value.clone()))?;
-            // None of the real server's dynamic config keys changes Dura's behaviour yet.
-            tracing::debug!(key, "ignoring dynamic config value Dura does not use");
+            match key {
+                "system.enableEagerWorkflowStart" => {
+                    eager_workflow_start = json
+                        .as_bool()
+                        .ok_or_else(|| ConfigError::DynamicConfig(value.clone()))?;
+                }
+                // The real server's other keys tune what Dura does not have (yet).
+                _ => tracing::debug!(key, "ignoring dynamic config value Dura does not use"),
+            }
         }
         let search_attributes = args
             .search_attributes
@@ -79,6 +89,7 @@ impl DevServerConfig {
                 DurabilityArg::Fsync => Durability::Fsync,
                 DurabilityArg::Relaxed => Durability::Relaxed,
             },
+            eager_workflow_start,
         })
     }
 }

@@ -278,6 +278,7 @@ async fn start_action(
         start_delay: 0,
         user_metadata: w.user_metadata,
         parent: None,
+        eager: false,
         now,
     };
     let shard = engine.shard_for(&record.namespace_id, &workflow_id);

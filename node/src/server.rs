@@ -111,6 +111,7 @@ pub async fn run_dev_server(
         engine,
         namespaces: namespaces.clone(),
         queries: Default::default(),
+        eager_workflow_start: config.eager_workflow_start,
     };
     let frontend = Frontend::new(
         namespaces,

@@ -159,6 +159,7 @@ async fn start_child(engine: &Engine, parent: &RunKey, initiated_event_id: i64) 
             root_workflow_id,
             root_run_id,
         }),
+        eager: false,
         now,
     };
     let child_shard = engine.shard_for(&a.namespace_id, &a.workflow_id);

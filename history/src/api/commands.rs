@@ -28,7 +28,7 @@ use crate::{
     mutable_state::{ActivityInfo, MutableState, TimerInfo, WorkflowStatus},
     retry,
     tasks::{TaskQueueRef, TimerKind},
-    time::{from_duration, is_negative, opt_duration, to_duration},
+    time::{from_duration, is_negative, to_duration},
     transition::{Continuation, Tx, activity_tasks},
 };
 
@@ -618,10 +618,12 @@ fn normalize_activity(
         heartbeat = heartbeat.min(run_timeout);
     }
     heartbeat = heartbeat.min(start2close);
-    a.schedule_to_close_timeout = opt_duration(s2close);
-    a.schedule_to_start_timeout = opt_duration(s2start);
-    a.start_to_close_timeout = opt_duration(start2close);
-    a.heartbeat_timeout = opt_duration(heartbeat);
+    // All four are stated even when zero (unlimited), as the real server does: the TypeScript
+    // SDK rejects an activity task whose schedule-to-close timeout is missing.
+    a.schedule_to_close_timeout = Some(to_duration(s2close));
+    a.schedule_to_start_timeout = Some(to_duration(s2start));
+    a.start_to_close_timeout = Some(to_duration(start2close));
+    a.heartbeat_timeout = Some(to_duration(heartbeat));
     Ok(())
 }
 

@@ -17,6 +17,7 @@ use temporalio_protos::temporal::api::{
 };
 
 use super::signal::{SignalRequest, add_signal};
+use super::workflow_task::WorkflowTaskStartedReply;
 use crate::{
     error::{HistoryError, Result},
     events::{json_string_payloads, new_event},
@@ -68,15 +69,50 @@ pub struct StartWorkflowRequest {
     pub user_metadata: Option<UserMetadata>,
     /// Set when a parent workflow starts this one as its child.
     pub parent: Option<ParentInfo>,
+    /// `request_eager_execution`: the caller's worker takes the first workflow task in the
+    /// start's reply, so a new run records it started at once and never offers it to matching.
+    /// Declined (an ordinary start) when the first task waits for a start delay.
+    pub eager: bool,
     pub now: Nanos,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StartReply {
     pub run_id: String,
     /// False when an existing run was returned (USE_EXISTING, signal-with-start to a running
     /// workflow). A deduplicated retry of the original start answers true, like the server.
     pub started: bool,
+    /// The first workflow task, already started, for an eager start (see
+    /// `StartWorkflowRequest::eager`).
+    pub eager_task: Option<WorkflowTaskStartedReply>,
+}
+
+impl StartReply {
+    fn existing(run_id: &str) -> Self {
+        StartReply {
+            run_id: run_id.to_string(),
+            started: false,
+            eager_task: None,
+        }
+    }
+
+    /// The reply for a run this start created: with its started first task when eager.
+    fn created(new_run: &NewRun) -> Self {
+        StartReply {
+            run_id: new_run.state.run_id.clone(),
+            started: true,
+            eager_task: eager_task(&new_run.state),
+        }
+    }
+}
+
+/// The run's first workflow task when it is started and still the first attempt: what an eager
+/// start hands back, also to a retry of that start (as the real server does).
+fn eager_task(ms: &MutableState) -> Option<WorkflowTaskStartedReply> {
+    ms.workflow_task
+        .as_ref()
+        .filter(|wt| wt.is_started() && wt.started_event_id == 3 && wt.attempt == 1)
+        .map(|_| super::workflow_task::started_reply(ms))
 }
 
 /// A run created by a start.
@@ -147,12 +183,10 @@ fn start_inner(
     }
 
     let Some(cur) = current else {
+        let new_run = create_run(&req, None, signal.as_ref(), None)?;
         return Ok(StartOutcome {
-            reply: StartReply {
-                run_id: req.run_id.clone(),
-                started: true,
-            },
-            new_run: Some(create_run(&req, None, signal.as_ref(), None)?),
+            reply: StartReply::created(&new_run),
+            new_run: Some(new_run),
             previous_run: None,
         });
     };
@@ -162,6 +196,7 @@ fn start_inner(
             reply: StartReply {
                 run_id: cur.run_id.clone(),
                 started: true,
+                eager_task: if req.eager { eager_task(cur) } else { None },
             },
             new_run: None,
             previous_run: None,
@@ -177,10 +212,7 @@ fn start_inner(
             {
                 let t = super::signal::signal_workflow(cur, signal.clone())?;
                 return Ok(StartOutcome {
-                    reply: StartReply {
-                        run_id: cur.run_id.clone(),
-                        started: false,
-                    },
+                    reply: StartReply::existing(&cur.run_id),
                     new_run: None,
                     previous_run: Some(t),
                 });
@@ -189,10 +221,7 @@ fn start_inner(
         match conflict {
             WorkflowIdConflictPolicy::UseExisting => {
                 return Ok(StartOutcome {
-                    reply: StartReply {
-                        run_id: cur.run_id.clone(),
-                        started: false,
-                    },
+                    reply: StartReply::existing(&cur.run_id),
                     new_run: None,
                     previous_run: None,
                 });
@@ -213,10 +242,7 @@ fn start_inner(
                     Ok(())
                 })?);
                 return Ok(StartOutcome {
-                    reply: StartReply {
-                        run_id: req.run_id.clone(),
-                        started: true,
-                    },
+                    reply: StartReply::created(&new_run),
                     new_run: Some(new_run),
                     previous_run,
                 });
@@ -256,12 +282,10 @@ fn start_inner(
         }
         _ => {}
     }
+    let new_run = create_run(&req, Some(&*cur), signal.as_ref(), None)?;
     Ok(StartOutcome {
-        reply: StartReply {
-            run_id: req.run_id.clone(),
-            started: true,
-        },
-        new_run: Some(create_run(&req, Some(&*cur), signal.as_ref(), None)?),
+        reply: StartReply::created(&new_run),
+        new_run: Some(new_run),
         previous_run,
     })
 }
@@ -371,6 +395,7 @@ pub fn continue_run(
         start_delay: continuation.backoff,
         user_metadata: None,
         parent: previous.parent.clone(),
+        eager: false,
         now: continuation.now,
     };
     // Continue-as-new starts what the workflow asked for; only the execution (its deadline,
@@ -540,6 +565,12 @@ fn create_run(
         tx.timer(execution_time, TimerKind::WorkflowStartDelay);
     } else {
         tx.schedule_workflow_task();
+        if req.eager && continued.is_none() && signal.is_none() {
+            // The caller's worker takes this task from the reply: it is started here and
+            // never offered to matching (the real server bypasses task generation too).
+            tx.tasks.retain(|t| !matches!(t, Task::WorkflowTask(_)));
+            super::workflow_task::start_workflow_task(&mut tx, &req.request_id, &req.identity)?;
+        }
     }
     if tx.ms.run_expiration_time > 0 {
         tx.timer(tx.ms.run_expiration_time, TimerKind::WorkflowRunTimeout);

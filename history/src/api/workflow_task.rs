@@ -209,7 +209,7 @@ pub fn record_workflow_task_started(
 }
 
 /// Marks the pending workflow task started (the real server's `AddWorkflowTaskStartedEvent`).
-fn start_workflow_task(
+pub(super) fn start_workflow_task(
     tx: &mut Tx,
     request_id: &str,
     identity: &str,
@@ -265,7 +265,7 @@ fn start_workflow_task(
     Ok(started_reply(&tx.ms))
 }
 
-fn started_reply(ms: &MutableState) -> WorkflowTaskStartedReply {
+pub(super) fn started_reply(ms: &MutableState) -> WorkflowTaskStartedReply {
     let wt = ms
         .workflow_task
         .clone()

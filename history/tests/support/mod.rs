@@ -62,6 +62,7 @@ pub fn start_request(workflow_id: &str, run_id: &str, request_id: &str) -> Start
         start_delay: 0,
         user_metadata: None,
         parent: None,
+        eager: false,
         now: T0,
     }
 }

@@ -25,7 +25,7 @@ use dura_history::{
     keys::RunKey,
     store,
     tasks::TaskQueueRef,
-    time::{from_duration, opt_duration, to_timestamp},
+    time::{from_duration, to_duration, to_timestamp},
 };
 use dura_matching::{TaskKind, TaskQueueKey};
 use temporalio_protos::temporal::api::{
@@ -33,7 +33,7 @@ use temporalio_protos::temporal::api::{
         ActivityType, Header, Memo, Payloads, Priority, RetryPolicy, SearchAttributes,
         WorkflowExecution, WorkflowType,
     },
-    enums::v1::{HistoryEventFilterType, TaskQueueKind},
+    enums::v1::{HistoryEventFilterType, QueryRejectCondition, TaskQueueKind, WorkflowExecutionStatus},
     history::v1::History,
     sdk::v1::UserMetadata,
     taskqueue::v1::{PollerInfo, TaskQueue},
@@ -64,6 +64,8 @@ pub struct Workflows {
     pub engine: Engine,
     pub namespaces: NamespaceRegistry,
     pub queries: std::sync::Arc<QueryRegistry>,
+    /// `system.enableEagerWorkflowStart`: honour `request_eager_execution`.
+    pub eager_workflow_start: bool,
 }
 
 /// The start options StartWorkflowExecution and SignalWithStartWorkflowExecution share, under
@@ -285,6 +287,7 @@ impl Workflows {
             start_delay: from_duration(f.start_delay.as_ref()),
             user_metadata: f.user_metadata,
             parent: None,
+            eager: false,
             now: now_nanos(),
         })
     }
@@ -311,7 +314,10 @@ impl Workflows {
         )?;
         let ns = self.namespace_id(&req.namespace)?;
         self.validate_search_attributes(&req.namespace, req.search_attributes.as_ref())?;
-        let start = self.start_request(ns, start_fields!(req, header: req.header))?;
+        let eager = req.request_eager_execution && self.eager_workflow_start;
+        let mut start = self.start_request(ns, start_fields!(req, header: req.header))?;
+        start.eager = eager;
+        let run = RunKey::new(start.namespace_id.clone(), &start.workflow_id, "");
         let shard = self
             .engine
             .shard_for(&start.namespace_id, &start.workflow_id);
@@ -321,6 +327,13 @@ impl Workflows {
             .await?
         {
             ShardOutcome::Started { reply, .. } => Ok(pb::StartWorkflowExecutionResponse {
+                eager_workflow_task: match reply.eager_task {
+                    Some(task) => Some(self.workflow_task_response(
+                        &RunKey { run_id: reply.run_id.clone(), ..run },
+                        task,
+                    )?),
+                    None => None,
+                },
                 run_id: reply.run_id,
                 started: reply.started,
                 ..Default::default()
@@ -859,6 +872,7 @@ impl Workflows {
         grpc_timeout: Option<Duration>,
     ) -> ApiResult<pb::QueryWorkflowResponse> {
         let (workflow_id, run_id) = execution(req.execution.as_ref())?;
+        let reject_condition = req.query_reject_condition();
         let query = req
             .query
             .filter(|q| !q.query_type.is_empty())
@@ -883,15 +897,11 @@ impl Workflows {
                 ));
             }
         };
-        let status = ms.status.to_proto() as i32;
-        let reject = req.query_reject_condition;
-        // QUERY_REJECT_CONDITION_NOT_OPEN = 1, NOT_COMPLETED_CLEANLY = 2.
-        let rejected = (reject == 1 && !ms.is_running())
-            || (reject == 2 && !ms.is_running() && status != temporalio_protos::temporal::api::enums::v1::WorkflowExecutionStatus::Completed as i32);
-        if rejected {
+        let status = ms.status.to_proto();
+        if query_rejected(reject_condition, status) {
             return Ok(pb::QueryWorkflowResponse {
                 query_rejected: Some(temporalio_protos::temporal::api::query::v1::QueryRejected {
-                    status,
+                    status: status as i32,
                 }),
                 ..Default::default()
             });
@@ -1350,11 +1360,47 @@ fn activity_task_response(
         current_attempt_scheduled_time: Some(to_timestamp(started.current_attempt_scheduled_time)),
         started_time: Some(to_timestamp(started.started_time)),
         attempt: started.attempt,
-        schedule_to_close_timeout: opt_duration(started.schedule_to_close_timeout),
-        start_to_close_timeout: opt_duration(started.start_to_close_timeout),
-        heartbeat_timeout: opt_duration(started.heartbeat_timeout),
+        // Stated even when zero (unlimited), as the real server does: the TypeScript SDK
+        // rejects an activity task without a schedule-to-close timeout.
+        schedule_to_close_timeout: Some(to_duration(started.schedule_to_close_timeout)),
+        start_to_close_timeout: Some(to_duration(started.start_to_close_timeout)),
+        heartbeat_timeout: Some(to_duration(started.heartbeat_timeout)),
         retry_policy: Some(started.retry_policy),
         priority: started.priority,
         ..Default::default()
+    }
+}
+
+/// Whether a query of a run in `status` is refused under the caller's reject condition, as the
+/// real server decides it: only a closed run is ever refused.
+fn query_rejected(condition: QueryRejectCondition, status: WorkflowExecutionStatus) -> bool {
+    if status == WorkflowExecutionStatus::Running {
+        return false;
+    }
+    match condition {
+        QueryRejectCondition::Unspecified | QueryRejectCondition::None => false,
+        QueryRejectCondition::NotOpen => true,
+        QueryRejectCondition::NotCompletedCleanly => status != WorkflowExecutionStatus::Completed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_reject_conditions_follow_the_enum() {
+        use QueryRejectCondition as C;
+        use WorkflowExecutionStatus as S;
+        for condition in [C::Unspecified, C::None, C::NotOpen, C::NotCompletedCleanly] {
+            assert!(!query_rejected(condition, S::Running), "{condition:?}");
+        }
+        // NONE (what the TypeScript client sends by default) never refuses a closed run.
+        assert!(!query_rejected(C::None, S::Completed));
+        assert!(!query_rejected(C::Unspecified, S::Failed));
+        assert!(query_rejected(C::NotOpen, S::Completed));
+        assert!(!query_rejected(C::NotCompletedCleanly, S::Completed));
+        assert!(query_rejected(C::NotCompletedCleanly, S::Failed));
+        assert!(query_rejected(C::NotCompletedCleanly, S::Terminated));
     }
 }
