@@ -13,6 +13,7 @@
 //! the earlier one, and [`ack`] removes a record only if it still names the acknowledged
 //! attempt, so an acknowledgement that raced with a retry cannot drop the retry.
 
+use dura_codec::{Kind, Persisted};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -113,8 +114,7 @@ pub fn write(kv: &mut impl KvWrite, run: &RunKey, tasks: &[Task]) -> Result<()> 
                 run: run.clone(),
                 task: task.clone(),
             };
-            let value = bincode::serialize(&record).map_err(corrupt)?;
-            kv.put(&entry.key(), &value);
+            kv.put(&entry.key(), &record.encode());
         }
     }
     Ok(())
@@ -138,7 +138,7 @@ pub fn ack(kv: &mut impl KvWrite, entries: &[OutboxEntry]) -> Result<usize> {
     for entry in entries {
         let key = entry.key();
         let Some(value) = kv.get(&key) else { continue };
-        let record: OutboxRecord = bincode::deserialize(&value).map_err(corrupt)?;
+        let record = OutboxRecord::decode(&value).map_err(corrupt)?;
         if OutboxEntry::of(&record.run, &record.task).as_ref() == Some(entry) {
             kv.delete(&key);
             removed += 1;
@@ -151,6 +151,10 @@ pub fn ack(kv: &mut impl KvWrite, entries: &[OutboxEntry]) -> Result<usize> {
 pub fn scan(kv: &impl KvRead) -> Result<Vec<OutboxRecord>> {
     kv.scan_prefix(&keys::outbox_prefix())
         .into_iter()
-        .map(|(_, v)| bincode::deserialize(&v).map_err(corrupt))
+        .map(|(_, v)| OutboxRecord::decode(&v).map_err(corrupt))
         .collect()
+}
+
+impl Persisted for OutboxRecord {
+    const KIND: Kind = Kind::OutboxRecord;
 }

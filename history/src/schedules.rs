@@ -13,6 +13,7 @@
 //! the epoch plus the phase), bounded by the spec's start and end time. Calendars, time zones,
 //! exclusions and jitter are refused as not supported yet.
 
+use dura_codec::{Kind, Persisted};
 use serde::{Deserialize, Serialize};
 use temporalio_protos::temporal::api::{
     common::v1::{Memo, WorkflowExecution},
@@ -188,9 +189,7 @@ pub fn apply(
             record
         }
     };
-    let value = bincode::serialize(&record)
-        .map_err(|e| HistoryError::Internal(format!("schedule record (encode): {e}")))?;
-    kv.put(&key, &value);
+    kv.put(&key, &record.encode());
     Ok(Some(record))
 }
 
@@ -205,7 +204,7 @@ pub fn read(
 ) -> Result<Option<ScheduleRecord>> {
     kv.get(&keys::schedule(namespace_id, schedule_id))
         .map(|v| {
-            bincode::deserialize(&v)
+            ScheduleRecord::decode(&v)
                 .map_err(|e| HistoryError::Internal(format!("corrupt schedule record: {e}")))
         })
         .transpose()
@@ -216,7 +215,7 @@ pub fn scan(kv: &impl KvRead, namespace_id: Option<&str>) -> Result<Vec<Schedule
     kv.scan_prefix(&keys::schedule_prefix(namespace_id))
         .into_iter()
         .map(|(_, v)| {
-            bincode::deserialize(&v)
+            ScheduleRecord::decode(&v)
                 .map_err(|e| HistoryError::Internal(format!("corrupt schedule record: {e}")))
         })
         .collect()
@@ -615,4 +614,8 @@ mod tests {
             ]
         );
     }
+}
+
+impl Persisted for ScheduleRecord {
+    const KIND: Kind = Kind::ScheduleRecord;
 }

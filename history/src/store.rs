@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use prost::Message;
+use dura_codec::{Kind, Persisted};
 use serde::{Deserialize, Serialize};
 use temporalio_protos::temporal::api::history::v1::{HistoryEvent, history_event::Attributes};
 
@@ -98,13 +99,13 @@ pub fn read_current(
     workflow_id: &str,
 ) -> Result<Option<CurrentExecution>> {
     kv.get(&keys::current_execution(namespace_id, workflow_id))
-        .map(|v| bincode::deserialize(&v).map_err(|e| corrupt("current execution", e)))
+        .map(|v| CurrentExecution::decode(&v).map_err(|e| corrupt("current execution", e)))
         .transpose()
 }
 
 pub fn read_run(kv: &impl KvRead, run: &RunKey) -> Result<Option<MutableState>> {
     kv.get(&keys::mutable_state(run))
-        .map(|v| bincode::deserialize(&v).map_err(|e| corrupt("mutable state", e)))
+        .map(|v| MutableState::decode(&v).map_err(|e| corrupt("mutable state", e)))
         .transpose()
 }
 
@@ -135,8 +136,7 @@ fn not_found(workflow_id: &str, run_id: &str) -> HistoryError {
 
 pub fn write_run(kv: &mut impl KvWrite, ms: &MutableState) -> Result<()> {
     let key = RunKey::new(&ms.namespace_id, &ms.workflow_id, &ms.run_id);
-    let value = bincode::serialize(ms).map_err(|e| corrupt("mutable state (encode)", e))?;
-    kv.put(&keys::mutable_state(&key), &value);
+    kv.put(&keys::mutable_state(&key), &ms.encode());
     Ok(())
 }
 
@@ -147,10 +147,10 @@ pub fn append_events(kv: &mut impl KvWrite, run: &RunKey, events: &[HistoryEvent
 }
 
 fn write_current(kv: &mut impl KvWrite, ms: &MutableState) -> Result<()> {
-    let value = bincode::serialize(&CurrentExecution {
+    let value = CurrentExecution {
         run_id: ms.run_id.clone(),
-    })
-    .map_err(|e| corrupt("current execution (encode)", e))?;
+    }
+    .encode();
     kv.put(
         &keys::current_execution(&ms.namespace_id, &ms.workflow_id),
         &value,
@@ -288,7 +288,7 @@ pub fn apply_to_run(
 pub fn scan_runs(kv: &impl KvRead) -> Result<Vec<MutableState>> {
     kv.scan_prefix(&keys::mutable_state_prefix())
         .into_iter()
-        .map(|(_, v)| bincode::deserialize(&v).map_err(|e| corrupt("mutable state", e)))
+        .map(|(_, v)| MutableState::decode(&v).map_err(|e| corrupt("mutable state", e)))
         .collect()
 }
 
@@ -353,4 +353,12 @@ pub fn read_history(
         events,
         next_cursor,
     })
+}
+
+impl Persisted for CurrentExecution {
+    const KIND: Kind = Kind::CurrentExecution;
+}
+
+impl Persisted for MutableState {
+    const KIND: Kind = Kind::MutableState;
 }

@@ -443,6 +443,19 @@ fn apply_is_deterministic_and_state_round_trips_through_bincode() {
     assert_eq!(script(&mut c), out_a);
 }
 
+/// Mutable state is stored in its versioned envelope, and state written by a build from before
+/// envelopes (bare bincode) still reads back.
+#[test]
+fn stored_state_is_versioned_and_old_state_still_decodes() {
+    use dura_codec::{Kind, MAGIC, Persisted};
+    let ms = running();
+    let stored = ms.encode();
+    assert_eq!(&stored[..3], &[MAGIC, Kind::MutableState as u8, 1]);
+    assert_eq!(MutableState::decode(&stored).unwrap(), ms);
+    let before_envelopes = bincode::serialize(&ms).unwrap();
+    assert_eq!(MutableState::decode(&before_envelopes).unwrap(), ms);
+}
+
 #[test]
 fn requests_and_replies_round_trip_through_bincode() {
     let req = RunRequest::Signal(SignalRequest {

@@ -1,5 +1,6 @@
 //! The state machine every Raft group runs: commands are routed by group to their owner.
 
+use dura_codec::Persisted;
 use dura_raft_store::{Application, ApplyTxn, GroupId};
 
 use crate::{
@@ -21,7 +22,7 @@ impl Application for NodeApplication {
         txn: &mut ApplyTxn<'_>,
     ) -> Vec<u8> {
         if group == GroupId::META {
-            let reply: MetaReply = match bincode::deserialize::<MetaCommand>(command) {
+            let reply: MetaReply = match MetaCommand::decode(command) {
                 Ok(command) => catch_apply_panic(
                     || namespace::apply(txn, command),
                     |what| Err(NamespaceError::Internal(what)),

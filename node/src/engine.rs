@@ -35,6 +35,7 @@ use dura_matching::{
     Matcher, TaskKind, TaskQueueKey,
     backlog::{self, BacklogCommand, BacklogReply},
 };
+use dura_codec::{Kind, Persisted};
 use dura_raft_store::{GroupId, RaftStore};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
@@ -109,6 +110,10 @@ struct BacklogTask {
     stamp: i32,
 }
 
+impl Persisted for BacklogTask {
+    const KIND: Kind = Kind::BacklogTask;
+}
+
 impl QueuedTask {
     fn of_record(shard: GroupId, record: &OutboxRecord) -> Option<QueuedTask> {
         let entry = OutboxEntry::of(&record.run, &record.task)?;
@@ -123,18 +128,18 @@ impl QueuedTask {
     }
 
     fn backlog_bytes(&self) -> Vec<u8> {
-        bincode::serialize(&BacklogTask {
+        BacklogTask {
             shard: self.shard,
             run: self.run.clone(),
             scheduled_event_id: self.scheduled_event_id,
             attempt: self.attempt,
             stamp: self.stamp,
-        })
-        .expect("a backlog task serializes")
+        }
+        .encode()
     }
 
     fn from_backlog(partition: GroupId, queued: backlog::BacklogTask) -> Option<QueuedTask> {
-        let task: BacklogTask = bincode::deserialize(&queued.task).ok()?;
+        let task = BacklogTask::decode(&queued.task).ok()?;
         Some(QueuedTask {
             shard: task.shard,
             run: task.run,
@@ -283,8 +288,7 @@ impl Engine {
     /// out the tasks it produced.
     pub async fn execute(&self, shard: GroupId, command: ShardCommand) -> ApiResult<ShardOutcome> {
         let workflow = command.workflow();
-        let bytes = bincode::serialize(&command).map_err(|e| ApiError::Internal(e.to_string()))?;
-        let reply = self.inner.store.propose(shard, bytes).await?;
+        let reply = self.inner.store.propose(shard, command.encode()).await?;
         let reply: ShardReply =
             bincode::deserialize(&reply).map_err(|e| ApiError::Internal(e.to_string()))?;
         let outcome = reply?;

@@ -12,6 +12,7 @@ use rocksdb::ColumnFamilyDescriptor;
 use rocksdb::DB;
 use rocksdb::DBRawIterator;
 use rocksdb::Options;
+use dura_codec::Kind;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -103,14 +104,18 @@ pub(crate) fn cf<'a>(db: &'a DB, name: &str) -> io::Result<&'a ColumnFamily> {
         .ok_or_else(|| io_err(format!("missing column family {name}")))
 }
 
-/// Serializes a stored value.
+/// The version of raft-store's own stored shapes (log entries, vote, applied id, membership,
+/// snapshots), all under one codec kind: the RocksDB key says which shape a value has.
+const STORED_VERSION: u8 = 1;
+
+/// Serializes a stored value in its versioned envelope (see `dura_codec`).
 pub(crate) fn encode<T: Serialize>(v: &T) -> io::Result<Vec<u8>> {
-    bincode::serialize(v).map_err(codec_err)
+    Ok(dura_codec::encode_as(Kind::RaftStore, STORED_VERSION, v))
 }
 
 /// Deserializes a stored value.
 pub(crate) fn decode<T: DeserializeOwned>(b: &[u8]) -> io::Result<T> {
-    bincode::deserialize(b).map_err(codec_err)
+    dura_codec::decode_as(Kind::RaftStore, STORED_VERSION, b).map_err(codec_err)
 }
 
 /// Reads and decodes one value.

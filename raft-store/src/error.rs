@@ -48,7 +48,7 @@ pub(crate) fn db_err(e: rocksdb::Error) -> io::Error {
 }
 
 /// (De)serialization failure as `io::Error`.
-pub(crate) fn codec_err(e: bincode::Error) -> io::Error {
+pub(crate) fn codec_err(e: dura_codec::CodecError) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, format!("codec: {e}"))
 }
 

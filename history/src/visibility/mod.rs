@@ -15,6 +15,7 @@ pub mod query;
 
 use std::collections::BTreeMap;
 
+use dura_codec::{Kind, Persisted};
 use serde::{Deserialize, Serialize};
 use temporalio_protos::temporal::api::{
     common::v1::{Memo, Payload, SearchAttributes, WorkflowExecution, WorkflowType},
@@ -272,7 +273,7 @@ pub fn write(
     let record = VisibilityRecord::of(ms);
     if before != Some(&record) {
         let key = keys::visibility(&ms.namespace_id, &ms.workflow_id, &ms.run_id);
-        kv.put(&key, &bincode::serialize(&record).map_err(corrupt)?);
+        kv.put(&key, &record.encode());
     }
     Ok(())
 }
@@ -285,7 +286,7 @@ pub fn scan(
 ) -> Result<Vec<VisibilityRecord>> {
     let mut out = Vec::new();
     for (_, value) in kv.scan_prefix(&keys::visibility_prefix(namespace_id)) {
-        let record: VisibilityRecord = bincode::deserialize(&value).map_err(corrupt)?;
+        let record = VisibilityRecord::decode(&value).map_err(corrupt)?;
         if query.matches(&record) {
             out.push(record);
         }
@@ -318,7 +319,7 @@ pub fn page(
         None
     } else {
         Some(
-            bincode::deserialize(token)
+            SortKey::decode(token)
                 .map_err(|_| HistoryError::InvalidArgument("Invalid NextPageToken.".into()))?,
         )
     };
@@ -331,7 +332,7 @@ pub fn page(
     if records.len() > page_size {
         records.truncate(page_size);
         if let Some(last) = records.last() {
-            next_page_token = bincode::serialize(&last.sort_key()).map_err(corrupt)?;
+            next_page_token = last.sort_key().encode();
         }
     }
     Ok(Page {
@@ -342,3 +343,12 @@ pub fn page(
 
 #[cfg(test)]
 mod tests;
+
+impl Persisted for VisibilityRecord {
+    const KIND: Kind = Kind::VisibilityRecord;
+}
+
+/// A page token outlives the node that made it: the client may send it to any other node.
+impl Persisted for SortKey {
+    const KIND: Kind = Kind::PageToken;
+}

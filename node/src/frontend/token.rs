@@ -2,6 +2,7 @@
 //! or replayed completion is recognised by the state machine and rejected.
 
 use dura_history::keys::RunKey;
+use dura_codec::{Kind, Persisted};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, ApiResult};
@@ -25,18 +26,19 @@ pub enum TaskToken {
     Query { run: RunKey, query_id: u64 },
 }
 
-impl TaskToken {
-    pub fn encode(&self) -> Vec<u8> {
-        bincode::serialize(self).expect("task token serializes")
-    }
+/// A token outlives the node that made it: a worker may hand it to any node of the cluster.
+impl Persisted for TaskToken {
+    const KIND: Kind = Kind::TaskToken;
+}
 
-    pub fn decode(bytes: &[u8]) -> ApiResult<Self> {
+impl TaskToken {
+    pub fn parse(bytes: &[u8]) -> ApiResult<Self> {
         if bytes.is_empty() {
             return Err(ApiError::InvalidArgument(
                 "Task token not set on request.".into(),
             ));
         }
-        bincode::deserialize(bytes)
+        Self::decode(bytes)
             .map_err(|_| ApiError::InvalidArgument("Error deserializing task token.".into()))
     }
 }
@@ -53,8 +55,8 @@ mod tests {
             attempt: 2,
             activity_id: "1".into(),
         };
-        assert_eq!(TaskToken::decode(&token.encode()).unwrap(), token);
-        assert!(TaskToken::decode(b"\xff\xff").is_err());
-        assert!(TaskToken::decode(b"").is_err());
+        assert_eq!(TaskToken::parse(&token.encode()).unwrap(), token);
+        assert!(TaskToken::parse(b"\xff\xff").is_err());
+        assert!(TaskToken::parse(b"").is_err());
     }
 }

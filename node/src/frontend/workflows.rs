@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use dura_codec::Persisted;
 use dura_history::{
     MutableState, RunReply,
     api::{
@@ -578,7 +579,7 @@ impl Workflows {
     }
 
     fn workflow_token(bytes: &[u8]) -> ApiResult<(RunKey, WorkflowTaskToken)> {
-        match TaskToken::decode(bytes)? {
+        match TaskToken::parse(bytes)? {
             TaskToken::Workflow {
                 run,
                 scheduled_event_id,
@@ -948,7 +949,7 @@ impl Workflows {
     }
 
     pub fn respond_query(&self, req: pb::RespondQueryTaskCompletedRequest) -> ApiResult<()> {
-        match TaskToken::decode(&req.task_token)? {
+        match TaskToken::parse(&req.task_token)? {
             TaskToken::Query { query_id, .. } => {
                 if !self.queries.answer(query_id, req) {
                     return Err(ApiError::NotFound(
@@ -1023,7 +1024,7 @@ impl Workflows {
                 },
             ));
         }
-        match TaskToken::decode(token)? {
+        match TaskToken::parse(token)? {
             TaskToken::Activity {
                 run,
                 scheduled_event_id,

@@ -10,6 +10,7 @@ mod registry;
 
 use std::{collections::BTreeMap, time::Duration};
 
+use dura_codec::{Kind, Persisted};
 use serde::{Deserialize, Serialize};
 
 pub use registry::NamespaceRegistry;
@@ -159,13 +160,12 @@ fn load(state: &impl MetaState, name: &str) -> Result<NamespaceRecord, Namespace
     let bytes = state
         .get(&keys::by_name(name))
         .ok_or_else(|| NamespaceError::NotFound(name.to_string()))?;
-    bincode::deserialize(&bytes)
+    NamespaceRecord::decode(&bytes)
         .map_err(|e| NamespaceError::Internal(format!("corrupt namespace record: {e}")))
 }
 
 fn store(state: &mut impl MetaState, record: &NamespaceRecord) {
-    let bytes = bincode::serialize(record).expect("namespace record serializes");
-    state.put(&keys::by_name(&record.name), &bytes);
+    state.put(&keys::by_name(&record.name), &record.encode());
     state.put(&keys::by_id(&record.id), record.name.as_bytes());
 }
 
@@ -396,4 +396,12 @@ mod tests {
             SearchAttributeType::Keyword
         );
     }
+}
+
+impl Persisted for NamespaceRecord {
+    const KIND: Kind = Kind::NamespaceRecord;
+}
+
+impl Persisted for MetaCommand {
+    const KIND: Kind = Kind::MetaCommand;
 }

@@ -5,6 +5,7 @@ use std::{
     sync::{Arc, RwLock},
 };
 
+use dura_codec::Persisted;
 use dura_raft_store::{GroupId, RaftStore};
 
 use super::{MetaCommand, MetaReply, NamespaceError, NamespaceRecord, keys};
@@ -43,8 +44,7 @@ impl NamespaceRegistry {
 
     /// Proposes a metadata command and returns its outcome once it is committed and applied.
     pub async fn execute(&self, command: MetaCommand) -> ApiResult<Option<NamespaceRecord>> {
-        let bytes = bincode::serialize(&command).map_err(|e| ApiError::Internal(e.to_string()))?;
-        let reply = self.store.propose(GroupId::META, bytes).await?;
+        let reply = self.store.propose(GroupId::META, command.encode()).await?;
         let reply: MetaReply =
             bincode::deserialize(&reply).map_err(|e| ApiError::Internal(e.to_string()))?;
         Ok(reply?)
@@ -105,6 +105,6 @@ impl NamespaceRegistry {
 }
 
 fn decode(bytes: &[u8]) -> ApiResult<NamespaceRecord> {
-    bincode::deserialize(bytes)
+    NamespaceRecord::decode(bytes)
         .map_err(|e| ApiError::Internal(format!("corrupt namespace record: {e}")))
 }

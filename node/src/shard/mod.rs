@@ -24,6 +24,7 @@ use dura_matching::{
     backlog::{self, BacklogCommand, BacklogReply},
 };
 use dura_raft_store::{ApplyTxn, GroupId, StateReader};
+use dura_codec::{Kind, Persisted};
 use serde::{Deserialize, Serialize};
 
 /// `hash(namespace id, workflow id) mod shards`, shard ids starting at 1 like Temporal's.
@@ -193,7 +194,7 @@ fn panic_to_internal(f: impl FnOnce() -> ShardReply) -> ShardReply {
 }
 
 fn apply_command(txn: &mut ApplyTxn<'_>, command: &[u8]) -> ShardReply {
-    let command: ShardCommand = bincode::deserialize(command)
+    let command = ShardCommand::decode(command)
         .map_err(|e| HistoryError::Internal(format!("undecodable shard command: {e}")))?;
     let mut kv = TxnKv(txn);
     match command {
@@ -264,4 +265,8 @@ mod tests {
             assert!((1..=4).contains(&id));
         }
     }
+}
+
+impl Persisted for ShardCommand {
+    const KIND: Kind = Kind::ShardCommand;
 }
