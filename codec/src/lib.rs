@@ -91,8 +91,14 @@ impl Kind {
 pub enum CodecError {
     #[error("expected a {expected:?} value, found a {found:?} one")]
     WrongKind { expected: Kind, found: Kind },
-    #[error("{kind:?} version {version} was written by a newer build (this one reads up to {supported})")]
-    NewerVersion { kind: Kind, version: u8, supported: u8 },
+    #[error(
+        "{kind:?} version {version} was written by a newer build (this one reads up to {supported})"
+    )]
+    NewerVersion {
+        kind: Kind,
+        version: u8,
+        supported: u8,
+    },
     #[error("{kind:?} version {version} is no longer readable")]
     UnreadableVersion { kind: Kind, version: u8 },
     #[error("malformed {kind:?} value: {reason}")]
@@ -146,7 +152,11 @@ pub fn encode_as<T: Serialize + ?Sized>(kind: Kind, version: u8, value: &T) -> V
 }
 
 /// Decodes a value of `kind` whose only version is `version` (see [`encode_as`]).
-pub fn decode_as<T: DeserializeOwned>(kind: Kind, version: u8, bytes: &[u8]) -> Result<T, CodecError> {
+pub fn decode_as<T: DeserializeOwned>(
+    kind: Kind,
+    version: u8,
+    bytes: &[u8],
+) -> Result<T, CodecError> {
     match split(kind, bytes)? {
         (v, payload) if v == version || v == 0 => payload_of(kind, payload),
         (v, _) if v > version => Err(CodecError::NewerVersion {
@@ -208,16 +218,25 @@ mod tests {
             match version {
                 0 | 1 => {
                     let old: RecordV1 = payload_of(Self::KIND, payload)?;
-                    Ok(Record { id: old.id, attempts: 0 })
+                    Ok(Record {
+                        id: old.id,
+                        attempts: 0,
+                    })
                 }
-                _ => Err(CodecError::UnreadableVersion { kind: Self::KIND, version }),
+                _ => Err(CodecError::UnreadableVersion {
+                    kind: Self::KIND,
+                    version,
+                }),
             }
         }
     }
 
     #[test]
     fn a_value_round_trips_with_its_header() {
-        let r = Record { id: "a".into(), attempts: 3 };
+        let r = Record {
+            id: "a".into(),
+            attempts: 3,
+        };
         let bytes = r.encode();
         assert_eq!(&bytes[..3], &[MAGIC, Kind::OutboxRecord as u8, 2]);
         assert_eq!(Record::decode(&bytes).unwrap(), r);
@@ -226,9 +245,21 @@ mod tests {
     #[test]
     fn an_older_version_still_decodes() {
         let v1 = encode_as(Kind::OutboxRecord, 1, &RecordV1 { id: "old".into() });
-        assert_eq!(Record::decode(&v1).unwrap(), Record { id: "old".into(), attempts: 0 });
+        assert_eq!(
+            Record::decode(&v1).unwrap(),
+            Record {
+                id: "old".into(),
+                attempts: 0
+            }
+        );
         let bare = bincode::serialize(&RecordV1 { id: "bare".into() }).unwrap();
-        assert_eq!(Record::decode(&bare).unwrap(), Record { id: "bare".into(), attempts: 0 });
+        assert_eq!(
+            Record::decode(&bare).unwrap(),
+            Record {
+                id: "bare".into(),
+                attempts: 0
+            }
+        );
     }
 
     #[test]
@@ -236,12 +267,19 @@ mod tests {
         let v3 = encode_as(Kind::OutboxRecord, 3, &RecordV1 { id: "x".into() });
         assert_eq!(
             Record::decode(&v3).unwrap_err(),
-            CodecError::NewerVersion { kind: Kind::OutboxRecord, version: 3, supported: 2 }
+            CodecError::NewerVersion {
+                kind: Kind::OutboxRecord,
+                version: 3,
+                supported: 2
+            }
         );
         let other = encode_as(Kind::BacklogTask, 2, &RecordV1 { id: "x".into() });
         assert_eq!(
             Record::decode(&other).unwrap_err(),
-            CodecError::WrongKind { expected: Kind::OutboxRecord, found: Kind::BacklogTask }
+            CodecError::WrongKind {
+                expected: Kind::OutboxRecord,
+                found: Kind::BacklogTask
+            }
         );
     }
 
@@ -249,9 +287,15 @@ mod tests {
     fn single_version_kinds_read_bare_and_current_values() {
         let value = (7u64, "seven".to_string());
         let bytes = encode_as(Kind::RaftStore, 1, &value);
-        assert_eq!(decode_as::<(u64, String)>(Kind::RaftStore, 1, &bytes).unwrap(), value);
+        assert_eq!(
+            decode_as::<(u64, String)>(Kind::RaftStore, 1, &bytes).unwrap(),
+            value
+        );
         let bare = bincode::serialize(&value).unwrap();
-        assert_eq!(decode_as::<(u64, String)>(Kind::RaftStore, 1, &bare).unwrap(), value);
+        assert_eq!(
+            decode_as::<(u64, String)>(Kind::RaftStore, 1, &bare).unwrap(),
+            value
+        );
         assert!(matches!(
             decode_as::<(u64, String)>(Kind::RaftStore, 1, &encode_as(Kind::RaftStore, 2, &value)),
             Err(CodecError::NewerVersion { .. })

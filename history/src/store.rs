@@ -5,8 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use prost::Message;
 use dura_codec::{Kind, Persisted};
+use prost::Message;
 use serde::{Deserialize, Serialize};
 use temporalio_protos::temporal::api::history::v1::{HistoryEvent, history_event::Attributes};
 

@@ -183,12 +183,25 @@ fn eager_start_returns_the_started_first_task() {
     let out = start_workflow(None, req.clone()).unwrap();
     let run = out.new_run.expect("new run");
     let task = out.reply.eager_task.expect("eager task");
-    assert_eq!((task.scheduled_event_id, task.started_event_id, task.attempt), (2, 3, 1));
+    assert_eq!(
+        (task.scheduled_event_id, task.started_event_id, task.attempt),
+        (2, 3, 1)
+    );
     let names: Vec<_> = run.events.iter().map(event_name).collect();
-    assert_eq!(names, ["WorkflowExecutionStarted", "WorkflowTaskScheduled", "WorkflowTaskStarted"]);
+    assert_eq!(
+        names,
+        [
+            "WorkflowExecutionStarted",
+            "WorkflowTaskScheduled",
+            "WorkflowTaskStarted"
+        ]
+    );
     match &run.events[2].attributes {
         Some(Attributes::WorkflowTaskStartedEventAttributes(a)) => {
-            assert_eq!((a.identity.as_str(), a.request_id.as_str()), ("client", "req-1"));
+            assert_eq!(
+                (a.identity.as_str(), a.request_id.as_str()),
+                ("client", "req-1")
+            );
         }
         _ => panic!(),
     }

@@ -16,9 +16,9 @@
 //! # Invariants
 //!
 //! * **The matcher never holds the only copy of a task.** Its queues are an in-memory index:
-//!   every task in it is also in its workflow shard's outbox or in a partition's backlog, and
-//!   after a restart or a leadership change the node calls [`Matcher::clear`] and rebuilds it
-//!   from both. Delivering a stale task is possible, so the consumer validates each task
+//!   every task in it is also in its workflow shard's outbox or in a partition's backlog; when
+//!   a shard's leadership ends the node unloads its partitions ([`Matcher::unload_where`]) and
+//!   the new leader rebuilds them from both. Delivering a stale task is possible, so the consumer validates each task
 //!   against mutable state (`Record*TaskStarted`) before acting on it.
 //! * **No task is lost inside the matcher.** A task is either in exactly one queue, in
 //!   flight to exactly one poller, or returned to the caller. If a poll future is dropped
@@ -225,7 +225,7 @@ impl<T: Send + 'static> Matcher<T> {
     }
 
     /// Long poll: returns a task, or `None` once `deadline` passes (or the queue is
-    /// unloaded/cleared while waiting).
+    /// unloaded while waiting).
     ///
     /// Cancellation-safe: if the returned future is dropped, the poller is deregistered and a
     /// task that was already handed to it goes back to the front of its queue.
@@ -263,7 +263,7 @@ impl<T: Send + 'static> Matcher<T> {
                 guard.finish();
                 Some(task)
             }
-            // Sender dropped without sending: queue unloaded or matcher cleared.
+            // Sender dropped without sending: queue unloaded.
             Ok(Err(_)) => {
                 guard.rx = None;
                 None
@@ -342,10 +342,16 @@ impl<T: Send + 'static> Matcher<T> {
         }
     }
 
-    /// Forgets every queue, task and poller; all waiting polls return `None`.
-    pub fn clear(&self) {
-        let old = std::mem::take(&mut *self.lock());
-        drop(old);
+    /// Forgets the queues `which` selects, with their tasks and pollers; their waiting polls
+    /// return `None` (the queues' partition moved to another leader).
+    pub fn unload_where(&self, mut which: impl FnMut(&TaskQueueKey) -> bool) {
+        let removed: Vec<_> = {
+            let mut queues = self.lock();
+            let keys: Vec<_> = queues.keys().filter(|k| which(k)).cloned().collect();
+            keys.into_iter().filter_map(|k| queues.remove(&k)).collect()
+        };
+        // Dropping the waiters' senders outside the lock wakes their polls with None.
+        drop(removed);
     }
 }
 

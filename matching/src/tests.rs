@@ -275,21 +275,23 @@ async fn unload_wakes_pollers_and_returns_backlog() {
 }
 
 #[tokio::test]
-async fn clear_wakes_pollers_and_drops_everything() {
+async fn unloading_queues_wakes_their_pollers_and_drops_their_tasks() {
     let m = Matcher::new();
     let k = key("q");
     m.add(&key("other"), 1u32);
+    m.add(&key("kept"), 2u32);
     let m2 = m.clone();
     let k2 = k.clone();
     let h = tokio::spawn(async move { m2.poll(&k2, "w", in_ms(10_000)).await });
     tokio::time::sleep(Duration::from_millis(20)).await;
-    m.clear();
-    let r = tokio::time::timeout(Duration::from_millis(200), h)
+    m.unload_where(|queue| *queue != key("kept"));
+    let r = tokio::time::timeout(Duration::from_secs(10), h)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(r, None);
     assert_eq!(m.describe(&key("other")).backlog, 0);
+    assert_eq!(m.describe(&key("kept")).backlog, 1);
     assert!(!m.has_recent_poller(&k, Duration::from_secs(10)));
 }
 

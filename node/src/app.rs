@@ -3,15 +3,20 @@
 use dura_codec::Persisted;
 use dura_raft_store::{Application, ApplyTxn, GroupId};
 
+use std::sync::Arc;
+
 use crate::{
+    leader::AppliedEffects,
     namespace::{self, MetaCommand, MetaReply, NamespaceError},
     shard,
 };
 
 /// Dispatches committed commands to the component that owns the group's state: the metadata
-/// group holds namespaces, every other group is a history shard.
-#[derive(Debug, Default)]
-pub struct NodeApplication;
+/// group holds namespaces, every other group is a history shard. A shard entry's effects are
+/// staged during apply and published once its batch is written (see `leader`).
+pub struct NodeApplication {
+    pub effects: Arc<AppliedEffects>,
+}
 
 impl Application for NodeApplication {
     fn apply(
@@ -34,13 +39,20 @@ impl Application for NodeApplication {
             };
             bincode::serialize(&reply).expect("metadata reply serializes")
         } else {
-            bincode::serialize(&shard::apply(txn, command)).expect("shard reply serializes")
+            let applied = shard::apply(txn, command);
+            self.effects.stage(group, applied.workflow, applied.effects);
+            // Replies go only to the local proposer, never to disk or another node.
+            bincode::serialize(&applied.reply).expect("shard reply serializes")
         }
     }
 
+    fn after_apply(&self, group: GroupId) {
+        self.effects.flush(group);
+    }
+
     fn on_snapshot_installed(&self, _group: GroupId) {
-        // Nothing is cached outside the store: readers go to RocksDB, and the engine rebuilds
-        // its task index from mutable state when it starts.
+        // Nothing is cached outside the store: readers go to RocksDB, and a leader rebuilds
+        // its work from committed state when its leadership starts.
     }
 }
 

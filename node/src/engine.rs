@@ -1,7 +1,7 @@
-//! The leader-side runtime of the shards: proposes shard commands, then carries out the tasks
-//! their transitions ask for — workflow and activity tasks from the outbox to their task
-//! queue, child-workflow work to `transfers`, timers to the timer service — and wakes long
-//! polls waiting for new history.
+//! The shards' engine: proposes shard commands, and — for the shards this node leads (see
+//! `leader`) — carries out the effects their committed entries ask for: workflow and activity
+//! tasks from the outbox to their task queue, child-workflow work to `transfers`, timers to
+//! the shard's timer service, schedules to the scheduler.
 //!
 //! A task travels from its workflow shard's outbox to its queue (`deliver`): to a poller
 //! waiting right now (sync match: no write beyond the transition that made the task, whose
@@ -10,8 +10,8 @@
 //! of the queue's partition shard, after which the outbox record is acknowledged. Sticky
 //! queues are in memory only: a lost sticky task is covered by its schedule-to-start timeout.
 //!
-//! Nothing here is the only copy of anything: [`Engine::recover`] rebuilds the matcher from
-//! the partitions' backlogs and the shards' outboxes, and the timers from mutable state. A
+//! Nothing here is the only copy of anything: [`Engine::recover_shard`] rebuilds a new leader's
+//! work from its partitions' backlogs, its outbox and the timers in its mutable state. A
 //! task handed out twice is harmless too: `Record*TaskStarted` accepts a task once, and stale
 //! tasks are rejected by the ids and stamps they carry.
 
@@ -22,6 +22,7 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
+use dura_codec::{Kind, Persisted};
 use dura_history::{
     Task,
     api::{RunRequest, timer::FireTimerRequest},
@@ -35,14 +36,14 @@ use dura_matching::{
     Matcher, TaskKind, TaskQueueKey,
     backlog::{self, BacklogCommand, BacklogReply},
 };
-use dura_codec::{Kind, Persisted};
 use dura_raft_store::{GroupId, RaftStore};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 use crate::{
     cleanup::{self, Cleanup},
     error::{ApiError, ApiResult},
+    leader::{AppliedEffects, Effect, ShardLeader, WorkflowWatch},
     metrics::TASK_DISPATCH,
     scheduler::Scheduler,
     shard::{ReaderKv, ShardCommand, ShardOutcome, ShardReply, partition_shard, shard_for},
@@ -181,71 +182,35 @@ struct Inner {
     store: RaftStore,
     shards: u32,
     matcher: Matcher<QueuedTask>,
-    timers: mpsc::UnboundedSender<(GroupId, RunKey, TimerTask)>,
     cleanups: mpsc::UnboundedSender<(GroupId, Cleanup)>,
     scheduler: Scheduler,
-    /// Per workflow (namespace id, workflow id) with someone waiting: bumped after every
-    /// applied change of that workflow. History long polls and queries wait on it, so a
-    /// change wakes only the waiters of its own workflow.
-    changed: Mutex<HashMap<(String, String), watch::Sender<u64>>>,
-}
-
-/// A subscription to one workflow's changes; the entry goes when its last subscriber does.
-pub struct WorkflowWatch {
-    engine: Engine,
-    key: (String, String),
-    rx: watch::Receiver<u64>,
-}
-
-impl WorkflowWatch {
-    /// Marks the current state seen; a change after this call wakes `changed`.
-    pub fn mark_seen(&mut self) {
-        self.rx.borrow_and_update();
-    }
-
-    /// Resolves at the next change not yet marked seen.
-    pub async fn changed(&mut self) {
-        // The sender lives in the map while this receiver exists, so this cannot fail.
-        let _ = self.rx.changed().await;
-    }
-}
-
-impl Drop for WorkflowWatch {
-    fn drop(&mut self) {
-        let mut map = self
-            .engine
-            .inner
-            .changed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        // Subscriptions are made under this lock, so "only us left" cannot race with one.
-        if map
-            .get(&self.key)
-            .is_some_and(|tx| tx.receiver_count() <= 1)
-        {
-            map.remove(&self.key);
-        }
-    }
+    effects: Arc<AppliedEffects>,
 }
 
 impl Engine {
-    pub fn new(store: RaftStore, shards: u32) -> Self {
-        let (timers, timer_rx) = mpsc::unbounded_channel();
+    /// `effects` is the channel from the store's state machine (`app::NodeApplication`).
+    pub fn new(store: RaftStore, shards: u32, effects: Arc<AppliedEffects>) -> Self {
         let (cleanups, cleanup_rx) = mpsc::unbounded_channel();
         let engine = Engine {
             inner: Arc::new(Inner {
                 store,
                 shards,
                 matcher: Matcher::new(),
-                timers,
                 cleanups,
                 scheduler: Scheduler::default(),
-                changed: Mutex::default(),
+                effects,
             }),
         };
-        tokio::spawn(timer_service(engine.clone(), timer_rx));
         tokio::spawn(cleanup::run(engine.clone(), cleanup_rx));
         engine
+    }
+
+    pub(crate) fn store(&self) -> &RaftStore {
+        &self.inner.store
+    }
+
+    pub(crate) fn effects(&self) -> &Arc<AppliedEffects> {
+        &self.inner.effects
     }
 
     pub fn shard_for(&self, namespace_id: &str, workflow_id: &str) -> GroupId {
@@ -271,58 +236,17 @@ impl Engine {
     }
 
     pub fn watch_workflow(&self, namespace_id: &str, workflow_id: &str) -> WorkflowWatch {
-        let key = (namespace_id.to_string(), workflow_id.to_string());
-        let mut map = self.inner.changed.lock().unwrap_or_else(|e| e.into_inner());
-        let rx = map
-            .entry(key.clone())
-            .or_insert_with(|| watch::channel(0).0)
-            .subscribe();
-        WorkflowWatch {
-            engine: self.clone(),
-            key,
-            rx,
-        }
+        self.inner.effects.watch_workflow(namespace_id, workflow_id)
     }
 
-    /// Proposes a command to the shard, waits until it is committed and applied, then carries
-    /// out the tasks it produced.
+    /// Proposes a command to the shard and returns its outcome once it is committed and
+    /// applied. What the entry asks for beyond the reply is the shard leader's to carry out,
+    /// from the applied entry (see `leader`): this call may be cancelled at any point.
     pub async fn execute(&self, shard: GroupId, command: ShardCommand) -> ApiResult<ShardOutcome> {
-        let workflow = command.workflow();
         let reply = self.inner.store.propose(shard, command.encode()).await?;
         let reply: ShardReply =
             bincode::deserialize(&reply).map_err(|e| ApiError::Internal(e.to_string()))?;
-        let outcome = reply?;
-        match &outcome {
-            ShardOutcome::Started { tasks, .. } => {
-                for (run, task) in tasks {
-                    self.dispatch(shard, run, task.clone());
-                }
-            }
-            ShardOutcome::Run {
-                run,
-                tasks,
-                new_run,
-                ..
-            } => {
-                for task in tasks {
-                    self.dispatch(shard, run, task.clone());
-                }
-                for (new_key, task) in new_run
-                    .iter()
-                    .flat_map(|(k, ts)| ts.iter().map(move |t| (k, t)))
-                {
-                    self.dispatch(shard, new_key, task.clone());
-                }
-            }
-            ShardOutcome::OutboxAcked | ShardOutcome::Backlog(_) | ShardOutcome::Schedule(_) => {}
-        }
-        if let Some(workflow) = workflow {
-            let changed = self.inner.changed.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(tx) = changed.get(&workflow) {
-                tx.send_modify(|v| *v += 1);
-            }
-        }
-        Ok(outcome)
+        Ok(reply?)
     }
 
     /// Applies a run-scoped request.
@@ -337,19 +261,17 @@ impl Engine {
         self.execute(shard, command).await
     }
 
-    fn dispatch(&self, shard: GroupId, run: &RunKey, task: Task) {
-        match task {
-            Task::Timer(timer) => {
-                let _ = self.inner.timers.send((shard, run.clone(), timer));
+    /// Carries out one effect of an entry `leader`'s shard applied.
+    pub(crate) fn dispatch(&self, leader: &ShardLeader, effect: Effect) {
+        match effect {
+            Effect::Task(run, Task::Timer(timer)) => {
+                let _ = leader.timers.send((run, timer));
             }
-            task => self.deliver(
-                shard,
-                OutboxRecord {
-                    run: run.clone(),
-                    task,
-                },
-                false,
-            ),
+            Effect::Task(run, task) => self.deliver(leader, OutboxRecord { run, task }, false),
+            Effect::Schedule {
+                namespace_id,
+                schedule_id,
+            } => self.arm_schedule(leader, &namespace_id, &schedule_id),
         }
     }
 
@@ -358,12 +280,13 @@ impl Engine {
     /// if no poller takes it within [`SPILL_AFTER`]. Sticky tasks stay in memory. `recovering`:
     /// the record may already be in a backlog the matcher was rebuilt from, so it is added
     /// there first (idempotently) and indexed only if it was not.
-    fn deliver(&self, shard: GroupId, record: OutboxRecord, recovering: bool) {
+    fn deliver(&self, leader: &ShardLeader, record: OutboxRecord, recovering: bool) {
+        let shard = leader.shard;
         if matches!(
             record.task,
             Task::StartChild { .. } | Task::NotifyParent { .. } | Task::ParentClosePolicy(_)
         ) {
-            tokio::spawn(transfers::run(self.clone(), shard, record));
+            leader.spawn(transfers::run(self.clone(), shard, record));
             return;
         }
         let Some(task) = QueuedTask::of_record(shard, &record) else {
@@ -388,7 +311,7 @@ impl Engine {
         }
         let engine = self.clone();
         if recovering {
-            tokio::spawn(async move { engine.spill_recovered(queue, task).await });
+            leader.spawn(async move { engine.spill_recovered(queue, task).await });
             return;
         }
         let TaskOrigin::Outbox(spill) = task.origin.clone() else {
@@ -398,7 +321,7 @@ impl Engine {
             Ok(()) => TASK_DISPATCH.with_label_values(&["sync"]).inc(),
             Err(task) => self.inner.matcher.add(&queue, task),
         }
-        tokio::spawn(async move {
+        leader.spawn(async move {
             tokio::time::sleep(SPILL_AFTER).await;
             if spill.lock().taken {
                 return;
@@ -533,54 +456,69 @@ impl Engine {
         )
     }
 
-    /// Rebuilds the matcher and the timers after a restart: first the partitions' backlogs,
-    /// then every outbox record is delivered again (its backlog add is idempotent), then the
-    /// schedules and the timers armed in mutable state.
-    pub fn recover(&self) -> ApiResult<()> {
-        self.inner.matcher.clear();
-        for partition in self.shard_ids() {
-            let reader = self.inner.store.reader(partition)?;
-            let queued = backlog::scan(&reader)?;
-            tracing::debug!(%partition, tasks = queued.len(), "recovered backlog");
-            for t in queued {
-                let queue = t.queue.clone();
-                match QueuedTask::from_backlog(partition, t) {
-                    Some(task) => self.inner.matcher.add(&queue, task),
-                    None => tracing::error!(%partition, ?queue, "undecodable backlog task"),
-                }
+    /// Rebuilds a new leader's work from its shard's committed state: first the backlogs of
+    /// the task-queue partitions the shard owns, then every outbox record is delivered again
+    /// (its backlog add is idempotent), then the schedules and the timers armed in mutable
+    /// state.
+    pub(crate) fn recover_shard(&self, leader: &ShardLeader) -> ApiResult<()> {
+        let shard = leader.shard;
+        let reader = self.reader(shard)?;
+        let queued = backlog::scan(&reader.0)?;
+        let outbox = outbox::scan(&reader)?;
+        let schedules = dura_history::schedules::scan(&reader, None)?;
+        let runs = store::scan_runs(&reader)?;
+        tracing::debug!(
+            %shard,
+            backlog = queued.len(),
+            outbox = outbox.len(),
+            schedules = schedules.len(),
+            runs = runs.len(),
+            "rebuilding leader state"
+        );
+        for t in queued {
+            let queue = t.queue.clone();
+            match QueuedTask::from_backlog(shard, t) {
+                Some(task) => self.inner.matcher.add(&queue, task),
+                None => tracing::error!(%shard, ?queue, "undecodable backlog task"),
             }
         }
-        for shard in self.shard_ids() {
-            let reader = self.reader(shard)?;
-            let records = outbox::scan(&reader)?;
-            tracing::debug!(%shard, records = records.len(), "recovered outbox");
-            for record in records {
-                self.deliver(shard, record, true);
-            }
-            for schedule in dura_history::schedules::scan(&reader, None)? {
-                self.arm_schedule(&schedule.namespace_id, &schedule.schedule_id);
-            }
-            for ms in store::scan_runs(&reader)? {
-                let run = RunKey::new(&ms.namespace_id, &ms.workflow_id, &ms.run_id);
-                for task in pending_tasks(&ms) {
-                    if let Task::Timer(timer) = task {
-                        let _ = self.inner.timers.send((shard, run.clone(), timer));
-                    }
+        for record in outbox {
+            self.deliver(leader, record, true);
+        }
+        for schedule in schedules {
+            self.arm_schedule(leader, &schedule.namespace_id, &schedule.schedule_id);
+        }
+        for ms in runs {
+            let run = RunKey::new(&ms.namespace_id, &ms.workflow_id, &ms.run_id);
+            for task in pending_tasks(&ms) {
+                if let Task::Timer(timer) = task {
+                    let _ = leader.timers.send((run.clone(), timer));
                 }
             }
         }
         Ok(())
     }
+
+    /// A shard's leadership ended: the task-queue partitions it owns leave the matcher, and
+    /// their open polls return empty so their pollers find the partition's new leader.
+    pub(crate) fn forget_partitions(&self, shard: GroupId) {
+        let shards = self.inner.shards;
+        self.inner
+            .matcher
+            .unload_where(|queue| partition_shard(queue, shards) == shard);
+    }
 }
 
 /// Fires durable timers: each timer comes back as a `FireTimer` proposal at its deadline.
 /// The state machine ignores timers that went stale in the meantime.
-async fn timer_service(
+/// One per shard leader; it ends with the leadership (see `ShardLeader::spawn`).
+pub(crate) async fn timer_service(
     engine: Engine,
-    mut rx: mpsc::UnboundedReceiver<(GroupId, RunKey, TimerTask)>,
+    leader: ShardLeader,
+    mut rx: mpsc::UnboundedReceiver<(RunKey, TimerTask)>,
 ) {
     let mut heap: BinaryHeap<Reverse<(Nanos, u64)>> = BinaryHeap::new();
-    let mut entries: HashMap<u64, (GroupId, RunKey, TimerTask)> = HashMap::new();
+    let mut entries: HashMap<u64, (RunKey, TimerTask)> = HashMap::new();
     let mut seq = 0u64;
     loop {
         let now = now_nanos();
@@ -589,9 +527,10 @@ async fn timer_service(
                 break;
             }
             heap.pop();
-            if let Some((shard, run, timer)) = entries.remove(&id) {
+            if let Some((run, timer)) = entries.remove(&id) {
                 let engine = engine.clone();
-                tokio::spawn(async move {
+                let timers = leader.timers.clone();
+                leader.spawn(async move {
                     let request = RunRequest::FireTimer(FireTimerRequest {
                         timer: timer.clone(),
                         new_run_id: uuid::Uuid::new_v4().to_string(),
@@ -609,7 +548,7 @@ async fn timer_service(
                         Err(e) => {
                             tracing::warn!(workflow_id = %run.workflow_id, run_id = %run.run_id, error = %e, "timer proposal failed; retrying");
                             tokio::time::sleep(RETRY_BACKOFF).await;
-                            let _ = engine.inner.timers.send((shard, run, timer));
+                            let _ = timers.send((run, timer));
                         }
                     }
                 });
@@ -621,10 +560,10 @@ async fn timer_service(
             .unwrap_or(Duration::from_secs(3600));
         tokio::select! {
             received = rx.recv() => match received {
-                Some((shard, run, timer)) => {
+                Some((run, timer)) => {
                     seq += 1;
                     heap.push(Reverse((timer.fire_at, seq)));
-                    entries.insert(seq, (shard, run, timer));
+                    entries.insert(seq, (run, timer));
                 }
                 None => return,
             },

@@ -8,6 +8,7 @@ mod engine;
 mod error;
 mod frontend;
 mod grpc;
+mod leader;
 mod logging;
 mod metrics;
 mod namespace;

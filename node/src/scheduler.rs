@@ -1,7 +1,8 @@
-//! Fires schedules: one task per armed schedule sleeps until the next nominal time of its spec
-//! after what it has processed, starts the action's workflow and records the action
-//! (`history::schedules`). A change to the schedule (pause, unpause, delete) wakes the task,
-//! which re-reads the record; a deleted schedule ends it.
+//! Fires schedules: one task per armed schedule, run by the leader of the schedule's shard,
+//! sleeps until the next nominal time of its spec after what it has processed, starts the
+//! action's workflow and records the action (`history::schedules`). Every applied change to
+//! the schedule (create, pause, unpause, delete, a recorded action) arms or wakes the task,
+//! which re-reads the record; a deleted schedule ends it, and so does the end of leadership.
 //!
 //! Starts are idempotent per (schedule, nominal time) through their request id, and the record
 //! ignores an action it already has, so a leader that crashes between the two repeats safely.
@@ -25,15 +26,22 @@ use tokio::sync::Notify;
 use crate::{
     engine::{Engine, now_nanos},
     error::{ApiError, ApiResult},
+    leader::ShardLeader,
     shard::{ShardCommand, ShardOutcome},
 };
 
 const RETRY_BACKOFF: Duration = Duration::from_secs(1);
 
-/// The armed schedules of this node, by (namespace id, schedule id).
+/// The armed schedules of this node, by (namespace id, schedule id), each with the term of
+/// the leadership it runs under.
 #[derive(Default)]
 pub struct Scheduler {
-    armed: std::sync::Mutex<HashMap<(String, String), Arc<Notify>>>,
+    armed: std::sync::Mutex<HashMap<(String, String), Armed>>,
+}
+
+struct Armed {
+    leader: ShardLeader,
+    wake: Arc<Notify>,
 }
 
 impl Engine {
@@ -68,21 +76,28 @@ impl Engine {
         Ok(schedules::read(&reader, namespace_id, schedule_id)?)
     }
 
-    /// Makes sure the schedule's task runs and sees its latest state.
-    pub fn arm_schedule(&self, namespace_id: &str, schedule_id: &str) {
+    /// Makes sure the schedule's task runs under `leader` and sees its latest state. A task
+    /// left from an ended leadership is replaced.
+    pub(crate) fn arm_schedule(&self, leader: &ShardLeader, namespace_id: &str, schedule_id: &str) {
         let key = (namespace_id.to_string(), schedule_id.to_string());
         let mut armed = self
             .scheduler()
             .armed
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        if let Some(notify) = armed.get(&key) {
-            notify.notify_one();
+        if let Some(task) = armed.get(&key).filter(|a| a.leader.is_current()) {
+            task.wake.notify_one();
             return;
         }
-        let notify = Arc::new(Notify::new());
-        armed.insert(key.clone(), notify.clone());
-        tokio::spawn(run(self.clone(), key, notify));
+        let wake = Arc::new(Notify::new());
+        armed.insert(
+            key.clone(),
+            Armed {
+                leader: leader.clone(),
+                wake: wake.clone(),
+            },
+        );
+        leader.spawn(run(self.clone(), key, wake));
     }
 
     /// Runs the schedule's action now (PatchSchedule's trigger), paused or not.

@@ -19,6 +19,7 @@ use crate::{
         operatorservice::operator_service_server::OperatorServiceServer,
         workflowservice::workflow_service_server::WorkflowServiceServer,
     },
+    leader::{AppliedEffects, ShardLeaders},
     metrics,
     namespace::{MetaCommand, NamespaceRecord, NamespaceRegistry},
 };
@@ -79,6 +80,7 @@ pub async fn run_dev_server(
     };
     let shards = shard_count(&dir, config.shards)?;
     let listen: SocketAddr = listener.local_addr()?;
+    let effects = Arc::new(AppliedEffects::default());
     let mut groups = vec![GroupId::META];
     groups.extend((1..=shards).map(GroupId));
     let store = RaftStore::open(
@@ -90,7 +92,9 @@ pub async fn run_dev_server(
             durability: config.durability,
             snapshot_every: SNAPSHOT_EVERY,
         },
-        Arc::new(NodeApplication),
+        Arc::new(NodeApplication {
+            effects: effects.clone(),
+        }),
     )
     .await
     .context("opening the Raft store")?;
@@ -101,8 +105,8 @@ pub async fn run_dev_server(
 
     let namespaces = NamespaceRegistry::new(store.clone());
     bootstrap(&namespaces, &config).await?;
-    let engine = Engine::new(store.clone(), shards);
-    engine.recover().context("recovering pending tasks")?;
+    let engine = Engine::new(store.clone(), shards, effects);
+    let leaders = ShardLeaders::start(&engine).context("following shard leadership")?;
 
     let metrics_addr = metrics::serve(config.metrics_listen)
         .await
@@ -176,6 +180,7 @@ pub async fn run_dev_server(
         }
     };
     tracing::info!("shutting down");
+    leaders.shutdown().await;
     let stopped = store.shutdown().await;
     served.context("serving gRPC")?;
     stopped.context("stopping the Raft store")?;

@@ -126,7 +126,6 @@ impl Workflows {
         self.engine
             .execute_schedule(&ns, &req.schedule_id, ScheduleRequest::Create(record))
             .await?;
-        self.engine.arm_schedule(&ns, &req.schedule_id);
         Ok(pb::CreateScheduleResponse::default())
     }
 
@@ -205,7 +204,6 @@ impl Workflows {
             self.engine
                 .execute_schedule(&ns, &req.schedule_id, request)
                 .await?;
-            self.engine.arm_schedule(&ns, &req.schedule_id);
         }
         if patch.trigger_immediately.is_some() {
             self.engine.trigger_schedule(&ns, &req.schedule_id).await?;
@@ -221,7 +219,6 @@ impl Workflows {
         self.engine
             .execute_schedule(&ns, &req.schedule_id, ScheduleRequest::Delete)
             .await?;
-        self.engine.arm_schedule(&ns, &req.schedule_id);
         Ok(pb::DeleteScheduleResponse::default())
     }
 

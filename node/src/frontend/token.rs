@@ -1,8 +1,8 @@
 //! Task tokens: opaque to workers, they name the run and the exact task instance, so a stale
 //! or replayed completion is recognised by the state machine and rejected.
 
-use dura_history::keys::RunKey;
 use dura_codec::{Kind, Persisted};
+use dura_history::keys::RunKey;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, ApiResult};

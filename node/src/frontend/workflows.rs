@@ -34,7 +34,9 @@ use temporalio_protos::temporal::api::{
         ActivityType, Header, Memo, Payloads, Priority, RetryPolicy, SearchAttributes,
         WorkflowExecution, WorkflowType,
     },
-    enums::v1::{HistoryEventFilterType, QueryRejectCondition, TaskQueueKind, WorkflowExecutionStatus},
+    enums::v1::{
+        HistoryEventFilterType, QueryRejectCondition, TaskQueueKind, WorkflowExecutionStatus,
+    },
     history::v1::History,
     sdk::v1::UserMetadata,
     taskqueue::v1::{PollerInfo, TaskQueue},
@@ -330,7 +332,10 @@ impl Workflows {
             ShardOutcome::Started { reply, .. } => Ok(pb::StartWorkflowExecutionResponse {
                 eager_workflow_task: match reply.eager_task {
                     Some(task) => Some(self.workflow_task_response(
-                        &RunKey { run_id: reply.run_id.clone(), ..run },
+                        &RunKey {
+                            run_id: reply.run_id.clone(),
+                            ..run
+                        },
                         task,
                     )?),
                     None => None,

@@ -3,13 +3,15 @@
 //!
 //! A workflow command is applied by `dura_history::store` inside the Raft apply transaction, so
 //! the new mutable state, the appended events, the current-run record and the outbox records
-//! of its tasks commit atomically with the log position. The reply carries the tasks the
-//! transition produced; only the leader acts on them (see `engine`), and after a restart it
-//! rebuilds them from the outbox, the backlogs and mutable state alone. Backlog commands of
-//! the task-queue partitions the shard owns are applied by `dura_matching::backlog`.
+//! of its tasks commit atomically with the log position. Apply also returns the effects the
+//! entry asks of the shard's leader (the transition's tasks, a changed schedule); only the
+//! leader acts on them (see `leader`), and a new leader rebuilds them from the outbox, the
+//! backlogs and mutable state alone. Backlog commands of the task-queue partitions the shard
+//! owns are applied by `dura_matching::backlog`.
 
+use dura_codec::{Kind, Persisted};
 use dura_history::{
-    HistoryError, RunReply, RunRequest, Task,
+    HistoryError, RunReply, RunRequest,
     api::{
         signal::SignalRequest,
         start::{StartReply, StartWorkflowRequest},
@@ -24,7 +26,8 @@ use dura_matching::{
     backlog::{self, BacklogCommand, BacklogReply},
 };
 use dura_raft_store::{ApplyTxn, GroupId, StateReader};
-use dura_codec::{Kind, Persisted};
+
+use crate::leader::Effect;
 use serde::{Deserialize, Serialize};
 
 /// `hash(namespace id, workflow id) mod shards`, shard ids starting at 1 like Temporal's.
@@ -109,14 +112,10 @@ impl ShardCommand {
 pub enum ShardOutcome {
     Started {
         reply: StartReply,
-        tasks: Vec<(RunKey, Task)>,
     },
     Run {
         run: RunKey,
         reply: RunReply,
-        tasks: Vec<Task>,
-        /// The run that continues this one (a retry) and its first tasks.
-        new_run: Option<(RunKey, Vec<Task>)>,
     },
     OutboxAcked,
     Backlog(BacklogReply),
@@ -164,20 +163,29 @@ impl KvRead for ReaderKv {
     }
 }
 
-fn start_outcome(outcome: dura_history::api::start::StartOutcome) -> ShardOutcome {
+/// One applied shard command: the proposer's reply, the workflow it changed (whose watchers
+/// are woken) and what it asks of the shard's leader.
+pub struct Applied {
+    pub reply: ShardReply,
+    pub workflow: Option<(String, String)>,
+    pub effects: Vec<Effect>,
+}
+
+fn start_outcome(
+    outcome: dura_history::api::start::StartOutcome,
+    effects: &mut Vec<Effect>,
+) -> ShardOutcome {
     // A run terminated by TERMINATE_EXISTING leaves no task behind; only the new run has some.
-    let mut tasks = Vec::new();
     if let Some(run) = outcome.new_run {
         let key = RunKey::new(
             &run.state.namespace_id,
             &run.state.workflow_id,
             &run.state.run_id,
         );
-        tasks.extend(run.tasks.into_iter().map(|t| (key.clone(), t)));
+        effects.extend(run.tasks.into_iter().map(|t| Effect::Task(key.clone(), t)));
     }
     ShardOutcome::Started {
         reply: outcome.reply,
-        tasks,
     }
 }
 
@@ -185,22 +193,49 @@ fn start_outcome(outcome: dura_history::api::start::StartOutcome) -> ShardOutcom
 ///
 /// A panic in history's handlers becomes an INTERNAL reply for this one entry (see
 /// `app::catch_apply_panic`); the handlers decide on copies and write only at the end.
-pub fn apply(txn: &mut ApplyTxn<'_>, command: &[u8]) -> ShardReply {
-    panic_to_internal(|| apply_command(txn, command))
+pub fn apply(txn: &mut ApplyTxn<'_>, command: &[u8]) -> Applied {
+    let command = match ShardCommand::decode(command) {
+        Ok(command) => command,
+        // Deterministic on every replica: a command this build cannot read is refused.
+        Err(e) => {
+            return Applied {
+                reply: Err(HistoryError::Internal(format!(
+                    "undecodable shard command: {e}"
+                ))),
+                workflow: None,
+                effects: Vec::new(),
+            };
+        }
+    };
+    let workflow = command.workflow();
+    let mut effects = Vec::new();
+    let reply = panic_to_internal(|| apply_command(txn, command, &mut effects));
+    if reply.is_err() {
+        effects.clear();
+    }
+    Applied {
+        reply,
+        workflow,
+        effects,
+    }
 }
 
 fn panic_to_internal(f: impl FnOnce() -> ShardReply) -> ShardReply {
     crate::app::catch_apply_panic(f, |what| Err(HistoryError::Internal(what)))
 }
 
-fn apply_command(txn: &mut ApplyTxn<'_>, command: &[u8]) -> ShardReply {
-    let command = ShardCommand::decode(command)
-        .map_err(|e| HistoryError::Internal(format!("undecodable shard command: {e}")))?;
+fn apply_command(
+    txn: &mut ApplyTxn<'_>,
+    command: ShardCommand,
+    effects: &mut Vec<Effect>,
+) -> ShardReply {
     let mut kv = TxnKv(txn);
     match command {
-        ShardCommand::Start(req) => store::start_workflow(&mut kv, req).map(start_outcome),
+        ShardCommand::Start(req) => {
+            store::start_workflow(&mut kv, req).map(|o| start_outcome(o, effects))
+        }
         ShardCommand::SignalWithStart(req, signal) => {
-            store::signal_with_start(&mut kv, req, signal).map(start_outcome)
+            store::signal_with_start(&mut kv, req, signal).map(|o| start_outcome(o, effects))
         }
         ShardCommand::Run {
             namespace_id,
@@ -210,11 +245,25 @@ fn apply_command(txn: &mut ApplyTxn<'_>, command: &[u8]) -> ShardReply {
         } => {
             let applied =
                 store::apply_to_run(&mut kv, &namespace_id, &workflow_id, &run_id, request)?;
+            let run = applied.run;
+            effects.extend(
+                applied
+                    .transition
+                    .tasks
+                    .into_iter()
+                    .map(|t| Effect::Task(run.clone(), t)),
+            );
+            if let Some((key, new_run)) = applied.new_run {
+                effects.extend(
+                    new_run
+                        .tasks
+                        .into_iter()
+                        .map(|t| Effect::Task(key.clone(), t)),
+                );
+            }
             Ok(ShardOutcome::Run {
-                run: applied.run,
+                run,
                 reply: applied.transition.reply,
-                tasks: applied.transition.tasks,
-                new_run: applied.new_run.map(|(key, run)| (key, run.tasks)),
             })
         }
         ShardCommand::AckOutbox(entries) => {
@@ -226,8 +275,14 @@ fn apply_command(txn: &mut ApplyTxn<'_>, command: &[u8]) -> ShardReply {
             namespace_id,
             schedule_id,
             request,
-        } => schedules::apply(&mut kv, &namespace_id, &schedule_id, request)
-            .map(ShardOutcome::Schedule),
+        } => {
+            let record = schedules::apply(&mut kv, &namespace_id, &schedule_id, request)?;
+            effects.push(Effect::Schedule {
+                namespace_id,
+                schedule_id,
+            });
+            Ok(ShardOutcome::Schedule(record))
+        }
     }
 }
 
