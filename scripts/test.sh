@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs Dura's whole test suite: the Rust workspace (unit, storage-suite and end-to-end tests)
-# and the SDK conformance tests that pass so far. Installs what a fresh machine lacks.
+# Runs Dura's whole test suite: the Rust workspace (unit, storage-suite and end-to-end tests),
+# the SDK conformance suite, Dura's own Python-SDK tests and its TypeScript-SDK suite.
+# Installs what a fresh machine lacks.
 #
 #   bash scripts/test.sh
 #
@@ -42,3 +43,10 @@ VENV="${CONFORMANCE_VENV:-.venv-conformance}"
 case "$VENV" in /*) ;; *) VENV="$ROOT/$VENV" ;; esac
 echo "test.sh: tests/python" >&2
 (cd tests/python && DURA_BIN="$CARGO_TARGET_DIR/debug/dura" "$VENV/bin/python" -m pytest -q .)
+
+# Dura's own TypeScript-SDK suite (a second SDK is a second judge): against Dura, then against
+# the real dev server whose behaviour it encodes. Installs Node packages with `npm ci`.
+echo "test.sh: tests/typescript against dura" >&2
+DURA_BIN="$CARGO_TARGET_DIR/debug/dura" bash tests/typescript/run.sh dura
+echo "test.sh: tests/typescript against the real dev server" >&2
+bash tests/typescript/run.sh temporal

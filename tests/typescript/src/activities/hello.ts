@@ -1,0 +1,3 @@
+export async function composeGreeting(greeting: string, name: string): Promise<string> {
+  return `${greeting}, ${name}!`;
+}
