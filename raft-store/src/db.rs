@@ -7,12 +7,12 @@ use std::sync::RwLock;
 use std::time::Duration;
 use std::time::Instant;
 
+use dura_codec::Kind;
 use rocksdb::ColumnFamily;
 use rocksdb::ColumnFamilyDescriptor;
 use rocksdb::DB;
 use rocksdb::DBRawIterator;
 use rocksdb::Options;
-use dura_codec::Kind;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
