@@ -63,6 +63,8 @@ pub enum Kind {
     TaskToken = 11,
     /// A List/Scan page token handed to a client.
     PageToken = 12,
+    /// A Raft RPC (request or reply) between nodes.
+    PeerMessage = 13,
 }
 
 impl Kind {
@@ -81,6 +83,7 @@ impl Kind {
             BacklogTask,
             TaskToken,
             PageToken,
+            PeerMessage,
         ]
         .into_iter()
         .find(|k| *k as u8 == b)

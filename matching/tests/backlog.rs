@@ -26,6 +26,7 @@ async fn open(dir: &std::path::Path) -> RaftStore {
         dir: dir.to_path_buf(),
         node_id: 1,
         advertise_addr: "127.0.0.1:0".into(),
+        initial_members: Default::default(),
         groups: vec![SHARD],
         durability: Durability::Fsync,
         snapshot_every: 0,

@@ -88,6 +88,7 @@ pub async fn run_dev_server(
             dir: dir.join("rocksdb"),
             node_id: NODE_ID,
             advertise_addr: listen.to_string(),
+            initial_members: Default::default(),
             groups,
             durability: config.durability,
             snapshot_every: SNAPSHOT_EVERY,

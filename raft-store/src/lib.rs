@@ -33,7 +33,8 @@
 //!
 //! Layout: `keys.rs` (RocksDB key encodings), `db.rs` (the shared RocksDB handle), `writer.rs`
 //! (group commit), `log_store.rs` / `state_machine.rs` / `txn.rs` (openraft storage), `types.rs`
-//! (openraft type config), `network.rs` (no peers yet), `config.rs` (raft timing), `reader.rs`
+//! (openraft type config), `peer.rs` (the node-to-node gRPC transport), `config.rs` (raft
+//! timing), `reader.rs`
 //! ([`StateReader`]), `store.rs` ([`RaftStore`]), `error.rs`.
 
 mod config;
@@ -41,7 +42,7 @@ mod db;
 mod error;
 mod keys;
 mod log_store;
-mod network;
+mod peer;
 mod reader;
 mod state_machine;
 mod store;
@@ -56,6 +57,8 @@ use std::path::PathBuf;
 
 pub use error::Error;
 pub use error::ProposeError;
+pub use peer::PeerService;
+pub use peer::RaftPeerServer;
 pub use reader::StateReader;
 pub use store::RaftStore;
 pub use txn::ApplyTxn;
@@ -90,8 +93,11 @@ pub enum Durability {
 pub struct StoreOptions {
     pub dir: PathBuf,
     pub node_id: u64,
-    /// Address other nodes would use to reach this one (stored in membership).
+    /// Address other nodes use to reach this node's peer service (stored in membership).
     pub advertise_addr: String,
+    /// The voters (node id → peer address) a group seen for the first time starts with; empty
+    /// for a single-node store. Ignored for groups that already have state on disk.
+    pub initial_members: std::collections::BTreeMap<u64, String>,
     pub groups: Vec<GroupId>,
     pub durability: Durability,
     /// Build a snapshot (and purge the log behind it) after this many applied entries.

@@ -27,7 +27,8 @@ use crate::db::flush_all;
 use crate::db::open_db;
 use crate::db::wait_sole_owner;
 use crate::log_store::LogStore;
-use crate::network::NoPeers;
+use crate::peer::PeerConnections;
+use crate::peer::PeerNetwork;
 use crate::state_machine::StateMachine;
 use crate::types::C;
 use crate::types::Command;
@@ -139,8 +140,23 @@ impl RaftStore {
         let sync_appends = opts.durability == Durability::Fsync;
         let wanted: BTreeSet<GroupId> = opts.groups.iter().copied().collect();
         let mut groups: BTreeMap<GroupId, Group> = BTreeMap::new();
+        let connections = PeerConnections::default();
         for group in wanted {
-            let res = open_group(group, &opts, &config, &slot, &writer, &app, sync_appends).await;
+            let network = PeerNetwork {
+                group,
+                connections: connections.clone(),
+            };
+            let res = open_group(
+                group,
+                &opts,
+                &config,
+                &slot,
+                &writer,
+                &app,
+                network,
+                sync_appends,
+            )
+            .await;
             match res {
                 Ok(g) => {
                     groups.insert(group, g);
@@ -167,6 +183,11 @@ impl RaftStore {
 
     fn group(&self, group: GroupId) -> Option<&Group> {
         self.inner.groups.get(&group)
+    }
+
+    /// The openraft instance of `group`, for the peer service.
+    pub(crate) fn raft_of(&self, group: GroupId) -> Option<&Raft> {
+        self.group(group).map(|g| &g.raft)
     }
 
     /// Proposes `command` to `group` and returns what [`Application::apply`] returned for it,
@@ -302,11 +323,12 @@ async fn open_group(
     slot: &Arc<DbSlot>,
     writer: &Arc<Writer>,
     app: &Arc<dyn Application>,
+    network: PeerNetwork,
     sync_appends: bool,
 ) -> Result<Group, Error> {
     let log_store = LogStore::open(group, slot.clone(), writer.clone(), sync_appends)?;
     let sm = StateMachine::open(group, slot.clone(), app.clone())?;
-    let raft = Raft::new(opts.node_id, config.clone(), NoPeers, log_store, sm)
+    let raft = Raft::new(opts.node_id, config.clone(), network, log_store, sm)
         .await
         .map_err(|e| Error::Raft(format!("group {group}: starting raft: {e}")))?;
 
@@ -324,7 +346,9 @@ async fn open_group(
     })
 }
 
-/// First open of a group: make it a single-voter cluster of this node.
+/// First open of a group: make it a cluster of the initial members (this node alone when none
+/// are given). Every initial member does this with the same members, which openraft allows:
+/// they all start from the same membership entry, and one election decides the leader.
 async fn initialize_if_new(group: GroupId, raft: &Raft, opts: &StoreOptions) -> Result<(), Error> {
     let initialized = raft
         .is_initialized()
@@ -333,8 +357,14 @@ async fn initialize_if_new(group: GroupId, raft: &Raft, opts: &StoreOptions) -> 
     if initialized {
         return Ok(());
     }
-    let mut nodes = BTreeMap::new();
-    nodes.insert(opts.node_id, BasicNode::new(&opts.advertise_addr));
+    let mut nodes: BTreeMap<u64, BasicNode> = opts
+        .initial_members
+        .iter()
+        .map(|(id, addr)| (*id, BasicNode::new(addr)))
+        .collect();
+    nodes
+        .entry(opts.node_id)
+        .or_insert_with(|| BasicNode::new(&opts.advertise_addr));
     match raft.initialize(nodes).await {
         Ok(()) => Ok(()),
         Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),

@@ -122,6 +122,7 @@ fn opts(dir: &Path, groups: &[u32], snapshot_every: u64) -> StoreOptions {
         dir: dir.to_path_buf(),
         node_id: 1,
         advertise_addr: "127.0.0.1:7233".to_string(),
+        initial_members: Default::default(),
         groups: groups.iter().map(|g| GroupId(*g)).collect(),
         durability: Durability::Fsync,
         snapshot_every,
@@ -779,4 +780,141 @@ async fn relaxed_durability_skips_fsync_for_appends() {
     let store = open_ready(relaxed, Arc::new(KvApp::default())).await;
     assert_eq!(get(&store, 1, "k19").as_deref(), Some("v19"));
     store.shutdown().await.unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Three nodes in one process, each with its own RocksDB, talking over real gRPC on loopback.
+// ---------------------------------------------------------------------------------------------
+
+struct PeerNode {
+    store: RaftStore,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl PeerNode {
+    async fn stop(self) {
+        self.server.abort();
+        let _ = self.server.await;
+        self.store.shutdown().await.unwrap();
+    }
+}
+
+/// Starts node `id` of a cluster whose peer services listen on `listeners` (node i+1 on the
+/// i-th), serving its peer service on its own listener.
+async fn start_peer_node(
+    dir: &Path,
+    id: u64,
+    members: &BTreeMap<u64, String>,
+    listener: std::net::TcpListener,
+    groups: &[u32],
+) -> PeerNode {
+    let opts = StoreOptions {
+        node_id: id,
+        advertise_addr: members[&id].clone(),
+        initial_members: members.clone(),
+        ..opts(&dir.join(format!("node-{id}")), groups, 0)
+    };
+    let store = RaftStore::open(opts, Arc::new(KvApp::default()))
+        .await
+        .unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let incoming = tonic::transport::server::TcpIncoming::from(
+        tokio::net::TcpListener::from_std(listener).unwrap(),
+    );
+    let service = store.peer_service();
+    let server = tokio::spawn(async move {
+        let _ = tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(incoming)
+            .await;
+    });
+    PeerNode { store, server }
+}
+
+/// The node leading `group` once the nodes agree on one, within `timeout`.
+async fn agreed_leader(nodes: &[&PeerNode], group: u32, timeout: Duration) -> usize {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let leaders: Vec<usize> = (0..nodes.len())
+            .filter(|i| nodes[*i].store.leader_term(GroupId(group)).is_some())
+            .collect();
+        if let [leader] = leaders[..] {
+            return leader;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no single leader of group {group}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until `node` has applied `key = value` in `group`.
+async fn replicated(node: &PeerNode, group: u32, key: &str, value: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while get(&node.store, group, key).as_deref() != Some(value) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{key} never reached a follower"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_replicate_over_grpc_and_survive_the_leaders_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let listeners: Vec<_> = (0..3)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let members: BTreeMap<u64, String> = listeners
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (i as u64 + 1, l.local_addr().unwrap().to_string()))
+        .collect();
+    let groups = [0, 1, 2];
+    let mut nodes = Vec::new();
+    for (i, listener) in listeners.into_iter().enumerate() {
+        nodes.push(start_peer_node(dir.path(), i as u64 + 1, &members, listener, &groups).await);
+    }
+
+    // Every group elects one leader among the three, and what it commits reaches every node.
+    for group in groups {
+        let refs: Vec<&PeerNode> = nodes.iter().collect();
+        let leader = agreed_leader(&refs, group, Duration::from_secs(30)).await;
+        let value = format!("v{group}");
+        propose(&nodes[leader].store, group, &format!("put k {value}")).await;
+        for node in &nodes {
+            replicated(node, group, "k", &value).await;
+        }
+        // A follower refuses to propose and names the leader.
+        let follower = (leader + 1) % 3;
+        match nodes[follower]
+            .store
+            .propose(GroupId(group), b"put x y".to_vec())
+            .await
+        {
+            Err(ProposeError::NotLeader { leader: hint, .. }) => {
+                assert_eq!(hint, Some(leader as u64 + 1));
+            }
+            other => panic!("a follower proposed: {other:?}"),
+        }
+    }
+
+    // The leader of group 1 goes away: the other two elect a new one and keep committing.
+    let refs: Vec<&PeerNode> = nodes.iter().collect();
+    let old = agreed_leader(&refs, 1, Duration::from_secs(30)).await;
+    let stopped = nodes.remove(old);
+    stopped.stop().await;
+    let refs: Vec<&PeerNode> = nodes.iter().collect();
+    let new = agreed_leader(&refs, 1, Duration::from_secs(30)).await;
+    propose(&nodes[new].store, 1, "put after failover").await;
+    for node in &nodes {
+        replicated(node, 1, "after", "failover").await;
+        // Nothing committed before the loss is lost.
+        assert_eq!(get(&node.store, 1, "k").as_deref(), Some("v1"));
+    }
+    for node in nodes {
+        node.stop().await;
+    }
 }

@@ -1,0 +1,340 @@
+//! The node-to-node transport: openraft's RPCs (append, vote, pre-vote, snapshot, leadership
+//! transfer) of every group, as one gRPC service `dura.peer.RaftPeer` on the peer port.
+//!
+//! # Shape
+//! * **One connection per peer pair.** Every group's client to a peer shares one tonic
+//!   `Channel` (one HTTP/2 connection) per peer address; the groups' RPCs are multiplexed on it
+//!   as concurrent streams, never a connection per group.
+//! * **Versioned bodies.** A request names its group and RPC; its body is the openraft message
+//!   in a `dura_codec` envelope, so nodes of two builds can talk during a rolling upgrade.
+//! * **Errors.** A peer that cannot be reached (or is shutting down) is `Unreachable` to
+//!   openraft, which backs off and retries; nothing is reported as delivered that was not.
+//!
+//! Not yet: coalescing many groups' messages into one request, and streaming snapshots in
+//! bounded chunks (a snapshot travels as one message today).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::Mutex;
+
+use dura_codec::Kind;
+use openraft::BasicNode;
+use openraft::OptionalSend;
+use openraft::RaftNetworkFactory;
+use openraft::RaftNetworkV2;
+use openraft::errors::RPCError;
+use openraft::errors::ReplicationClosed;
+use openraft::errors::StreamingError;
+use openraft::errors::Unreachable;
+use openraft::network::RPCOption;
+use openraft::raft::AppendEntriesRequest;
+use openraft::raft::AppendEntriesResponse;
+use openraft::raft::SnapshotResponse;
+use openraft::raft::TransferLeaderRequest;
+use openraft::raft::TransferLeaderResponse;
+use openraft::raft::VoteRequest;
+use openraft::raft::VoteResponse;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tonic::transport::Channel;
+use tonic::transport::Endpoint;
+
+use crate::GroupId;
+use crate::RaftStore;
+use crate::types::C;
+use crate::types::Snapshot;
+use crate::types::SnapshotData;
+use crate::types::SnapshotMeta;
+use crate::types::Vote;
+
+mod generated {
+    include!(concat!(env!("OUT_DIR"), "/dura.peer.RaftPeer.rs"));
+}
+
+use generated::raft_peer_client::RaftPeerClient;
+use generated::raft_peer_server::RaftPeer;
+pub use generated::raft_peer_server::RaftPeerServer;
+
+/// The version of the bodies' shapes (openraft's messages at the pinned openraft version).
+const BODY_VERSION: u8 = 1;
+
+/// One Raft RPC of one group.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PeerRequest {
+    #[prost(uint32, tag = "1")]
+    pub group: u32,
+    /// [`Rpc`] as u32.
+    #[prost(uint32, tag = "2")]
+    pub rpc: u32,
+    #[prost(bytes = "vec", tag = "3")]
+    pub body: Vec<u8>,
+}
+
+/// The RPC's response, or why the receiving node could not answer it.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PeerReply {
+    #[prost(bytes = "vec", tag = "1")]
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+enum Rpc {
+    AppendEntries = 1,
+    Vote = 2,
+    PreVote = 3,
+    InstallSnapshot = 4,
+    TransferLeader = 5,
+}
+
+impl Rpc {
+    fn from_u32(n: u32) -> Option<Rpc> {
+        [
+            Rpc::AppendEntries,
+            Rpc::Vote,
+            Rpc::PreVote,
+            Rpc::InstallSnapshot,
+            Rpc::TransferLeader,
+        ]
+        .into_iter()
+        .find(|r| *r as u32 == n)
+    }
+}
+
+/// A snapshot as it travels: openraft's `Snapshot` is not serde itself.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SnapshotMessage {
+    vote: Vote,
+    meta: SnapshotMeta,
+    data: SnapshotData,
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    dura_codec::encode_as(Kind::PeerMessage, BODY_VERSION, value)
+}
+
+fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, tonic::Status> {
+    dura_codec::decode_as(Kind::PeerMessage, BODY_VERSION, body)
+        .map_err(|e| tonic::Status::invalid_argument(e.to_string()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server: hands each RPC to the named group's Raft.
+// ---------------------------------------------------------------------------------------------
+
+/// The peer service of one node's store (serve it on the peer port).
+pub struct PeerService {
+    store: RaftStore,
+}
+
+impl RaftStore {
+    /// The gRPC service through which other nodes reach this node's groups.
+    pub fn peer_service(&self) -> RaftPeerServer<PeerService> {
+        RaftPeerServer::new(PeerService {
+            store: self.clone(),
+        })
+        .max_decoding_message_size(usize::MAX)
+        .max_encoding_message_size(usize::MAX)
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> tonic::Status {
+    tonic::Status::unavailable(e.to_string())
+}
+
+#[tonic::async_trait]
+impl RaftPeer for PeerService {
+    async fn call(
+        &self,
+        request: tonic::Request<PeerRequest>,
+    ) -> Result<tonic::Response<PeerReply>, tonic::Status> {
+        let request = request.into_inner();
+        let group = GroupId(request.group);
+        let raft = self
+            .store
+            .raft_of(group)
+            .ok_or_else(|| tonic::Status::not_found(format!("no raft group {group} here")))?;
+        let rpc = Rpc::from_u32(request.rpc)
+            .ok_or_else(|| tonic::Status::unimplemented(format!("raft rpc {}", request.rpc)))?;
+        let body = match rpc {
+            Rpc::AppendEntries => {
+                let req: AppendEntriesRequest<C> = decode(&request.body)?;
+                encode(&raft.append_entries(req).await.map_err(unavailable)?)
+            }
+            Rpc::Vote => {
+                let req: VoteRequest<C> = decode(&request.body)?;
+                encode(&raft.vote(req).await.map_err(unavailable)?)
+            }
+            Rpc::PreVote => {
+                let req: VoteRequest<C> = decode(&request.body)?;
+                encode(&raft.pre_vote(req).await.map_err(unavailable)?)
+            }
+            Rpc::InstallSnapshot => {
+                let msg: SnapshotMessage = decode(&request.body)?;
+                let snapshot = Snapshot {
+                    meta: msg.meta,
+                    snapshot: msg.data,
+                };
+                let resp = raft
+                    .install_full_snapshot(msg.vote, snapshot)
+                    .await
+                    .map_err(unavailable)?;
+                encode(&resp)
+            }
+            Rpc::TransferLeader => {
+                let req: TransferLeaderRequest<C> = decode(&request.body)?;
+                encode(
+                    &raft
+                        .handle_transfer_leader(req)
+                        .await
+                        .map_err(unavailable)?,
+                )
+            }
+        };
+        Ok(tonic::Response::new(PeerReply { body }))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client: one per (group, peer), all groups sharing a peer's connection.
+// ---------------------------------------------------------------------------------------------
+
+/// The connections of one node to its peers, by peer address: shared by every group.
+#[derive(Clone, Default)]
+pub(crate) struct PeerConnections {
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
+}
+
+impl PeerConnections {
+    fn channel(&self, addr: &str) -> Result<Channel, String> {
+        let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(channel) = channels.get(addr) {
+            return Ok(channel.clone());
+        }
+        // Lazy: connects on first use and reconnects after a failure, so a peer that is not
+        // up yet (bootstrap in any order) or restarting is just unreachable for a while.
+        let channel = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| format!("bad peer address {addr:?}: {e}"))?
+            .tcp_nodelay(true)
+            .connect_lazy();
+        channels.insert(addr.to_string(), channel.clone());
+        Ok(channel)
+    }
+}
+
+/// The network factory of one group.
+#[derive(Clone)]
+pub(crate) struct PeerNetwork {
+    pub(crate) group: GroupId,
+    pub(crate) connections: PeerConnections,
+}
+
+/// One group's client to one peer.
+pub(crate) struct PeerClient {
+    group: GroupId,
+    target: u64,
+    client: Result<RaftPeerClient<Channel>, String>,
+}
+
+impl RaftNetworkFactory<C> for PeerNetwork {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: u64, node: &BasicNode) -> Self::Network {
+        PeerClient {
+            group: self.group,
+            target,
+            client: self.connections.channel(&node.addr).map(|channel| {
+                RaftPeerClient::new(channel)
+                    .max_decoding_message_size(usize::MAX)
+                    .max_encoding_message_size(usize::MAX)
+            }),
+        }
+    }
+}
+
+impl PeerClient {
+    async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &mut self,
+        rpc: Rpc,
+        req: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, Unreachable<C>> {
+        let unreachable = |what: String| {
+            Unreachable::from_string(format!(
+                "{rpc:?} of group {} to node {}: {what}",
+                self.group, self.target
+            ))
+        };
+        let client = match &mut self.client {
+            Ok(client) => client,
+            Err(e) => return Err(unreachable(e.clone())),
+        };
+        let mut request = tonic::Request::new(PeerRequest {
+            group: self.group.0,
+            rpc: rpc as u32,
+            body: encode(req),
+        });
+        request.set_timeout(option.hard_ttl());
+        let reply = client
+            .call(request)
+            .await
+            .map_err(|status| unreachable(status.to_string()))?;
+        dura_codec::decode_as(Kind::PeerMessage, BODY_VERSION, &reply.into_inner().body)
+            .map_err(|e| unreachable(e.to_string()))
+    }
+}
+
+impl RaftNetworkV2<C> for PeerClient {
+    type SnapshotData = SnapshotData;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<C>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<C>, RPCError<C>> {
+        Ok(self.call(Rpc::AppendEntries, &rpc, &option).await?)
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<C>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<C>, RPCError<C>> {
+        Ok(self.call(Rpc::Vote, &rpc, &option).await?)
+    }
+
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<C>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<C>, RPCError<C>> {
+        Ok(self.call(Rpc::PreVote, &rpc, &option).await?)
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot,
+        cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<C>, StreamingError<C>> {
+        let message = SnapshotMessage {
+            vote,
+            meta: snapshot.meta,
+            data: snapshot.snapshot,
+        };
+        tokio::select! {
+            closed = cancel => Err(StreamingError::Closed(closed)),
+            sent = self.call(Rpc::InstallSnapshot, &message, &option) => Ok(sent?),
+        }
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<C>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<C>, RPCError<C>> {
+        Ok(self.call(Rpc::TransferLeader, &req, &option).await?)
+    }
+}
