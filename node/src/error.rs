@@ -28,6 +28,13 @@ pub enum ApiError {
     FailedPrecondition(String),
     #[error("{0}")]
     Unavailable(String),
+    /// The group has no leader this node could reach in time (an election, or a partition).
+    /// Kept apart from `Unavailable` so routing can tell "try the hinted node" from "failed".
+    #[error("shard {group} has no reachable leader (last known: {leader:?})")]
+    NotLeader {
+        group: dura_raft_store::GroupId,
+        leader: Option<u64>,
+    },
     #[error("{0}")]
     Unimplemented(String),
     #[error("{0}")]
@@ -48,9 +55,12 @@ pub enum ApiError {
 
 impl From<dura_raft_store::ProposeError> for ApiError {
     fn from(err: dura_raft_store::ProposeError) -> Self {
-        // Every SDK retries UNAVAILABLE with the same request id, which is what an election
-        // or a leader change needs; nothing else about the Raft failure is actionable.
-        ApiError::Unavailable(err.to_string())
+        match err {
+            dura_raft_store::ProposeError::NotLeader { group, leader } => {
+                ApiError::NotLeader { group, leader }
+            }
+            other => ApiError::Unavailable(other.to_string()),
+        }
     }
 }
 
@@ -85,7 +95,9 @@ impl From<ApiError> for Status {
             ApiError::InvalidArgument(_) => Status::invalid_argument(message),
             ApiError::NotFound(_) => Status::not_found(message),
             ApiError::FailedPrecondition(_) => Status::failed_precondition(message),
-            ApiError::Unavailable(_) => Status::unavailable(message),
+            // Every SDK retries UNAVAILABLE with the same request id, which is what an election
+            // or a leader change needs.
+            ApiError::Unavailable(_) | ApiError::NotLeader { .. } => Status::unavailable(message),
             ApiError::Unimplemented(_) => Status::unimplemented(message),
             ApiError::DeadlineExceeded(_) => Status::deadline_exceeded(message),
             ApiError::QueryFailed { failure, .. } => with_detail(
@@ -146,3 +158,30 @@ impl From<ApiError> for Status {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_proposal_stays_typed_until_the_edge_makes_it_unavailable() {
+        let err = ApiError::from(dura_raft_store::ProposeError::NotLeader {
+            group: dura_raft_store::GroupId(3),
+            leader: Some(2),
+        });
+        assert!(matches!(
+            err,
+            ApiError::NotLeader {
+                group: dura_raft_store::GroupId(3),
+                leader: Some(2)
+            }
+        ));
+        assert_eq!(Status::from(err).code(), Code::Unavailable);
+        let err = ApiError::from(dura_raft_store::ProposeError::Unavailable {
+            group: dura_raft_store::GroupId(3),
+            reason: "shutting down".into(),
+        });
+        assert!(matches!(err, ApiError::Unavailable(_)));
+        assert_eq!(Status::from(err).code(), Code::Unavailable);
+    }
+}

@@ -9,6 +9,9 @@
 //!   in a `dura_codec` envelope, so nodes of two builds can talk during a rolling upgrade.
 //! * **Errors.** A peer that cannot be reached (or is shutting down) is `Unreachable` to
 //!   openraft, which backs off and retries; nothing is reported as delivered that was not.
+//! * **Forwarded proposals.** Besides openraft's RPCs the service carries `Propose`: a node that
+//!   does not lead a group hands a command to the node that does
+//!   ([`RaftStore::propose_via`]), which proposes it locally and returns the applied reply.
 //!
 //! Not yet: coalescing many groups' messages into one request, and streaming snapshots in
 //! bounded chunks (a snapshot travels as one message today).
@@ -41,6 +44,7 @@ use tonic::transport::Channel;
 use tonic::transport::Endpoint;
 
 use crate::GroupId;
+use crate::ProposeError;
 use crate::RaftStore;
 use crate::types::C;
 use crate::types::Snapshot;
@@ -86,6 +90,7 @@ enum Rpc {
     PreVote = 3,
     InstallSnapshot = 4,
     TransferLeader = 5,
+    Propose = 6,
 }
 
 impl Rpc {
@@ -96,10 +101,19 @@ impl Rpc {
             Rpc::PreVote,
             Rpc::InstallSnapshot,
             Rpc::TransferLeader,
+            Rpc::Propose,
         ]
         .into_iter()
         .find(|r| *r as u32 == n)
     }
+}
+
+/// How a forwarded proposal ended on the node it was sent to.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+enum ProposeOutcome {
+    Applied(Vec<u8>),
+    NotLeader(Option<u64>),
+    Unavailable(String),
 }
 
 /// A snapshot as it travels: openraft's `Snapshot` is not serde itself.
@@ -151,6 +165,16 @@ impl RaftPeer for PeerService {
     ) -> Result<tonic::Response<PeerReply>, tonic::Status> {
         let request = request.into_inner();
         let group = GroupId(request.group);
+        if request.rpc == Rpc::Propose as u32 {
+            let outcome = match self.store.propose(group, request.body).await {
+                Ok(reply) => ProposeOutcome::Applied(reply),
+                Err(ProposeError::NotLeader { leader, .. }) => ProposeOutcome::NotLeader(leader),
+                Err(e) => ProposeOutcome::Unavailable(e.to_string()),
+            };
+            return Ok(tonic::Response::new(PeerReply {
+                body: encode(&outcome),
+            }));
+        }
         let raft = self
             .store
             .raft_of(group)
@@ -191,8 +215,49 @@ impl RaftPeer for PeerService {
                         .map_err(unavailable)?,
                 )
             }
+            Rpc::Propose => unreachable!("answered above"),
         };
         Ok(tonic::Response::new(PeerReply { body }))
+    }
+}
+
+impl RaftStore {
+    /// Proposes `command` to `group` through node `leader` (the hint of a
+    /// [`ProposeError::NotLeader`]), which proposes it locally: the reply is what apply
+    /// returned there. Errors as [`RaftStore::propose`]; a `NotLeader` names the next hint.
+    /// Like a local proposal, one that fails with `Unavailable` may still commit.
+    pub async fn propose_via(
+        &self,
+        leader: u64,
+        group: GroupId,
+        command: Vec<u8>,
+        timeout: std::time::Duration,
+    ) -> Result<Vec<u8>, ProposeError> {
+        let unavailable = |reason: String| ProposeError::Unavailable { group, reason };
+        let addr = self
+            .peer_address(group, leader)
+            .ok_or_else(|| unavailable(format!("node {leader} is not a member")))?;
+        let channel = self.connections().channel(&addr).map_err(unavailable)?;
+        let mut request = tonic::Request::new(PeerRequest {
+            group: group.0,
+            rpc: Rpc::Propose as u32,
+            body: command,
+        });
+        request.set_timeout(timeout);
+        let reply = RaftPeerClient::new(channel)
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX)
+            .call(request)
+            .await
+            .map_err(|status| unavailable(format!("forwarding to node {leader}: {status}")))?;
+        let outcome: ProposeOutcome =
+            dura_codec::decode_as(Kind::PeerMessage, BODY_VERSION, &reply.into_inner().body)
+                .map_err(|e| unavailable(e.to_string()))?;
+        match outcome {
+            ProposeOutcome::Applied(reply) => Ok(reply),
+            ProposeOutcome::NotLeader(leader) => Err(ProposeError::NotLeader { group, leader }),
+            ProposeOutcome::Unavailable(reason) => Err(unavailable(reason)),
+        }
     }
 }
 
@@ -207,7 +272,7 @@ pub(crate) struct PeerConnections {
 }
 
 impl PeerConnections {
-    fn channel(&self, addr: &str) -> Result<Channel, String> {
+    pub(crate) fn channel(&self, addr: &str) -> Result<Channel, String> {
         let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(channel) = channels.get(addr) {
             return Ok(channel.clone());

@@ -52,6 +52,8 @@ pub struct RaftStore {
 
 struct Inner {
     node_id: u64,
+    /// The connections to the peers, shared by every group (and forwarded proposals).
+    connections: PeerConnections,
     db: Arc<DbSlot>,
     writer: Arc<Writer>,
     groups: BTreeMap<GroupId, Group>,
@@ -173,6 +175,7 @@ impl RaftStore {
         Ok(Self {
             inner: Arc::new(Inner {
                 node_id: opts.node_id,
+                connections,
                 db: slot,
                 writer,
                 groups,
@@ -183,6 +186,28 @@ impl RaftStore {
 
     fn group(&self, group: GroupId) -> Option<&Group> {
         self.inner.groups.get(&group)
+    }
+
+    pub(crate) fn connections(&self) -> &PeerConnections {
+        &self.inner.connections
+    }
+
+    /// The peer address of `node` as `group`'s membership records it.
+    pub(crate) fn peer_address(&self, group: GroupId, node: u64) -> Option<String> {
+        let raft = &self.group(group)?.raft;
+        let metrics = raft.metrics();
+        let m = metrics.borrow_watched();
+        m.membership_config.get_node(&node).map(|n| n.addr.clone())
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> u64 {
+        self.inner.node_id
+    }
+
+    /// The leader of `group` this node knows of (possibly itself), if any.
+    pub fn leader_of(&self, group: GroupId) -> Option<u64> {
+        self.group(group).and_then(|g| g.status.borrow().leader)
     }
 
     /// The openraft instance of `group`, for the peer service.

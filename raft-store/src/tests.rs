@@ -899,6 +899,25 @@ async fn three_nodes_replicate_over_grpc_and_survive_the_leaders_loss() {
             }
             other => panic!("a follower proposed: {other:?}"),
         }
+        // Forwarded to the hinted leader, the follower's command applies once, everywhere.
+        let reply = nodes[follower]
+            .store
+            .propose_via(
+                leader as u64 + 1,
+                GroupId(group),
+                format!("put k forwarded{group}").into_bytes(),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            reply,
+            value.as_bytes(),
+            "the previous value, as apply returned it"
+        );
+        for node in &nodes {
+            replicated(node, group, "k", &format!("forwarded{group}")).await;
+        }
     }
 
     // The leader of group 1 goes away: the other two elect a new one and keep committing.
@@ -912,7 +931,7 @@ async fn three_nodes_replicate_over_grpc_and_survive_the_leaders_loss() {
     for node in &nodes {
         replicated(node, 1, "after", "failover").await;
         // Nothing committed before the loss is lost.
-        assert_eq!(get(&node.store, 1, "k").as_deref(), Some("v1"));
+        assert_eq!(get(&node.store, 1, "k").as_deref(), Some("forwarded1"));
     }
     for node in nodes {
         node.stop().await;
