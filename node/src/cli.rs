@@ -30,6 +30,56 @@ pub enum Command {
 pub enum ServerCommand {
     /// Run a single-node development server (one replica per Raft group).
     StartDev(StartDevArgs),
+    /// Run one node of a cluster. Every flag is also an environment variable `DURA_<FLAG>`
+    /// (a flag wins over its variable).
+    Start(StartArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StartArgs {
+    /// This node's id (≥ 1). Default: the trailing ordinal of the hostname plus one
+    /// (`dura-0` → 1), so a Kubernetes StatefulSet needs no per-pod arguments.
+    #[arg(long, env = "DURA_NODE_ID")]
+    pub node_id: Option<u64>,
+    /// RocksDB directory of this node.
+    #[arg(long, env = "DURA_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// IP address bound to the client gRPC service.
+    #[arg(long, env = "DURA_IP", default_value = "127.0.0.1")]
+    pub ip: IpAddr,
+    /// Port of the client gRPC service.
+    #[arg(long, env = "DURA_PORT", default_value_t = 7233)]
+    pub port: u16,
+    /// IP address bound to the node-to-node service (default: --ip).
+    #[arg(long, env = "DURA_PEER_IP")]
+    pub peer_ip: Option<IpAddr>,
+    /// Port of the node-to-node service.
+    #[arg(long, env = "DURA_PEER_PORT", default_value_t = 7234)]
+    pub peer_port: u16,
+    /// The host other nodes use to reach this one (default: the bind ip).
+    #[arg(long, env = "DURA_ADVERTISE_HOST")]
+    pub advertise_host: Option<String>,
+    /// Port for the Prometheus `/metrics` endpoint.
+    #[arg(long, env = "DURA_METRICS_PORT", default_value_t = 9090)]
+    pub metrics_port: u16,
+    /// The members that bootstrap an empty cluster, `1=HOST:PEERPORT,2=HOST:PEERPORT,...`
+    /// (etcd-style). Ignored once the data directory holds a cluster. Absent: a cluster of this
+    /// node alone.
+    #[arg(long, env = "DURA_INITIAL_CLUSTER")]
+    pub initial_cluster: Option<String>,
+    /// Number of history shards — fixed when the cluster is bootstrapped.
+    #[arg(long, env = "DURA_SHARDS", default_value_t = 16)]
+    pub shards: u32,
+    /// Replicas of every Raft group (≤ the number of initial members).
+    #[arg(long, env = "DURA_REPLICATION", default_value_t = 3)]
+    pub replication: usize,
+    /// How committed writes reach the disk.
+    #[arg(long, env = "DURA_DURABILITY", value_enum, default_value_t = DurabilityArg::Fsync)]
+    pub durability: DurabilityArg,
+    #[arg(long, env = "DURA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    #[arg(long, env = "DURA_LOG_LEVEL", value_enum, default_value_t = LogLevel::Info)]
+    pub log_level: LogLevel,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -1,18 +1,31 @@
-//! Validated configuration of a dev server, built from the command line.
+//! Validated configuration of a node, built from the command line: `server start-dev` (one
+//! node, one voter per group, no peers) and `server start` (a member of a cluster) both come
+//! down to a [`NodeConfig`].
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+};
 
 use dura_raft_store::Durability;
 
 use crate::{
-    cli::{DurabilityArg, StartDevArgs},
+    cli::{DurabilityArg, StartArgs, StartDevArgs},
     namespace::{DEFAULT_NAMESPACE, SearchAttributeType},
 };
 
 #[derive(Debug, Clone)]
-pub struct DevServerConfig {
+pub struct NodeConfig {
+    pub node_id: u64,
     pub listen: SocketAddr,
     pub metrics_listen: SocketAddr,
+    /// Where the node-to-node service listens; `None` for start-dev, which has no peers.
+    pub peer_listen: Option<SocketAddr>,
+    /// This node's peer address as the other nodes reach it.
+    pub advertise_peer: String,
+    /// The voters of a group created from scratch (empty: this node alone).
+    pub initial_members: BTreeMap<u64, String>,
     /// `None`: a temporary directory removed on exit.
     pub data_dir: Option<PathBuf>,
     pub namespaces: Vec<String>,
@@ -33,9 +46,22 @@ pub enum ConfigError {
     SearchAttribute(String),
     #[error("--shards must be between 1 and 1024")]
     Shards,
+    #[error(
+        "no --node-id, and the hostname {0:?} ends in no ordinal (like dura-0) to take it from"
+    )]
+    NodeId(String),
+    #[error("invalid --initial-cluster {0:?}: expected ID=HOST:PORT,ID=HOST:PORT,...")]
+    InitialCluster(String),
+    #[error("--initial-cluster does not name this node (id {0})")]
+    NotAMember(u64),
+    #[error(
+        "--replication {replication} with {members} initial members: placing fewer replicas \
+         than members is not built yet, so they must be equal"
+    )]
+    Replication { replication: usize, members: usize },
 }
 
-impl DevServerConfig {
+impl NodeConfig {
     pub fn from_args(args: &StartDevArgs) -> Result<Self, ConfigError> {
         let mut eager_workflow_start = true;
         for value in &args.dynamic_config_values {
@@ -79,8 +105,12 @@ impl DevServerConfig {
             }
         }
         Ok(Self {
+            node_id: 1,
             listen: SocketAddr::new(args.ip, args.port),
             metrics_listen: SocketAddr::new(args.ip, args.metrics_port.unwrap_or(0)),
+            peer_listen: None,
+            advertise_peer: SocketAddr::new(args.ip, args.port).to_string(),
+            initial_members: BTreeMap::new(),
             data_dir: args.db_filename.clone(),
             namespaces,
             search_attributes,
@@ -91,5 +121,168 @@ impl DevServerConfig {
             },
             eager_workflow_start,
         })
+    }
+
+    /// `server start`: one member of a cluster.
+    pub fn from_start_args(args: &StartArgs, hostname: &str) -> Result<Self, ConfigError> {
+        let node_id = match args.node_id {
+            Some(0) => return Err(ConfigError::NodeId(hostname.to_string())),
+            Some(id) => id,
+            None => node_id_of_hostname(hostname)
+                .ok_or_else(|| ConfigError::NodeId(hostname.to_string()))?,
+        };
+        if !(1..=1024).contains(&args.shards) {
+            return Err(ConfigError::Shards);
+        }
+        let peer_ip = args.peer_ip.unwrap_or(args.ip);
+        let advertise_host = args
+            .advertise_host
+            .clone()
+            .unwrap_or_else(|| host_text(args.ip));
+        let advertise_peer = format!("{advertise_host}:{}", args.peer_port);
+        let initial_members = match &args.initial_cluster {
+            Some(text) => parse_initial_cluster(text)?,
+            None => BTreeMap::from([(node_id, advertise_peer.clone())]),
+        };
+        if !initial_members.contains_key(&node_id) {
+            return Err(ConfigError::NotAMember(node_id));
+        }
+        if args.replication != initial_members.len() {
+            return Err(ConfigError::Replication {
+                replication: args.replication,
+                members: initial_members.len(),
+            });
+        }
+        Ok(Self {
+            node_id,
+            listen: SocketAddr::new(args.ip, args.port),
+            metrics_listen: SocketAddr::new(args.ip, args.metrics_port),
+            peer_listen: Some(SocketAddr::new(peer_ip, args.peer_port)),
+            advertise_peer,
+            initial_members,
+            data_dir: Some(args.data_dir.clone()),
+            namespaces: vec![DEFAULT_NAMESPACE.to_string()],
+            search_attributes: Vec::new(),
+            shards: args.shards,
+            durability: match args.durability {
+                DurabilityArg::Fsync => Durability::Fsync,
+                DurabilityArg::Relaxed => Durability::Relaxed,
+            },
+            eager_workflow_start: true,
+        })
+    }
+}
+
+fn host_text(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
+    }
+}
+
+/// `dura-0` → 1: a StatefulSet's pod ordinal (from 0) as a node id (from 1).
+fn node_id_of_hostname(hostname: &str) -> Option<u64> {
+    let (_, ordinal) = hostname.trim().rsplit_once('-')?;
+    ordinal.parse::<u64>().ok()?.checked_add(1)
+}
+
+fn parse_initial_cluster(text: &str) -> Result<BTreeMap<u64, String>, ConfigError> {
+    let bad = || ConfigError::InitialCluster(text.to_string());
+    let mut members = BTreeMap::new();
+    for member in text.split(',').map(str::trim).filter(|m| !m.is_empty()) {
+        let (id, addr) = member.split_once('=').ok_or_else(bad)?;
+        let id: u64 = id.trim().parse().map_err(|_| bad())?;
+        let addr = addr.trim();
+        let port_ok = addr
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        if id == 0 || !port_ok || members.insert(id, addr.to_string()).is_some() {
+            return Err(bad());
+        }
+    }
+    if members.is_empty() {
+        return Err(bad());
+    }
+    Ok(members)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command, ServerCommand};
+
+    fn start_args(args: &[&str]) -> StartArgs {
+        let cli = Cli::try_parse_from(
+            ["dura", "server", "start", "--data-dir", "/tmp/d"]
+                .iter()
+                .chain(args),
+        )
+        .unwrap();
+        match cli.command {
+            Command::Server(ServerCommand::Start(args)) => args,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    const CLUSTER: &str = "1=a:7234,2=b:7234,3=c:7234";
+
+    #[test]
+    fn a_statefulset_pod_takes_its_node_id_from_its_hostname() {
+        let config =
+            NodeConfig::from_start_args(&start_args(&["--initial-cluster", CLUSTER]), "dura-2")
+                .unwrap();
+        assert_eq!(config.node_id, 3);
+        assert_eq!(config.initial_members.len(), 3);
+        assert_eq!(config.advertise_peer, "127.0.0.1:7234");
+        assert!(matches!(
+            NodeConfig::from_start_args(&start_args(&["--initial-cluster", CLUSTER]), "laptop"),
+            Err(ConfigError::NodeId(_))
+        ));
+    }
+
+    #[test]
+    fn the_initial_cluster_must_parse_and_name_this_node() {
+        let args = |cluster: &str| start_args(&["--node-id", "1", "--initial-cluster", cluster]);
+        for bad in ["", "1=a", "x=a:1", "1=a:1,1=b:2", "0=a:1", "1=:7"] {
+            assert!(
+                matches!(
+                    NodeConfig::from_start_args(&args(bad), "h"),
+                    Err(ConfigError::InitialCluster(_))
+                ),
+                "{bad:?}"
+            );
+        }
+        assert!(matches!(
+            NodeConfig::from_start_args(&args("2=b:1,3=c:1,4=d:1"), "h"),
+            Err(ConfigError::NotAMember(1))
+        ));
+        assert!(matches!(
+            NodeConfig::from_start_args(
+                &start_args(&[
+                    "--node-id",
+                    "1",
+                    "--initial-cluster",
+                    "1=a:1",
+                    "--replication",
+                    "3"
+                ]),
+                "h"
+            ),
+            Err(ConfigError::Replication {
+                replication: 3,
+                members: 1
+            })
+        ));
+    }
+
+    #[test]
+    fn flags_win_over_their_environment_variables() {
+        // SAFETY: this test alone reads or writes DURA_SHARDS.
+        unsafe { std::env::set_var("DURA_SHARDS", "8") };
+        assert_eq!(start_args(&[]).shards, 8);
+        assert_eq!(start_args(&["--shards", "4"]).shards, 4);
+        unsafe { std::env::remove_var("DURA_SHARDS") };
     }
 }

@@ -36,7 +36,7 @@ use dura_matching::{
     Matcher, TaskKind, TaskQueueKey,
     backlog::{self, BacklogCommand, BacklogReply},
 };
-use dura_raft_store::{GroupId, ProposeError, RaftStore};
+use dura_raft_store::{GroupId, RaftStore};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
@@ -58,12 +58,6 @@ const STICKY_POLLER_WINDOW: Duration = Duration::from_secs(10);
 /// How long a proposal the engine makes on its own (a timer, a backlog add) waits before it is
 /// tried again after the proposal itself failed.
 const RETRY_BACKOFF: Duration = Duration::from_secs(1);
-
-/// How long a proposal waits for its shard to have a leader (an election after a failure
-/// takes a few election timeouts) before it answers UNAVAILABLE.
-const ELECTION_WAIT: Duration = Duration::from_secs(10);
-/// How often a proposal waiting for a leader looks again.
-const ELECTION_POLL: Duration = Duration::from_millis(50);
 
 /// What the matcher holds: enough to find the run and name the exact task instance.
 #[derive(Debug, Clone)]
@@ -255,34 +249,8 @@ impl Engine {
         Ok(reply?)
     }
 
-    /// Proposes `command` to the shard's leader wherever it is: locally, or forwarded over the
-    /// peer connection to the node the last refusal named. Only a refusal (`NotLeader`: the
-    /// entry was not appended) is tried again, so nothing can apply twice; during an election
-    /// it waits for a leader up to [`ELECTION_WAIT`].
     async fn propose(&self, shard: GroupId, command: Vec<u8>) -> ApiResult<Vec<u8>> {
-        let store = &self.inner.store;
-        let deadline = tokio::time::Instant::now() + ELECTION_WAIT;
-        let mut via = None;
-        loop {
-            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let proposed = match via {
-                Some(node) if node != store.node_id() => {
-                    store
-                        .propose_via(node, shard, command.clone(), remaining)
-                        .await
-                }
-                _ => store.propose(shard, command.clone()).await,
-            };
-            match proposed {
-                Err(ProposeError::NotLeader { leader, .. }) if !remaining.is_zero() => {
-                    if leader.is_none() || leader == via {
-                        tokio::time::sleep(ELECTION_POLL.min(remaining)).await;
-                    }
-                    via = leader;
-                }
-                other => return Ok(other?),
-            }
-        }
+        crate::router::propose(&self.inner.store, shard, command).await
     }
 
     /// Applies a run-scoped request.

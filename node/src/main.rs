@@ -12,6 +12,7 @@ mod leader;
 mod logging;
 mod metrics;
 mod namespace;
+mod router;
 mod scheduler;
 mod server;
 mod shard;
@@ -31,7 +32,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Server(ServerCommand::StartDev(args)) => {
             logging::init(args.log_format, args.log_level);
-            let config = config::DevServerConfig::from_args(&args)?;
+            let config = config::NodeConfig::from_args(&args)?;
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
@@ -39,7 +40,23 @@ fn main() -> anyhow::Result<()> {
                 let listener = TcpListener::bind(config.listen)
                     .await
                     .with_context(|| format!("binding {}", config.listen))?;
-                server::run_dev_server(config, listener, shutdown_signal()).await
+                server::run_node(config, listener, shutdown_signal()).await
+            })
+        }
+        Command::Server(ServerCommand::Start(args)) => {
+            logging::init(args.log_format, args.log_level);
+            let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .or_else(|_| std::env::var("HOSTNAME"))
+                .unwrap_or_default();
+            let config = config::NodeConfig::from_start_args(&args, hostname.trim())?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async move {
+                let listener = TcpListener::bind(config.listen)
+                    .await
+                    .with_context(|| format!("binding {}", config.listen))?;
+                server::run_node(config, listener, shutdown_signal()).await
             })
         }
         Command::Bench(args) => {

@@ -12,7 +12,7 @@ use tonic::{
 
 use crate::{
     app::NodeApplication,
-    config::DevServerConfig,
+    config::NodeConfig,
     engine::Engine,
     frontend::{ClusterFacts, Frontend, RpcEdgeLayer, Workflows},
     grpc::{
@@ -30,7 +30,6 @@ const DEV_NAMESPACE_RETENTION: Duration = Duration::from_secs(24 * 3600);
 const MAX_MESSAGE_SIZE: usize = 128 * 1024 * 1024;
 /// Entries applied between snapshots (after which the log behind the snapshot is purged).
 const SNAPSHOT_EVERY: u64 = 10_000;
-const NODE_ID: u64 = 1;
 /// How long open calls may take to finish after SIGTERM before the store is closed anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Remembers the shard count chosen when the database was created; it can never change.
@@ -63,9 +62,10 @@ fn shard_count(dir: &Path, requested: u32) -> anyhow::Result<u32> {
     }
 }
 
-/// Runs a single-node dev server on `listener` until `shutdown` resolves.
-pub async fn run_dev_server(
-    config: DevServerConfig,
+/// Runs one node — the single-node dev server, or a member of a cluster when the config has a
+/// peer address — serving clients on `listener` until `shutdown` resolves.
+pub async fn run_node(
+    config: NodeConfig,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
@@ -80,15 +80,19 @@ pub async fn run_dev_server(
     };
     let shards = shard_count(&dir, config.shards)?;
     let listen: SocketAddr = listener.local_addr()?;
+    let advertise_addr = match config.peer_listen {
+        Some(_) => config.advertise_peer.clone(),
+        None => listen.to_string(),
+    };
     let effects = Arc::new(AppliedEffects::default());
     let mut groups = vec![GroupId::META];
     groups.extend((1..=shards).map(GroupId));
     let store = RaftStore::open(
         StoreOptions {
             dir: dir.join("rocksdb"),
-            node_id: NODE_ID,
-            advertise_addr: listen.to_string(),
-            initial_members: Default::default(),
+            node_id: config.node_id,
+            advertise_addr,
+            initial_members: config.initial_members.clone(),
             groups,
             durability: config.durability,
             snapshot_every: SNAPSHOT_EVERY,
@@ -99,10 +103,13 @@ pub async fn run_dev_server(
     )
     .await
     .context("opening the Raft store")?;
-    store
-        .wait_for_leaders(Duration::from_secs(10))
-        .await
-        .context("electing group leaders")?;
+    // The peer service must answer before any election can finish: the other voters' votes
+    // and appends come through it.
+    let peers = match config.peer_listen {
+        Some(addr) => Some(serve_peers(&store, addr).await?),
+        None => None,
+    };
+    wait_for_leaders(&store, peers.is_some()).await?;
 
     let namespaces = NamespaceRegistry::new(store.clone());
     bootstrap(&namespaces, &config).await?;
@@ -182,14 +189,55 @@ pub async fn run_dev_server(
     };
     tracing::info!("shutting down");
     leaders.shutdown().await;
+    if let Some(peers) = peers {
+        peers.abort();
+        let _ = peers.await;
+    }
     let stopped = store.shutdown().await;
     served.context("serving gRPC")?;
     stopped.context("stopping the Raft store")?;
     Ok(())
 }
 
+/// Serves the node-to-node Raft service on `addr`.
+async fn serve_peers(
+    store: &RaftStore,
+    addr: SocketAddr,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the peer port {addr}"))?;
+    let service = store.peer_service();
+    Ok(tokio::spawn(async move {
+        let served = Server::builder()
+            .add_service(service)
+            .serve_with_incoming(TcpIncoming::from(listener).with_nodelay(Some(true)))
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "peer service stopped");
+        }
+    }))
+}
+
+/// A dev server's one-voter groups elect themselves at once; a cluster member waits for a
+/// quorum of its peers, which may start in any order and at any time.
+async fn wait_for_leaders(store: &RaftStore, clustered: bool) -> anyhow::Result<()> {
+    if !clustered {
+        return store
+            .wait_for_leaders(Duration::from_secs(10))
+            .await
+            .context("electing group leaders");
+    }
+    loop {
+        match store.wait_for_leaders(Duration::from_secs(10)).await {
+            Ok(()) => return Ok(()),
+            Err(e) => tracing::warn!(error = %e, "waiting for a quorum of the cluster"),
+        }
+    }
+}
+
 /// Creates what `start-dev` promises: the cluster id and the launch namespaces.
-async fn bootstrap(namespaces: &NamespaceRegistry, config: &DevServerConfig) -> anyhow::Result<()> {
+async fn bootstrap(namespaces: &NamespaceRegistry, config: &NodeConfig) -> anyhow::Result<()> {
     namespaces
         .execute(MetaCommand::InitCluster {
             cluster_id: uuid::Uuid::new_v4().to_string(),

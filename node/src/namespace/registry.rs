@@ -44,7 +44,7 @@ impl NamespaceRegistry {
 
     /// Proposes a metadata command and returns its outcome once it is committed and applied.
     pub async fn execute(&self, command: MetaCommand) -> ApiResult<Option<NamespaceRecord>> {
-        let reply = self.store.propose(GroupId::META, command.encode()).await?;
+        let reply = crate::router::propose(&self.store, GroupId::META, command.encode()).await?;
         let reply: MetaReply =
             bincode::deserialize(&reply).map_err(|e| ApiError::Internal(e.to_string()))?;
         Ok(reply?)

@@ -1,0 +1,49 @@
+//! The routing seam between the frontend and the Raft groups: a command goes to its group's
+//! leader wherever that is — proposed locally when this node leads the group, else forwarded
+//! over the peer connection to the node the last refusal named (raft-store's
+//! `propose_via`), like Temporal's history client redirector.
+//!
+//! Only a refusal (`NotLeader`: the entry was not appended) is tried again, so nothing can
+//! apply twice. Any other failure answers UNAVAILABLE at once: the entry may still commit, and
+//! the SDK's retry with the same request id finds it.
+
+use std::time::Duration;
+
+use dura_raft_store::{GroupId, ProposeError, RaftStore};
+use tokio::time::Instant;
+
+use crate::error::ApiResult;
+
+/// How long a proposal waits for its group to have a reachable leader (an election after a
+/// failure takes a few election timeouts) before it answers UNAVAILABLE.
+const ELECTION_WAIT: Duration = Duration::from_secs(10);
+/// How often a proposal waiting for a leader looks again.
+const ELECTION_POLL: Duration = Duration::from_millis(50);
+
+/// Proposes `command` to `group`'s leader and returns what apply returned there.
+pub async fn propose(store: &RaftStore, group: GroupId, command: Vec<u8>) -> ApiResult<Vec<u8>> {
+    let deadline = Instant::now() + ELECTION_WAIT;
+    let mut via = None;
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let proposed = match via {
+            Some(node) if node != store.node_id() => {
+                store
+                    .propose_via(node, group, command.clone(), remaining)
+                    .await
+            }
+            _ => store.propose(group, command.clone()).await,
+        };
+        match proposed {
+            Err(ProposeError::NotLeader { leader, .. }) if !remaining.is_zero() => {
+                // No leader known, or the hinted one does not lead either: an election is
+                // under way, so look again shortly rather than spin.
+                if leader.is_none() || leader == via {
+                    tokio::time::sleep(ELECTION_POLL.min(remaining)).await;
+                }
+                via = leader;
+            }
+            other => return Ok(other?),
+        }
+    }
+}
