@@ -230,7 +230,14 @@ impl Engine {
         &self.inner.scheduler
     }
 
-    /// The shard's applied state, for reads.
+    /// Waits until this node's replica of the shard holds every write acknowledged before the
+    /// call, wherever it was made: what a client read must see (see `router`).
+    pub async fn read_barrier(&self, shard: GroupId) -> ApiResult<()> {
+        crate::router::read_barrier(&self.inner.store, shard).await
+    }
+
+    /// The shard's applied state, for reads: current for the shard's leader's own work, and
+    /// for a client read after [`Engine::read_barrier`].
     pub fn reader(&self, shard: GroupId) -> ApiResult<ReaderKv> {
         Ok(ReaderKv(self.inner.store.reader(shard)?))
     }

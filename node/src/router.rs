@@ -6,6 +6,9 @@
 //! Only a refusal (`NotLeader`: the entry was not appended) is tried again, so nothing can
 //! apply twice. Any other failure answers UNAVAILABLE at once: the entry may still commit, and
 //! the SDK's retry with the same request id finds it.
+//!
+//! Reads are served from this node's replica after a read barrier ([`read_barrier`]), so a
+//! read through any node sees every write acknowledged before it, wherever it was made.
 
 use std::time::Duration;
 
@@ -42,6 +45,26 @@ pub async fn propose(store: &RaftStore, group: GroupId, command: Vec<u8>) -> Api
                     tokio::time::sleep(ELECTION_POLL.min(remaining)).await;
                 }
                 via = leader;
+            }
+            other => return Ok(other?),
+        }
+    }
+}
+
+/// Waits until this node's replica of `group` holds every write committed before the call (see
+/// `RaftStore::read_barrier_via`), following leader hints through an election like
+/// [`propose`].
+pub async fn read_barrier(store: &RaftStore, group: GroupId) -> ApiResult<()> {
+    let deadline = Instant::now() + ELECTION_WAIT;
+    let mut via = store.leader_of(group);
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        match store.read_barrier_via(via, group, remaining).await {
+            Err(ProposeError::NotLeader { leader, .. }) if !remaining.is_zero() => {
+                if leader.is_none() || leader == via {
+                    tokio::time::sleep(ELECTION_POLL.min(remaining)).await;
+                }
+                via = leader.or_else(|| store.leader_of(group));
             }
             other => return Ok(other?),
         }

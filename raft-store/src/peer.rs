@@ -91,6 +91,7 @@ enum Rpc {
     InstallSnapshot = 4,
     TransferLeader = 5,
     Propose = 6,
+    ReadIndex = 7,
 }
 
 impl Rpc {
@@ -102,6 +103,7 @@ impl Rpc {
             Rpc::InstallSnapshot,
             Rpc::TransferLeader,
             Rpc::Propose,
+            Rpc::ReadIndex,
         ]
         .into_iter()
         .find(|r| *r as u32 == n)
@@ -112,6 +114,14 @@ impl Rpc {
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 enum ProposeOutcome {
     Applied(Vec<u8>),
+    NotLeader(Option<u64>),
+    Unavailable(String),
+}
+
+/// The leader's answer to a follower's read-index request.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+enum ReadIndexOutcome {
+    Index(Option<u64>),
     NotLeader(Option<u64>),
     Unavailable(String),
 }
@@ -165,6 +175,16 @@ impl RaftPeer for PeerService {
     ) -> Result<tonic::Response<PeerReply>, tonic::Status> {
         let request = request.into_inner();
         let group = GroupId(request.group);
+        if request.rpc == Rpc::ReadIndex as u32 {
+            let outcome = match self.store.read_index(group).await {
+                Ok(index) => ReadIndexOutcome::Index(index),
+                Err(ProposeError::NotLeader { leader, .. }) => ReadIndexOutcome::NotLeader(leader),
+                Err(e) => ReadIndexOutcome::Unavailable(e.to_string()),
+            };
+            return Ok(tonic::Response::new(PeerReply {
+                body: encode(&outcome),
+            }));
+        }
         if request.rpc == Rpc::Propose as u32 {
             let outcome = match self.store.propose(group, request.body).await {
                 Ok(reply) => ProposeOutcome::Applied(reply),
@@ -215,7 +235,7 @@ impl RaftPeer for PeerService {
                         .map_err(unavailable)?,
                 )
             }
-            Rpc::Propose => unreachable!("answered above"),
+            Rpc::Propose | Rpc::ReadIndex => unreachable!("answered above"),
         };
         Ok(tonic::Response::new(PeerReply { body }))
     }
@@ -257,6 +277,88 @@ impl RaftStore {
             ProposeOutcome::Applied(reply) => Ok(reply),
             ProposeOutcome::NotLeader(leader) => Err(ProposeError::NotLeader { group, leader }),
             ProposeOutcome::Unavailable(reason) => Err(unavailable(reason)),
+        }
+    }
+}
+
+impl RaftStore {
+    /// Waits until this node's replica of `group` holds every write committed before the call,
+    /// so a read of it is linearizable (Raft's ReadIndex). The leader confirms its leadership
+    /// with a quorum; a follower asks the leader (`leader`, a hint) for that index and waits
+    /// until it has applied up to it. A group with this node as its only voter is current by
+    /// definition.
+    pub async fn read_barrier_via(
+        &self,
+        leader: Option<u64>,
+        group: GroupId,
+        timeout: std::time::Duration,
+    ) -> Result<(), ProposeError> {
+        let unavailable = |reason: String| ProposeError::Unavailable { group, reason };
+        let raft = self
+            .raft_of(group)
+            .ok_or(ProposeError::UnknownGroup(group))?;
+        if self.is_sole_voter(group) {
+            return Ok(());
+        }
+        let index = match leader {
+            Some(node) if node != self.node_id() => {
+                let addr = self
+                    .peer_address(group, node)
+                    .ok_or_else(|| unavailable(format!("node {node} is not a member")))?;
+                let channel = self.connections().channel(&addr).map_err(unavailable)?;
+                let mut request = tonic::Request::new(PeerRequest {
+                    group: group.0,
+                    rpc: Rpc::ReadIndex as u32,
+                    body: Vec::new(),
+                });
+                request.set_timeout(timeout);
+                let reply = RaftPeerClient::new(channel)
+                    .call(request)
+                    .await
+                    .map_err(|status| {
+                        unavailable(format!("read index from node {node}: {status}"))
+                    })?;
+                let outcome: ReadIndexOutcome = dura_codec::decode_as(
+                    Kind::PeerMessage,
+                    BODY_VERSION,
+                    &reply.into_inner().body,
+                )
+                .map_err(|e| unavailable(e.to_string()))?;
+                match outcome {
+                    ReadIndexOutcome::Index(index) => index,
+                    ReadIndexOutcome::NotLeader(leader) => {
+                        return Err(ProposeError::NotLeader { group, leader });
+                    }
+                    ReadIndexOutcome::Unavailable(reason) => return Err(unavailable(reason)),
+                }
+            }
+            _ => self.read_index(group).await?,
+        };
+        raft.wait(Some(timeout))
+            .applied_index_at_least(index, "read barrier")
+            .await
+            .map_err(|e| unavailable(format!("catching up to the read index: {e}")))?;
+        Ok(())
+    }
+
+    /// On the leader: the index a linearizable read must see applied, once leadership is
+    /// confirmed by a quorum.
+    async fn read_index(&self, group: GroupId) -> Result<Option<u64>, ProposeError> {
+        let raft = self
+            .raft_of(group)
+            .ok_or(ProposeError::UnknownGroup(group))?;
+        match raft.get_read_log_id(openraft::ReadPolicy::ReadIndex).await {
+            Ok((read_log_id, _)) => Ok(Some(read_log_id.log_id().index())),
+            Err(openraft::errors::RaftError::APIError(
+                openraft::errors::LinearizableReadError::ForwardToLeader(f),
+            )) => Err(ProposeError::NotLeader {
+                group,
+                leader: f.leader_id,
+            }),
+            Err(e) => Err(ProposeError::Unavailable {
+                group,
+                reason: e.to_string(),
+            }),
         }
     }
 }

@@ -200,6 +200,17 @@ impl RaftStore {
         m.membership_config.get_node(&node).map(|n| n.addr.clone())
     }
 
+    /// Whether this node is `group`'s only voter (a dev server's groups).
+    pub(crate) fn is_sole_voter(&self, group: GroupId) -> bool {
+        let Some(g) = self.group(group) else {
+            return false;
+        };
+        let metrics = g.raft.metrics();
+        let m = metrics.borrow_watched();
+        let mut voters = m.membership_config.membership().voter_ids();
+        voters.next() == Some(self.inner.node_id) && voters.next().is_none()
+    }
+
     /// This node's id.
     pub fn node_id(&self) -> u64 {
         self.inner.node_id

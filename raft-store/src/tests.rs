@@ -849,6 +849,24 @@ async fn agreed_leader(nodes: &[&PeerNode], group: u32, timeout: Duration) -> us
     }
 }
 
+/// A read barrier on `store` through `leader`. A leader may refuse reads for a moment around
+/// an election (`NotLeader`, as the node's router expects); that is retried.
+async fn read_barrier(store: &RaftStore, leader: u64, group: u32) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match store
+            .read_barrier_via(Some(leader), GroupId(group), Duration::from_secs(10))
+            .await
+        {
+            Ok(()) => return,
+            Err(ProposeError::NotLeader { .. }) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("read barrier of group {group}: {e}"),
+        }
+    }
+}
+
 /// Waits until `node` has applied `key = value` in `group`.
 async fn replicated(node: &PeerNode, group: u32, key: &str, value: &str) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -884,8 +902,13 @@ async fn three_nodes_replicate_over_grpc_and_survive_the_leaders_loss() {
         let leader = agreed_leader(&refs, group, Duration::from_secs(30)).await;
         let value = format!("v{group}");
         propose(&nodes[leader].store, group, &format!("put k {value}")).await;
+        // After a read barrier every replica serves the write at once (ReadIndex).
         for node in &nodes {
-            replicated(node, group, "k", &value).await;
+            read_barrier(&node.store, leader as u64 + 1, group).await;
+            assert_eq!(
+                get(&node.store, group, "k").as_deref(),
+                Some(value.as_str())
+            );
         }
         // A follower refuses to propose and names the leader.
         let follower = (leader + 1) % 3;

@@ -410,25 +410,60 @@ impl WorkflowService for Frontend {
         request: Request<wfsvc::GetWorkflowExecutionHistoryRequest>,
     ) -> RpcResult<wfsvc::GetWorkflowExecutionHistoryResponse> {
         let timeout = workflows::grpc_timeout(&request);
-        reply(
-            self.workflows()
-                .history(request.into_inner(), timeout)
-                .await,
-        )
+        let req = request.into_inner();
+        let workflow_id = req
+            .execution
+            .as_ref()
+            .map(|e| e.workflow_id.clone())
+            .unwrap_or_default();
+        if let Err(e) = self
+            .workflows()
+            .fresh_workflow(&req.namespace, &workflow_id)
+            .await
+        {
+            return reply(Err(e));
+        }
+        reply(self.workflows().history(req, timeout).await)
     }
 
     async fn get_workflow_execution_history_reverse(
         &self,
         request: Request<wfsvc::GetWorkflowExecutionHistoryReverseRequest>,
     ) -> RpcResult<wfsvc::GetWorkflowExecutionHistoryReverseResponse> {
-        reply(self.workflows().history_reverse(request.into_inner()))
+        let req = request.into_inner();
+        let workflow_id = req
+            .execution
+            .as_ref()
+            .map(|e| e.workflow_id.clone())
+            .unwrap_or_default();
+        if let Err(e) = self
+            .workflows()
+            .fresh_workflow(&req.namespace, &workflow_id)
+            .await
+        {
+            return reply(Err(e));
+        }
+        reply(self.workflows().history_reverse(req))
     }
 
     async fn describe_workflow_execution(
         &self,
         request: Request<wfsvc::DescribeWorkflowExecutionRequest>,
     ) -> RpcResult<wfsvc::DescribeWorkflowExecutionResponse> {
-        reply(self.workflows().describe(request.into_inner()))
+        let req = request.into_inner();
+        let workflow_id = req
+            .execution
+            .as_ref()
+            .map(|e| e.workflow_id.clone())
+            .unwrap_or_default();
+        if let Err(e) = self
+            .workflows()
+            .fresh_workflow(&req.namespace, &workflow_id)
+            .await
+        {
+            return reply(Err(e));
+        }
+        reply(self.workflows().describe(req))
     }
 
     async fn describe_task_queue(
@@ -451,11 +486,21 @@ impl WorkflowService for Frontend {
         request: Request<wfsvc::PollWorkflowExecutionUpdateRequest>,
     ) -> RpcResult<wfsvc::PollWorkflowExecutionUpdateResponse> {
         let timeout = workflows::grpc_timeout(&request);
-        reply(
-            self.workflows()
-                .poll_update(request.into_inner(), timeout)
-                .await,
-        )
+        let req = request.into_inner();
+        let workflow_id = req
+            .update_ref
+            .as_ref()
+            .and_then(|u| u.workflow_execution.as_ref())
+            .map(|e| e.workflow_id.clone())
+            .unwrap_or_default();
+        if let Err(e) = self
+            .workflows()
+            .fresh_workflow(&req.namespace, &workflow_id)
+            .await
+        {
+            return reply(Err(e));
+        }
+        reply(self.workflows().poll_update(req, timeout).await)
     }
 
     async fn create_schedule(
@@ -469,7 +514,16 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<wfsvc::DescribeScheduleRequest>,
     ) -> RpcResult<wfsvc::DescribeScheduleResponse> {
-        reply(self.workflows().describe_schedule(request.into_inner()))
+        let req = request.into_inner();
+        let workflow_id = dura_history::schedules::scheduler_workflow_id(&req.schedule_id);
+        if let Err(e) = self
+            .workflows()
+            .fresh_workflow(&req.namespace, &workflow_id)
+            .await
+        {
+            return reply(Err(e));
+        }
+        reply(self.workflows().describe_schedule(req))
     }
 
     async fn patch_schedule(
@@ -490,6 +544,9 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<wfsvc::ListSchedulesRequest>,
     ) -> RpcResult<wfsvc::ListSchedulesResponse> {
+        if let Err(e) = self.workflows().fresh_all().await {
+            return reply(Err(e));
+        }
         reply(self.workflows().list_schedules(request.into_inner()))
     }
 
@@ -498,7 +555,20 @@ impl WorkflowService for Frontend {
         request: Request<wfsvc::QueryWorkflowRequest>,
     ) -> RpcResult<wfsvc::QueryWorkflowResponse> {
         let timeout = workflows::grpc_timeout(&request);
-        reply(self.workflows().query(request.into_inner(), timeout).await)
+        let req = request.into_inner();
+        let workflow_id = req
+            .execution
+            .as_ref()
+            .map(|e| e.workflow_id.clone())
+            .unwrap_or_default();
+        if let Err(e) = self
+            .workflows()
+            .fresh_workflow(&req.namespace, &workflow_id)
+            .await
+        {
+            return reply(Err(e));
+        }
+        reply(self.workflows().query(req, timeout).await)
     }
 
     async fn respond_query_task_completed(
@@ -516,6 +586,9 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<wfsvc::ListWorkflowExecutionsRequest>,
     ) -> RpcResult<wfsvc::ListWorkflowExecutionsResponse> {
+        if let Err(e) = self.workflows().fresh_all().await {
+            return reply(Err(e));
+        }
         reply(self.workflows().list(request.into_inner()))
     }
 
@@ -524,6 +597,9 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<wfsvc::ScanWorkflowExecutionsRequest>,
     ) -> RpcResult<wfsvc::ScanWorkflowExecutionsResponse> {
+        if let Err(e) = self.workflows().fresh_all().await {
+            return reply(Err(e));
+        }
         let r = request.into_inner();
         let listed = self.workflows().list(wfsvc::ListWorkflowExecutionsRequest {
             namespace: r.namespace,
@@ -541,6 +617,9 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<wfsvc::CountWorkflowExecutionsRequest>,
     ) -> RpcResult<wfsvc::CountWorkflowExecutionsResponse> {
+        if let Err(e) = self.workflows().fresh_all().await {
+            return reply(Err(e));
+        }
         reply(self.workflows().count(request.into_inner()))
     }
 

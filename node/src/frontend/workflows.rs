@@ -228,6 +228,29 @@ impl Workflows {
         }
     }
 
+    /// Brings this node's replica of the workflow's shard up to every acknowledged write (see
+    /// `router::read_barrier`) before a read. A request naming no valid namespace or workflow
+    /// is left to its handler, which says precisely what is wrong.
+    pub(super) async fn fresh_workflow(&self, namespace: &str, workflow_id: &str) -> ApiResult<()> {
+        let Ok(namespace_id) = self.namespace_id(namespace) else {
+            return Ok(());
+        };
+        if workflow_id.is_empty() {
+            return Ok(());
+        }
+        self.engine
+            .read_barrier(self.engine.shard_for(&namespace_id, workflow_id))
+            .await
+    }
+
+    /// [`Workflows::fresh_workflow`] for a read of every shard (listings, counts).
+    pub(super) async fn fresh_all(&self) -> ApiResult<()> {
+        for shard in self.engine.shard_ids() {
+            self.engine.read_barrier(shard).await?;
+        }
+        Ok(())
+    }
+
     /// Reads a run (the current one when `run_id` is empty) from its shard's applied state,
     /// returning the shard's reader too for the history reads that follow.
     pub(super) fn read_run(
@@ -331,13 +354,16 @@ impl Workflows {
         {
             ShardOutcome::Started { reply, .. } => Ok(pb::StartWorkflowExecutionResponse {
                 eager_workflow_task: match reply.eager_task {
-                    Some(task) => Some(self.workflow_task_response(
-                        &RunKey {
-                            run_id: reply.run_id.clone(),
-                            ..run
-                        },
-                        task,
-                    )?),
+                    Some(task) => Some(
+                        self.workflow_task_response(
+                            &RunKey {
+                                run_id: reply.run_id.clone(),
+                                ..run
+                            },
+                            task,
+                        )
+                        .await?,
+                    ),
                     None => None,
                 },
                 run_id: reply.run_id,
@@ -491,7 +517,7 @@ impl Workflows {
             });
             match self.record_started(&key, task, request).await? {
                 Some((task, RunReply::WorkflowTaskStarted(started))) => {
-                    return self.workflow_task_response(&task.run, started);
+                    return self.workflow_task_response(&task.run, started).await;
                 }
                 Some(_) => {
                     return Err(ApiError::Internal(
@@ -540,14 +566,15 @@ impl Workflows {
         .map_err(|e| ApiError::Internal(format!("record-started task failed: {e}")))?
     }
 
-    fn workflow_task_response(
+    async fn workflow_task_response(
         &self,
         run: &RunKey,
         started: WorkflowTaskStartedReply,
     ) -> ApiResult<pb::PollWorkflowTaskQueueResponse> {
-        let reader = self
-            .engine
-            .reader(self.engine.shard_for(&run.namespace_id, &run.workflow_id))?;
+        let shard = self.engine.shard_for(&run.namespace_id, &run.workflow_id);
+        // The task was recorded started by the shard's leader, which may be another node.
+        self.engine.read_barrier(shard).await?;
+        let reader = self.engine.reader(shard)?;
         // The whole history up to the started event travels with the task.
         let first = started.first_event_id();
         let page_size = (started.next_event_id - first).max(1) as usize;
@@ -663,7 +690,7 @@ impl Workflows {
             return Err(err.into());
         }
         let workflow_task = match reply.new_workflow_task {
-            Some(started) => Some(self.workflow_task_response(&run, started)?),
+            Some(started) => Some(self.workflow_task_response(&run, started).await?),
             None => None,
         };
         Ok(pb::RespondWorkflowTaskCompletedResponse {
