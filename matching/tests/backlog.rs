@@ -123,4 +123,6 @@ async fn adds_are_idempotent_fifo_and_durable_until_completed() {
             fresh: true
         }
     );
+    // Closed before the runtime goes: RocksDB torn down by process exit instead may abort.
+    store.shutdown().await.unwrap();
 }

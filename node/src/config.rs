@@ -24,6 +24,8 @@ pub struct NodeConfig {
     pub peer_listen: Option<SocketAddr>,
     /// This node's peer address as the other nodes reach it.
     pub advertise_peer: String,
+    /// This node's client address as the other nodes reach it (to forward calls).
+    pub advertise_client: String,
     /// The voters of a group created from scratch (empty: this node alone).
     pub initial_members: BTreeMap<u64, String>,
     /// `None`: a temporary directory removed on exit.
@@ -110,6 +112,7 @@ impl NodeConfig {
             metrics_listen: SocketAddr::new(args.ip, args.metrics_port.unwrap_or(0)),
             peer_listen: None,
             advertise_peer: SocketAddr::new(args.ip, args.port).to_string(),
+            advertise_client: SocketAddr::new(args.ip, args.port).to_string(),
             initial_members: BTreeMap::new(),
             data_dir: args.db_filename.clone(),
             namespaces,
@@ -140,6 +143,7 @@ impl NodeConfig {
             .clone()
             .unwrap_or_else(|| host_text(args.ip));
         let advertise_peer = format!("{advertise_host}:{}", args.peer_port);
+        let advertise_client = format!("{advertise_host}:{}", args.port);
         let initial_members = match &args.initial_cluster {
             Some(text) => parse_initial_cluster(text)?,
             None => BTreeMap::from([(node_id, advertise_peer.clone())]),
@@ -159,6 +163,7 @@ impl NodeConfig {
             metrics_listen: SocketAddr::new(args.ip, args.metrics_port),
             peer_listen: Some(SocketAddr::new(peer_ip, args.peer_port)),
             advertise_peer,
+            advertise_client,
             initial_members,
             data_dir: Some(args.data_dir.clone()),
             namespaces: vec![DEFAULT_NAMESPACE.to_string()],

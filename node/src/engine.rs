@@ -283,7 +283,33 @@ impl Engine {
                 namespace_id,
                 schedule_id,
             } => self.arm_schedule(leader, &namespace_id, &schedule_id),
+            Effect::Backlogged(queued) => self.index_backlogged(leader.shard, queued),
         }
+    }
+
+    /// Indexes a task that joined the backlog of a partition `partition` owns. A task spilled
+    /// from this node's own matcher is then indexed twice; the copy handed out second is
+    /// refused as stale when it is recorded started, and costs its poller one more look.
+    fn index_backlogged(&self, partition: GroupId, queued: backlog::BacklogTask) {
+        let queue = queued.queue.clone();
+        match QueuedTask::from_backlog(partition, queued) {
+            Some(task) => self.inner.matcher.add(&queue, task),
+            None => tracing::error!(%partition, ?queue, "undecodable backlog task"),
+        }
+    }
+
+    /// Whether this node leads the shard owning `queue`'s partition, so its tasks belong in
+    /// this node's matcher (and its polls are served here).
+    pub(crate) fn leads_partition(&self, queue: &TaskQueueKey) -> bool {
+        let partition = partition_shard(queue, self.inner.shards);
+        self.inner.store.leader_term(partition).is_some()
+    }
+
+    /// The node leading the shard owning `queue`'s partition, when it is another node.
+    pub(crate) fn remote_partition_leader(&self, queue: &TaskQueueKey) -> Option<u64> {
+        let partition = partition_shard(queue, self.inner.shards);
+        let store = &self.inner.store;
+        store.leader_of(partition).filter(|n| *n != store.node_id())
     }
 
     /// Moves an outbox record's task towards its queue: a waiting poller (sync match), else the
@@ -321,8 +347,11 @@ impl Engine {
             return;
         }
         let engine = self.clone();
-        if recovering {
-            leader.spawn(async move { engine.spill_recovered(queue, task).await });
+        if recovering || !self.leads_partition(&queue) {
+            // The partition's leader indexes the task once its backlog add applies: this
+            // node's matcher is not where the task's pollers are (or may already be indexed
+            // from the backlog after a restart, and the add is idempotent).
+            leader.spawn(async move { engine.spill_direct(queue, task).await });
             return;
         }
         let TaskOrigin::Outbox(spill) = task.origin.clone() else {
@@ -356,18 +385,11 @@ impl Engine {
         });
     }
 
-    /// After a restart: backlog first (idempotent), then index the task unless the backlog
-    /// already had it (recovery loaded the backlogs before re-sending the outboxes).
-    async fn spill_recovered(&self, queue: TaskQueueKey, task: QueuedTask) {
-        let Some((partition, seq, fresh)) = self.add_to_backlog(&queue, &task).await else {
+    /// Straight into the partition's backlog, then the outbox record is acknowledged: after a
+    /// restart, and whenever the partition is led by another node.
+    async fn spill_direct(&self, queue: TaskQueueKey, task: QueuedTask) {
+        if self.add_to_backlog(&queue, &task).await.is_none() {
             return;
-        };
-        if fresh {
-            let task = QueuedTask {
-                origin: TaskOrigin::Backlog(partition, seq),
-                ..task.clone()
-            };
-            self.inner.matcher.add(&queue, task);
         }
         self.cleanup(
             task.shard,

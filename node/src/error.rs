@@ -51,6 +51,9 @@ pub enum ApiError {
     Namespace(#[from] NamespaceError),
     #[error(transparent)]
     History(#[from] dura_history::HistoryError),
+    /// The answer of the node a call was forwarded to, passed on unchanged.
+    #[error("{}", .0.message())]
+    Forwarded(Status),
 }
 
 impl From<dura_raft_store::ProposeError> for ApiError {
@@ -109,6 +112,7 @@ impl From<ApiError> for Status {
                 },
             ),
             ApiError::Internal(_) => Status::internal(message),
+            ApiError::Forwarded(status) => status,
             ApiError::Namespace(ns) => match ns {
                 NamespaceError::NotFound(name) => with_detail(
                     Code::NotFound,

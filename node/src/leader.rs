@@ -60,6 +60,9 @@ pub enum Effect {
         namespace_id: String,
         schedule_id: String,
     },
+    /// A task joined the backlog of a partition this shard owns: the partition's leader
+    /// indexes it, wherever the task came from.
+    Backlogged(dura_matching::backlog::BacklogTask),
 }
 
 /// What one applied batch changed, staged until the batch is written.
@@ -393,7 +396,7 @@ mod tests {
     fn run_id(effect: &Effect) -> &str {
         match effect {
             Effect::Task(run, _) => &run.run_id,
-            Effect::Schedule { .. } => "",
+            Effect::Schedule { .. } | Effect::Backlogged(_) => "",
         }
     }
 

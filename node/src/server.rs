@@ -243,6 +243,12 @@ async fn bootstrap(namespaces: &NamespaceRegistry, config: &NodeConfig) -> anyho
             cluster_id: uuid::Uuid::new_v4().to_string(),
         })
         .await?;
+    namespaces
+        .execute(MetaCommand::RegisterNode {
+            node_id: config.node_id,
+            client_address: config.advertise_client.clone(),
+        })
+        .await?;
     for name in &config.namespaces {
         let record = NamespaceRecord::new(
             uuid::Uuid::new_v4().to_string(),

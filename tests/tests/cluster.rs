@@ -2,8 +2,8 @@
 //! node reach every replica, the loss of a node (SIGKILL) costs clients a short retried
 //! UNAVAILABLE and nothing acknowledged, and a restarted node catches up.
 //!
-//! Not covered yet (not built): task-queue polls served on any node (today a node serves
-//! polls from its own matcher, which holds the tasks of the shards it leads).
+//! A workflow task also travels across nodes: started through one node, polled through
+//! another (forwarded to the leader of the queue's partition), completed through a third.
 
 use std::{
     path::{Path, PathBuf},
@@ -13,11 +13,15 @@ use std::{
 
 use dura_tests::{WorkflowClient, dura_binary, free_port};
 use temporalio_protos::temporal::api::{
+    command::v1::{
+        Command as WorkflowCommand, CompleteWorkflowExecutionCommandAttributes, command,
+    },
     common::v1::{WorkflowExecution, WorkflowType},
-    enums::v1::TaskQueueKind,
+    enums::v1::{CommandType, TaskQueueKind, WorkflowExecutionStatus},
     taskqueue::v1::TaskQueue,
     workflowservice::v1::{
-        DescribeNamespaceRequest, DescribeWorkflowExecutionRequest, StartWorkflowExecutionRequest,
+        DescribeNamespaceRequest, DescribeWorkflowExecutionRequest, PollWorkflowTaskQueueRequest,
+        RespondWorkflowTaskCompletedRequest, StartWorkflowExecutionRequest,
         workflow_service_client::WorkflowServiceClient,
     },
 };
@@ -153,6 +157,92 @@ fn cluster(dir: &Path) -> Vec<Node> {
         .collect()
 }
 
+fn queue(name: &str) -> Option<TaskQueue> {
+    Some(TaskQueue {
+        name: name.into(),
+        kind: TaskQueueKind::Normal as i32,
+        ..Default::default()
+    })
+}
+
+/// Starts a workflow on `task_queue` through `nodes[0]`, takes its task through `nodes[1]` and
+/// completes it through `nodes[2]`; every node then describes it as completed.
+async fn workflow_task_across_nodes(nodes: [&Node; 3], workflow_id: &str, task_queue: &str) {
+    let mut request = start_request(workflow_id);
+    request.task_queue = queue(task_queue);
+    let mut starter = nodes[0].client().await.unwrap();
+    starter.start_workflow_execution(request).await.unwrap();
+
+    let mut poller = nodes[1].client().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let task = loop {
+        let mut poll = tonic::Request::new(PollWorkflowTaskQueueRequest {
+            namespace: "default".into(),
+            task_queue: queue(task_queue),
+            identity: "cluster-worker".into(),
+            ..Default::default()
+        });
+        poll.set_timeout(Duration::from_secs(10));
+        match poller.poll_workflow_task_queue(poll).await {
+            Ok(task) if !task.get_ref().task_token.is_empty() => break task.into_inner(),
+            Ok(_) => {}
+            // A poll forwarded to a partition whose leadership just moved.
+            Err(status) if status.code() == tonic::Code::Unavailable => {}
+            Err(status) => panic!("poll through node {}: {status}", nodes[1].id),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{workflow_id}'s task never reached a poller"
+        );
+    };
+    assert_eq!(task.workflow_execution.unwrap().workflow_id, workflow_id);
+
+    let complete = WorkflowCommand {
+        command_type: CommandType::CompleteWorkflowExecution as i32,
+        attributes: Some(
+            command::Attributes::CompleteWorkflowExecutionCommandAttributes(
+                CompleteWorkflowExecutionCommandAttributes::default(),
+            ),
+        ),
+        ..Default::default()
+    };
+    nodes[2]
+        .client()
+        .await
+        .unwrap()
+        .respond_workflow_task_completed(RespondWorkflowTaskCompletedRequest {
+            namespace: "default".into(),
+            task_token: task.task_token,
+            commands: vec![complete],
+            identity: "cluster-worker".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for node in nodes {
+        let described = node
+            .client()
+            .await
+            .unwrap()
+            .describe_workflow_execution(DescribeWorkflowExecutionRequest {
+                namespace: "default".into(),
+                execution: Some(WorkflowExecution {
+                    workflow_id: workflow_id.into(),
+                    run_id: String::new(),
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            described.workflow_execution_info.unwrap().status,
+            WorkflowExecutionStatus::Completed as i32,
+            "{workflow_id} through node {}",
+            node.id
+        );
+    }
+}
+
 fn start_request(workflow_id: &str) -> StartWorkflowExecutionRequest {
     StartWorkflowExecutionRequest {
         namespace: "default".into(),
@@ -267,6 +357,12 @@ async fn writes_through_any_node_survive_a_sigkilled_node() {
         for node in &nodes {
             replicated(node, id, run_id).await;
         }
+    }
+    // Queues spread over the shards, so some partitions are led by another node than the
+    // workflow's shard, the poller's node or the completer's.
+    for i in 0..6 {
+        let order = [&nodes[i % 3], &nodes[(i + 1) % 3], &nodes[(i + 2) % 3]];
+        workflow_task_across_nodes(order, &format!("roundtrip-{i}"), &format!("q-{i}")).await;
     }
 
     // SIGKILL the node leading the most shards, so their groups must elect new leaders.

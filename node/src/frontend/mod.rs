@@ -4,6 +4,7 @@
 //! commands and map results back to protocol messages. Protocol types stop here.
 
 mod edge;
+mod forward;
 mod namespaces;
 mod queries;
 mod schedules;
@@ -50,12 +51,14 @@ struct Inner {
     namespaces: NamespaceRegistry,
     workflows: Workflows,
     cluster: ClusterFacts,
+    forwarder: forward::Forwarder,
 }
 
 impl Frontend {
     pub fn new(namespaces: NamespaceRegistry, workflows: Workflows, cluster: ClusterFacts) -> Self {
         Self {
             inner: Arc::new(Inner {
+                forwarder: forward::Forwarder::new(namespaces.clone()),
                 namespaces,
                 workflows,
                 cluster,
@@ -239,11 +242,22 @@ impl WorkflowService for Frontend {
         request: Request<wfsvc::PollWorkflowTaskQueueRequest>,
     ) -> RpcResult<wfsvc::PollWorkflowTaskQueueResponse> {
         let timeout = workflows::grpc_timeout(&request);
-        reply(
-            self.workflows()
-                .poll_workflow_task(request.into_inner(), timeout)
-                .await,
-        )
+        let forwarded = request.metadata().contains_key(forward::FORWARDED);
+        let req = request.into_inner();
+        let owner = self.workflows().remote_poll_owner(
+            &req.namespace,
+            req.task_queue.as_ref(),
+            dura_matching::TaskKind::Workflow,
+        );
+        match owner.filter(|_| !forwarded) {
+            Some(node) => reply(
+                self.inner
+                    .forwarder
+                    .poll_workflow_task(node, req, timeout)
+                    .await,
+            ),
+            None => reply(self.workflows().poll_workflow_task(req, timeout).await),
+        }
     }
 
     async fn respond_workflow_task_completed(
@@ -274,11 +288,22 @@ impl WorkflowService for Frontend {
         request: Request<wfsvc::PollActivityTaskQueueRequest>,
     ) -> RpcResult<wfsvc::PollActivityTaskQueueResponse> {
         let timeout = workflows::grpc_timeout(&request);
-        reply(
-            self.workflows()
-                .poll_activity_task(request.into_inner(), timeout)
-                .await,
-        )
+        let forwarded = request.metadata().contains_key(forward::FORWARDED);
+        let req = request.into_inner();
+        let owner = self.workflows().remote_poll_owner(
+            &req.namespace,
+            req.task_queue.as_ref(),
+            dura_matching::TaskKind::Activity,
+        );
+        match owner.filter(|_| !forwarded) {
+            Some(node) => reply(
+                self.inner
+                    .forwarder
+                    .poll_activity_task(node, req, timeout)
+                    .await,
+            ),
+            None => reply(self.workflows().poll_activity_task(req, timeout).await),
+        }
     }
 
     async fn respond_activity_task_completed(

@@ -228,6 +228,21 @@ impl Workflows {
         }
     }
 
+    /// The node a poll of `task_queue` must be served by, when it is not this one: the leader
+    /// of the queue's partition shard, whose matcher holds its tasks. `None` for a request the
+    /// local handler will refuse anyway, or while no other leader is known.
+    pub(super) fn remote_poll_owner(
+        &self,
+        namespace: &str,
+        task_queue: Option<&TaskQueue>,
+        kind: TaskKind,
+    ) -> Option<u64> {
+        let namespace_id = self.namespace_id(namespace).ok()?;
+        let name = task_queue.filter(|q| !q.name.is_empty())?.name.clone();
+        self.engine
+            .remote_partition_leader(&TaskQueueKey::new(namespace_id, name, kind))
+    }
+
     /// Brings this node's replica of the workflow's shard up to every acknowledged write (see
     /// `router::read_barrier`) before a read. A request naming no valid namespace or workflow
     /// is left to its handler, which says precisely what is wrong.

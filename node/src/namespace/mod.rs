@@ -122,6 +122,12 @@ pub enum MetaCommand {
     },
     /// Written once, on the first start of a cluster.
     InitCluster { cluster_id: String },
+    /// A node's client gRPC address, (re)written whenever it starts: where other nodes forward
+    /// the calls it must serve (task-queue polls of the partitions it leads).
+    RegisterNode {
+        node_id: u64,
+        client_address: String,
+    },
 }
 
 pub type MetaReply = Result<Option<NamespaceRecord>, NamespaceError>;
@@ -147,6 +153,12 @@ pub(crate) mod keys {
     /// `ns/id/<id>` → name.
     pub const BY_ID: &[u8] = b"ns/id/";
     pub const CLUSTER_ID: &[u8] = b"cluster/id";
+    /// `node/<id BE>` → the node's client address.
+    pub const NODE: &[u8] = b"node/";
+
+    pub fn node(id: u64) -> Vec<u8> {
+        [NODE, &id.to_be_bytes()[..]].concat()
+    }
 
     pub fn by_name(name: &str) -> Vec<u8> {
         [BY_NAME, name.as_bytes()].concat()
@@ -229,6 +241,13 @@ pub fn apply(state: &mut impl MetaState, command: MetaCommand) -> MetaReply {
             if state.get(keys::CLUSTER_ID).is_none() {
                 state.put(keys::CLUSTER_ID, cluster_id.as_bytes());
             }
+            Ok(None)
+        }
+        MetaCommand::RegisterNode {
+            node_id,
+            client_address,
+        } => {
+            state.put(&keys::node(node_id), client_address.as_bytes());
             Ok(None)
         }
     }

@@ -95,6 +95,14 @@ impl NamespaceRegistry {
         Ok((records, next))
     }
 
+    /// The client address node `node_id` registered, from this node's replica.
+    pub fn node_client_address(&self, node_id: u64) -> ApiResult<Option<String>> {
+        let reader = self.store.reader(GroupId::META)?;
+        Ok(reader
+            .get(&keys::node(node_id))?
+            .map(|b| String::from_utf8_lossy(&b).into_owned()))
+    }
+
     pub fn cluster_id(&self) -> ApiResult<String> {
         let reader = self.store.reader(GroupId::META)?;
         Ok(reader

@@ -270,7 +270,22 @@ fn apply_command(
             outbox::ack(&mut kv, &entries)?;
             Ok(ShardOutcome::OutboxAcked)
         }
-        ShardCommand::Backlog(command) => Ok(ShardOutcome::Backlog(backlog::apply(kv.0, command))),
+        ShardCommand::Backlog(command) => {
+            let added = match &command {
+                BacklogCommand::Add { queue, task } => Some((queue.clone(), task.clone())),
+                BacklogCommand::Complete(_) => None,
+            };
+            let reply = backlog::apply(kv.0, command);
+            if let (Some((queue, task)), BacklogReply::Added { seq, fresh: true }) = (added, &reply)
+            {
+                effects.push(Effect::Backlogged(backlog::BacklogTask {
+                    queue,
+                    seq: *seq,
+                    task,
+                }));
+            }
+            Ok(ShardOutcome::Backlog(reply))
+        }
         ShardCommand::Schedule {
             namespace_id,
             schedule_id,
