@@ -205,6 +205,10 @@ impl Engine {
         engine
     }
 
+    pub fn node_id(&self) -> u64 {
+        self.inner.store.node_id()
+    }
+
     pub(crate) fn store(&self) -> &RaftStore {
         &self.inner.store
     }

@@ -143,7 +143,7 @@ pub async fn run_node(
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
 
-    tracing::info!(%listen, %metrics_addr, data_dir = %dir.display(), shards, "Dura dev server ready");
+    tracing::info!(%listen, %metrics_addr, data_dir = %dir.display(), shards, node_id = config.node_id, "Dura node ready");
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(());
     let serve = Server::builder()
         .layer(RpcEdgeLayer)

@@ -1,5 +1,6 @@
-//! Calls this node hands to another: a task-queue poll is served by the node leading the
-//! queue's partition shard, whose matcher holds the queue's tasks. The call travels as the
+//! Calls this node hands to another: a task-queue poll (and a query, which rides on a
+//! workflow task queue) is served by the node leading the queue's partition shard, whose
+//! matcher holds the queue's tasks; a query's answer goes to the node waiting for it. The call travels as the
 //! client made it, with its deadline, to that node's client port (as registered in the
 //! metadata group), and its answer — success or status — comes back unchanged.
 //!
@@ -74,6 +75,34 @@ impl Forwarder {
         let mut client = self.client(node)?;
         Ok(client
             .poll_workflow_task_queue(Self::request(req, timeout))
+            .await
+            .map_err(ApiError::Forwarded)?
+            .into_inner())
+    }
+
+    pub async fn query(
+        &self,
+        node: u64,
+        req: pb::QueryWorkflowRequest,
+        timeout: Option<Duration>,
+    ) -> ApiResult<pb::QueryWorkflowResponse> {
+        let mut client = self.client(node)?;
+        Ok(client
+            .query_workflow(Self::request(req, timeout))
+            .await
+            .map_err(ApiError::Forwarded)?
+            .into_inner())
+    }
+
+    pub async fn respond_query(
+        &self,
+        node: u64,
+        req: pb::RespondQueryTaskCompletedRequest,
+        timeout: Option<Duration>,
+    ) -> ApiResult<pb::RespondQueryTaskCompletedResponse> {
+        let mut client = self.client(node)?;
+        Ok(client
+            .respond_query_task_completed(Self::request(req, timeout))
             .await
             .map_err(ApiError::Forwarded)?
             .into_inner())

@@ -126,6 +126,9 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<wfsvc::DescribeNamespaceRequest>,
     ) -> RpcResult<wfsvc::DescribeNamespaceResponse> {
+        if let Err(e) = self.namespaces().read_barrier().await {
+            return reply(Err(e));
+        }
         reply(namespaces::describe(self.namespaces(), request.get_ref()))
     }
 
@@ -133,6 +136,9 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<wfsvc::ListNamespacesRequest>,
     ) -> RpcResult<wfsvc::ListNamespacesResponse> {
+        if let Err(e) = self.namespaces().read_barrier().await {
+            return reply(Err(e));
+        }
         reply(namespaces::list(self.namespaces(), request.get_ref()))
     }
 
@@ -580,6 +586,7 @@ impl WorkflowService for Frontend {
         request: Request<wfsvc::QueryWorkflowRequest>,
     ) -> RpcResult<wfsvc::QueryWorkflowResponse> {
         let timeout = workflows::grpc_timeout(&request);
+        let forwarded = request.metadata().contains_key(forward::FORWARDED);
         let req = request.into_inner();
         let workflow_id = req
             .execution
@@ -593,18 +600,30 @@ impl WorkflowService for Frontend {
         {
             return reply(Err(e));
         }
-        reply(self.workflows().query(req, timeout).await)
+        match self
+            .workflows()
+            .remote_query_owner(&req)
+            .filter(|_| !forwarded)
+        {
+            Some(node) => reply(self.inner.forwarder.query(node, req, timeout).await),
+            None => reply(self.workflows().query(req, timeout).await),
+        }
     }
 
     async fn respond_query_task_completed(
         &self,
         request: Request<wfsvc::RespondQueryTaskCompletedRequest>,
     ) -> RpcResult<wfsvc::RespondQueryTaskCompletedResponse> {
-        reply(
-            self.workflows()
-                .respond_query(request.into_inner())
-                .map(|()| Default::default()),
-        )
+        let timeout = workflows::grpc_timeout(&request);
+        let req = request.into_inner();
+        match self.workflows().remote_query_waiter(&req.task_token) {
+            Some(node) => reply(self.inner.forwarder.respond_query(node, req, timeout).await),
+            None => reply(
+                self.workflows()
+                    .respond_query(req)
+                    .map(|()| Default::default()),
+            ),
+        }
     }
 
     async fn list_workflow_executions(
@@ -666,6 +685,9 @@ impl OperatorService for Frontend {
         &self,
         request: Request<opsvc::ListSearchAttributesRequest>,
     ) -> RpcResult<opsvc::ListSearchAttributesResponse> {
+        if let Err(e) = self.namespaces().read_barrier().await {
+            return reply(Err(e));
+        }
         reply(search_attributes::list(
             self.namespaces(),
             request.get_ref(),

@@ -22,8 +22,14 @@ pub enum TaskToken {
         attempt: i32,
         activity_id: String,
     },
-    /// A query task: answered, never recorded.
+    /// A query task of an older build (answered where it was issued).
     Query { run: RunKey, query_id: u64 },
+    /// A query task: answered, never recorded, by node `node`, which waits for the answer.
+    QueryOn {
+        node: u64,
+        run: RunKey,
+        query_id: u64,
+    },
 }
 
 /// A token outlives the node that made it: a worker may hand it to any node of the cluster.

@@ -243,6 +243,34 @@ impl Workflows {
             .remote_partition_leader(&TaskQueueKey::new(namespace_id, name, kind))
     }
 
+    /// The node a query of this workflow must be served by, when it is not this one: the
+    /// leader of the partition of the queue its query task would go to (whose matcher its
+    /// pollers reach). `None` when the request or the run is invalid (the local handler says
+    /// so precisely) or no other leader is known.
+    pub(super) fn remote_query_owner(&self, req: &pb::QueryWorkflowRequest) -> Option<u64> {
+        let (workflow_id, run_id) = execution(req.execution.as_ref()).ok()?;
+        let namespace_id = self.namespace_id(&req.namespace).ok()?;
+        let (_, _, ms) = self.read_run(&namespace_id, workflow_id, run_id).ok()?;
+        let queue = match &ms.sticky {
+            Some(sticky) => TaskQueueRef {
+                name: sticky.name.clone(),
+                sticky: true,
+                normal_name: ms.task_queue.clone(),
+            },
+            None => TaskQueueRef::normal(ms.task_queue.clone()),
+        };
+        let (key, _) = self.engine.workflow_queue(&namespace_id, &queue);
+        self.engine.remote_partition_leader(&key)
+    }
+
+    /// The node waiting for the answer to the query task `token` names, when it is not this one.
+    pub(super) fn remote_query_waiter(&self, token: &[u8]) -> Option<u64> {
+        match TaskToken::parse(token).ok()? {
+            TaskToken::QueryOn { node, .. } if node != self.engine.node_id() => Some(node),
+            _ => None,
+        }
+    }
+
     /// Brings this node's replica of the workflow's shard up to every acknowledged write (see
     /// `router::read_barrier`) before a read. A request naming no valid namespace or workflow
     /// is left to its handler, which says precisely what is wrong.
@@ -757,6 +785,8 @@ impl Workflows {
             .map(|m| m.update_id.clone())
             .filter(|id| !id.is_empty())
             .ok_or_else(|| ApiError::InvalidArgument("Update id is not set on request.".into()))?;
+        let shard = self.engine.shard_for(&ns, &execution.workflow_id);
+        self.engine.read_barrier(shard).await?;
         let (_, run, ms) = self.read_run(&ns, &execution.workflow_id, &execution.run_id)?;
         if !req.first_execution_run_id.is_empty()
             && req.first_execution_run_id != ms.first_execution_run_id
@@ -772,6 +802,8 @@ impl Workflows {
             now: now_nanos(),
         });
         self.engine.execute_run(&run, admit).await?;
+        // The admission applied on the shard's leader, maybe another node: wait for it here.
+        self.engine.read_barrier(shard).await?;
         let stage = req.wait_policy.map_or(0, |p| p.lifecycle_stage);
         let (outcome, stage) = self
             .wait_for_update(&run, &update_id, stage, grpc_timeout)
@@ -888,7 +920,8 @@ impl Workflows {
         let page_size = (ms.next_event_id - first).max(1) as usize;
         let page = store::read_history(&reader, &run, first, ms.next_event_id, page_size, false)?;
         Ok(Some(pb::PollWorkflowTaskQueueResponse {
-            task_token: TaskToken::Query {
+            task_token: TaskToken::QueryOn {
+                node: self.engine.node_id(),
                 run: run.clone(),
                 query_id,
             }
@@ -997,7 +1030,7 @@ impl Workflows {
 
     pub fn respond_query(&self, req: pb::RespondQueryTaskCompletedRequest) -> ApiResult<()> {
         match TaskToken::parse(&req.task_token)? {
-            TaskToken::Query { query_id, .. } => {
+            TaskToken::Query { query_id, .. } | TaskToken::QueryOn { query_id, .. } => {
                 if !self.queries.answer(query_id, req) {
                     return Err(ApiError::NotFound(
                         "query not found or already timed out".into(),

@@ -95,6 +95,12 @@ impl NamespaceRegistry {
         Ok((records, next))
     }
 
+    /// Brings this node's replica of the metadata group up to every acknowledged change, for
+    /// a client's read of namespaces (see `router::read_barrier`).
+    pub async fn read_barrier(&self) -> ApiResult<()> {
+        crate::router::read_barrier(&self.store, GroupId::META).await
+    }
+
     /// The client address node `node_id` registered, from this node's replica.
     pub fn node_client_address(&self, node_id: u64) -> ApiResult<Option<String>> {
         let reader = self.store.reader(GroupId::META)?;
