@@ -120,9 +120,10 @@ impl std::fmt::Debug for RaftStore {
 impl RaftStore {
     /// Opens (or creates) the store at `opts.dir` and starts one raft group per `opts.groups`.
     ///
-    /// A group seen for the first time is initialized as a single-voter cluster of this node; a
-    /// group with state on disk recovers it (re-applying committed entries that the state machine
-    /// had not durably applied) and elects itself again within one election timeout.
+    /// A group seen for the first time is initialized with `opts.initial_members` as its voters
+    /// (this node alone when none are given); a group with state on disk recovers it
+    /// (re-applying committed entries that the state machine had not durably applied) and takes
+    /// part in an election again within one election timeout.
     pub async fn open(opts: StoreOptions, app: Arc<dyn Application>) -> Result<Self, Error> {
         let config = raft_config(opts.snapshot_every)?;
         let dir = opts.dir.clone();
