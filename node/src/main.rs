@@ -32,32 +32,14 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Server(ServerCommand::StartDev(args)) => {
             logging::init(args.log_format, args.log_level);
-            let config = config::NodeConfig::from_args(&args)?;
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
-            runtime.block_on(async move {
-                let listener = TcpListener::bind(config.listen)
-                    .await
-                    .with_context(|| format!("binding {}", config.listen))?;
-                server::run_node(config, listener, shutdown_signal()).await
-            })
+            run(config::NodeConfig::from_args(&args)?)
         }
         Command::Server(ServerCommand::Start(args)) => {
             logging::init(args.log_format, args.log_level);
             let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
                 .or_else(|_| std::env::var("HOSTNAME"))
                 .unwrap_or_default();
-            let config = config::NodeConfig::from_start_args(&args, hostname.trim())?;
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
-            runtime.block_on(async move {
-                let listener = TcpListener::bind(config.listen)
-                    .await
-                    .with_context(|| format!("binding {}", config.listen))?;
-                server::run_node(config, listener, shutdown_signal()).await
-            })
+            run(config::NodeConfig::from_start_args(&args, hostname.trim())?)
         }
         Command::Bench(args) => {
             // RUST_LOG=debug shows each failed RPC's status message.
@@ -71,6 +53,19 @@ fn main() -> anyhow::Result<()> {
                 .block_on(dura_client::bench::run(args))
         }
     }
+}
+
+/// Runs one node until SIGINT or SIGTERM.
+fn run(config: config::NodeConfig) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(async move {
+            let listener = TcpListener::bind(config.listen)
+                .await
+                .with_context(|| format!("binding {}", config.listen))?;
+            server::run_node(config, listener, shutdown_signal()).await
+        })
 }
 
 /// Resolves on the first SIGINT or SIGTERM, so both stop the server cleanly.

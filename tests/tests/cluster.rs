@@ -19,6 +19,7 @@ use temporalio_protos::temporal::api::{
     common::v1::{WorkflowExecution, WorkflowType},
     enums::v1::{CommandType, TaskQueueKind, WorkflowExecutionStatus},
     taskqueue::v1::TaskQueue,
+    workflow::v1::WorkflowExecutionInfo,
     workflowservice::v1::{
         DescribeNamespaceRequest, DescribeWorkflowExecutionRequest, PollWorkflowTaskQueueRequest,
         RespondWorkflowTaskCompletedRequest, StartWorkflowExecutionRequest,
@@ -220,22 +221,8 @@ async fn workflow_task_across_nodes(nodes: [&Node; 3], workflow_id: &str, task_q
         .await
         .unwrap();
     for node in nodes {
-        let described = node
-            .client()
-            .await
-            .unwrap()
-            .describe_workflow_execution(DescribeWorkflowExecutionRequest {
-                namespace: "default".into(),
-                execution: Some(WorkflowExecution {
-                    workflow_id: workflow_id.into(),
-                    run_id: String::new(),
-                }),
-            })
-            .await
-            .unwrap()
-            .into_inner();
         assert_eq!(
-            described.workflow_execution_info.unwrap().status,
+            describe(node, workflow_id).await.unwrap().status,
             WorkflowExecutionStatus::Completed as i32,
             "{workflow_id} through node {}",
             node.id
@@ -282,6 +269,14 @@ async fn start(client: &mut WorkflowClient, workflow_id: &str) -> String {
 
 /// `node` answers DescribeWorkflowExecution for `workflow_id` with run `run_id` right away.
 async fn described(node: &Node, workflow_id: &str, run_id: &str) {
+    let info = describe(node, workflow_id)
+        .await
+        .unwrap_or_else(|e| panic!("{workflow_id} through node {}: {e}", node.id));
+    assert_eq!(info.execution.unwrap().run_id, run_id);
+}
+
+/// DescribeWorkflowExecution of the current run of `workflow_id` through `node`.
+async fn describe(node: &Node, workflow_id: &str) -> Result<WorkflowExecutionInfo, tonic::Status> {
     let described = node
         .client()
         .await
@@ -293,29 +288,15 @@ async fn described(node: &Node, workflow_id: &str, run_id: &str) {
                 run_id: String::new(),
             }),
         })
-        .await
-        .unwrap_or_else(|e| panic!("{workflow_id} through node {}: {e}", node.id))
-        .into_inner();
-    let info = described.workflow_execution_info.unwrap();
-    assert_eq!(info.execution.unwrap().run_id, run_id);
+        .await?;
+    Ok(described.into_inner().workflow_execution_info.unwrap())
 }
 
 /// Waits until `node`'s replica holds `workflow_id` with run `run_id`.
 async fn replicated(node: &Node, workflow_id: &str, run_id: &str) {
-    let mut client = node.client().await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let described = client
-            .describe_workflow_execution(DescribeWorkflowExecutionRequest {
-                namespace: "default".into(),
-                execution: Some(WorkflowExecution {
-                    workflow_id: workflow_id.into(),
-                    run_id: String::new(),
-                }),
-            })
-            .await;
-        if let Ok(described) = described {
-            let info = described.into_inner().workflow_execution_info.unwrap();
+        if let Ok(info) = describe(node, workflow_id).await {
             assert_eq!(
                 info.execution.unwrap().run_id,
                 run_id,

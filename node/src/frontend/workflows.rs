@@ -251,15 +251,9 @@ impl Workflows {
         let (workflow_id, run_id) = execution(req.execution.as_ref()).ok()?;
         let namespace_id = self.namespace_id(&req.namespace).ok()?;
         let (_, _, ms) = self.read_run(&namespace_id, workflow_id, run_id).ok()?;
-        let queue = match &ms.sticky {
-            Some(sticky) => TaskQueueRef {
-                name: sticky.name.clone(),
-                sticky: true,
-                normal_name: ms.task_queue.clone(),
-            },
-            None => TaskQueueRef::normal(ms.task_queue.clone()),
-        };
-        let (key, _) = self.engine.workflow_queue(&namespace_id, &queue);
+        let (key, _) = self
+            .engine
+            .workflow_queue(&namespace_id, &ms.current_task_queue());
         self.engine.remote_partition_leader(&key)
     }
 
@@ -987,15 +981,7 @@ impl Workflows {
                 ..Default::default()
             });
         }
-        let queue = match &ms.sticky {
-            Some(sticky) => TaskQueueRef {
-                name: sticky.name.clone(),
-                sticky: true,
-                normal_name: ms.task_queue.clone(),
-            },
-            None => TaskQueueRef::normal(ms.task_queue.clone()),
-        };
-        let (queue, _) = self.engine.workflow_queue(&ns, &queue);
+        let (queue, _) = self.engine.workflow_queue(&ns, &ms.current_task_queue());
         let (query_id, answer) = self.queries.register(query);
         let task = QueuedTask {
             shard: self.engine.shard_for(&ns, workflow_id),
