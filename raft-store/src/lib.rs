@@ -37,6 +37,7 @@
 //! timing), `reader.rs`
 //! ([`StateReader`]), `store.rs` ([`RaftStore`]), `error.rs`.
 
+mod balance;
 mod config;
 mod db;
 mod error;

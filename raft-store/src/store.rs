@@ -50,21 +50,23 @@ pub struct RaftStore {
     inner: Arc<Inner>,
 }
 
-struct Inner {
-    node_id: u64,
+pub(crate) struct Inner {
+    pub(crate) node_id: u64,
     /// The connections to the peers, shared by every group (and forwarded proposals).
     connections: PeerConnections,
     db: Arc<DbSlot>,
     writer: Arc<Writer>,
-    groups: BTreeMap<GroupId, Group>,
+    pub(crate) groups: BTreeMap<GroupId, Group>,
+    /// Spreads leaderships over the voters (see `balance`).
+    balancer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// `true` once shutdown has run.
     shut_down: tokio::sync::Mutex<bool>,
 }
 
-struct Group {
-    raft: Raft,
+pub(crate) struct Group {
+    pub(crate) raft: Raft,
     /// `Some(term)` while this node is the group's leader and has applied its term's first entry.
-    leadership: watch::Receiver<Option<u64>>,
+    pub(crate) leadership: watch::Receiver<Option<u64>>,
     status: watch::Receiver<GroupStatus>,
     monitor: Monitor,
 }
@@ -173,16 +175,24 @@ impl RaftStore {
             }
         }
 
-        Ok(Self {
+        let store = Self {
             inner: Arc::new(Inner {
                 node_id: opts.node_id,
                 connections,
                 db: slot,
                 writer,
                 groups,
+                balancer: std::sync::Mutex::new(None),
                 shut_down: tokio::sync::Mutex::new(false),
             }),
-        })
+        };
+        let balancer = tokio::spawn(crate::balance::run(Arc::downgrade(&store.inner)));
+        *store
+            .inner
+            .balancer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(balancer);
+        Ok(store)
     }
 
     fn group(&self, group: GroupId) -> Option<&Group> {
@@ -339,6 +349,16 @@ impl RaftStore {
             return Ok(());
         }
         *shut_down = true;
+        let balancer = self
+            .inner
+            .balancer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(balancer) = balancer {
+            balancer.abort();
+            let _ = balancer.await;
+        }
         teardown(&self.inner.groups, &self.inner.writer, &self.inner.db).await
     }
 

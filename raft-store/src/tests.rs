@@ -960,3 +960,67 @@ async fn three_nodes_replicate_over_grpc_and_survive_the_leaders_loss() {
         node.stop().await;
     }
 }
+
+/// How many of `groups` each node leads, by its own leadership (ready leaders only).
+fn leaders_per_node(nodes: &[&PeerNode], groups: &[u32]) -> Vec<usize> {
+    nodes
+        .iter()
+        .map(|n| {
+            groups
+                .iter()
+                .filter(|g| n.store.leader_term(GroupId(**g)).is_some())
+                .count()
+        })
+        .collect()
+}
+
+/// Waits until every node leads exactly `each` of `groups`.
+async fn spread(nodes: &[&PeerNode], groups: &[u32], each: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let led = leaders_per_node(nodes, groups);
+        if led.iter().all(|n| *n == each) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "leaders never spread: {led:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaders_spread_evenly_and_come_back_to_a_restarted_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let listeners: Vec<_> = (0..3)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let members: BTreeMap<u64, String> = listeners
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (i as u64 + 1, l.local_addr().unwrap().to_string()))
+        .collect();
+    let groups = [0, 1, 2, 3, 4, 5];
+    let mut nodes = Vec::new();
+    for (i, listener) in listeners.into_iter().enumerate() {
+        nodes.push(start_peer_node(dir.path(), i as u64 + 1, &members, listener, &groups).await);
+    }
+    spread(&nodes.iter().collect::<Vec<_>>(), &groups, 2).await;
+
+    // Node 1 goes away: the others lead everything, three each once balanced.
+    let stopped = nodes.remove(0);
+    stopped.stop().await;
+    spread(&nodes.iter().collect::<Vec<_>>(), &groups, 3).await;
+
+    // It comes back on its data: it is handed its share again.
+    let listener = std::net::TcpListener::bind(&members[&1]).unwrap();
+    nodes.insert(
+        0,
+        start_peer_node(dir.path(), 1, &members, listener, &groups).await,
+    );
+    spread(&nodes.iter().collect::<Vec<_>>(), &groups, 2).await;
+    for node in nodes {
+        node.stop().await;
+    }
+}

@@ -1,0 +1,91 @@
+//! Spreading group leaderships evenly over the voters. Elections put leaders wherever the
+//! first votes came from — after a bootstrap, mostly on the nodes that started first, and
+//! after a failure, on the survivors — so one node would carry most of the cluster's work.
+//!
+//! Every node looks, every [`BALANCE_EVERY`], at who leads each group (its own view of the
+//! groups' metrics). A node leading more than its share (`ceil(groups / voters)`) hands one
+//! group it leads to the voter leading the fewest, provided that voter is caught up with the
+//! group's log, through openraft's leadership transfer. One hand-off per node per look keeps
+//! views that lag from causing a stampede; repeated looks converge, also when a node comes
+//! back after a failure and leads nothing.
+
+use std::collections::BTreeMap;
+use std::sync::Weak;
+use std::time::Duration;
+
+use openraft::async_runtime::WatchReceiver;
+
+use crate::GroupId;
+use crate::store::Inner;
+
+/// How often a node looks at the spread of leaderships.
+pub(crate) const BALANCE_EVERY: Duration = Duration::from_secs(2);
+/// A target may lag the leader's log by this many entries and still take over.
+const MAX_TARGET_LAG: u64 = 16;
+
+/// Looks and hands off until the store goes away.
+pub(crate) async fn run(store: Weak<Inner>) {
+    loop {
+        tokio::time::sleep(BALANCE_EVERY).await;
+        let Some(inner) = store.upgrade() else { return };
+        if let Some((group, to)) = hand_off(&inner) {
+            tracing::info!(%group, to, "handing leadership over to spread leaders evenly");
+            if let Some(g) = inner.groups.get(&group) {
+                let _ = g.raft.trigger().transfer_leader(to).await;
+            }
+        }
+    }
+}
+
+/// The group this node should hand over now, and to whom.
+fn hand_off(inner: &Inner) -> Option<(GroupId, u64)> {
+    let me = inner.node_id;
+    let mut led: BTreeMap<u64, usize> = BTreeMap::new();
+    let mut mine = Vec::new();
+    for (id, g) in &inner.groups {
+        let metrics = g.raft.metrics();
+        let m = metrics.borrow_watched();
+        for voter in m.membership_config.membership().voter_ids() {
+            led.entry(voter).or_default();
+        }
+        if let Some(leader) = m.current_leader {
+            *led.entry(leader).or_default() += 1;
+            if leader == me && g.leadership.borrow().is_some() {
+                mine.push(*id);
+            }
+        }
+    }
+    let voters = led.len();
+    if voters <= 1 {
+        return None;
+    }
+    let share = inner.groups.len().div_ceil(voters);
+    let my_count = led.get(&me).copied().unwrap_or(0);
+    if my_count <= share || mine.is_empty() {
+        return None;
+    }
+    for group in mine {
+        let g = &inner.groups[&group];
+        let metrics = g.raft.metrics();
+        let m = metrics.borrow_watched();
+        let last = m.last_log_index.unwrap_or(0);
+        let caught_up = |node: &u64| {
+            m.replication.as_ref().is_some_and(|r| {
+                r.get(node)
+                    .and_then(|matched| matched.as_ref().map(|l| l.index()))
+                    .is_some_and(|index| index + MAX_TARGET_LAG >= last)
+            })
+        };
+        let target = m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .filter(|v| *v != me && caught_up(v))
+            .min_by_key(|v| led.get(v).copied().unwrap_or(0));
+        // Only a move that narrows the gap: never trade places with an equally loaded node.
+        if let Some(to) = target.filter(|t| led.get(t).copied().unwrap_or(0) + 1 < my_count) {
+            return Some((group, to));
+        }
+    }
+    None
+}
