@@ -30,6 +30,8 @@ const DEV_NAMESPACE_RETENTION: Duration = Duration::from_secs(24 * 3600);
 const MAX_MESSAGE_SIZE: usize = 128 * 1024 * 1024;
 /// Entries applied between snapshots (after which the log behind the snapshot is purged).
 const SNAPSHOT_EVERY: u64 = 10_000;
+/// How long a stopping node waits for its peers to take over the groups it leads.
+const HAND_OFF_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long open calls may take to finish after SIGTERM before the store is closed anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Remembers the shard count chosen when the database was created; it can never change.
@@ -177,6 +179,8 @@ pub async fn run_node(
     let served = tokio::select! {
         served = &mut serve => served,
         () = shutdown => {
+            // Still serving while the groups move, so calls forwarded here meanwhile land.
+            store.hand_off_leadership(HAND_OFF_TIMEOUT).await;
             let _ = stop_tx.send(());
             match tokio::time::timeout(SHUTDOWN_GRACE, &mut serve).await {
                 Ok(served) => served,

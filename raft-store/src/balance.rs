@@ -28,6 +28,9 @@ pub(crate) async fn run(store: Weak<Inner>) {
     loop {
         tokio::time::sleep(BALANCE_EVERY).await;
         let Some(inner) = store.upgrade() else { return };
+        if inner.draining.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
         if let Some((group, to)) = hand_off(&inner) {
             tracing::info!(%group, to, "handing leadership over to spread leaders evenly");
             if let Some(g) = inner.groups.get(&group) {
@@ -35,6 +38,26 @@ pub(crate) async fn run(store: Weak<Inner>) {
             }
         }
     }
+}
+
+/// The other voters of the group `raft` leads whose log is within [`MAX_TARGET_LAG`] entries of
+/// the leader's: those that can take over at once.
+pub(crate) fn caught_up_voters(raft: &crate::types::Raft, me: u64) -> Vec<u64> {
+    let metrics = raft.metrics();
+    let m = metrics.borrow_watched();
+    let last = m.last_log_index.unwrap_or(0);
+    let caught_up = |node: &u64| {
+        m.replication.as_ref().is_some_and(|r| {
+            r.get(node)
+                .and_then(|matched| matched.as_ref().map(|l| l.index()))
+                .is_some_and(|index| index + MAX_TARGET_LAG >= last)
+        })
+    };
+    m.membership_config
+        .membership()
+        .voter_ids()
+        .filter(|v| *v != me && caught_up(v))
+        .collect()
 }
 
 /// The group this node should hand over now, and to whom.
@@ -65,22 +88,8 @@ fn hand_off(inner: &Inner) -> Option<(GroupId, u64)> {
         return None;
     }
     for group in mine {
-        let g = &inner.groups[&group];
-        let metrics = g.raft.metrics();
-        let m = metrics.borrow_watched();
-        let last = m.last_log_index.unwrap_or(0);
-        let caught_up = |node: &u64| {
-            m.replication.as_ref().is_some_and(|r| {
-                r.get(node)
-                    .and_then(|matched| matched.as_ref().map(|l| l.index()))
-                    .is_some_and(|index| index + MAX_TARGET_LAG >= last)
-            })
-        };
-        let target = m
-            .membership_config
-            .membership()
-            .voter_ids()
-            .filter(|v| *v != me && caught_up(v))
+        let target = caught_up_voters(&inner.groups[&group].raft, me)
+            .into_iter()
             .min_by_key(|v| led.get(v).copied().unwrap_or(0));
         // Only a move that narrows the gap: never trade places with an equally loaded node.
         if let Some(to) = target.filter(|t| led.get(t).copied().unwrap_or(0) + 1 < my_count) {

@@ -227,6 +227,9 @@ impl RaftPeer for PeerService {
                 encode(&resp)
             }
             Rpc::TransferLeader => {
+                if self.store.is_draining() {
+                    return Err(tonic::Status::unavailable("stopping: takes no leadership"));
+                }
                 let req: TransferLeaderRequest<C> = decode(&request.body)?;
                 encode(
                     &raft

@@ -59,6 +59,8 @@ pub(crate) struct Inner {
     pub(crate) groups: BTreeMap<GroupId, Group>,
     /// Spreads leaderships over the voters (see `balance`).
     balancer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Set by [`RaftStore::hand_off_leadership`]: this node is stopping and takes no group.
+    pub(crate) draining: std::sync::atomic::AtomicBool,
     /// `true` once shutdown has run.
     shut_down: tokio::sync::Mutex<bool>,
 }
@@ -183,6 +185,7 @@ impl RaftStore {
                 writer,
                 groups,
                 balancer: std::sync::Mutex::new(None),
+                draining: std::sync::atomic::AtomicBool::new(false),
                 shut_down: tokio::sync::Mutex::new(false),
             }),
         };
@@ -313,6 +316,44 @@ impl RaftStore {
                 )))
             }
         }
+    }
+
+    /// For a graceful stop: hands every group this node leads to a caught-up voter and waits,
+    /// up to `timeout`, until it leads none, so clients see no election timeout. From now on
+    /// this node refuses leadership transfers to itself and stops balancing. One-voter groups
+    /// (start-dev) stay as they are.
+    pub async fn hand_off_leadership(&self, timeout: Duration) {
+        self.inner
+            .draining
+            .store(true, std::sync::atomic::Ordering::Release);
+        let me = self.inner.node_id;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let mut leading = 0;
+            for (id, g) in &self.inner.groups {
+                if g.status.borrow().leader != Some(me) || self.is_sole_voter(*id) {
+                    continue;
+                }
+                leading += 1;
+                if let Some(to) = crate::balance::caught_up_voters(&g.raft, me).first() {
+                    let _ = g.raft.trigger().transfer_leader(*to).await;
+                }
+            }
+            if leading == 0 || tokio::time::Instant::now() >= deadline {
+                if leading > 0 {
+                    tracing::warn!(leading, "stopping while still leading groups");
+                }
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Whether this node is stopping (see [`RaftStore::hand_off_leadership`]).
+    pub(crate) fn is_draining(&self) -> bool {
+        self.inner
+            .draining
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Builds a snapshot of `group` covering at least everything applied so far, and waits until
