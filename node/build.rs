@@ -30,5 +30,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .generate_default_stubs(true)
         .extern_path(".temporal", "::temporalio_protos::temporal")
         .compile_fds(fds)?;
+    // Dura's own admin service (`dura cluster status`): Rust messages of `admin.rs`, no .proto.
+    let admin = tonic_prost_build::manual::Service::builder()
+        .name("ClusterAdmin")
+        .package("dura.admin")
+        .method(
+            tonic_prost_build::manual::Method::builder()
+                .name("status")
+                .route_name("Status")
+                .input_type("crate::admin::StatusRequest")
+                .output_type("crate::admin::StatusReply")
+                .codec_path("tonic_prost::ProstCodec")
+                .build(),
+        )
+        .build();
+    tonic_prost_build::manual::Builder::new().compile(&[admin]);
     Ok(())
 }

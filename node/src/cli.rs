@@ -24,6 +24,31 @@ pub enum Command {
     /// Measure any Temporal-API server with a raw-gRPC load generator, or compare Dura with
     /// the real Temporal dev server.
     Bench(dura_client::bench::BenchArgs),
+    /// Look at a running cluster.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Nodes (reachable or not) and every Raft group: leader, term, voters, applied index and
+    /// each follower's lag, as the nodes report them.
+    Status(ClusterStatusArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ClusterStatusArgs {
+    /// The client gRPC address of any node.
+    #[arg(long, default_value = "127.0.0.1:7233")]
+    pub address: String,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,5 +1,6 @@
 //! `dura`: one binary for every node of a Dura cluster and for its dev server.
 
+mod admin;
 mod app;
 mod cleanup;
 mod cli;
@@ -25,7 +26,7 @@ use tokio::{
     signal::unix::{SignalKind, signal},
 };
 
-use crate::cli::{Cli, Command, ServerCommand};
+use crate::cli::{Cli, ClusterCommand, Command, OutputFormat, ServerCommand};
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -40,6 +41,15 @@ fn main() -> anyhow::Result<()> {
                 .or_else(|_| std::env::var("HOSTNAME"))
                 .unwrap_or_default();
             run(config::NodeConfig::from_start_args(&args, hostname.trim())?)
+        }
+        Command::Cluster(ClusterCommand::Status(args)) => {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(admin::print_status(
+                    &args.address,
+                    args.output == OutputFormat::Json,
+                ))
         }
         Command::Bench(args) => {
             // RUST_LOG=debug shows each failed RPC's status message.

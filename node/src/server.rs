@@ -127,6 +127,7 @@ pub async fn run_node(
         queries: Default::default(),
         eager_workflow_start: config.eager_workflow_start,
     };
+    let admin_namespaces = namespaces.clone();
     let frontend = Frontend::new(
         namespaces,
         workflows,
@@ -165,6 +166,12 @@ pub async fn run_node(
                 .max_encoding_message_size(MAX_MESSAGE_SIZE),
         )
         .add_service(health_service)
+        .add_service(crate::admin::ClusterAdminServer::new(
+            crate::admin::AdminService {
+                store: store.clone(),
+                namespaces: admin_namespaces,
+            },
+        ))
         // Nagle's algorithm would hold small responses back until the client's delayed ACK
         // (~40 ms on Linux): every short RPC paid that wait. gRPC servers disable it.
         .serve_with_incoming_shutdown(
@@ -240,38 +247,67 @@ async fn wait_for_leaders(store: &RaftStore, clustered: bool) -> anyhow::Result<
     }
 }
 
+/// Proposes a bootstrap command, retrying while the cluster is still forming (a leader that
+/// was just elected may not serve its peer port yet). Every bootstrap command is idempotent.
+async fn execute_while_forming(
+    namespaces: &NamespaceRegistry,
+    command: MetaCommand,
+) -> Result<Option<NamespaceRecord>, crate::error::ApiError> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match namespaces.execute(command.clone()).await {
+            Err(
+                e @ (crate::error::ApiError::Unavailable(_)
+                | crate::error::ApiError::NotLeader { .. }),
+            ) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(error = %e, "bootstrap command not applied yet; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Creates what `start-dev` promises: the cluster id and the launch namespaces.
 async fn bootstrap(namespaces: &NamespaceRegistry, config: &NodeConfig) -> anyhow::Result<()> {
-    namespaces
-        .execute(MetaCommand::InitCluster {
+    execute_while_forming(
+        namespaces,
+        MetaCommand::InitCluster {
             cluster_id: uuid::Uuid::new_v4().to_string(),
-        })
-        .await?;
-    namespaces
-        .execute(MetaCommand::RegisterNode {
+        },
+    )
+    .await?;
+    execute_while_forming(
+        namespaces,
+        MetaCommand::RegisterNode {
             node_id: config.node_id,
             client_address: config.advertise_client.clone(),
-        })
-        .await?;
+        },
+    )
+    .await?;
     for name in &config.namespaces {
         let record = NamespaceRecord::new(
             uuid::Uuid::new_v4().to_string(),
             name.clone(),
             DEV_NAMESPACE_RETENTION,
         );
-        namespaces
-            .execute(MetaCommand::Register {
+        execute_while_forming(
+            namespaces,
+            MetaCommand::Register {
                 record,
                 if_absent: true,
-            })
-            .await?;
+            },
+        )
+        .await?;
         if !config.search_attributes.is_empty() {
-            namespaces
-                .execute(MetaCommand::AddSearchAttributes {
+            execute_while_forming(
+                namespaces,
+                MetaCommand::AddSearchAttributes {
                     name: name.clone(),
                     attributes: config.search_attributes.iter().cloned().collect(),
-                })
-                .await?;
+                },
+            )
+            .await?;
         }
     }
     Ok(())

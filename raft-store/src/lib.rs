@@ -80,6 +80,19 @@ impl std::fmt::Display for GroupId {
     }
 }
 
+/// One node's view of one Raft group (for `dura cluster status`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GroupView {
+    pub group: GroupId,
+    pub leader: Option<u64>,
+    pub term: u64,
+    pub voters: Vec<u64>,
+    /// The last applied log index on this node.
+    pub applied: u64,
+    /// On the leader only: how many entries each follower's log is behind the leader's.
+    pub lag: Option<std::collections::BTreeMap<u64, u64>>,
+}
+
 /// How a committed log append reaches the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Durability {

@@ -18,6 +18,7 @@ use crate::Application;
 use crate::Durability;
 use crate::Error;
 use crate::GroupId;
+use crate::GroupView;
 use crate::ProposeError;
 use crate::StateReader;
 use crate::StoreOptions;
@@ -212,6 +213,48 @@ impl RaftStore {
         let metrics = raft.metrics();
         let m = metrics.borrow_watched();
         m.membership_config.get_node(&node).map(|n| n.addr.clone())
+    }
+
+    /// What this node knows of each of its groups, from its own Raft metrics.
+    pub fn group_views(&self) -> Vec<GroupView> {
+        self.inner
+            .groups
+            .iter()
+            .map(|(id, g)| {
+                let metrics = g.raft.metrics();
+                let m = metrics.borrow_watched();
+                let last = m.last_log_index.unwrap_or(0);
+                GroupView {
+                    group: *id,
+                    leader: m.current_leader,
+                    term: m.current_term,
+                    voters: m.membership_config.membership().voter_ids().collect(),
+                    applied: m.last_applied.as_ref().map_or(0, |l| l.index()),
+                    lag: m.replication.as_ref().map(|r| {
+                        r.iter()
+                            .map(|(node, matched)| {
+                                let matched = matched.as_ref().map_or(0, |l| l.index());
+                                (*node, last.saturating_sub(matched))
+                            })
+                            .filter(|(node, _)| *node != self.inner.node_id)
+                            .collect()
+                    }),
+                }
+            })
+            .collect()
+    }
+
+    /// The peer address of every voter of the metadata group, by node id.
+    pub fn peer_addresses(&self) -> BTreeMap<u64, String> {
+        let Some(g) = self.group(GroupId::META) else {
+            return BTreeMap::new();
+        };
+        let metrics = g.raft.metrics();
+        let m = metrics.borrow_watched();
+        m.membership_config
+            .nodes()
+            .map(|(id, node)| (*id, node.addr.clone()))
+            .collect()
     }
 
     /// Whether this node is `group`'s only voter (a dev server's groups).

@@ -188,6 +188,32 @@ fn cluster(dir: &Path) -> Vec<Node> {
         .collect()
 }
 
+/// `dura cluster status --output json` through `node`.
+fn cluster_status(node: &Node) -> serde_json::Value {
+    let out = Command::new(dura_binary())
+        .args(["cluster", "status", "--output", "json", "--address"])
+        .arg(format!("127.0.0.1:{}", node.port))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The ids of the nodes `status` calls reachable.
+fn reachable(status: &serde_json::Value) -> Vec<u64> {
+    status["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["reachable"] == true)
+        .map(|n| n["id"].as_u64().unwrap())
+        .collect()
+}
+
 fn queue(name: &str) -> Option<TaskQueue> {
     Some(TaskQueue {
         name: name.into(),
@@ -354,6 +380,17 @@ async fn writes_through_any_node_survive_a_sigkilled_node() {
     for node in nodes.iter_mut() {
         node.wait_ready().await;
     }
+    // Every node reports every node and every group (4 shards and the metadata group).
+    let status = cluster_status(&nodes[1]);
+    assert_eq!(reachable(&status), [1, 2, 3]);
+    let groups = status["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 5);
+    assert_eq!(groups[0]["kind"], "meta");
+    assert!(
+        groups
+            .iter()
+            .all(|g| g["voters"] == serde_json::json!([1, 2, 3]))
+    );
 
     let mut runs = Vec::new();
     for i in 0..12 {
@@ -386,6 +423,8 @@ async fn writes_through_any_node_survive_a_sigkilled_node() {
     );
     nodes[victim].kill9();
     let survivors: Vec<usize> = (0..3).filter(|i| *i != victim).collect();
+    let status = cluster_status(&nodes[survivors[0]]);
+    assert!(!reachable(&status).contains(&nodes[victim].id), "{status}");
     // The longest any start took, retries included: the unavailability clients saw while the
     // groups node 1 led elected new leaders.
     let mut longest = Duration::ZERO;

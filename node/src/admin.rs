@@ -1,0 +1,220 @@
+//! `dura cluster status`: the cluster as its nodes see it. The node the CLI reaches asks every
+//! registered node (its client port, `dura.admin.ClusterAdmin`) for its own view of its groups
+//! and merges them: a group's line comes from the node that leads it, which alone knows its
+//! followers' lag; a node that does not answer is unreachable.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use dura_raft_store::{GroupId, GroupView, RaftStore};
+use serde::{Deserialize, Serialize};
+use tonic::transport::Endpoint;
+
+use crate::namespace::NamespaceRegistry;
+
+mod generated {
+    include!(concat!(env!("OUT_DIR"), "/dura.admin.ClusterAdmin.rs"));
+}
+
+pub use generated::cluster_admin_client::ClusterAdminClient;
+use generated::cluster_admin_server::ClusterAdmin;
+pub use generated::cluster_admin_server::ClusterAdminServer;
+
+/// How long the answering node waits for each other node's view.
+const PEER_VIEW_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct StatusRequest {
+    /// Only this node's own view (what one node asks the others).
+    #[prost(bool, tag = "1")]
+    pub local_only: bool,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct StatusReply {
+    /// [`ClusterStatus`] (or, for `local_only`, a [`NodeView`]) as JSON.
+    #[prost(string, tag = "1")]
+    pub json: String,
+}
+
+/// One node's own view.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct NodeView {
+    pub node_id: u64,
+    pub groups: Vec<GroupView>,
+}
+
+/// What `dura cluster status --output json` prints.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    pub cluster_id: String,
+    pub nodes: Vec<NodeStatus>,
+    pub groups: Vec<GroupStatus>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub id: u64,
+    pub client_address: String,
+    pub peer_address: String,
+    pub reachable: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct GroupStatus {
+    pub id: u32,
+    pub kind: String,
+    pub leader: Option<u64>,
+    pub term: u64,
+    pub voters: Vec<u64>,
+    pub applied: u64,
+    /// Follower id → entries behind the leader; empty when no leader answered.
+    pub lag: BTreeMap<String, u64>,
+}
+
+pub struct AdminService {
+    pub store: RaftStore,
+    pub namespaces: NamespaceRegistry,
+}
+
+impl AdminService {
+    fn local(&self) -> NodeView {
+        NodeView {
+            node_id: self.store.node_id(),
+            groups: self.store.group_views(),
+        }
+    }
+
+    async fn view_of(address: &str) -> Option<NodeView> {
+        let channel = Endpoint::from_shared(format!("http://{address}"))
+            .ok()?
+            .connect_timeout(PEER_VIEW_TIMEOUT)
+            .timeout(PEER_VIEW_TIMEOUT)
+            .connect()
+            .await
+            .ok()?;
+        let reply = ClusterAdminClient::new(channel)
+            .status(StatusRequest { local_only: true })
+            .await
+            .ok()?;
+        serde_json::from_str(&reply.into_inner().json).ok()
+    }
+
+    async fn cluster(&self) -> ClusterStatus {
+        let mine = self.local();
+        let mut nodes = Vec::new();
+        let mut views = vec![];
+        for (id, peer_address) in self.store.peer_addresses() {
+            let client_address = self
+                .namespaces
+                .node_client_address(id)
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            let view = if id == mine.node_id {
+                Some(self.local())
+            } else if client_address.is_empty() {
+                None
+            } else {
+                Self::view_of(&client_address).await
+            };
+            nodes.push(NodeStatus {
+                id,
+                client_address,
+                peer_address,
+                reachable: view.is_some(),
+            });
+            views.extend(view);
+        }
+        let groups = mine
+            .groups
+            .iter()
+            .map(|own| {
+                // The leader's own view when it answered; else this node's.
+                let led = views
+                    .iter()
+                    .filter_map(|v| {
+                        v.groups
+                            .iter()
+                            .find(|g| g.group == own.group && g.leader == Some(v.node_id))
+                    })
+                    .max_by_key(|g| g.term);
+                let view = led.unwrap_or(own);
+                GroupStatus {
+                    id: view.group.0,
+                    kind: if view.group == GroupId::META {
+                        "meta".into()
+                    } else {
+                        "shard".into()
+                    },
+                    leader: view.leader,
+                    term: view.term,
+                    voters: view.voters.clone(),
+                    applied: view.applied,
+                    lag: view
+                        .lag
+                        .iter()
+                        .flatten()
+                        .map(|(node, lag)| (node.to_string(), *lag))
+                        .collect(),
+                }
+            })
+            .collect();
+        ClusterStatus {
+            cluster_id: self.namespaces.cluster_id().unwrap_or_default(),
+            nodes,
+            groups,
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl ClusterAdmin for AdminService {
+    async fn status(
+        &self,
+        request: tonic::Request<StatusRequest>,
+    ) -> Result<tonic::Response<StatusReply>, tonic::Status> {
+        let json = if request.get_ref().local_only {
+            serde_json::to_string(&self.local())
+        } else {
+            serde_json::to_string(&self.cluster().await)
+        }
+        .map_err(|e| tonic::Status::internal(e.to_string()))?;
+        Ok(tonic::Response::new(StatusReply { json }))
+    }
+}
+
+/// `dura cluster status`: prints the cluster as the node at `address` gathers it.
+pub async fn print_status(address: &str, json: bool) -> anyhow::Result<()> {
+    let mut client = ClusterAdminClient::connect(format!("http://{address}")).await?;
+    let reply = client
+        .status(StatusRequest { local_only: false })
+        .await?
+        .into_inner();
+    if json {
+        println!("{}", reply.json);
+        return Ok(());
+    }
+    let status: ClusterStatus = serde_json::from_str(&reply.json)?;
+    println!("cluster {}", status.cluster_id);
+    for n in &status.nodes {
+        println!(
+            "node {}  client {}  peer {}  {}",
+            n.id,
+            n.client_address,
+            n.peer_address,
+            if n.reachable {
+                "reachable"
+            } else {
+                "UNREACHABLE"
+            }
+        );
+    }
+    for g in &status.groups {
+        let leader = g.leader.map_or("none".to_string(), |l| l.to_string());
+        println!(
+            "group {:>3} {:<5} leader {:<4} term {:<4} voters {:?} applied {} lag {:?}",
+            g.id, g.kind, leader, g.term, g.voters, g.applied, g.lag
+        );
+    }
+    Ok(())
+}
