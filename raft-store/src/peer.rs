@@ -110,20 +110,31 @@ impl Rpc {
     }
 }
 
-/// How a forwarded proposal ended on the node it was sent to.
+/// How a request another node made of this node's store ended (a forwarded proposal: the
+/// applied reply; a read index: the index), as it travels back.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
-enum ProposeOutcome {
-    Applied(Vec<u8>),
+enum Outcome<T> {
+    Done(T),
     NotLeader(Option<u64>),
     Unavailable(String),
 }
 
-/// The leader's answer to a follower's read-index request.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-enum ReadIndexOutcome {
-    Index(Option<u64>),
-    NotLeader(Option<u64>),
-    Unavailable(String),
+impl<T> Outcome<T> {
+    fn of(result: Result<T, ProposeError>) -> Self {
+        match result {
+            Ok(value) => Outcome::Done(value),
+            Err(ProposeError::NotLeader { leader, .. }) => Outcome::NotLeader(leader),
+            Err(e) => Outcome::Unavailable(e.to_string()),
+        }
+    }
+
+    fn into_result(self, group: GroupId) -> Result<T, ProposeError> {
+        match self {
+            Outcome::Done(value) => Ok(value),
+            Outcome::NotLeader(leader) => Err(ProposeError::NotLeader { group, leader }),
+            Outcome::Unavailable(reason) => Err(ProposeError::Unavailable { group, reason }),
+        }
+    }
 }
 
 /// A snapshot as it travels: openraft's `Snapshot` is not serde itself.
@@ -173,27 +184,22 @@ impl RaftPeer for PeerService {
         &self,
         request: tonic::Request<PeerRequest>,
     ) -> Result<tonic::Response<PeerReply>, tonic::Status> {
-        let request = request.into_inner();
+        let mut request = request.into_inner();
         let group = GroupId(request.group);
-        if request.rpc == Rpc::ReadIndex as u32 {
-            let outcome = match self.store.read_index(group).await {
-                Ok(index) => ReadIndexOutcome::Index(index),
-                Err(ProposeError::NotLeader { leader, .. }) => ReadIndexOutcome::NotLeader(leader),
-                Err(e) => ReadIndexOutcome::Unavailable(e.to_string()),
-            };
-            return Ok(tonic::Response::new(PeerReply {
-                body: encode(&outcome),
-            }));
-        }
-        if request.rpc == Rpc::Propose as u32 {
-            let outcome = match self.store.propose(group, request.body).await {
-                Ok(reply) => ProposeOutcome::Applied(reply),
-                Err(ProposeError::NotLeader { leader, .. }) => ProposeOutcome::NotLeader(leader),
-                Err(e) => ProposeOutcome::Unavailable(e.to_string()),
-            };
-            return Ok(tonic::Response::new(PeerReply {
-                body: encode(&outcome),
-            }));
+        // Requests of this node's store rather than of openraft: their outcome travels back.
+        let outcome = if request.rpc == Rpc::ReadIndex as u32 {
+            Some(encode(&Outcome::of(self.store.read_index(group).await)))
+        } else if request.rpc == Rpc::Propose as u32 {
+            Some(encode(&Outcome::of(
+                self.store
+                    .propose(group, std::mem::take(&mut request.body))
+                    .await,
+            )))
+        } else {
+            None
+        };
+        if let Some(body) = outcome {
+            return Ok(tonic::Response::new(PeerReply { body }));
         }
         let raft = self
             .store
@@ -256,31 +262,8 @@ impl RaftStore {
         command: Vec<u8>,
         timeout: std::time::Duration,
     ) -> Result<Vec<u8>, ProposeError> {
-        let unavailable = |reason: String| ProposeError::Unavailable { group, reason };
-        let addr = self
-            .peer_address(group, leader)
-            .ok_or_else(|| unavailable(format!("node {leader} is not a member")))?;
-        let channel = self.connections().channel(&addr).map_err(unavailable)?;
-        let mut request = tonic::Request::new(PeerRequest {
-            group: group.0,
-            rpc: Rpc::Propose as u32,
-            body: command,
-        });
-        request.set_timeout(timeout);
-        let reply = RaftPeerClient::new(channel)
-            .max_decoding_message_size(usize::MAX)
-            .max_encoding_message_size(usize::MAX)
-            .call(request)
+        self.ask(leader, group, Rpc::Propose, command, timeout)
             .await
-            .map_err(|status| unavailable(format!("forwarding to node {leader}: {status}")))?;
-        let outcome: ProposeOutcome =
-            dura_codec::decode_as(Kind::PeerMessage, BODY_VERSION, &reply.into_inner().body)
-                .map_err(|e| unavailable(e.to_string()))?;
-        match outcome {
-            ProposeOutcome::Applied(reply) => Ok(reply),
-            ProposeOutcome::NotLeader(leader) => Err(ProposeError::NotLeader { group, leader }),
-            ProposeOutcome::Unavailable(reason) => Err(unavailable(reason)),
-        }
     }
 }
 
@@ -305,35 +288,8 @@ impl RaftStore {
         }
         let index = match leader {
             Some(node) if node != self.node_id() => {
-                let addr = self
-                    .peer_address(group, node)
-                    .ok_or_else(|| unavailable(format!("node {node} is not a member")))?;
-                let channel = self.connections().channel(&addr).map_err(unavailable)?;
-                let mut request = tonic::Request::new(PeerRequest {
-                    group: group.0,
-                    rpc: Rpc::ReadIndex as u32,
-                    body: Vec::new(),
-                });
-                request.set_timeout(timeout);
-                let reply = RaftPeerClient::new(channel)
-                    .call(request)
-                    .await
-                    .map_err(|status| {
-                        unavailable(format!("read index from node {node}: {status}"))
-                    })?;
-                let outcome: ReadIndexOutcome = dura_codec::decode_as(
-                    Kind::PeerMessage,
-                    BODY_VERSION,
-                    &reply.into_inner().body,
-                )
-                .map_err(|e| unavailable(e.to_string()))?;
-                match outcome {
-                    ReadIndexOutcome::Index(index) => index,
-                    ReadIndexOutcome::NotLeader(leader) => {
-                        return Err(ProposeError::NotLeader { group, leader });
-                    }
-                    ReadIndexOutcome::Unavailable(reason) => return Err(unavailable(reason)),
-                }
+                self.ask(node, group, Rpc::ReadIndex, Vec::new(), timeout)
+                    .await?
             }
             _ => self.read_index(group).await?,
         };
@@ -342,6 +298,38 @@ impl RaftStore {
             .await
             .map_err(|e| unavailable(format!("catching up to the read index: {e}")))?;
         Ok(())
+    }
+
+    /// Asks node `node` to do `rpc` with its store for `group`, and returns its outcome.
+    async fn ask<T: DeserializeOwned>(
+        &self,
+        node: u64,
+        group: GroupId,
+        rpc: Rpc,
+        body: Vec<u8>,
+        timeout: std::time::Duration,
+    ) -> Result<T, ProposeError> {
+        let unavailable = |reason: String| ProposeError::Unavailable { group, reason };
+        let addr = self
+            .peer_address(group, node)
+            .ok_or_else(|| unavailable(format!("node {node} is not a member")))?;
+        let channel = self.connections().channel(&addr).map_err(unavailable)?;
+        let mut request = tonic::Request::new(PeerRequest {
+            group: group.0,
+            rpc: rpc as u32,
+            body,
+        });
+        request.set_timeout(timeout);
+        let reply = RaftPeerClient::new(channel)
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX)
+            .call(request)
+            .await
+            .map_err(|status| unavailable(format!("{rpc:?} through node {node}: {status}")))?;
+        let outcome: Outcome<T> =
+            dura_codec::decode_as(Kind::PeerMessage, BODY_VERSION, &reply.into_inner().body)
+                .map_err(|e| unavailable(e.to_string()))?;
+        outcome.into_result(group)
     }
 
     /// On the leader: the index a linearizable read must see applied, once leadership is

@@ -831,6 +831,23 @@ async fn start_peer_node(
     PeerNode { store, server }
 }
 
+/// Three nodes (ids 1..=3) on loopback ports, each hosting `groups`; also their peer addresses.
+async fn start_three_nodes(dir: &Path, groups: &[u32]) -> (Vec<PeerNode>, BTreeMap<u64, String>) {
+    let listeners: Vec<_> = (0..3)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let members: BTreeMap<u64, String> = listeners
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (i as u64 + 1, l.local_addr().unwrap().to_string()))
+        .collect();
+    let mut nodes = Vec::new();
+    for (i, listener) in listeners.into_iter().enumerate() {
+        nodes.push(start_peer_node(dir, i as u64 + 1, &members, listener, groups).await);
+    }
+    (nodes, members)
+}
+
 /// The node leading `group` once the nodes agree on one, within `timeout`.
 async fn agreed_leader(nodes: &[&PeerNode], group: u32, timeout: Duration) -> usize {
     let deadline = tokio::time::Instant::now() + timeout;
@@ -882,19 +899,8 @@ async fn replicated(node: &PeerNode, group: u32, key: &str, value: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_replicate_over_grpc_and_survive_the_leaders_loss() {
     let dir = tempfile::tempdir().unwrap();
-    let listeners: Vec<_> = (0..3)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    let members: BTreeMap<u64, String> = listeners
-        .iter()
-        .enumerate()
-        .map(|(i, l)| (i as u64 + 1, l.local_addr().unwrap().to_string()))
-        .collect();
     let groups = [0, 1, 2];
-    let mut nodes = Vec::new();
-    for (i, listener) in listeners.into_iter().enumerate() {
-        nodes.push(start_peer_node(dir.path(), i as u64 + 1, &members, listener, &groups).await);
-    }
+    let (mut nodes, _) = start_three_nodes(dir.path(), &groups).await;
 
     // Every group elects one leader among the three, and what it commits reaches every node.
     for group in groups {
@@ -993,19 +999,8 @@ async fn spread(nodes: &[&PeerNode], groups: &[u32], each: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leaders_spread_evenly_and_come_back_to_a_restarted_node() {
     let dir = tempfile::tempdir().unwrap();
-    let listeners: Vec<_> = (0..3)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    let members: BTreeMap<u64, String> = listeners
-        .iter()
-        .enumerate()
-        .map(|(i, l)| (i as u64 + 1, l.local_addr().unwrap().to_string()))
-        .collect();
     let groups = [0, 1, 2, 3, 4, 5];
-    let mut nodes = Vec::new();
-    for (i, listener) in listeners.into_iter().enumerate() {
-        nodes.push(start_peer_node(dir.path(), i as u64 + 1, &members, listener, &groups).await);
-    }
+    let (mut nodes, members) = start_three_nodes(dir.path(), &groups).await;
     spread(&nodes.iter().collect::<Vec<_>>(), &groups, 2).await;
 
     // Node 1 goes away: the others lead everything, three each once balanced.
