@@ -389,6 +389,17 @@ impl Engine {
         });
     }
 
+    /// Moves a task taken out of one queue (an unloaded sticky queue) into `queue`: this node's
+    /// matcher when it leads the queue's partition, else that partition's backlog.
+    pub(crate) fn requeue(&self, queue: TaskQueueKey, task: QueuedTask) {
+        if self.leads_partition(&queue) {
+            self.inner.matcher.add(&queue, task);
+            return;
+        }
+        let engine = self.clone();
+        tokio::spawn(async move { engine.spill_direct(queue, task).await });
+    }
+
     /// Straight into the partition's backlog, then the outbox record is acknowledged: after a
     /// restart, and whenever the partition is led by another node.
     async fn spill_direct(&self, queue: TaskQueueKey, task: QueuedTask) {

@@ -21,9 +21,9 @@ use temporalio_protos::temporal::api::{
     taskqueue::v1::TaskQueue,
     workflow::v1::WorkflowExecutionInfo,
     workflowservice::v1::{
-        DescribeNamespaceRequest, DescribeWorkflowExecutionRequest, PollWorkflowTaskQueueRequest,
-        RespondWorkflowTaskCompletedRequest, StartWorkflowExecutionRequest,
-        workflow_service_client::WorkflowServiceClient,
+        DescribeNamespaceRequest, DescribeTaskQueueRequest, DescribeWorkflowExecutionRequest,
+        PollWorkflowTaskQueueRequest, RespondWorkflowTaskCompletedRequest,
+        StartWorkflowExecutionRequest, workflow_service_client::WorkflowServiceClient,
     },
 };
 
@@ -253,6 +253,27 @@ async fn workflow_task_across_nodes(nodes: [&Node; 3], workflow_id: &str, task_q
         );
     };
     assert_eq!(task.workflow_execution.unwrap().workflow_id, workflow_id);
+    // The poller is known to the partition leader's matcher; every node describes it.
+    for node in nodes {
+        let pollers = node
+            .client()
+            .await
+            .unwrap()
+            .describe_task_queue(DescribeTaskQueueRequest {
+                namespace: "default".into(),
+                task_queue: queue(task_queue),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .pollers;
+        assert!(
+            pollers.iter().any(|p| p.identity == "cluster-worker"),
+            "{task_queue} through node {}: {pollers:?}",
+            node.id
+        );
+    }
 
     let complete = WorkflowCommand {
         command_type: CommandType::CompleteWorkflowExecution as i32,

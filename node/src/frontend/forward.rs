@@ -23,6 +23,26 @@ use crate::{
 pub const FORWARDED: &str = "dura-forwarded";
 const MAX_MESSAGE_SIZE: usize = 128 * 1024 * 1024;
 
+/// One method per forwarded RPC: the call goes to `node`'s client port with the caller's
+/// deadline and comes back as that node answered it.
+macro_rules! forwarded_rpcs {
+    ($($name:ident: $rpc:ident($req:ident) -> $resp:ident;)*) => {$(
+        pub async fn $name(
+            &self,
+            node: u64,
+            req: pb::$req,
+            timeout: Option<Duration>,
+        ) -> ApiResult<pb::$resp> {
+            let mut client = self.client(node)?;
+            Ok(client
+                .$rpc(Self::request(req, timeout))
+                .await
+                .map_err(ApiError::Forwarded)?
+                .into_inner())
+        }
+    )*};
+}
+
 pub struct Forwarder {
     namespaces: NamespaceRegistry,
     clients: Mutex<HashMap<u64, WorkflowServiceClient<Channel>>>,
@@ -66,59 +86,12 @@ impl Forwarder {
         request
     }
 
-    pub async fn poll_workflow_task(
-        &self,
-        node: u64,
-        req: pb::PollWorkflowTaskQueueRequest,
-        timeout: Option<Duration>,
-    ) -> ApiResult<pb::PollWorkflowTaskQueueResponse> {
-        let mut client = self.client(node)?;
-        Ok(client
-            .poll_workflow_task_queue(Self::request(req, timeout))
-            .await
-            .map_err(ApiError::Forwarded)?
-            .into_inner())
-    }
-
-    pub async fn query(
-        &self,
-        node: u64,
-        req: pb::QueryWorkflowRequest,
-        timeout: Option<Duration>,
-    ) -> ApiResult<pb::QueryWorkflowResponse> {
-        let mut client = self.client(node)?;
-        Ok(client
-            .query_workflow(Self::request(req, timeout))
-            .await
-            .map_err(ApiError::Forwarded)?
-            .into_inner())
-    }
-
-    pub async fn respond_query(
-        &self,
-        node: u64,
-        req: pb::RespondQueryTaskCompletedRequest,
-        timeout: Option<Duration>,
-    ) -> ApiResult<pb::RespondQueryTaskCompletedResponse> {
-        let mut client = self.client(node)?;
-        Ok(client
-            .respond_query_task_completed(Self::request(req, timeout))
-            .await
-            .map_err(ApiError::Forwarded)?
-            .into_inner())
-    }
-
-    pub async fn poll_activity_task(
-        &self,
-        node: u64,
-        req: pb::PollActivityTaskQueueRequest,
-        timeout: Option<Duration>,
-    ) -> ApiResult<pb::PollActivityTaskQueueResponse> {
-        let mut client = self.client(node)?;
-        Ok(client
-            .poll_activity_task_queue(Self::request(req, timeout))
-            .await
-            .map_err(ApiError::Forwarded)?
-            .into_inner())
+    forwarded_rpcs! {
+        poll_workflow_task: poll_workflow_task_queue(PollWorkflowTaskQueueRequest) -> PollWorkflowTaskQueueResponse;
+        poll_activity_task: poll_activity_task_queue(PollActivityTaskQueueRequest) -> PollActivityTaskQueueResponse;
+        query: query_workflow(QueryWorkflowRequest) -> QueryWorkflowResponse;
+        respond_query: respond_query_task_completed(RespondQueryTaskCompletedRequest) -> RespondQueryTaskCompletedResponse;
+        describe_task_queue: describe_task_queue(DescribeTaskQueueRequest) -> DescribeTaskQueueResponse;
+        shutdown_worker: shutdown_worker(ShutdownWorkerRequest) -> ShutdownWorkerResponse;
     }
 }

@@ -501,7 +501,27 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<wfsvc::DescribeTaskQueueRequest>,
     ) -> RpcResult<wfsvc::DescribeTaskQueueResponse> {
-        reply(self.workflows().describe_task_queue(request.into_inner()))
+        let timeout = workflows::grpc_timeout(&request);
+        let forwarded = request.metadata().contains_key(forward::FORWARDED);
+        let req = request.into_inner();
+        // Pollers are known only to the matcher of the node leading the queue's partition.
+        let kind = if req.task_queue_type == 2 {
+            dura_matching::TaskKind::Activity
+        } else {
+            dura_matching::TaskKind::Workflow
+        };
+        let owner =
+            self.workflows()
+                .remote_poll_owner(&req.namespace, req.task_queue.as_ref(), kind);
+        match owner.filter(|_| !forwarded) {
+            Some(node) => reply(
+                self.inner
+                    .forwarder
+                    .describe_task_queue(node, req, timeout)
+                    .await,
+            ),
+            None => reply(self.workflows().describe_task_queue(req)),
+        }
     }
 
     async fn update_workflow_execution(
@@ -671,11 +691,32 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<wfsvc::ShutdownWorkerRequest>,
     ) -> RpcResult<wfsvc::ShutdownWorkerResponse> {
-        reply(
-            self.workflows()
-                .shutdown_worker(request.into_inner())
-                .map(|()| Default::default()),
-        )
+        let timeout = workflows::grpc_timeout(&request);
+        let forwarded = request.metadata().contains_key(forward::FORWARDED);
+        let req = request.into_inner();
+        // The sticky queue's tasks wait in the matcher of the node leading its partition.
+        let sticky = temporalio_protos::temporal::api::taskqueue::v1::TaskQueue {
+            name: req.sticky_task_queue.clone(),
+            ..Default::default()
+        };
+        let owner = self.workflows().remote_poll_owner(
+            &req.namespace,
+            Some(&sticky),
+            dura_matching::TaskKind::Workflow,
+        );
+        match owner.filter(|_| !forwarded) {
+            Some(node) => reply(
+                self.inner
+                    .forwarder
+                    .shutdown_worker(node, req, timeout)
+                    .await,
+            ),
+            None => reply(
+                self.workflows()
+                    .shutdown_worker(req)
+                    .map(|()| Default::default()),
+            ),
+        }
     }
 }
 

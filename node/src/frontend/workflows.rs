@@ -1350,7 +1350,7 @@ impl Workflows {
                     name: ms.task_queue.clone(),
                     kind: TaskKind::Workflow,
                 };
-                self.engine.matcher().add(&normal, task);
+                self.engine.requeue(normal, task);
             }
         }
         Ok(())
