@@ -30,7 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .generate_default_stubs(true)
         .extern_path(".temporal", "::temporalio_protos::temporal")
         .compile_fds(fds)?;
-    // Dura's own admin service (`dura cluster status`): Rust messages of `admin.rs`, no .proto.
+    // Dura's own admin service (`dura cluster status|transfer-leader`): Rust messages of `admin.rs`, no .proto.
     let admin = tonic_prost_build::manual::Service::builder()
         .name("ClusterAdmin")
         .package("dura.admin")
@@ -40,6 +40,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .route_name("Status")
                 .input_type("crate::admin::StatusRequest")
                 .output_type("crate::admin::StatusReply")
+                .codec_path("tonic_prost::ProstCodec")
+                .build(),
+        )
+        .method(
+            tonic_prost_build::manual::Method::builder()
+                .name("transfer_leader")
+                .route_name("TransferLeader")
+                .input_type("crate::admin::TransferLeaderRequest")
+                .output_type("crate::admin::TransferLeaderReply")
                 .codec_path("tonic_prost::ProstCodec")
                 .build(),
         )

@@ -30,6 +30,7 @@ async fn open(dir: &std::path::Path) -> RaftStore {
         groups: vec![SHARD],
         durability: Durability::Fsync,
         snapshot_every: 0,
+        fault_injection: false,
     };
     let store = RaftStore::open(opts, Arc::new(BacklogApp)).await.unwrap();
     store

@@ -1,4 +1,6 @@
-//! `dura cluster status`: the cluster as its nodes see it. The node the CLI reaches asks every
+//! `dura cluster status` and `dura cluster transfer-leader`.
+//!
+//! Status is the cluster as its nodes see it. The node the CLI reaches asks every
 //! registered node (its client port, `dura.admin.ClusterAdmin`) for its own view of its groups
 //! and merges them: a group's line comes from the node that leads it, which alone knows its
 //! followers' lag; a node that does not answer is unreachable.
@@ -35,6 +37,20 @@ pub struct StatusReply {
     #[prost(string, tag = "1")]
     pub json: String,
 }
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TransferLeaderRequest {
+    #[prost(uint32, tag = "1")]
+    pub group: u32,
+    #[prost(uint64, tag = "2")]
+    pub to: u64,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TransferLeaderReply {}
+
+/// How long a transfer may take before the CLI hears it failed.
+const TRANSFER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One node's own view.
 #[derive(Debug, Serialize, Deserialize)]
@@ -181,6 +197,42 @@ impl ClusterAdmin for AdminService {
         .map_err(|e| tonic::Status::internal(e.to_string()))?;
         Ok(tonic::Response::new(StatusReply { json }))
     }
+
+    async fn transfer_leader(
+        &self,
+        request: tonic::Request<TransferLeaderRequest>,
+    ) -> Result<tonic::Response<TransferLeaderReply>, tonic::Status> {
+        let TransferLeaderRequest { group, to } = request.into_inner();
+        let group = GroupId(group);
+        let view = self
+            .store
+            .group_views()
+            .into_iter()
+            .find(|v| v.group == group)
+            .ok_or_else(|| tonic::Status::not_found(format!("no group {group}")))?;
+        if !view.voters.contains(&to) {
+            return Err(tonic::Status::invalid_argument(format!(
+                "node {to} is not a voter of group {group} (voters {:?})",
+                view.voters
+            )));
+        }
+        self.store
+            .transfer_leader(group, to, TRANSFER_TIMEOUT)
+            .await
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        Ok(tonic::Response::new(TransferLeaderReply {}))
+    }
+}
+
+/// `dura cluster transfer-leader`: moves `group`'s leadership to node `to` and waits until
+/// it leads.
+pub async fn transfer_leader(address: &str, group: u32, to: u64) -> anyhow::Result<()> {
+    let mut client = ClusterAdminClient::connect(format!("http://{address}")).await?;
+    client
+        .transfer_leader(TransferLeaderRequest { group, to })
+        .await?;
+    println!("group {group} is led by node {to}");
+    Ok(())
 }
 
 /// `dura cluster status`: prints the cluster as the node at `address` gathers it.

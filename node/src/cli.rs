@@ -34,6 +34,43 @@ pub enum ClusterCommand {
     /// Nodes (reachable or not) and every Raft group: leader, term, voters, applied index and
     /// each follower's lag, as the nodes report them.
     Status(ClusterStatusArgs),
+    /// Move a Raft group's leadership to another of its voters; the node keeps it from the
+    /// leader balancer (until it restarts).
+    TransferLeader(TransferLeaderArgs),
+    /// Test only: make a node (started with --enable-fault-injection) drop or delay its
+    /// traffic to and from chosen peers. With no rule, heal it.
+    Fault(FaultArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TransferLeaderArgs {
+    /// The client gRPC address of any node.
+    #[arg(long, default_value = "127.0.0.1:7233")]
+    pub address: String,
+    /// The group (0 is the metadata group, shards from 1).
+    #[arg(long)]
+    pub group: u32,
+    /// The node to lead it.
+    #[arg(long)]
+    pub to: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct FaultArgs {
+    /// The *peer* gRPC address of the node whose traffic to disturb.
+    #[arg(long)]
+    pub peer_address: String,
+    /// Peers its messages to are lost.
+    #[arg(long, value_delimiter = ',')]
+    pub drop_to: Vec<u64>,
+    /// Peers whose messages to it are lost.
+    #[arg(long, value_delimiter = ',')]
+    pub drop_from: Vec<u64>,
+    /// Peers traffic to and from is delayed by --delay-ms.
+    #[arg(long, value_delimiter = ',')]
+    pub delay: Vec<u64>,
+    #[arg(long, default_value_t = 0)]
+    pub delay_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -105,6 +142,14 @@ pub struct StartArgs {
     pub log_format: LogFormat,
     #[arg(long, env = "DURA_LOG_LEVEL", value_enum, default_value_t = LogLevel::Info)]
     pub log_level: LogLevel,
+    /// Test only: let `dura cluster fault` drop or delay this node's peer traffic. Refused
+    /// with a non-loopback peer address.
+    #[arg(long, env = "DURA_ENABLE_FAULT_INJECTION")]
+    pub enable_fault_injection: bool,
+    /// Entries applied between a group's snapshots (tests lower it to force snapshot
+    /// catch-up).
+    #[arg(long, env = "DURA_RAFT_SNAPSHOT_EVERY", default_value_t = crate::config::DEFAULT_SNAPSHOT_EVERY, hide = true)]
+    pub raft_snapshot_every: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

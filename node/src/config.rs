@@ -15,6 +15,9 @@ use crate::{
     namespace::{DEFAULT_NAMESPACE, SearchAttributeType},
 };
 
+/// Entries applied between a group's snapshots (after which the log behind it is purged).
+pub(crate) const DEFAULT_SNAPSHOT_EVERY: u64 = 10_000;
+
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
     pub node_id: u64,
@@ -36,6 +39,10 @@ pub struct NodeConfig {
     pub durability: Durability,
     /// `system.enableEagerWorkflowStart` (default true, as on the real server).
     pub eager_workflow_start: bool,
+    /// Whether the peer service takes fault-injection rules (tests only).
+    pub fault_injection: bool,
+    /// Entries applied between a group's snapshots.
+    pub snapshot_every: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +68,11 @@ pub enum ConfigError {
          than members is not built yet, so they must be equal"
     )]
     Replication { replication: usize, members: usize },
+    #[error(
+        "--enable-fault-injection is for tests on one machine: refused with the non-loopback \
+         peer address {0}"
+    )]
+    FaultInjection(IpAddr),
 }
 
 impl NodeConfig {
@@ -123,6 +135,8 @@ impl NodeConfig {
                 DurabilityArg::Relaxed => Durability::Relaxed,
             },
             eager_workflow_start,
+            fault_injection: false,
+            snapshot_every: DEFAULT_SNAPSHOT_EVERY,
         })
     }
 
@@ -157,6 +171,9 @@ impl NodeConfig {
                 members: initial_members.len(),
             });
         }
+        if args.enable_fault_injection && !peer_ip.is_loopback() {
+            return Err(ConfigError::FaultInjection(peer_ip));
+        }
         Ok(Self {
             node_id,
             listen: SocketAddr::new(args.ip, args.port),
@@ -174,6 +191,8 @@ impl NodeConfig {
                 DurabilityArg::Relaxed => Durability::Relaxed,
             },
             eager_workflow_start: true,
+            fault_injection: args.enable_fault_injection,
+            snapshot_every: args.raft_snapshot_every,
         })
     }
 }
@@ -280,6 +299,32 @@ mod tests {
                 members: 1
             })
         ));
+    }
+
+    #[test]
+    fn fault_injection_is_refused_on_a_reachable_peer_address() {
+        let args = |ip: &str| {
+            start_args(&[
+                "--node-id",
+                "1",
+                "--initial-cluster",
+                "1=a:1",
+                "--replication",
+                "1",
+                "--peer-ip",
+                ip,
+                "--enable-fault-injection",
+            ])
+        };
+        assert!(matches!(
+            NodeConfig::from_start_args(&args("0.0.0.0"), "h"),
+            Err(ConfigError::FaultInjection(_))
+        ));
+        assert!(
+            NodeConfig::from_start_args(&args("127.0.0.1"), "h")
+                .unwrap()
+                .fault_injection
+        );
     }
 
     #[test]

@@ -51,6 +51,29 @@ fn main() -> anyhow::Result<()> {
                     args.output == OutputFormat::Json,
                 ))
         }
+        Command::Cluster(ClusterCommand::TransferLeader(args)) => {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(admin::transfer_leader(&args.address, args.group, args.to))
+        }
+        Command::Cluster(ClusterCommand::Fault(args)) => {
+            let rules = dura_raft_store::FaultRules {
+                drop_to: args.drop_to.into_iter().collect(),
+                drop_from: args.drop_from.into_iter().collect(),
+                delay: args.delay.into_iter().collect(),
+                delay_ms: args.delay_ms,
+            };
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(dura_raft_store::set_peer_faults(
+                    &args.peer_address,
+                    &rules,
+                    std::time::Duration::from_secs(5),
+                ))
+                .map_err(|status| anyhow::anyhow!("{}: {}", args.peer_address, status.message()))
+        }
         Command::Bench(args) => {
             // RUST_LOG=debug shows each failed RPC's status message.
             tracing_subscriber::fmt()

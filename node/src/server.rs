@@ -28,8 +28,6 @@ use crate::{
 const DEV_NAMESPACE_RETENTION: Duration = Duration::from_secs(24 * 3600);
 /// Temporal payloads may be large (2 MiB blobs, 40 MiB task completions); tonic's default is 4 MiB.
 const MAX_MESSAGE_SIZE: usize = 128 * 1024 * 1024;
-/// Entries applied between snapshots (after which the log behind the snapshot is purged).
-const SNAPSHOT_EVERY: u64 = 10_000;
 /// How long a stopping node waits for its peers to take over the groups it leads.
 const HAND_OFF_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long open calls may take to finish after SIGTERM before the store is closed anyway.
@@ -97,7 +95,8 @@ pub async fn run_node(
             initial_members: config.initial_members.clone(),
             groups,
             durability: config.durability,
-            snapshot_every: SNAPSHOT_EVERY,
+            snapshot_every: config.snapshot_every,
+            fault_injection: config.fault_injection,
         },
         Arc::new(NodeApplication {
             effects: effects.clone(),

@@ -8,6 +8,10 @@
 //! group's log, through openraft's leadership transfer. One hand-off per node per look keeps
 //! views that lag from causing a stampede; repeated looks converge, also when a node comes
 //! back after a failure and leads nothing.
+//!
+//! An operator's `dura cluster transfer-leader` ([`RaftStore::transfer_leader`]) wins over the
+//! balancer: the node it moved a group to keeps that group (until it restarts) and balances
+//! with the others.
 
 use std::collections::BTreeMap;
 use std::sync::Weak;
@@ -16,6 +20,8 @@ use std::time::Duration;
 use openraft::async_runtime::WatchReceiver;
 
 use crate::GroupId;
+use crate::ProposeError;
+use crate::RaftStore;
 use crate::store::Inner;
 
 /// How often a node looks at the spread of leaderships.
@@ -73,7 +79,12 @@ fn hand_off(inner: &Inner) -> Option<(GroupId, u64)> {
         }
         if let Some(leader) = m.current_leader {
             *led.entry(leader).or_default() += 1;
-            if leader == me && g.leadership.borrow().is_some() {
+            let pinned = inner
+                .pinned
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(id);
+            if leader == me && g.leadership.borrow().is_some() && !pinned {
                 mine.push(*id);
             }
         }
@@ -97,4 +108,81 @@ fn hand_off(inner: &Inner) -> Option<(GroupId, u64)> {
         }
     }
     None
+}
+
+impl RaftStore {
+    /// Moves the leadership of `group` to its voter `to`, through whichever node leads it now,
+    /// and waits (up to `timeout`) until `to` leads it.
+    pub async fn transfer_leader(
+        &self,
+        group: GroupId,
+        to: u64,
+        timeout: Duration,
+    ) -> Result<(), ProposeError> {
+        if to == self.node_id() {
+            return self.take_leadership(group, timeout).await;
+        }
+        self.ask_take_leadership(to, group, timeout).await
+    }
+
+    /// On the target of a transfer: keeps `group` from the balancer, then asks its leader to
+    /// hand it over until this node leads it.
+    pub(crate) async fn take_leadership(
+        &self,
+        group: GroupId,
+        timeout: Duration,
+    ) -> Result<(), ProposeError> {
+        let unavailable = |reason: String| ProposeError::Unavailable { group, reason };
+        if self.raft_of(group).is_none() {
+            return Err(ProposeError::UnknownGroup(group));
+        }
+        if self.is_draining() {
+            return Err(unavailable("this node is stopping".into()));
+        }
+        self.pin(group);
+        let me = self.node_id();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.leader_term(group).is_some() {
+                return Ok(());
+            }
+            if let Some(leader) = self.leader_of(group).filter(|l| *l != me) {
+                // The leader may be mid-election or not see this node caught up yet: asked
+                // again on the next round.
+                let _ = self.ask_hand_leadership(leader, group, me, timeout).await;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(unavailable(format!(
+                    "still led by {:?} after {timeout:?}",
+                    self.leader_of(group)
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// On the leader: starts handing `group` over to `to`.
+    pub(crate) async fn hand_leadership(
+        &self,
+        group: GroupId,
+        to: u64,
+    ) -> Result<(), ProposeError> {
+        let raft = self
+            .raft_of(group)
+            .ok_or(ProposeError::UnknownGroup(group))?;
+        if self.leader_term(group).is_none() {
+            return Err(ProposeError::NotLeader {
+                group,
+                leader: self.leader_of(group),
+            });
+        }
+        tracing::info!(%group, to, "handing leadership over as an operator asked");
+        raft.trigger()
+            .transfer_leader(to)
+            .await
+            .map_err(|e| ProposeError::Unavailable {
+                group,
+                reason: e.to_string(),
+            })
+    }
 }

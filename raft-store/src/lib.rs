@@ -41,6 +41,7 @@ mod balance;
 mod config;
 mod db;
 mod error;
+pub mod faults;
 mod keys;
 mod log_store;
 mod peer;
@@ -58,8 +59,10 @@ use std::path::PathBuf;
 
 pub use error::Error;
 pub use error::ProposeError;
+pub use faults::FaultRules;
 pub use peer::PeerService;
 pub use peer::RaftPeerServer;
+pub use peer::set_peer_faults;
 pub use reader::StateReader;
 pub use store::RaftStore;
 pub use txn::ApplyTxn;
@@ -117,6 +120,8 @@ pub struct StoreOptions {
     /// Build a snapshot (and purge the log behind it) after this many applied entries.
     /// `0` disables automatic snapshots.
     pub snapshot_every: u64,
+    /// Whether the peer service takes fault-injection rules (tests only; see [`faults`]).
+    pub fault_injection: bool,
 }
 
 /// The application's deterministic state machine, shared by every group.

@@ -13,6 +13,9 @@
 //!   does not lead a group hands a command to the node that does
 //!   ([`RaftStore::propose_via`]), which proposes it locally and returns the applied reply.
 //!
+//! * **Fault injection.** With it enabled, [`crate::faults`] rules drop or delay messages to and
+//!   from chosen peers at both ends of this transport.
+//!
 //! Not yet: coalescing many groups' messages into one request, and streaming snapshots in
 //! bounded chunks (a snapshot travels as one message today).
 
@@ -46,6 +49,8 @@ use tonic::transport::Endpoint;
 use crate::GroupId;
 use crate::ProposeError;
 use crate::RaftStore;
+use crate::faults::FaultRules;
+use crate::faults::Faults;
 use crate::types::C;
 use crate::types::Snapshot;
 use crate::types::SnapshotData;
@@ -73,6 +78,9 @@ pub struct PeerRequest {
     pub rpc: u32,
     #[prost(bytes = "vec", tag = "3")]
     pub body: Vec<u8>,
+    /// The sending node (0 from the admin client), for fault injection's rules.
+    #[prost(uint64, tag = "4")]
+    pub from: u64,
 }
 
 /// The RPC's response, or why the receiving node could not answer it.
@@ -92,6 +100,12 @@ enum Rpc {
     TransferLeader = 5,
     Propose = 6,
     ReadIndex = 7,
+    /// Replaces the receiving node's [`FaultRules`] (refused unless fault injection is on).
+    SetFaults = 8,
+    /// Asks the receiving node to become the group's leader ([`RaftStore::transfer_leader`]).
+    TakeLeadership = 9,
+    /// Asks the group's leader to hand its leadership to the node in the body.
+    HandLeadership = 10,
 }
 
 impl Rpc {
@@ -104,6 +118,9 @@ impl Rpc {
             Rpc::TransferLeader,
             Rpc::Propose,
             Rpc::ReadIndex,
+            Rpc::SetFaults,
+            Rpc::TakeLeadership,
+            Rpc::HandLeadership,
         ]
         .into_iter()
         .find(|r| *r as u32 == n)
@@ -186,9 +203,28 @@ impl RaftPeer for PeerService {
     ) -> Result<tonic::Response<PeerReply>, tonic::Status> {
         let mut request = request.into_inner();
         let group = GroupId(request.group);
+        let faults = &self.store.connections().faults;
+        if request.rpc == Rpc::SetFaults as u32 {
+            let rules: FaultRules = decode(&request.body)?;
+            faults
+                .set(rules)
+                .map_err(tonic::Status::permission_denied)?;
+            return Ok(tonic::Response::new(PeerReply { body: encode(&()) }));
+        }
+        faults.incoming(request.from).await.map_err(unavailable)?;
         // Requests of this node's store rather than of openraft: their outcome travels back.
         let outcome = if request.rpc == Rpc::ReadIndex as u32 {
             Some(encode(&Outcome::of(self.store.read_index(group).await)))
+        } else if request.rpc == Rpc::TakeLeadership as u32 {
+            let timeout: std::time::Duration = decode(&request.body)?;
+            Some(encode(&Outcome::of(
+                self.store.take_leadership(group, timeout).await,
+            )))
+        } else if request.rpc == Rpc::HandLeadership as u32 {
+            let to: u64 = decode(&request.body)?;
+            Some(encode(&Outcome::of(
+                self.store.hand_leadership(group, to).await,
+            )))
         } else if request.rpc == Rpc::Propose as u32 {
             Some(encode(&Outcome::of(
                 self.store
@@ -244,7 +280,11 @@ impl RaftPeer for PeerService {
                         .map_err(unavailable)?,
                 )
             }
-            Rpc::Propose | Rpc::ReadIndex => unreachable!("answered above"),
+            Rpc::Propose
+            | Rpc::ReadIndex
+            | Rpc::SetFaults
+            | Rpc::TakeLeadership
+            | Rpc::HandLeadership => unreachable!("answered above"),
         };
         Ok(tonic::Response::new(PeerReply { body }))
     }
@@ -300,6 +340,29 @@ impl RaftStore {
         Ok(())
     }
 
+    pub(crate) async fn ask_take_leadership(
+        &self,
+        node: u64,
+        group: GroupId,
+        timeout: std::time::Duration,
+    ) -> Result<(), ProposeError> {
+        // The target waits up to `timeout`; the call itself gets a little longer.
+        let call = timeout + std::time::Duration::from_secs(2);
+        self.ask(node, group, Rpc::TakeLeadership, encode(&timeout), call)
+            .await
+    }
+
+    pub(crate) async fn ask_hand_leadership(
+        &self,
+        leader: u64,
+        group: GroupId,
+        to: u64,
+        timeout: std::time::Duration,
+    ) -> Result<(), ProposeError> {
+        self.ask(leader, group, Rpc::HandLeadership, encode(&to), timeout)
+            .await
+    }
+
     /// Asks node `node` to do `rpc` with its store for `group`, and returns its outcome.
     async fn ask<T: DeserializeOwned>(
         &self,
@@ -313,11 +376,18 @@ impl RaftStore {
         let addr = self
             .peer_address(group, node)
             .ok_or_else(|| unavailable(format!("node {node} is not a member")))?;
-        let channel = self.connections().channel(&addr).map_err(unavailable)?;
+        let connections = self.connections();
+        connections
+            .faults
+            .outgoing(node)
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        let channel = connections.channel(&addr).map_err(unavailable)?;
         let mut request = tonic::Request::new(PeerRequest {
             group: group.0,
             rpc: rpc as u32,
             body,
+            from: self.node_id(),
         });
         request.set_timeout(timeout);
         let reply = RaftPeerClient::new(channel)
@@ -359,12 +429,22 @@ impl RaftStore {
 // ---------------------------------------------------------------------------------------------
 
 /// The connections of one node to its peers, by peer address: shared by every group.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub(crate) struct PeerConnections {
+    node_id: u64,
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    pub(crate) faults: Arc<Faults>,
 }
 
 impl PeerConnections {
+    pub(crate) fn new(node_id: u64, faults: Faults) -> Self {
+        PeerConnections {
+            node_id,
+            channels: Arc::default(),
+            faults: Arc::new(faults),
+        }
+    }
+
     pub(crate) fn channel(&self, addr: &str) -> Result<Channel, String> {
         let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(channel) = channels.get(addr) {
@@ -392,6 +472,7 @@ pub(crate) struct PeerNetwork {
 pub(crate) struct PeerClient {
     group: GroupId,
     target: u64,
+    connections: PeerConnections,
     client: Result<RaftPeerClient<Channel>, String>,
 }
 
@@ -402,6 +483,7 @@ impl RaftNetworkFactory<C> for PeerNetwork {
         PeerClient {
             group: self.group,
             target,
+            connections: self.connections.clone(),
             client: self.connections.channel(&node.addr).map(|channel| {
                 RaftPeerClient::new(channel)
                     .max_decoding_message_size(usize::MAX)
@@ -424,6 +506,11 @@ impl PeerClient {
                 self.group, self.target
             ))
         };
+        self.connections
+            .faults
+            .outgoing(self.target)
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
         let client = match &mut self.client {
             Ok(client) => client,
             Err(e) => return Err(unreachable(e.clone())),
@@ -432,6 +519,7 @@ impl PeerClient {
             group: self.group.0,
             rpc: rpc as u32,
             body: encode(req),
+            from: self.connections.node_id,
         });
         request.set_timeout(option.hard_ttl());
         let reply = client
@@ -495,4 +583,28 @@ impl RaftNetworkV2<C> for PeerClient {
     ) -> Result<TransferLeaderResponse<C>, RPCError<C>> {
         Ok(self.call(Rpc::TransferLeader, &req, &option).await?)
     }
+}
+
+/// Replaces the fault rules of the node serving the peer port `peer_addr` (which must run with
+/// fault injection enabled); empty rules heal it.
+pub async fn set_peer_faults(
+    peer_addr: &str,
+    rules: &FaultRules,
+    timeout: std::time::Duration,
+) -> Result<(), tonic::Status> {
+    let channel = Endpoint::from_shared(format!("http://{peer_addr}"))
+        .map_err(|e| tonic::Status::invalid_argument(format!("peer address {peer_addr:?}: {e}")))?
+        .connect_timeout(timeout)
+        .connect()
+        .await
+        .map_err(|e| tonic::Status::unavailable(format!("connecting to {peer_addr}: {e}")))?;
+    let mut request = tonic::Request::new(PeerRequest {
+        group: 0,
+        rpc: Rpc::SetFaults as u32,
+        body: encode(rules),
+        from: 0,
+    });
+    request.set_timeout(timeout);
+    RaftPeerClient::new(channel).call(request).await?;
+    Ok(())
 }

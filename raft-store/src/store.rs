@@ -62,6 +62,9 @@ pub(crate) struct Inner {
     balancer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Set by [`RaftStore::hand_off_leadership`]: this node is stopping and takes no group.
     pub(crate) draining: std::sync::atomic::AtomicBool,
+    /// Groups an operator moved here (`dura cluster transfer-leader`): the balancer leaves
+    /// them where they were put, and balances with the others.
+    pub(crate) pinned: std::sync::Mutex<BTreeSet<GroupId>>,
     /// `true` once shutdown has run.
     shut_down: tokio::sync::Mutex<bool>,
 }
@@ -148,7 +151,10 @@ impl RaftStore {
         let sync_appends = opts.durability == Durability::Fsync;
         let wanted: BTreeSet<GroupId> = opts.groups.iter().copied().collect();
         let mut groups: BTreeMap<GroupId, Group> = BTreeMap::new();
-        let connections = PeerConnections::default();
+        let connections = PeerConnections::new(
+            opts.node_id,
+            crate::faults::Faults::new(opts.fault_injection),
+        );
         for group in wanted {
             let network = PeerNetwork {
                 group,
@@ -187,6 +193,7 @@ impl RaftStore {
                 groups,
                 balancer: std::sync::Mutex::new(None),
                 draining: std::sync::atomic::AtomicBool::new(false),
+                pinned: Default::default(),
                 shut_down: tokio::sync::Mutex::new(false),
             }),
         };
@@ -390,6 +397,15 @@ impl RaftStore {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Keeps `group` from the balancer (see `balance`).
+    pub(crate) fn pin(&self, group: GroupId) {
+        self.inner
+            .pinned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(group);
     }
 
     /// Whether this node is stopping (see [`RaftStore::hand_off_leadership`]).

@@ -126,6 +126,7 @@ fn opts(dir: &Path, groups: &[u32], snapshot_every: u64) -> StoreOptions {
         groups: groups.iter().map(|g| GroupId(*g)).collect(),
         durability: Durability::Fsync,
         snapshot_every,
+        fault_injection: false,
     }
 }
 
@@ -812,6 +813,7 @@ async fn start_peer_node(
         node_id: id,
         advertise_addr: members[&id].clone(),
         initial_members: members.clone(),
+        fault_injection: true,
         ..opts(&dir.join(format!("node-{id}")), groups, 0)
     };
     let store = RaftStore::open(opts, Arc::new(KvApp::default()))
@@ -1015,6 +1017,75 @@ async fn leaders_spread_evenly_and_come_back_to_a_restarted_node() {
         start_peer_node(dir.path(), 1, &members, listener, &groups).await,
     );
     spread(&nodes.iter().collect::<Vec<_>>(), &groups, 2).await;
+    for node in nodes {
+        node.stop().await;
+    }
+}
+
+/// Cuts `node` off from every other member (both directions) or, with `None`, heals it.
+async fn isolate(members: &BTreeMap<u64, String>, node: u64, cut: bool) {
+    let others: std::collections::BTreeSet<u64> =
+        members.keys().copied().filter(|n| *n != node).collect();
+    let rules = if cut {
+        crate::FaultRules {
+            drop_to: others.clone(),
+            drop_from: others,
+            ..Default::default()
+        }
+    } else {
+        crate::FaultRules::default()
+    };
+    crate::set_peer_faults(&members[&node], &rules, Duration::from_secs(5))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_leader_commits_nothing_and_the_replicas_converge_after_healing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (nodes, members) = start_three_nodes(dir.path(), &[1]).await;
+    let refs: Vec<&PeerNode> = nodes.iter().collect();
+    let old = agreed_leader(&refs, 1, Duration::from_secs(30)).await;
+    propose(&nodes[old].store, 1, "put k before").await;
+
+    isolate(&members, old as u64 + 1, true).await;
+    // Cut off from its quorum, the old leader cannot commit: its proposal never succeeds.
+    let cut_off = tokio::spawn({
+        let store = nodes[old].store.clone();
+        async move { store.propose(GroupId(1), b"put k cut-off".to_vec()).await }
+    });
+    // The majority elects a leader of its own and goes on committing.
+    let majority: Vec<&PeerNode> = (0..3).filter(|i| *i != old).map(|i| &nodes[i]).collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let new = loop {
+        if let Some(i) = (0..2).find(|i| majority[*i].store.leader_term(GroupId(1)).is_some()) {
+            break i;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the majority never elected a leader"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    propose(&majority[new].store, 1, "put k majority").await;
+    for node in &majority {
+        replicated(node, 1, "k", "majority").await;
+    }
+
+    isolate(&members, old as u64 + 1, false).await;
+    // Healed, the old leader learns the new term: its proposal fails, never applied, and
+    // every replica holds the majority's value.
+    let outcome = tokio::time::timeout(Duration::from_secs(30), cut_off)
+        .await
+        .expect("the cut-off proposal ends once healed")
+        .unwrap();
+    assert!(
+        outcome.is_err(),
+        "a cut-off proposal succeeded: {outcome:?}"
+    );
+    for node in &nodes {
+        replicated(node, 1, "k", "majority").await;
+    }
     for node in nodes {
         node.stop().await;
     }

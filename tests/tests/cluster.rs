@@ -203,6 +203,21 @@ fn cluster_status(node: &Node) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// `dura cluster transfer-leader` through `node`.
+fn transfer_leader(node: &Node, group: u32, to: u64) {
+    let out = Command::new(dura_binary())
+        .args(["cluster", "transfer-leader", "--address"])
+        .arg(format!("127.0.0.1:{}", node.port))
+        .args(["--group", &group.to_string(), "--to", &to.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The ids of the nodes `status` calls reachable.
 fn reachable(status: &serde_json::Value) -> Vec<u64> {
     status["nodes"]
@@ -412,6 +427,17 @@ async fn writes_through_any_node_survive_a_sigkilled_node() {
             .iter()
             .all(|g| g["voters"] == serde_json::json!([1, 2, 3]))
     );
+
+    // An operator moves shard 1's leadership; the balancer leaves it where it was put.
+    let led_by = |status: &serde_json::Value| status["groups"][1]["leader"].as_u64();
+    let to = match led_by(&status) {
+        Some(leader) => leader % 3 + 1,
+        None => 1,
+    };
+    transfer_leader(&nodes[0], 1, to);
+    assert_eq!(led_by(&cluster_status(&nodes[2])), Some(to));
+    tokio::time::sleep(Duration::from_secs(5)).await; // two balancer rounds
+    assert_eq!(led_by(&cluster_status(&nodes[1])), Some(to));
 
     let mut runs = Vec::new();
     for i in 0..12 {
