@@ -110,10 +110,16 @@ pub async fn run_node(
         Some(addr) => Some(serve_peers(&store, addr).await?),
         None => None,
     };
-    wait_for_leaders(&store, peers.is_some()).await?;
-
     let namespaces = NamespaceRegistry::new(store.clone());
+    // A data directory that was ever part of a cluster knows its id before any quorum.
+    let known = namespaces.cluster_id()?;
+    if !known.is_empty() {
+        refuse_a_foreign_data_dir(&config, &known).await?;
+        store.set_cluster_id(&known);
+    }
+    wait_for_leaders(&store, peers.is_some()).await?;
     bootstrap(&namespaces, &config).await?;
+    store.set_cluster_id(&namespaces.cluster_id()?);
     let engine = Engine::new(store.clone(), shards, effects);
     let leaders = ShardLeaders::start(&engine).context("following shard leadership")?;
 
@@ -229,6 +235,26 @@ async fn serve_peers(
     }))
 }
 
+/// A data directory of cluster `known` must not join peers of another cluster (nor serve as
+/// a cluster of its own next to them): each initial member that answers must know no cluster
+/// yet or the same one. One that does not answer cannot tell, and is not waited for.
+async fn refuse_a_foreign_data_dir(config: &NodeConfig, known: &str) -> anyhow::Result<()> {
+    for (id, addr) in &config.initial_members {
+        if *id == config.node_id {
+            continue;
+        }
+        if let Ok(theirs) = dura_raft_store::cluster_id_of(addr, Duration::from_secs(2)).await {
+            if !theirs.is_empty() && theirs != known {
+                anyhow::bail!(
+                    "the data directory belongs to cluster {known}, but node {id} ({addr}) \
+                     belongs to cluster {theirs}: refusing to start"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A dev server's one-voter groups elect themselves at once; a cluster member waits for a
 /// quorum of its peers, which may start in any order and at any time.
 async fn wait_for_leaders(store: &RaftStore, clustered: bool) -> anyhow::Result<()> {
@@ -242,6 +268,14 @@ async fn wait_for_leaders(store: &RaftStore, clustered: bool) -> anyhow::Result<
         match store.wait_for_leaders(Duration::from_secs(10)).await {
             Ok(()) => return Ok(()),
             Err(e) => tracing::warn!(error = %e, "waiting for a quorum of the cluster"),
+        }
+        // Only once no quorum formed: the majority's nodes may see this node's messages
+        // refused too, but they elect leaders among themselves and never get here.
+        if let Some(why) = store.foreign_cluster() {
+            anyhow::bail!(
+                "this node's data directory belongs to another cluster than its peers ({why}); \
+                 refusing to start"
+            );
         }
     }
 }

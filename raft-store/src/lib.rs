@@ -62,6 +62,7 @@ pub use error::ProposeError;
 pub use faults::FaultRules;
 pub use peer::PeerService;
 pub use peer::RaftPeerServer;
+pub use peer::cluster_id_of;
 pub use peer::set_peer_faults;
 pub use reader::StateReader;
 pub use store::RaftStore;

@@ -81,6 +81,10 @@ pub struct PeerRequest {
     /// The sending node (0 from the admin client), for fault injection's rules.
     #[prost(uint64, tag = "4")]
     pub from: u64,
+    /// The sender's cluster id, once it knows one: a node never takes messages of another
+    /// cluster.
+    #[prost(string, tag = "5")]
+    pub cluster: String,
 }
 
 /// The RPC's response, or why the receiving node could not answer it.
@@ -106,6 +110,8 @@ enum Rpc {
     TakeLeadership = 9,
     /// Asks the group's leader to hand its leadership to the node in the body.
     HandLeadership = 10,
+    /// Asks the receiving node which cluster it belongs to ("" when it does not know yet).
+    ClusterId = 11,
 }
 
 impl Rpc {
@@ -121,6 +127,7 @@ impl Rpc {
             Rpc::SetFaults,
             Rpc::TakeLeadership,
             Rpc::HandLeadership,
+            Rpc::ClusterId,
         ]
         .into_iter()
         .find(|r| *r as u32 == n)
@@ -211,7 +218,14 @@ impl RaftPeer for PeerService {
                 .map_err(tonic::Status::permission_denied)?;
             return Ok(tonic::Response::new(PeerReply { body: encode(&()) }));
         }
+        if request.rpc == Rpc::ClusterId as u32 {
+            let id = self.store.connections().cluster_id();
+            return Ok(tonic::Response::new(PeerReply { body: encode(&id) }));
+        }
         faults.incoming(request.from).await.map_err(unavailable)?;
+        self.store
+            .connections()
+            .admit(request.from, &request.cluster)?;
         // Requests of this node's store rather than of openraft: their outcome travels back.
         let outcome = if request.rpc == Rpc::ReadIndex as u32 {
             Some(encode(&Outcome::of(self.store.read_index(group).await)))
@@ -284,7 +298,8 @@ impl RaftPeer for PeerService {
             | Rpc::ReadIndex
             | Rpc::SetFaults
             | Rpc::TakeLeadership
-            | Rpc::HandLeadership => unreachable!("answered above"),
+            | Rpc::HandLeadership
+            | Rpc::ClusterId => unreachable!("answered above"),
         };
         Ok(tonic::Response::new(PeerReply { body }))
     }
@@ -388,6 +403,7 @@ impl RaftStore {
             rpc: rpc as u32,
             body,
             from: self.node_id(),
+            cluster: connections.cluster_id(),
         });
         request.set_timeout(timeout);
         let reply = RaftPeerClient::new(channel)
@@ -434,6 +450,14 @@ pub(crate) struct PeerConnections {
     node_id: u64,
     channels: Arc<Mutex<HashMap<String, Channel>>>,
     pub(crate) faults: Arc<Faults>,
+    cluster: Arc<ClusterIdentity>,
+}
+
+/// Which cluster this node belongs to, and whether a peer of another one was seen.
+#[derive(Default)]
+struct ClusterIdentity {
+    id: std::sync::RwLock<String>,
+    foreign: Mutex<Option<String>>,
 }
 
 impl PeerConnections {
@@ -442,7 +466,47 @@ impl PeerConnections {
             node_id,
             channels: Arc::default(),
             faults: Arc::new(faults),
+            cluster: Arc::default(),
         }
+    }
+
+    fn cluster_id(&self) -> String {
+        self.cluster
+            .id
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn set_cluster_id(&self, id: &str) {
+        *self.cluster.id.write().unwrap_or_else(|e| e.into_inner()) = id.to_string();
+    }
+
+    pub(crate) fn foreign_cluster(&self) -> Option<String> {
+        self.cluster
+            .foreign
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Refuses a message from a node of another cluster (both ids known and different).
+    fn admit(&self, from: u64, theirs: &str) -> Result<(), tonic::Status> {
+        let mine = self.cluster_id();
+        if mine.is_empty() || theirs.is_empty() || mine == theirs {
+            return Ok(());
+        }
+        let why = format!(
+            "node {from} belongs to cluster {theirs}, this node (id {}) to cluster {mine}",
+            self.node_id
+        );
+        tracing::error!("{why}; refusing its messages");
+        *self
+            .cluster
+            .foreign
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(why.clone());
+        Err(tonic::Status::failed_precondition(why))
     }
 
     pub(crate) fn channel(&self, addr: &str) -> Result<Channel, String> {
@@ -520,6 +584,7 @@ impl PeerClient {
             rpc: rpc as u32,
             body: encode(req),
             from: self.connections.node_id,
+            cluster: self.connections.cluster_id(),
         });
         request.set_timeout(option.hard_ttl());
         let reply = client
@@ -592,6 +657,27 @@ pub async fn set_peer_faults(
     rules: &FaultRules,
     timeout: std::time::Duration,
 ) -> Result<(), tonic::Status> {
+    call_by_address(peer_addr, Rpc::SetFaults, encode(rules), timeout)
+        .await
+        .map(|_| ())
+}
+
+/// The cluster id of the node serving the peer port `peer_addr` ("" when it knows none yet).
+pub async fn cluster_id_of(
+    peer_addr: &str,
+    timeout: std::time::Duration,
+) -> Result<String, tonic::Status> {
+    let body = call_by_address(peer_addr, Rpc::ClusterId, Vec::new(), timeout).await?;
+    decode(&body)
+}
+
+/// One request to a node known only by its peer address (not a group member's connection).
+async fn call_by_address(
+    peer_addr: &str,
+    rpc: Rpc,
+    body: Vec<u8>,
+    timeout: std::time::Duration,
+) -> Result<Vec<u8>, tonic::Status> {
     let channel = Endpoint::from_shared(format!("http://{peer_addr}"))
         .map_err(|e| tonic::Status::invalid_argument(format!("peer address {peer_addr:?}: {e}")))?
         .connect_timeout(timeout)
@@ -600,11 +686,15 @@ pub async fn set_peer_faults(
         .map_err(|e| tonic::Status::unavailable(format!("connecting to {peer_addr}: {e}")))?;
     let mut request = tonic::Request::new(PeerRequest {
         group: 0,
-        rpc: Rpc::SetFaults as u32,
-        body: encode(rules),
+        rpc: rpc as u32,
+        body,
         from: 0,
+        cluster: String::new(),
     });
     request.set_timeout(timeout);
-    RaftPeerClient::new(channel).call(request).await?;
-    Ok(())
+    Ok(RaftPeerClient::new(channel)
+        .call(request)
+        .await?
+        .into_inner()
+        .body)
 }

@@ -399,6 +399,17 @@ impl RaftStore {
         }
     }
 
+    /// Records which cluster this node belongs to (its metadata group's cluster id). From
+    /// then on its peer messages carry it and messages of another cluster are refused.
+    pub fn set_cluster_id(&self, id: &str) {
+        self.inner.connections.set_cluster_id(id);
+    }
+
+    /// Why this node refused a peer of another cluster, if it did.
+    pub fn foreign_cluster(&self) -> Option<String> {
+        self.inner.connections.foreign_cluster()
+    }
+
     /// Keeps `group` from the balancer (see `balance`).
     pub(crate) fn pin(&self, group: GroupId) {
         self.inner

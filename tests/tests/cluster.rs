@@ -522,3 +522,73 @@ async fn writes_through_any_node_survive_a_sigkilled_node() {
         replicated(&nodes[victim], id, run_id).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_directory_of_another_cluster_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = cluster(dir.path());
+    // Node 3's data directory first becomes a one-node cluster of its own.
+    let foreign = dir.path().join("foreign");
+    let mut alone = Node {
+        id: 3,
+        port: nodes[2].port,
+        args: nodes[2].args.clone(),
+        log: dir.path().join("alone.log"),
+        starts: 0,
+        child: None,
+    };
+    let set = |args: &mut Vec<String>, flag: &str, value: &str| {
+        let at = args.iter().position(|a| a == flag).unwrap();
+        args[at + 1] = value.to_string();
+    };
+    let peer_port = nodes[2].args[nodes[2]
+        .args
+        .iter()
+        .position(|a| a == "--peer-port")
+        .unwrap()
+        + 1]
+    .clone();
+    set(
+        &mut alone.args,
+        "--initial-cluster",
+        &format!("3=127.0.0.1:{peer_port}"),
+    );
+    set(&mut alone.args, "--data-dir", &foreign.to_string_lossy());
+    alone.args.extend(["--replication".into(), "1".into()]);
+    alone.spawn();
+    alone.wait_ready().await;
+    alone.terminate();
+
+    // The real cluster forms from nodes 1 and 2.
+    for node in &mut nodes[..2] {
+        node.spawn();
+    }
+    for node in &mut nodes[..2] {
+        node.wait_ready().await;
+    }
+    // Node 3 on the foreign directory sees its peers belong to another cluster and exits.
+    set(&mut nodes[2].args, "--data-dir", &foreign.to_string_lossy());
+    nodes[2].spawn();
+    let mut child = nodes[2].child.take().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 3 started on a foreign data directory"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(!status.success());
+    let log = std::fs::read_to_string(&nodes[2].log).unwrap();
+    assert!(log.contains("belongs to cluster"), "{log}");
+    assert!(log.contains("refusing to start"), "{log}");
+    // The cluster of nodes 1 and 2 serves on.
+    start(
+        &mut nodes[0].client().await.unwrap(),
+        "after-the-foreign-node",
+    )
+    .await;
+}
