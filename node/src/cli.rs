@@ -93,12 +93,16 @@ pub enum ServerCommand {
     /// Run a single-node development server (one replica per Raft group).
     StartDev(StartDevArgs),
     /// Run one node of a cluster. Every flag is also an environment variable `DURA_<FLAG>`
-    /// (a flag wins over its variable).
+    /// and a key of the --config file (flag > variable > file > default).
     Start(StartArgs),
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct StartArgs {
+    /// A TOML file whose keys are these flags' names (`node-id = 2`, `initial-cluster = "…"`);
+    /// a flag or its environment variable wins over the file.
+    #[arg(long, env = "DURA_CONFIG")]
+    pub config: Option<PathBuf>,
     /// This node's id (≥ 1). Default: the trailing ordinal of the hostname plus one
     /// (`dura-0` → 1), so a Kubernetes StatefulSet needs no per-pod arguments.
     #[arg(long, env = "DURA_NODE_ID")]

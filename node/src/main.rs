@@ -5,6 +5,7 @@ mod app;
 mod cleanup;
 mod cli;
 mod config;
+mod config_file;
 mod engine;
 mod error;
 mod frontend;
@@ -20,16 +21,15 @@ mod shard;
 mod transfers;
 
 use anyhow::Context;
-use clap::Parser;
 use tokio::{
     net::TcpListener,
     signal::unix::{SignalKind, signal},
 };
 
-use crate::cli::{Cli, ClusterCommand, Command, OutputFormat, ServerCommand};
+use crate::cli::{ClusterCommand, Command, OutputFormat, ServerCommand};
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli = config_file::parse_cli()?;
     match cli.command {
         Command::Server(ServerCommand::StartDev(args)) => {
             logging::init(args.log_format, args.log_level);
