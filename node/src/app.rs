@@ -50,7 +50,8 @@ impl Application for NodeApplication {
         self.effects.flush(group);
     }
 
-    fn on_snapshot_installed(&self, _group: GroupId) {
+    fn on_snapshot_installed(&self, group: GroupId) {
+        tracing::info!(%group, "installed a snapshot of the group from its leader");
         // Nothing is cached outside the store: readers go to RocksDB, and a leader rebuilds
         // its work from committed state when its leadership starts.
     }

@@ -10,6 +10,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+pub mod cluster;
+
 use anyhow::{Context, bail};
 use temporalio_protos::temporal::api::{
     operatorservice::v1::operator_service_client::OperatorServiceClient,

@@ -5,229 +5,22 @@
 //! A workflow task also travels across nodes: started through one node, polled through
 //! another (forwarded to the leader of the queue's partition), completed through a third.
 
-use std::{
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
-use dura_tests::{WorkflowClient, dura_binary, free_port};
+use dura_tests::cluster::{
+    Node, cluster, cluster_status, describe, described, reachable, replicated, start,
+    start_request, transfer_leader,
+};
 use temporalio_protos::temporal::api::{
     command::v1::{
         Command as WorkflowCommand, CompleteWorkflowExecutionCommandAttributes, command,
     },
-    common::v1::{WorkflowExecution, WorkflowType},
     enums::v1::{CommandType, TaskQueueKind, WorkflowExecutionStatus},
     taskqueue::v1::TaskQueue,
-    workflow::v1::WorkflowExecutionInfo,
     workflowservice::v1::{
-        DescribeNamespaceRequest, DescribeTaskQueueRequest, DescribeWorkflowExecutionRequest,
-        PollWorkflowTaskQueueRequest, RespondWorkflowTaskCompletedRequest,
-        StartWorkflowExecutionRequest, workflow_service_client::WorkflowServiceClient,
+        DescribeTaskQueueRequest, PollWorkflowTaskQueueRequest, RespondWorkflowTaskCompletedRequest,
     },
 };
-
-struct Node {
-    id: u64,
-    port: u16,
-    args: Vec<String>,
-    log: PathBuf,
-    /// Earlier starts, whose logs were set aside.
-    starts: u32,
-    child: Option<Child>,
-}
-
-impl Node {
-    /// Starts the process; each start logs to a file of its own, so the log tells what this
-    /// process leads.
-    fn spawn(&mut self) {
-        if self.log.exists() {
-            self.starts += 1;
-            let previous = self.log.with_extension(format!("log.{}", self.starts));
-            std::fs::rename(&self.log, previous).unwrap();
-        }
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        self.child = Some(
-            Command::new(dura_binary())
-                .args(&self.args)
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .unwrap(),
-        );
-    }
-
-    /// SIGTERM, then waits for a clean exit: the node hands its groups over first.
-    fn terminate(&mut self) {
-        let mut child = self.child.take().expect("running");
-        // SAFETY: kill(2) on a pid we own; no memory is touched.
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                assert!(status.success(), "node {} exited with {status}", self.id);
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "node {} ignored SIGTERM",
-                self.id
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    async fn client(&self) -> anyhow::Result<WorkflowClient> {
-        Ok(WorkflowServiceClient::connect(format!("http://127.0.0.1:{}", self.port)).await?)
-    }
-
-    /// Waits until the node answers DescribeNamespace: it has joined a quorum and bootstrapped.
-    async fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
-                panic!(
-                    "node {} exited during start-up ({status}); log:\n{}",
-                    self.id,
-                    std::fs::read_to_string(&self.log).unwrap_or_default()
-                );
-            }
-            if let Ok(mut client) = self.client().await {
-                let probe = DescribeNamespaceRequest {
-                    namespace: "default".into(),
-                    ..Default::default()
-                };
-                if client.describe_namespace(probe).await.is_ok() {
-                    return;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "node {} not ready; log:\n{}",
-                self.id,
-                std::fs::read_to_string(&self.log).unwrap_or_default()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-impl Node {
-    /// How many shards this node leads now, as its log says.
-    fn shards_led(&self) -> usize {
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        // "stopped leading shard" contains "leading shard" too.
-        let stopped = log.matches("stopped leading shard").count();
-        let started = log.matches("leading shard").count() - stopped;
-        started - stopped
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
-fn cluster(dir: &Path) -> Vec<Node> {
-    let peer_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let initial = peer_ports
-        .iter()
-        .enumerate()
-        .map(|(i, p)| format!("{}=127.0.0.1:{p}", i + 1))
-        .collect::<Vec<_>>()
-        .join(",");
-    (0..3)
-        .map(|i| {
-            let id = i as u64 + 1;
-            let port = free_port();
-            let args = [
-                "server",
-                "start",
-                "--node-id",
-                &id.to_string(),
-                "--data-dir",
-                &dir.join(format!("node-{id}")).to_string_lossy(),
-                "--port",
-                &port.to_string(),
-                "--peer-port",
-                &peer_ports[i].to_string(),
-                "--metrics-port",
-                &free_port().to_string(),
-                "--initial-cluster",
-                &initial,
-                "--shards",
-                "4",
-                // Info: the test reads which shards each node leads from the log.
-                "--log-level",
-                "info",
-            ]
-            .map(String::from)
-            .to_vec();
-            Node {
-                id,
-                port,
-                args,
-                log: dir.join(format!("node-{id}.log")),
-                starts: 0,
-                child: None,
-            }
-        })
-        .collect()
-}
-
-/// `dura cluster status --output json` through `node`.
-fn cluster_status(node: &Node) -> serde_json::Value {
-    let out = Command::new(dura_binary())
-        .args(["cluster", "status", "--output", "json", "--address"])
-        .arg(format!("127.0.0.1:{}", node.port))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// `dura cluster transfer-leader` through `node`.
-fn transfer_leader(node: &Node, group: u32, to: u64) {
-    let out = Command::new(dura_binary())
-        .args(["cluster", "transfer-leader", "--address"])
-        .arg(format!("127.0.0.1:{}", node.port))
-        .args(["--group", &group.to_string(), "--to", &to.to_string()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// The ids of the nodes `status` calls reachable.
-fn reachable(status: &serde_json::Value) -> Vec<u64> {
-    status["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|n| n["reachable"] == true)
-        .map(|n| n["id"].as_u64().unwrap())
-        .collect()
-}
 
 fn queue(name: &str) -> Option<TaskQueue> {
     Some(TaskQueue {
@@ -322,93 +115,10 @@ async fn workflow_task_across_nodes(nodes: [&Node; 3], workflow_id: &str, task_q
     }
 }
 
-fn start_request(workflow_id: &str) -> StartWorkflowExecutionRequest {
-    StartWorkflowExecutionRequest {
-        namespace: "default".into(),
-        workflow_id: workflow_id.into(),
-        workflow_type: Some(WorkflowType {
-            name: "Greet".into(),
-        }),
-        task_queue: Some(TaskQueue {
-            name: "cluster-q".into(),
-            kind: TaskQueueKind::Normal as i32,
-            ..Default::default()
-        }),
-        // One request id per workflow: a retried start finds the first attempt's run.
-        request_id: format!("request-{workflow_id}"),
-        ..Default::default()
-    }
-}
-
-/// Starts `workflow_id` through `client`, retrying UNAVAILABLE (an election) as SDKs do;
-/// returns the run id.
-async fn start(client: &mut WorkflowClient, workflow_id: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match client
-            .start_workflow_execution(start_request(workflow_id))
-            .await
-        {
-            Ok(reply) => return reply.into_inner().run_id,
-            Err(status) if status.code() == tonic::Code::Unavailable => {
-                assert!(Instant::now() < deadline, "{workflow_id}: {status}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(status) => panic!("{workflow_id}: {status}"),
-        }
-    }
-}
-
-/// `node` answers DescribeWorkflowExecution for `workflow_id` with run `run_id` right away.
-async fn described(node: &Node, workflow_id: &str, run_id: &str) {
-    let info = describe(node, workflow_id)
-        .await
-        .unwrap_or_else(|e| panic!("{workflow_id} through node {}: {e}", node.id));
-    assert_eq!(info.execution.unwrap().run_id, run_id);
-}
-
-/// DescribeWorkflowExecution of the current run of `workflow_id` through `node`.
-async fn describe(node: &Node, workflow_id: &str) -> Result<WorkflowExecutionInfo, tonic::Status> {
-    let described = node
-        .client()
-        .await
-        .unwrap()
-        .describe_workflow_execution(DescribeWorkflowExecutionRequest {
-            namespace: "default".into(),
-            execution: Some(WorkflowExecution {
-                workflow_id: workflow_id.into(),
-                run_id: String::new(),
-            }),
-        })
-        .await?;
-    Ok(described.into_inner().workflow_execution_info.unwrap())
-}
-
-/// Waits until `node`'s replica holds `workflow_id` with run `run_id`.
-async fn replicated(node: &Node, workflow_id: &str, run_id: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(info) = describe(node, workflow_id).await {
-            assert_eq!(
-                info.execution.unwrap().run_id,
-                run_id,
-                "{workflow_id}: one run"
-            );
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{workflow_id} never reached node {}",
-            node.id
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_through_any_node_survive_a_sigkilled_node() {
     let dir = tempfile::tempdir().unwrap();
-    let mut nodes = cluster(dir.path());
+    let mut nodes = cluster(dir.path(), &[]);
     // Started in reverse order: bootstrap does not depend on who comes first.
     for node in nodes.iter_mut().rev() {
         node.spawn();
@@ -526,7 +236,7 @@ async fn writes_through_any_node_survive_a_sigkilled_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_data_directory_of_another_cluster_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
-    let mut nodes = cluster(dir.path());
+    let mut nodes = cluster(dir.path(), &[]);
     // Node 3's data directory first becomes a one-node cluster of its own.
     let foreign = dir.path().join("foreign");
     let mut alone = Node {

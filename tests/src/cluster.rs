@@ -1,0 +1,358 @@
+//! Three real `dura server start` processes on loopback: start, SIGTERM, SIGKILL, SIGSTOP
+//! and restart them, and ask them about the cluster through the `dura cluster` CLI.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use temporalio_protos::temporal::api::{
+    common::v1::{WorkflowExecution, WorkflowType},
+    enums::v1::TaskQueueKind,
+    taskqueue::v1::TaskQueue,
+    workflow::v1::WorkflowExecutionInfo,
+    workflowservice::v1::{
+        DescribeNamespaceRequest, DescribeWorkflowExecutionRequest, StartWorkflowExecutionRequest,
+        workflow_service_client::WorkflowServiceClient,
+    },
+};
+
+use crate::{WorkflowClient, dura_binary, free_port};
+
+pub struct Node {
+    pub id: u64,
+    pub port: u16,
+    pub args: Vec<String>,
+    pub log: PathBuf,
+    /// Earlier starts, whose logs were set aside.
+    pub starts: u32,
+    pub child: Option<Child>,
+}
+
+impl Node {
+    /// Starts the process; each start logs to a file of its own, so the log tells what this
+    /// process leads.
+    pub fn spawn(&mut self) {
+        if self.log.exists() {
+            self.starts += 1;
+            let previous = self.log.with_extension(format!("log.{}", self.starts));
+            std::fs::rename(&self.log, previous).unwrap();
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        self.child = Some(
+            Command::new(dura_binary())
+                .args(&self.args)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        );
+    }
+
+    /// SIGTERM, then waits for a clean exit: the node hands its groups over first.
+    pub fn terminate(&mut self) {
+        let mut child = self.child.take().expect("running");
+        // SAFETY: kill(2) on a pid we own; no memory is touched.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(status.success(), "node {} exited with {status}", self.id);
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {} ignored SIGTERM",
+                self.id
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub async fn client(&self) -> anyhow::Result<WorkflowClient> {
+        Ok(WorkflowServiceClient::connect(format!("http://127.0.0.1:{}", self.port)).await?)
+    }
+
+    /// Waits until the node answers DescribeNamespace: it has joined a quorum and bootstrapped.
+    pub async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+                panic!(
+                    "node {} exited during start-up ({status}); log:\n{}",
+                    self.id,
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
+            }
+            if let Ok(mut client) = self.client().await {
+                let probe = DescribeNamespaceRequest {
+                    namespace: "default".into(),
+                    ..Default::default()
+                };
+                if client.describe_namespace(probe).await.is_ok() {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {} not ready; log:\n{}",
+                self.id,
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Node {
+    /// The node's peer port, as its arguments give it.
+    pub fn peer_port(&self) -> u16 {
+        let at = self.args.iter().position(|a| a == "--peer-port").unwrap();
+        self.args[at + 1].parse().unwrap()
+    }
+
+    /// SIGSTOP (`stop`) or SIGCONT the process.
+    pub fn pause(&self, stop: bool) {
+        let pid = self.child.as_ref().expect("running").id();
+        let signal = if stop { libc::SIGSTOP } else { libc::SIGCONT };
+        // SAFETY: kill(2) on a pid we own; no memory is touched.
+        unsafe { libc::kill(pid as libc::pid_t, signal) };
+    }
+
+    /// How many shards this node leads now, as its log says.
+    pub fn shards_led(&self) -> usize {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        // "stopped leading shard" contains "leading shard" too.
+        let stopped = log.matches("stopped leading shard").count();
+        let started = log.matches("leading shard").count() - stopped;
+        started - stopped
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub fn cluster(dir: &Path, extra: &[&str]) -> Vec<Node> {
+    let peer_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let initial = peer_ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("{}=127.0.0.1:{p}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",");
+    (0..3)
+        .map(|i| {
+            let id = i as u64 + 1;
+            let port = free_port();
+            let args = [
+                "server",
+                "start",
+                "--node-id",
+                &id.to_string(),
+                "--data-dir",
+                &dir.join(format!("node-{id}")).to_string_lossy(),
+                "--port",
+                &port.to_string(),
+                "--peer-port",
+                &peer_ports[i].to_string(),
+                "--metrics-port",
+                &free_port().to_string(),
+                "--initial-cluster",
+                &initial,
+                "--shards",
+                "4",
+                // Info: the test reads which shards each node leads from the log.
+                "--log-level",
+                "info",
+            ]
+            .iter()
+            .chain(extra)
+            .map(|a| a.to_string())
+            .collect();
+            Node {
+                id,
+                port,
+                args,
+                log: dir.join(format!("node-{id}.log")),
+                starts: 0,
+                child: None,
+            }
+        })
+        .collect()
+}
+
+/// `dura cluster status --output json` through `node`.
+pub fn cluster_status(node: &Node) -> serde_json::Value {
+    let out = Command::new(dura_binary())
+        .args(["cluster", "status", "--output", "json", "--address"])
+        .arg(format!("127.0.0.1:{}", node.port))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `dura cluster fault` on `node` (started with `--enable-fault-injection`): drops its
+/// messages to `drop_to` and from `drop_from`; both empty heal it.
+pub fn fault(node: &Node, drop_to: &[u64], drop_from: &[u64]) {
+    let list = |ids: &[u64]| ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+    let mut command = Command::new(dura_binary());
+    command
+        .args(["cluster", "fault", "--peer-address"])
+        .arg(format!("127.0.0.1:{}", node.peer_port()));
+    if !drop_to.is_empty() {
+        command.arg(format!("--drop-to={}", list(drop_to)));
+    }
+    if !drop_from.is_empty() {
+        command.arg(format!("--drop-from={}", list(drop_from)));
+    }
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Whether every group has a leader and every follower has applied all the leader has.
+pub fn converged(status: &serde_json::Value) -> bool {
+    status["groups"].as_array().unwrap().iter().all(|g| {
+        g["leader"].is_u64()
+            && g["lag"].as_object().is_some_and(|lag| {
+                lag.len() + 1 == g["voters"].as_array().unwrap().len()
+                    && lag.values().all(|l| l == 0)
+            })
+    })
+}
+
+/// `dura cluster transfer-leader` through `node`.
+pub fn transfer_leader(node: &Node, group: u32, to: u64) {
+    let out = Command::new(dura_binary())
+        .args(["cluster", "transfer-leader", "--address"])
+        .arg(format!("127.0.0.1:{}", node.port))
+        .args(["--group", &group.to_string(), "--to", &to.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The ids of the nodes `status` calls reachable.
+pub fn reachable(status: &serde_json::Value) -> Vec<u64> {
+    status["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["reachable"] == true)
+        .map(|n| n["id"].as_u64().unwrap())
+        .collect()
+}
+
+pub fn start_request(workflow_id: &str) -> StartWorkflowExecutionRequest {
+    StartWorkflowExecutionRequest {
+        namespace: "default".into(),
+        workflow_id: workflow_id.into(),
+        workflow_type: Some(WorkflowType {
+            name: "Greet".into(),
+        }),
+        task_queue: Some(TaskQueue {
+            name: "cluster-q".into(),
+            kind: TaskQueueKind::Normal as i32,
+            ..Default::default()
+        }),
+        // One request id per workflow: a retried start finds the first attempt's run.
+        request_id: format!("request-{workflow_id}"),
+        ..Default::default()
+    }
+}
+
+/// Starts `workflow_id` through `client`, retrying UNAVAILABLE (an election) as SDKs do;
+/// returns the run id.
+pub async fn start(client: &mut WorkflowClient, workflow_id: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match client
+            .start_workflow_execution(start_request(workflow_id))
+            .await
+        {
+            Ok(reply) => return reply.into_inner().run_id,
+            Err(status) if status.code() == tonic::Code::Unavailable => {
+                assert!(Instant::now() < deadline, "{workflow_id}: {status}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(status) => panic!("{workflow_id}: {status}"),
+        }
+    }
+}
+
+/// `node` answers DescribeWorkflowExecution for `workflow_id` with run `run_id` right away.
+pub async fn described(node: &Node, workflow_id: &str, run_id: &str) {
+    let info = describe(node, workflow_id)
+        .await
+        .unwrap_or_else(|e| panic!("{workflow_id} through node {}: {e}", node.id));
+    assert_eq!(info.execution.unwrap().run_id, run_id);
+}
+
+/// DescribeWorkflowExecution of the current run of `workflow_id` through `node`.
+pub async fn describe(
+    node: &Node,
+    workflow_id: &str,
+) -> Result<WorkflowExecutionInfo, tonic::Status> {
+    let described = node
+        .client()
+        .await
+        .unwrap()
+        .describe_workflow_execution(DescribeWorkflowExecutionRequest {
+            namespace: "default".into(),
+            execution: Some(WorkflowExecution {
+                workflow_id: workflow_id.into(),
+                run_id: String::new(),
+            }),
+        })
+        .await?;
+    Ok(described.into_inner().workflow_execution_info.unwrap())
+}
+
+/// Waits until `node`'s replica holds `workflow_id` with run `run_id`.
+pub async fn replicated(node: &Node, workflow_id: &str, run_id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(info) = describe(node, workflow_id).await {
+            assert_eq!(
+                info.execution.unwrap().run_id,
+                run_id,
+                "{workflow_id}: one run"
+            );
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{workflow_id} never reached node {}",
+            node.id
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

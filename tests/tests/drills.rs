@@ -1,0 +1,151 @@
+//! Failover drills on three real `dura server start` processes: a node cut off by a network
+//! partition answers no write while the majority serves on, and a node paused (SIGSTOP) past
+//! the log the leaders keep catches up by snapshot. Each prints the unavailability clients saw.
+//! (The SDK-driven drills — SIGKILL under load, whole-cluster restart, rolling restart — are
+//! in `tests/drills/`.)
+
+use std::time::{Duration, Instant};
+
+use dura_tests::cluster::{
+    Node, cluster, cluster_status, converged, describe, fault, replicated, start, start_request,
+};
+
+async fn start_all(nodes: &mut [Node]) {
+    for node in nodes.iter_mut() {
+        node.spawn();
+    }
+    for node in nodes.iter_mut() {
+        node.wait_ready().await;
+    }
+}
+
+/// Waits until every replica holds everything its group's leader has, as `via` reports it.
+async fn wait_converged(via: &Node) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = cluster_status(via);
+        if converged(&status) {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replicas never converged: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_node_answers_no_write_and_the_majority_serves_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = cluster(dir.path(), &["--enable-fault-injection"]);
+    start_all(&mut nodes).await;
+    let mut runs = Vec::new();
+    for i in 0..6 {
+        let id = format!("before-{i}");
+        runs.push((
+            id.clone(),
+            start(&mut nodes[i % 3].client().await.unwrap(), &id).await,
+        ));
+    }
+
+    // Cut off the node leading the most shards, both ways.
+    let victim = (0..3).max_by_key(|i| nodes[*i].shards_led()).unwrap();
+    let others: Vec<u64> = nodes
+        .iter()
+        .map(|n| n.id)
+        .filter(|id| *id != nodes[victim].id)
+        .collect();
+    fault(&nodes[victim], &others, &others);
+    eprintln!(
+        "partitioned node {} (led {} shards)",
+        nodes[victim].id,
+        nodes[victim].shards_led()
+    );
+
+    // The majority elects new leaders and serves every start; the slowest start (retries
+    // included) is the unavailability its clients saw.
+    let majority: Vec<usize> = (0..3).filter(|i| *i != victim).collect();
+    let mut longest = Duration::ZERO;
+    for i in 0..8 {
+        let id = format!("during-{i}");
+        let began = Instant::now();
+        let run_id = start(&mut nodes[majority[i % 2]].client().await.unwrap(), &id).await;
+        longest = longest.max(began.elapsed());
+        runs.push((id, run_id));
+    }
+    eprintln!("DRILL partition: the majority's slowest start took {longest:?}");
+
+    // The cut-off node answers no write with success: every start through it fails (its
+    // deadline, or UNAVAILABLE), and none of them exists once the partition heals.
+    let mut refused = Vec::new();
+    for i in 0..4 {
+        let id = format!("cut-off-{i}");
+        let mut request = tonic::Request::new(start_request(&id));
+        request.set_timeout(Duration::from_secs(3));
+        let mut client = nodes[victim].client().await.unwrap();
+        match client.start_workflow_execution(request).await {
+            Ok(reply) => panic!("a cut-off node started {id}: {:?}", reply.into_inner()),
+            Err(status) => refused.push((id, status.code())),
+        }
+    }
+    eprintln!("through the cut-off node: {refused:?}");
+
+    fault(&nodes[victim], &[], &[]);
+    wait_converged(&nodes[victim]).await;
+    for (id, run_id) in &runs {
+        for node in &nodes {
+            replicated(node, id, run_id).await;
+        }
+    }
+    for (id, _) in &refused {
+        for node in &nodes {
+            let found = describe(node, id).await;
+            assert_eq!(
+                found.as_ref().err().map(|s| s.code()),
+                Some(tonic::Code::NotFound),
+                "{id} through node {}: {found:?}",
+                node.id
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_follower_catches_up_by_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    // Snapshots every 20 entries: the leaders purge the log a paused node would need.
+    let mut nodes = cluster(dir.path(), &["--raft-snapshot-every", "20"]);
+    start_all(&mut nodes).await;
+
+    let paused = 2;
+    nodes[paused].pause(true);
+    let paused_at = Instant::now();
+    let mut runs = Vec::new();
+    let mut longest = Duration::ZERO;
+    for i in 0..150 {
+        let id = format!("while-paused-{i}");
+        let began = Instant::now();
+        let run_id = start(&mut nodes[i % 2].client().await.unwrap(), &id).await;
+        longest = longest.max(began.elapsed());
+        runs.push((id, run_id));
+    }
+    eprintln!(
+        "DRILL sigstop: with node {} paused the slowest start took {longest:?}",
+        nodes[paused].id
+    );
+    // Paused for 15 s at least, as the drill asks, however fast the starts went.
+    tokio::time::sleep(Duration::from_secs(15).saturating_sub(paused_at.elapsed())).await;
+    nodes[paused].pause(false);
+
+    wait_converged(&nodes[0]).await;
+    for (id, run_id) in &runs {
+        replicated(&nodes[paused], id, run_id).await;
+    }
+    let log = std::fs::read_to_string(&nodes[paused].log).unwrap();
+    assert!(
+        log.contains("installed a snapshot of the group from its leader"),
+        "node {} caught up without a snapshot",
+        nodes[paused].id
+    );
+}
