@@ -68,6 +68,12 @@ pub struct CompareReport {
     /// Dura ÷ Temporal; below 1 means Dura's latency was lower.
     pub p50_ratio: Option<f64>,
     pub p99_ratio: Option<f64>,
+    /// With `--cluster-nodes N`: N local `dura server start` nodes, every group on all.
+    pub cluster_nodes: Option<u32>,
+    pub dura_cluster: Option<ServerResult>,
+    /// Cluster ÷ Temporal, like `throughput_ratio` and `p99_ratio`.
+    pub cluster_throughput_ratio: Option<f64>,
+    pub cluster_p99_ratio: Option<f64>,
 }
 
 /// Dura ÷ Temporal, or none when Temporal's number is zero (nothing completed).
@@ -89,6 +95,19 @@ struct ServerProcess {
 
 impl ServerProcess {
     async fn start(
+        name: &'static str,
+        command: Command,
+        port: u16,
+        log: PathBuf,
+    ) -> anyhow::Result<Self> {
+        let mut server = Self::spawn(name, command, port, log)?;
+        server.wait_ready().await?;
+        Ok(server)
+    }
+
+    /// Starts the process without waiting for it to serve (a cluster's nodes wait for each
+    /// other).
+    fn spawn(
         name: &'static str,
         mut command: Command,
         port: u16,
@@ -112,7 +131,7 @@ impl ServerProcess {
             .stderr(log_file)
             .spawn()
             .with_context(|| format!("starting {name} ({command:?})"))?;
-        let mut server = Self {
+        let server = Self {
             name,
             child: Some(child),
             address: format!("127.0.0.1:{port}"),
@@ -123,7 +142,6 @@ impl ServerProcess {
             server.pid(),
             server.address
         );
-        server.wait_ready().await?;
         Ok(server)
     }
 
@@ -248,13 +266,29 @@ async fn bench_server(
     }
     let server =
         ServerProcess::start(name, command, port, data_dir.join(format!("{name}.log"))).await?;
+    let result = measure(
+        args,
+        name,
+        vec![server.address.clone()],
+        Some(server.pid()),
+        rate,
+    )
+    .await?;
+    server.stop().await?;
+    Ok(ServerResult::new(version(binary), result.0, result.1))
+}
+
+/// Both phases against servers already serving at `addresses`: (saturation, fixed rate).
+async fn measure(
+    args: &CompareArgs,
+    name: &str,
+    addresses: Vec<String>,
+    pid: Option<u32>,
+    rate: Option<f64>,
+) -> anyhow::Result<(RunReport, RunReport)> {
     let plan = |load| {
-        args.workload.plan(
-            server.address.clone(),
-            NAMESPACE.into(),
-            load,
-            Some(server.pid()),
-        )
+        args.workload
+            .plan(addresses.clone(), NAMESPACE.into(), load, pid)
     };
 
     eprintln!(
@@ -276,14 +310,68 @@ async fn bench_server(
     };
     eprintln!("bench: {name}: fixed-rate phase, {rate:.1} wf/s");
     let fixed_rate = driver::run(&plan(Load::Open { rate })?).await?;
-    server.stop().await?;
+    Ok((saturation, fixed_rate))
+}
+
+/// Both phases against a cluster of `nodes` local `dura server start` processes, every
+/// group replicated on all of them, the load spread over every node.
+async fn bench_cluster(
+    args: &CompareArgs,
+    binary: &Path,
+    data_dir: &Path,
+    nodes: u32,
+    rate: f64,
+) -> anyhow::Result<ServerResult> {
+    let ports: Vec<(u16, u16, u16)> = (0..nodes)
+        .map(|_| Ok((free_port()?, free_port()?, free_port()?)))
+        .collect::<anyhow::Result<_>>()?;
+    let initial = ports
+        .iter()
+        .enumerate()
+        .map(|(i, (_, peer, _))| format!("{}=127.0.0.1:{peer}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut servers = Vec::new();
+    for (i, (port, peer, metrics)) in ports.iter().enumerate() {
+        let id = i + 1;
+        let mut command = Command::new(binary);
+        command
+            .args([
+                "server",
+                "start",
+                "--ip",
+                "127.0.0.1",
+                "--log-level",
+                "warn",
+            ])
+            .args(["--node-id", &id.to_string()])
+            .arg("--data-dir")
+            .arg(data_dir.join(format!("dura-cluster-{id}")))
+            .args(["--port", &port.to_string()])
+            .args(["--peer-port", &peer.to_string()])
+            .args(["--metrics-port", &metrics.to_string()])
+            .args(["--initial-cluster", &initial])
+            .args(["--replication", &nodes.to_string()]);
+        let log = data_dir.join(format!("dura-cluster-{id}.log"));
+        servers.push(ServerProcess::spawn("dura node", command, *port, log)?);
+    }
+    for server in &mut servers {
+        server.wait_ready().await?;
+    }
+    let addresses = servers.iter().map(|s| s.address.clone()).collect();
+    // No one process to measure: the cluster's CPU and memory are not reported.
+    let (saturation, fixed_rate) =
+        measure(args, "dura cluster", addresses, None, Some(rate)).await?;
+    for server in servers {
+        server.stop().await?;
+    }
     Ok(ServerResult::new(version(binary), saturation, fixed_rate))
 }
 
 pub async fn run(args: CompareArgs) -> anyhow::Result<()> {
     // Bad input fails here, not after a minute spent starting the first server.
     args.workload.plan(
-        String::new(),
+        vec![String::new()],
         NAMESPACE.into(),
         Load::Closed { concurrency: 1 },
         None,
@@ -307,6 +395,10 @@ pub async fn run(args: CompareArgs) -> anyhow::Result<()> {
         .rate_wf_s
         .expect("the fixed-rate phase is an open loop");
     let dura = bench_server(&args, "dura", &dura_bin, data_dir.path(), Some(rate)).await?;
+    let dura_cluster = match args.cluster_nodes {
+        Some(nodes) => Some(bench_cluster(&args, &dura_bin, data_dir.path(), nodes, rate).await?),
+        None => None,
+    };
 
     let report = CompareReport {
         workload: temporal.saturation.workload.clone(),
@@ -319,6 +411,14 @@ pub async fn run(args: CompareArgs) -> anyhow::Result<()> {
         throughput_ratio: ratio(dura.throughput_wf_s, temporal.throughput_wf_s),
         p50_ratio: ratio(dura.p50_ms, temporal.p50_ms),
         p99_ratio: ratio(dura.p99_ms, temporal.p99_ms),
+        cluster_nodes: args.cluster_nodes,
+        cluster_throughput_ratio: dura_cluster
+            .as_ref()
+            .and_then(|c| ratio(c.throughput_wf_s, temporal.throughput_wf_s)),
+        cluster_p99_ratio: dura_cluster
+            .as_ref()
+            .and_then(|c| ratio(c.p99_ms, temporal.p99_ms)),
+        dura_cluster,
         temporal,
         dura,
     };
@@ -354,7 +454,14 @@ fn section(doc: &str, begin: &str, end: &str) -> anyhow::Result<std::ops::Range<
     Ok(start..stop)
 }
 
-fn markdown_row(r: &CompareReport) -> String {
+/// One row of the results table: `dura` (start-dev, or the cluster) next to Temporal.
+fn markdown_row(
+    r: &CompareReport,
+    label: &str,
+    dura: &ServerResult,
+    throughput_ratio: Option<f64>,
+    p99_ratio: Option<f64>,
+) -> String {
     let ratio = |x: Option<f64>| x.map_or_else(|| "-".into(), |x| format!("{x:.2}"));
     let usage = |s: &ServerResult| {
         s.saturation.server.as_ref().map_or_else(
@@ -364,18 +471,18 @@ fn markdown_row(r: &CompareReport) -> String {
     };
     format!(
         "| {} | {:.1} | {:.1} | {} | {:.1} | {:.1} / {:.1} | {:.1} / {:.1} | {} | {} | {} |",
-        r.workload,
+        label,
         r.temporal.throughput_wf_s,
-        r.dura.throughput_wf_s,
-        ratio(r.throughput_ratio),
+        dura.throughput_wf_s,
+        ratio(throughput_ratio),
         r.rate_wf_s,
         r.temporal.p50_ms,
         r.temporal.p99_ms,
-        r.dura.p50_ms,
-        r.dura.p99_ms,
-        ratio(r.p99_ratio),
+        dura.p50_ms,
+        dura.p99_ms,
+        ratio(p99_ratio),
         usage(&r.temporal),
-        usage(&r.dura),
+        usage(dura),
     )
 }
 
@@ -397,16 +504,33 @@ fn update_markdown(doc: &str, r: &CompareReport) -> anyhow::Result<String> {
     let doc = format!("{}{machine}{}", &doc[..range.start], &doc[range.end..]);
 
     let range = section(&doc, RESULTS_BEGIN, RESULTS_END)?;
-    let prefix = format!("| {} |", r.workload);
     let mut rows: Vec<String> = doc[range.clone()].lines().map(str::to_string).collect();
-    match rows.iter_mut().find(|row| row.starts_with(&prefix)) {
-        Some(row) => *row = markdown_row(r),
-        None => {
-            let last_table_row = rows
-                .iter()
-                .rposition(|row| row.starts_with('|'))
-                .context("no table in results")?;
-            rows.insert(last_table_row + 1, markdown_row(r));
+    let mut lines = vec![(
+        r.workload.clone(),
+        markdown_row(r, &r.workload, &r.dura, r.throughput_ratio, r.p99_ratio),
+    )];
+    if let (Some(cluster), Some(nodes)) = (&r.dura_cluster, r.cluster_nodes) {
+        let label = format!("{} (dura, {nodes} nodes)", r.workload);
+        let row = markdown_row(
+            r,
+            &label,
+            cluster,
+            r.cluster_throughput_ratio,
+            r.cluster_p99_ratio,
+        );
+        lines.push((label, row));
+    }
+    for (label, line) in lines {
+        let prefix = format!("| {label} |");
+        match rows.iter_mut().find(|row| row.starts_with(&prefix)) {
+            Some(row) => *row = line,
+            None => {
+                let last_table_row = rows
+                    .iter()
+                    .rposition(|row| row.starts_with('|'))
+                    .context("no table in results")?;
+                rows.insert(last_table_row + 1, line);
+            }
         }
     }
     Ok(format!(
@@ -501,6 +625,10 @@ mod tests {
             throughput_ratio: ratio(dura.throughput_wf_s, temporal.throughput_wf_s),
             p50_ratio: ratio(dura.p50_ms, temporal.p50_ms),
             p99_ratio: ratio(dura.p99_ms, temporal.p99_ms),
+            cluster_nodes: None,
+            dura_cluster: None,
+            cluster_throughput_ratio: None,
+            cluster_p99_ratio: None,
             temporal,
             dura,
         }
@@ -549,6 +677,31 @@ mod tests {
             doc,
             "rerunning is stable"
         );
+    }
+
+    #[test]
+    fn a_cluster_run_adds_its_row_and_ratios() {
+        let mut r = report();
+        r.cluster_nodes = Some(3);
+        r.dura_cluster = Some(r.dura.clone());
+        r.cluster_throughput_ratio = ratio(r.dura.throughput_wf_s, r.temporal.throughput_wf_s);
+        r.cluster_p99_ratio = ratio(r.dura.p99_ms, r.temporal.p99_ms);
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["cluster_throughput_ratio"], 2.5);
+        assert_eq!(json["cluster_p99_ratio"], 0.25);
+        assert_eq!(json["dura_cluster"]["p99_ms"], 5.0);
+        let doc = update_markdown(DOC, &r).unwrap();
+        assert!(doc.contains("| echo | 100.0 | 250.0 | 2.50 |"), "{doc}");
+        assert!(
+            doc.contains("| echo (dura, 3 nodes) | 100.0 | 250.0 | 2.50 | 50.0 |"),
+            "{doc}"
+        );
+        assert_eq!(
+            update_markdown(&doc, &r).unwrap(),
+            doc,
+            "rerunning is stable"
+        );
+        assert!(report::compare_table(&r).contains("3-node cluster"));
     }
 
     #[test]

@@ -68,7 +68,8 @@ pub enum Load {
 
 #[derive(Debug, Clone)]
 pub struct Plan {
-    pub address: String,
+    /// The server's frontends (a cluster's nodes); the connections are spread over them.
+    pub addresses: Vec<String>,
     pub namespace: String,
     pub workload: Workload,
     pub load: Load,
@@ -447,8 +448,15 @@ pub async fn run(plan: &Plan) -> anyhow::Result<RunReport> {
         procstat::cpu_time(&pid.to_string())
             .with_context(|| format!("--server-pid {pid}: no such process to measure"))?;
     }
-    probe(&plan.address, &plan.namespace).await?;
-    let clients = connect(&plan.address, plan.connections).await?;
+    let mut clients = Vec::new();
+    for (i, address) in plan.addresses.iter().enumerate() {
+        probe(address, &plan.namespace).await?;
+        // Connection k goes to address k mod n.
+        let share = (plan.connections as usize)
+            .saturating_sub(i)
+            .div_ceil(plan.addresses.len());
+        clients.extend(connect(address, share.max(1) as u32).await?);
+    }
     // A queue of its own, so leftovers of an earlier run never reach this run's worker.
     let task_queue = format!("bench-{}", uuid::Uuid::new_v4());
     let shared = Arc::new(Shared {
@@ -520,7 +528,7 @@ pub async fn run(plan: &Plan) -> anyhow::Result<RunReport> {
     };
     Ok(RunReport {
         workload: label,
-        address: plan.address.clone(),
+        address: plan.addresses.join(","),
         namespace: plan.namespace.clone(),
         task_queue,
         mode,

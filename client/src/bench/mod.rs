@@ -70,13 +70,16 @@ pub struct WorkloadArgs {
 impl WorkloadArgs {
     fn plan(
         &self,
-        address: String,
+        addresses: Vec<String>,
         namespace: String,
         load: Load,
         server_pid: Option<u32>,
     ) -> anyhow::Result<Plan> {
+        if addresses.is_empty() {
+            anyhow::bail!("no --address to send load to");
+        }
         Ok(Plan {
-            address,
+            addresses,
             namespace,
             workload: Workload::new(self.workload, self.chain_length, self.signal_count)?,
             load,
@@ -95,9 +98,10 @@ impl WorkloadArgs {
 pub struct RunArgs {
     #[command(flatten)]
     pub workload: WorkloadArgs,
-    /// The server's frontend, host:port.
-    #[arg(long, default_value = "127.0.0.1:7233")]
-    pub address: String,
+    /// The server's frontend, host:port; a cluster's nodes as a comma-separated list (or the
+    /// flag repeated), over which the bench spreads its connections.
+    #[arg(long, value_delimiter = ',', default_value = "127.0.0.1:7233")]
+    pub address: Vec<String>,
     #[arg(long, default_value = "default")]
     pub namespace: String,
     /// Open loop: start this many workflows per second.
@@ -131,6 +135,10 @@ pub struct CompareArgs {
     /// on disk with every acknowledged write fsynced.
     #[arg(long)]
     pub temporal_db_file: bool,
+    /// Also measure a cluster of this many local `dura server start` nodes (every group
+    /// replicated on all of them), the load spread over every node.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=7))]
+    pub cluster_nodes: Option<u32>,
     /// Rewrite this benchmarks document's machine block and this workload's table row.
     #[arg(long)]
     pub markdown: Option<PathBuf>,
@@ -155,6 +163,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             let plan = args
                 .workload
                 .plan(args.address, args.namespace, load, args.server_pid)?;
+            if plan.addresses.len() > 1 && plan.server_pid.is_some() {
+                anyhow::bail!("--server-pid measures one server: give one --address with it");
+            }
             let report = driver::run(&plan).await?;
             print!("{}", report::run_table(&report));
             if args.workload.json {
@@ -212,6 +223,16 @@ mod tests {
             }
         );
         assert_eq!(plan.namespace, "default");
+    }
+
+    #[test]
+    fn run_spreads_over_every_address_given() {
+        let BenchCommand::Run(run) =
+            parse("run --workload echo --rate 5 --address a:1,b:2 --address c:3").unwrap()
+        else {
+            panic!("not a run command")
+        };
+        assert_eq!(run.address, ["a:1", "b:2", "c:3"]);
     }
 
     #[test]

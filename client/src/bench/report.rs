@@ -157,5 +157,17 @@ pub fn compare_table(c: &CompareReport) -> String {
         n.to_string()
     };
     row(&mut out, "errors (both phases)", &errors, None);
+    if let (Some(cluster), Some(nodes)) = (&c.dura_cluster, c.cluster_nodes) {
+        let _ = writeln!(
+            out,
+            "  dura, {nodes}-node cluster: {:.1} wf/s ({}), p50 {:.2} ms, p99 {:.2} ms ({}), {} errors",
+            cluster.throughput_wf_s,
+            ratio_cell(c.cluster_throughput_ratio),
+            cluster.p50_ms,
+            cluster.p99_ms,
+            ratio_cell(c.cluster_p99_ratio),
+            errors(cluster)
+        );
+    }
     out
 }
