@@ -68,13 +68,18 @@ pub(crate) fn open_db(dir: &Path) -> io::Result<DB> {
     opts.set_keep_log_file_num(4);
     opts.increase_parallelism(2);
 
-    let cfs = ALL_CFS.iter().map(|name| {
-        let mut cf_opts = Options::default();
-        cf_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
-        ColumnFamilyDescriptor::new(*name, cf_opts)
-    });
+    let cfs = ALL_CFS
+        .iter()
+        .map(|name| ColumnFamilyDescriptor::new(*name, cf_options()));
 
     DB::open_cf_descriptors(&opts, dir, cfs).map_err(db_err)
+}
+
+/// The options of every column family (also those of the SST files snapshots are made of).
+pub(crate) fn cf_options() -> Options {
+    let mut cf_opts = Options::default();
+    cf_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    cf_opts
 }
 
 /// Flushes the WAL (fsync) and every memtable, so that a reopen needs no WAL replay.

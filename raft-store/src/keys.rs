@@ -41,8 +41,13 @@ pub(crate) enum MetaKind {
     Applied = 4,
     /// The last applied membership (`StoredMembership`), written with `Applied`.
     Membership = 5,
-    /// The current snapshot (`StoredSnapshot`: meta + data).
+    /// A whole-state snapshot blob of builds before snapshots became files; no longer read
+    /// (a node builds a new snapshot when it needs one).
     Snapshot = 6,
+    /// The current snapshot (`StoredSnapshot`: meta + the name of its file).
+    SnapshotFile = 7,
+    /// A snapshot whose install began (`StoredSnapshot`); finished on open after a crash.
+    Installing = 8,
 }
 
 impl MetaKind {
@@ -55,6 +60,8 @@ impl MetaKind {
             4 => Self::Applied,
             5 => Self::Membership,
             6 => Self::Snapshot,
+            7 => Self::SnapshotFile,
+            8 => Self::Installing,
             _ => return None,
         })
     }

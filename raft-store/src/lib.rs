@@ -29,12 +29,16 @@
 //! * **Leadership.** [`RaftStore::leader_term`] is `Some(term)` only while this node leads the
 //!   group *and* has applied its term's first entry — so the state a new leader reads already
 //!   contains every command committed by earlier leaders.
+//! * **Snapshots are files.** A snapshot is an SST file of the group's keys, built from a
+//!   consistent RocksDB view, streamed in bounded chunks and installed by ingesting it; an
+//!   install a crash interrupted is finished when the group opens (`snapshot_file.rs`).
 //! * **No openraft in the API.** openraft is an implementation detail of this crate.
 //!
 //! Layout: `keys.rs` (RocksDB key encodings), `db.rs` (the shared RocksDB handle), `writer.rs`
 //! (group commit), `log_store.rs` / `state_machine.rs` / `txn.rs` (openraft storage), `types.rs`
-//! (openraft type config), `peer.rs` (the node-to-node gRPC transport), `config.rs` (raft
-//! timing), `reader.rs`
+//! (openraft type config), `snapshot_file.rs` (snapshots as SST files), `peer.rs` (the
+//! node-to-node gRPC transport), `faults.rs` (fault injection for tests), `balance.rs`
+//! (leader spread and operator transfers), `config.rs` (raft timing), `reader.rs`
 //! ([`StateReader`]), `store.rs` ([`RaftStore`]), `error.rs`.
 
 mod balance;
@@ -46,6 +50,7 @@ mod keys;
 mod log_store;
 mod peer;
 mod reader;
+mod snapshot_file;
 mod state_machine;
 mod store;
 mod txn;

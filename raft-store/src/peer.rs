@@ -16,8 +16,11 @@
 //! * **Fault injection.** With it enabled, [`crate::faults`] rules drop or delay messages to and
 //!   from chosen peers at both ends of this transport.
 //!
-//! Not yet: coalescing many groups' messages into one request, and streaming snapshots in
-//! bounded chunks (a snapshot travels as one message today).
+//! * **Snapshots** travel as a file in [`snapshot_file::CHUNK_SIZE`] chunks, one request
+//!   each; the receiver appends them to a file and installs it by ingesting, so neither side
+//!   holds a group's state in memory.
+//!
+//! Not yet: coalescing many groups' messages into one request.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -51,6 +54,7 @@ use crate::ProposeError;
 use crate::RaftStore;
 use crate::faults::FaultRules;
 use crate::faults::Faults;
+use crate::snapshot_file;
 use crate::types::C;
 use crate::types::Snapshot;
 use crate::types::SnapshotData;
@@ -100,7 +104,7 @@ enum Rpc {
     AppendEntries = 1,
     Vote = 2,
     PreVote = 3,
-    InstallSnapshot = 4,
+    // 4 was a whole snapshot in one message (earlier builds), replaced by `SnapshotChunk`.
     TransferLeader = 5,
     Propose = 6,
     ReadIndex = 7,
@@ -112,6 +116,8 @@ enum Rpc {
     HandLeadership = 10,
     /// Asks the receiving node which cluster it belongs to ("" when it does not know yet).
     ClusterId = 11,
+    /// One chunk of a snapshot; the last one installs it.
+    SnapshotChunk = 12,
 }
 
 impl Rpc {
@@ -120,7 +126,6 @@ impl Rpc {
             Rpc::AppendEntries,
             Rpc::Vote,
             Rpc::PreVote,
-            Rpc::InstallSnapshot,
             Rpc::TransferLeader,
             Rpc::Propose,
             Rpc::ReadIndex,
@@ -128,6 +133,7 @@ impl Rpc {
             Rpc::TakeLeadership,
             Rpc::HandLeadership,
             Rpc::ClusterId,
+            Rpc::SnapshotChunk,
         ]
         .into_iter()
         .find(|r| *r as u32 == n)
@@ -161,12 +167,16 @@ impl<T> Outcome<T> {
     }
 }
 
-/// A snapshot as it travels: openraft's `Snapshot` is not serde itself.
+/// A piece of a snapshot file as it travels, from `offset`. Every chunk carries the leader's
+/// vote and the snapshot's meta, so the receiver needs no session state beyond the file.
 #[derive(serde::Serialize, serde::Deserialize)]
-struct SnapshotMessage {
+struct SnapshotChunk {
     vote: Vote,
     meta: SnapshotMeta,
-    data: SnapshotData,
+    offset: u64,
+    data: Vec<u8>,
+    /// The last chunk: the receiver installs the snapshot and answers openraft's response.
+    done: bool,
 }
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -270,17 +280,37 @@ impl RaftPeer for PeerService {
                 let req: VoteRequest<C> = decode(&request.body)?;
                 encode(&raft.pre_vote(req).await.map_err(unavailable)?)
             }
-            Rpc::InstallSnapshot => {
-                let msg: SnapshotMessage = decode(&request.body)?;
-                let snapshot = Snapshot {
-                    meta: msg.meta,
-                    snapshot: msg.data,
-                };
-                let resp = raft
-                    .install_full_snapshot(msg.vote, snapshot)
-                    .await
+            Rpc::SnapshotChunk => {
+                let chunk: SnapshotChunk = decode(&request.body)?;
+                let path = self
+                    .store
+                    .incoming_snapshot_path(group, request.from)
                     .map_err(unavailable)?;
-                encode(&resp)
+                let file = tokio::task::spawn_blocking(move || {
+                    snapshot_file::append_chunk(&path, chunk.offset, &chunk.data)?;
+                    match chunk.done {
+                        true => snapshot_file::finish_incoming(path).map(Some),
+                        false => Ok(None),
+                    }
+                })
+                .await
+                .map_err(unavailable)?
+                .map_err(unavailable)?;
+                let response = match file {
+                    Some(file) => {
+                        let snapshot = Snapshot {
+                            meta: chunk.meta,
+                            snapshot: file,
+                        };
+                        Some(
+                            raft.install_full_snapshot(chunk.vote, snapshot)
+                                .await
+                                .map_err(unavailable)?,
+                        )
+                    }
+                    None => None,
+                };
+                encode(&response)
             }
             Rpc::TransferLeader => {
                 if self.store.is_draining() {
@@ -630,14 +660,38 @@ impl RaftNetworkV2<C> for PeerClient {
         cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
         option: RPCOption,
     ) -> Result<SnapshotResponse<C>, StreamingError<C>> {
-        let message = SnapshotMessage {
-            vote,
-            meta: snapshot.meta,
-            data: snapshot.snapshot,
+        let (group, target) = (self.group, self.target);
+        let failed = move |what: String| {
+            StreamingError::from(Unreachable::from_string(format!(
+                "snapshot of group {group} to node {target}: {what}"
+            )))
         };
-        tokio::select! {
-            closed = cancel => Err(StreamingError::Closed(closed)),
-            sent = self.call(Rpc::InstallSnapshot, &message, &option) => Ok(sent?),
+        let file = snapshot.snapshot;
+        let len = file.len().map_err(|e| failed(e.to_string()))?;
+        tokio::pin!(cancel);
+        let mut offset = 0;
+        loop {
+            let reading = file.clone();
+            let data = tokio::task::spawn_blocking(move || reading.read_chunk(offset))
+                .await
+                .map_err(|e| failed(e.to_string()))?
+                .map_err(|e| failed(e.to_string()))?;
+            let sent = data.len() as u64;
+            let chunk = SnapshotChunk {
+                vote: vote.clone(),
+                meta: snapshot.meta.clone(),
+                offset,
+                data,
+                done: offset + sent >= len,
+            };
+            let response: Option<SnapshotResponse<C>> = tokio::select! {
+                closed = &mut cancel => return Err(StreamingError::Closed(closed)),
+                reply = self.call(Rpc::SnapshotChunk, &chunk, &option) => reply?,
+            };
+            if chunk.done {
+                return response.ok_or_else(|| failed("no response to the last chunk".into()));
+            }
+            offset += sent;
         }
     }
 

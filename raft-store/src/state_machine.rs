@@ -15,6 +15,7 @@
 //!   *snapshot* covers them, and snapshots are written with `sync = true`.
 
 use std::io;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::Mutex;
 
@@ -35,7 +36,6 @@ use serde::Serialize;
 use crate::Application;
 use crate::GroupId;
 use crate::db::DbSlot;
-use crate::db::bounded_read_opts;
 use crate::db::cf;
 use crate::db::decode;
 use crate::db::encode;
@@ -45,12 +45,12 @@ use crate::error::db_err;
 use crate::error::io_err;
 use crate::keys::CF_META;
 use crate::keys::CF_STATE;
-use crate::keys::GROUP_PREFIX_LEN;
 use crate::keys::MetaKind;
 use crate::keys::group_prefix;
 use crate::keys::meta_key;
 use crate::keys::prefix_upper_bound;
-use crate::keys::state_key;
+use crate::snapshot_file;
+use crate::snapshot_file::SnapshotFile;
 use crate::txn::ApplyTxn;
 use crate::types::C;
 use crate::types::LogId;
@@ -59,26 +59,12 @@ use crate::types::SnapshotData;
 use crate::types::SnapshotMeta;
 use crate::types::StoredMembership;
 
-/// The snapshot data format: the group's whole application state at `last_applied`.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct SnapshotPayload {
-    pub(crate) last_applied: Option<LogId>,
-    pub(crate) membership: StoredMembership,
-    /// `(application key, value)`, ascending by key.
-    pub(crate) kvs: Vec<(Vec<u8>, Vec<u8>)>,
-}
-
-/// What `raft_meta/<group>/Snapshot` holds.
+/// What `raft_meta/<group>/SnapshotFile` (and `Installing`) holds.
 #[derive(Serialize, Deserialize)]
-struct StoredSnapshot {
-    meta: SnapshotMeta,
-    data: SnapshotData,
-}
-
-/// Decodes only the meta of a [`StoredSnapshot`] (bincode 1 allows trailing bytes).
-#[derive(Deserialize)]
-struct StoredSnapshotHead {
-    meta: SnapshotMeta,
+pub(crate) struct StoredSnapshot {
+    pub(crate) meta: SnapshotMeta,
+    /// The file's name in the snapshot directory.
+    pub(crate) file: String,
 }
 
 /// State shared between a group's state machine and its snapshot builders.
@@ -95,9 +81,14 @@ impl SmShared {
     fn build_snapshot_blocking(&self) -> io::Result<Snapshot> {
         let db = self.db.get()?;
         let meta_cf = cf(&db, CF_META)?;
-        let state_cf = cf(&db, CF_STATE)?;
+        let dir = snapshot_file::directory(&db)?;
+        let building = dir.join(format!(
+            "tmp-g{}-{}",
+            self.group.0,
+            BUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
 
-        let (payload, meta) = {
+        let meta = {
             let view = db.snapshot();
             let last_applied: Option<LogId> = match view
                 .get_cf(meta_cf, meta_key(self.group, MetaKind::Applied))
@@ -113,72 +104,77 @@ impl SmShared {
                 Some(v) => decode(&v)?,
                 None => StoredMembership::default(),
             };
-            let prefix = group_prefix(self.group);
-            let end = prefix_upper_bound(&prefix);
-            let mut kvs = Vec::new();
-            scan(
-                view.raw_iterator_cf_opt(state_cf, bounded_read_opts(end.as_deref())),
-                &prefix,
-                end.as_deref(),
-                |k, v| {
-                    if !k.starts_with(&prefix) {
-                        return Ok(false);
-                    }
-                    kvs.push((k[GROUP_PREFIX_LEN..].to_vec(), v.to_vec()));
-                    Ok(true)
-                },
-            )?;
-            let meta = SnapshotMeta {
+            snapshot_file::write_sst(&db, &view, self.group, &building)?;
+            SnapshotMeta {
                 last_log_id: last_applied,
-                last_membership: membership.clone(),
-            };
-            (
-                SnapshotPayload {
-                    last_applied,
-                    membership,
-                    kvs,
-                },
-                meta,
-            )
+                last_membership: membership,
+            }
         };
-
-        let data = encode(&payload)?;
-        self.store_snapshot(&db, &meta, &data)?;
+        let name = snapshot_file::file_name(self.group, index_of(&meta));
+        let path = dir.join(&name);
+        std::fs::rename(&building, &path)?;
+        // Opened before it can be replaced by a newer snapshot.
+        let file = SnapshotFile::open(path)?;
+        self.store_snapshot(&db, &meta, &name)?;
         Ok(Snapshot {
             meta,
-            snapshot: data,
+            snapshot: file,
         })
     }
 
     /// Stores a built snapshot as the group's current one, unless a newer one is already stored
-    /// (e.g. installed from a leader while this one was being built).
-    fn store_snapshot(&self, db: &DB, meta: &SnapshotMeta, data: &SnapshotData) -> io::Result<()> {
+    /// (e.g. installed from a leader while this one was being built), and removes the file it
+    /// replaces.
+    fn store_snapshot(&self, db: &DB, meta: &SnapshotMeta, name: &str) -> io::Result<()> {
         let _guard = self.snapshot_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let key = meta_key(self.group, MetaKind::Snapshot);
-        if let Some(current) = db.get_pinned_cf(cf(db, CF_META)?, key).map_err(db_err)? {
-            let head: StoredSnapshotHead = decode(&current)?;
-            if head.meta.last_log_id > meta.last_log_id {
+        let key = meta_key(self.group, MetaKind::SnapshotFile);
+        let current: Option<StoredSnapshot> = get_decoded(db, CF_META, &key)?;
+        if let Some(current) = &current {
+            if current.meta.last_log_id > meta.last_log_id {
                 return Ok(());
             }
         }
-        let blob = encode(&StoredSnapshot {
-            meta: meta.clone(),
-            data: data.clone(),
-        })?;
         let mut batch = WriteBatch::default();
-        batch.put_cf(cf(db, CF_META)?, key, blob);
-        db.write_opt(batch, &synced()).map_err(db_err)
+        batch.put_cf(
+            cf(db, CF_META)?,
+            key,
+            encode(&StoredSnapshot {
+                meta: meta.clone(),
+                file: name.to_string(),
+            })?,
+        );
+        db.write_opt(batch, &synced()).map_err(db_err)?;
+        remove_replaced(db, current, name)
     }
 
     fn current_snapshot(&self) -> io::Result<Option<Snapshot>> {
         let db = self.db.get()?;
         let stored: Option<StoredSnapshot> =
-            get_decoded(&db, CF_META, &meta_key(self.group, MetaKind::Snapshot))?;
-        Ok(stored.map(|s| Snapshot {
-            meta: s.meta,
-            snapshot: s.data,
+            get_decoded(&db, CF_META, &meta_key(self.group, MetaKind::SnapshotFile))?;
+        let Some(stored) = stored else {
+            return Ok(None);
+        };
+        let path = snapshot_file::directory(&db)?.join(&stored.file);
+        Ok(Some(Snapshot {
+            meta: stored.meta,
+            snapshot: SnapshotFile::open(path)?,
         }))
     }
+}
+
+/// Distinguishes concurrent builds' temporary files.
+static BUILDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn index_of(meta: &SnapshotMeta) -> u64 {
+    meta.last_log_id.as_ref().map_or(0, |l| l.index())
+}
+
+/// Deletes the file of the snapshot `replaced`, unless it is `kept` (a same-index rebuild).
+fn remove_replaced(db: &DB, replaced: Option<StoredSnapshot>, kept: &str) -> io::Result<()> {
+    if let Some(old) = replaced.filter(|old| old.file != kept) {
+        let _ = std::fs::remove_file(snapshot_file::directory(db)?.join(old.file));
+    }
+    Ok(())
 }
 
 fn synced() -> WriteOptions {
@@ -207,6 +203,21 @@ impl StateMachine {
         db: Arc<DbSlot>,
         app: Arc<dyn Application>,
     ) -> io::Result<Self> {
+        let shared = Arc::new(SmShared {
+            group,
+            db: db.clone(),
+            snapshot_lock: Mutex::new(()),
+        });
+        {
+            let handle = db.get()?;
+            let installing: Option<StoredSnapshot> =
+                get_decoded(&handle, CF_META, &meta_key(group, MetaKind::Installing))?;
+            if let Some(stored) = installing {
+                tracing::warn!(%group, "finishing a snapshot install a crash interrupted");
+                let path = snapshot_file::directory(&handle)?.join(&stored.file);
+                install_blocking(&shared, &stored.meta, &path)?;
+            }
+        }
         let (last_applied, membership) = {
             let db = db.get()?;
             let applied: Option<Option<LogId>> =
@@ -216,11 +227,7 @@ impl StateMachine {
             (applied.flatten(), membership.unwrap_or_default())
         };
         Ok(Self {
-            shared: Arc::new(SmShared {
-                group,
-                db,
-                snapshot_lock: Mutex::new(()),
-            }),
+            shared,
             app,
             last_applied,
             membership,
@@ -330,18 +337,16 @@ impl RaftStateMachine<C> for StateMachine {
         snapshot: SnapshotData,
     ) -> Result<(), io::Error> {
         let group = self.group();
-        let payload: SnapshotPayload = decode(&snapshot)?;
-        if payload.last_applied != meta.last_log_id {
-            return Err(io_err(format!(
-                "group {group}: snapshot data is at {:?} but its meta says {:?}",
-                payload.last_applied, meta.last_log_id
-            )));
-        }
-
         let shared = self.shared.clone();
         let meta_owned = meta.clone();
         tokio::task::spawn_blocking(move || {
-            install_blocking(&shared, &meta_owned, payload, snapshot)
+            let db = shared.db.get()?;
+            // The received file becomes the group's snapshot file (also for serving others).
+            let name = snapshot_file::file_name(group, index_of(&meta_owned));
+            let path = snapshot_file::directory(&db)?.join(&name);
+            std::fs::rename(&snapshot.path, &path)?;
+            drop(db);
+            install_blocking(&shared, &meta_owned, &path)
         })
         .await
         .map_err(|e| io_err(format!("snapshot install task failed: {e}")))??;
@@ -360,20 +365,31 @@ impl RaftStateMachine<C> for StateMachine {
     }
 }
 
-/// Replaces the group's whole state with the snapshot's, in one synced batch that also records
-/// the applied id, membership and the snapshot itself.
-fn install_blocking(
-    shared: &SmShared,
-    meta: &SnapshotMeta,
-    payload: SnapshotPayload,
-    data: SnapshotData,
-) -> io::Result<()> {
+/// Replaces the group's whole state with the snapshot file's at `path` (in the snapshot
+/// directory). First a synced batch marks the install begun and deletes the group's state,
+/// then the file is ingested, then a synced batch records the applied id, membership and the
+/// snapshot and clears the mark: a crash in between leaves the mark, and opening the group
+/// runs the install again.
+fn install_blocking(shared: &SmShared, meta: &SnapshotMeta, path: &Path) -> io::Result<()> {
     let group = shared.group;
     let db = shared.db.get()?;
     let state_cf = cf(&db, CF_STATE)?;
     let meta_cf = cf(&db, CF_META)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let stored = StoredSnapshot {
+        meta: meta.clone(),
+        file: name.clone(),
+    };
 
     let mut batch = WriteBatch::default();
+    batch.put_cf(
+        meta_cf,
+        meta_key(group, MetaKind::Installing),
+        encode(&stored)?,
+    );
     let prefix = group_prefix(group);
     match prefix_upper_bound(&prefix) {
         Some(end) => batch.delete_range_cf(state_cf, prefix.to_vec(), end),
@@ -388,9 +404,23 @@ fn install_blocking(
             })?;
         }
     }
-    for (k, v) in payload.kvs {
-        batch.put_cf(state_cf, state_key(group, &k), v);
+    db.write_opt(batch, &synced()).map_err(db_err)?;
+
+    if std::fs::metadata(path)?.len() > 0 {
+        // Copied, not moved: the file stays the group's snapshot, to serve to others.
+        let mut ingest = rocksdb::IngestExternalFileOptions::default();
+        ingest.set_move_files(false);
+        db.ingest_external_file_cf_opts(state_cf, &ingest, vec![path])
+            .map_err(db_err)?;
     }
+
+    let _guard = shared
+        .snapshot_lock
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    let snapshot_key = meta_key(group, MetaKind::SnapshotFile);
+    let replaced: Option<StoredSnapshot> = get_decoded(&db, CF_META, &snapshot_key)?;
+    let mut batch = WriteBatch::default();
     batch.put_cf(
         meta_cf,
         meta_key(group, MetaKind::Applied),
@@ -401,18 +431,8 @@ fn install_blocking(
         meta_key(group, MetaKind::Membership),
         encode(&meta.last_membership)?,
     );
-
-    let _guard = shared
-        .snapshot_lock
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
-    batch.put_cf(
-        meta_cf,
-        meta_key(group, MetaKind::Snapshot),
-        encode(&StoredSnapshot {
-            meta: meta.clone(),
-            data,
-        })?,
-    );
-    db.write_opt(batch, &synced()).map_err(db_err)
+    batch.put_cf(meta_cf, snapshot_key, encode(&stored)?);
+    batch.delete_cf(meta_cf, meta_key(group, MetaKind::Installing));
+    db.write_opt(batch, &synced()).map_err(db_err)?;
+    remove_replaced(&db, replaced, &name)
 }

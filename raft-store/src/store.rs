@@ -410,6 +410,16 @@ impl RaftStore {
         self.inner.connections.foreign_cluster()
     }
 
+    /// The file a snapshot of `group` sent by node `from` is received into.
+    pub(crate) fn incoming_snapshot_path(
+        &self,
+        group: GroupId,
+        from: u64,
+    ) -> std::io::Result<std::path::PathBuf> {
+        let db = self.inner.db.get()?;
+        crate::snapshot_file::incoming_path(&db, group, from)
+    }
+
     /// Keeps `group` from the balancer (see `balance`).
     pub(crate) fn pin(&self, group: GroupId) {
         self.inner

@@ -599,9 +599,13 @@ async fn snapshot_build_then_install_into_fresh_store() {
     let app = Arc::new(KvApp::default());
     let mut sm = StateMachine::open(GroupId(1), slot.clone(), app.clone()).unwrap();
     assert!(sm.get_current_snapshot().await.unwrap().is_none());
-    sm.install_snapshot(&snap.meta, snap.snapshot.clone())
-        .await
-        .unwrap();
+    // As received from the leader: a copy of its file in the incoming place.
+    let db = slot.get().unwrap();
+    let incoming = crate::snapshot_file::incoming_path(&db, GroupId(1), 7).unwrap();
+    drop(db);
+    std::fs::copy(&snap.snapshot.path, &incoming).unwrap();
+    let received = crate::snapshot_file::finish_incoming(incoming).unwrap();
+    sm.install_snapshot(&snap.meta, received).await.unwrap();
 
     assert_eq!(app.events(), vec!["snapshot_installed 1".to_string()]);
     let reader = crate::StateReader::new(slot.clone(), GroupId(1));
@@ -619,12 +623,56 @@ async fn snapshot_build_then_install_into_fresh_store() {
     assert_eq!(membership, snap.meta.last_membership);
     let current = sm.get_current_snapshot().await.unwrap().unwrap();
     assert_eq!(current.meta, snap.meta);
-    assert_eq!(current.snapshot, snap.snapshot);
+    assert_eq!(
+        std::fs::read(&current.snapshot.path).unwrap(),
+        std::fs::read(&snap.snapshot.path).unwrap(),
+        "the installed file is the group's snapshot, to serve to others"
+    );
 
     // A reopened state machine sees the installed state.
     drop(sm);
+    let mut sm = StateMachine::open(GroupId(1), slot.clone(), app.clone()).unwrap();
+    assert_eq!(sm.applied_state().await.unwrap().0, snap.meta.last_log_id);
+    drop(sm);
+
+    // A crash after an install began (its mark written, the group's state deleted, nothing
+    // ingested yet): opening the group finishes the install from the file.
+    {
+        let db = slot.get().unwrap();
+        let state_cf = cf(&db, keys::CF_STATE).unwrap();
+        let meta_cf = cf(&db, keys::CF_META).unwrap();
+        db.delete_range_cf(
+            state_cf,
+            keys::state_key(GroupId(1), b""),
+            keys::state_key(GroupId(2), b""),
+        )
+        .unwrap();
+        db.put_cf(
+            meta_cf,
+            keys::meta_key(GroupId(1), keys::MetaKind::Applied),
+            crate::db::encode(&None::<crate::types::LogId>).unwrap(),
+        )
+        .unwrap();
+        let mark = crate::state_machine::StoredSnapshot {
+            meta: snap.meta.clone(),
+            file: current
+                .snapshot
+                .path
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into(),
+        };
+        db.put_cf(
+            meta_cf,
+            keys::meta_key(GroupId(1), keys::MetaKind::Installing),
+            crate::db::encode(&mark).unwrap(),
+        )
+        .unwrap();
+    }
     let mut sm = StateMachine::open(GroupId(1), slot.clone(), app).unwrap();
     assert_eq!(sm.applied_state().await.unwrap().0, snap.meta.last_log_id);
+    assert_eq!(reader.scan_prefix(b"").unwrap(), expected);
     drop(sm);
     drop(slot.take());
 }
@@ -676,26 +724,6 @@ async fn group_commit_shares_fsyncs_across_groups() {
             25
         );
     }
-    store.shutdown().await.unwrap();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn snapshot_blob_head_decodes_meta_only() {
-    // The "decode only the meta" trick relies on bincode accepting trailing bytes.
-    let dir = tempfile::tempdir().unwrap();
-    let store = open_ready(opts(dir.path(), &[1], 0), Arc::new(KvApp::default())).await;
-    propose(&store, 1, "put a b").await;
-    store.trigger_snapshot(GroupId(1)).await.unwrap();
-    let snap = store
-        .raft(GroupId(1))
-        .get_snapshot()
-        .await
-        .unwrap()
-        .unwrap();
-    let payload: crate::state_machine::SnapshotPayload = crate::db::decode(&snap.snapshot).unwrap();
-    assert_eq!(payload.last_applied, snap.meta.last_log_id);
-    let kvs: BTreeMap<Vec<u8>, Vec<u8>> = payload.kvs.into_iter().collect();
-    assert_eq!(kvs.get(b"a".as_slice()), Some(&b"b".to_vec()));
     store.shutdown().await.unwrap();
 }
 
@@ -1086,6 +1114,52 @@ async fn a_partitioned_leader_commits_nothing_and_the_replicas_converge_after_he
     for node in &nodes {
         replicated(node, 1, "k", "majority").await;
     }
+    for node in nodes {
+        node.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_behind_the_purged_log_catches_up_by_a_streamed_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut nodes, members) = start_three_nodes(dir.path(), &[1]).await;
+    let refs: Vec<&PeerNode> = nodes.iter().collect();
+    let leader = agreed_leader(&refs, 1, Duration::from_secs(30)).await;
+    let behind = (leader + 1) % 3;
+    let behind_id = behind as u64 + 1;
+    let stopped = nodes.remove(behind);
+    stopped.stop().await;
+
+    // Far more than the log the leader keeps behind a snapshot, and many 64-byte chunks of
+    // snapshot (the test chunk size).
+    let leader = nodes
+        .iter()
+        .position(|n| n.store.leader_term(GroupId(1)).is_some())
+        .unwrap();
+    for i in 0..100 {
+        propose(&nodes[leader].store, 1, &format!("put k{i} value-{i}")).await;
+    }
+    nodes[leader]
+        .store
+        .trigger_snapshot(GroupId(1))
+        .await
+        .unwrap();
+    let leader_store = nodes[leader].store.clone();
+    leader_store
+        .raft(GroupId(1))
+        .wait(Some(Duration::from_secs(30)))
+        .metrics(|m| m.purged.is_some(), "purged behind the snapshot")
+        .await
+        .unwrap();
+
+    let listener = std::net::TcpListener::bind(&members[&behind_id]).unwrap();
+    let back = start_peer_node(dir.path(), behind_id, &members, listener, &[1]).await;
+    replicated(&back, 1, "k99", "value-99").await;
+    assert_eq!(get(&back.store, 1, "k0").as_deref(), Some("value-0"));
+    // It never builds snapshots itself (snapshot_every 0): this one came from the leader.
+    let metrics = back.store.raft(GroupId(1)).metrics();
+    assert!(metrics.borrow_watched().snapshot.is_some());
+    back.stop().await;
     for node in nodes {
         node.stop().await;
     }

@@ -38,7 +38,7 @@ pub(crate) type Entry = alias::EntryOf<C>;
 pub(crate) type Vote = alias::VoteOf<C>;
 pub(crate) type StoredMembership = alias::StoredMembershipOf<C>;
 pub(crate) type SnapshotMeta = alias::SnapshotMetaOf<C>;
-/// Snapshot data is the bincode-encoded [`crate::state_machine::SnapshotPayload`].
-pub(crate) type SnapshotData = Vec<u8>;
+/// Snapshot data is a file of the group's state (see `snapshot_file`).
+pub(crate) type SnapshotData = crate::snapshot_file::SnapshotFile;
 pub(crate) type Snapshot = alias::SnapshotOf<C, SnapshotData>;
 pub(crate) type Raft = openraft::Raft<C, StateMachine>;
