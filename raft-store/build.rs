@@ -14,6 +14,15 @@ fn main() {
                 .codec_path("tonic_prost::ProstCodec")
                 .build(),
         )
+        .method(
+            tonic_prost_build::manual::Method::builder()
+                .name("call_batch")
+                .route_name("CallBatch")
+                .input_type("crate::peer::PeerBatch")
+                .output_type("crate::peer::PeerBatchReply")
+                .codec_path("tonic_prost::ProstCodec")
+                .build(),
+        )
         .build();
     tonic_prost_build::manual::Builder::new().compile(&[service]);
 }

@@ -49,6 +49,7 @@ pub mod faults;
 mod keys;
 mod log_store;
 mod peer;
+mod peer_batch;
 mod reader;
 mod snapshot_file;
 mod state_machine;

@@ -54,6 +54,8 @@ use crate::ProposeError;
 use crate::RaftStore;
 use crate::faults::FaultRules;
 use crate::faults::Faults;
+use crate::peer_batch::BatchStats;
+use crate::peer_batch::Batcher;
 use crate::snapshot_file;
 use crate::types::C;
 use crate::types::Snapshot;
@@ -65,7 +67,7 @@ mod generated {
     include!(concat!(env!("OUT_DIR"), "/dura.peer.RaftPeer.rs"));
 }
 
-use generated::raft_peer_client::RaftPeerClient;
+pub(crate) use generated::raft_peer_client::RaftPeerClient;
 use generated::raft_peer_server::RaftPeer;
 pub use generated::raft_peer_server::RaftPeerServer;
 
@@ -89,6 +91,32 @@ pub struct PeerRequest {
     /// cluster.
     #[prost(string, tag = "5")]
     pub cluster: String,
+}
+
+/// Messages of many groups to one peer, sent together (see `peer_batch`).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PeerBatch {
+    #[prost(message, repeated, tag = "1")]
+    pub requests: Vec<PeerRequest>,
+}
+
+/// The replies to a [`PeerBatch`], in its order.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PeerBatchReply {
+    #[prost(message, repeated, tag = "1")]
+    pub replies: Vec<PeerItemReply>,
+}
+
+/// One message's reply: its body, or the gRPC status it failed with.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PeerItemReply {
+    #[prost(bytes = "vec", tag = "1")]
+    pub body: Vec<u8>,
+    /// 0 (OK), else a gRPC status code.
+    #[prost(int32, tag = "2")]
+    pub code: i32,
+    #[prost(string, tag = "3")]
+    pub message: String,
 }
 
 /// The RPC's response, or why the receiving node could not answer it.
@@ -218,7 +246,44 @@ impl RaftPeer for PeerService {
         &self,
         request: tonic::Request<PeerRequest>,
     ) -> Result<tonic::Response<PeerReply>, tonic::Status> {
-        let mut request = request.into_inner();
+        self.handle(request.into_inner())
+            .await
+            .map(tonic::Response::new)
+    }
+
+    async fn call_batch(
+        &self,
+        request: tonic::Request<PeerBatch>,
+    ) -> Result<tonic::Response<PeerBatchReply>, tonic::Status> {
+        let handled = futures::future::join_all(
+            request
+                .into_inner()
+                .requests
+                .into_iter()
+                .map(|r| self.handle(r)),
+        )
+        .await;
+        let replies = handled
+            .into_iter()
+            .map(|reply| match reply {
+                Ok(reply) => PeerItemReply {
+                    body: reply.body,
+                    code: 0,
+                    message: String::new(),
+                },
+                Err(status) => PeerItemReply {
+                    body: Vec::new(),
+                    code: status.code() as i32,
+                    message: status.message().to_string(),
+                },
+            })
+            .collect();
+        Ok(tonic::Response::new(PeerBatchReply { replies }))
+    }
+}
+
+impl PeerService {
+    async fn handle(&self, mut request: PeerRequest) -> Result<PeerReply, tonic::Status> {
         let group = GroupId(request.group);
         let faults = &self.store.connections().faults;
         if request.rpc == Rpc::SetFaults as u32 {
@@ -226,11 +291,11 @@ impl RaftPeer for PeerService {
             faults
                 .set(rules)
                 .map_err(tonic::Status::permission_denied)?;
-            return Ok(tonic::Response::new(PeerReply { body: encode(&()) }));
+            return Ok(PeerReply { body: encode(&()) });
         }
         if request.rpc == Rpc::ClusterId as u32 {
             let id = self.store.connections().cluster_id();
-            return Ok(tonic::Response::new(PeerReply { body: encode(&id) }));
+            return Ok(PeerReply { body: encode(&id) });
         }
         faults.incoming(request.from).await.map_err(unavailable)?;
         self.store
@@ -259,7 +324,7 @@ impl RaftPeer for PeerService {
             None
         };
         if let Some(body) = outcome {
-            return Ok(tonic::Response::new(PeerReply { body }));
+            return Ok(PeerReply { body });
         }
         let raft = self
             .store
@@ -331,7 +396,7 @@ impl RaftPeer for PeerService {
             | Rpc::HandLeadership
             | Rpc::ClusterId => unreachable!("answered above"),
         };
-        Ok(tonic::Response::new(PeerReply { body }))
+        Ok(PeerReply { body })
     }
 }
 
@@ -479,6 +544,8 @@ impl RaftStore {
 pub(crate) struct PeerConnections {
     node_id: u64,
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    batchers: Arc<Mutex<HashMap<String, Batcher>>>,
+    pub(crate) batch_stats: Arc<BatchStats>,
     pub(crate) faults: Arc<Faults>,
     cluster: Arc<ClusterIdentity>,
 }
@@ -495,6 +562,8 @@ impl PeerConnections {
         PeerConnections {
             node_id,
             channels: Arc::default(),
+            batchers: Arc::default(),
+            batch_stats: Arc::default(),
             faults: Arc::new(faults),
             cluster: Arc::default(),
         }
@@ -539,6 +608,16 @@ impl PeerConnections {
         Err(tonic::Status::failed_precondition(why))
     }
 
+    /// The batcher of the peer at `addr` (one per peer, shared by every group).
+    fn batcher(&self, addr: &str) -> Result<Batcher, String> {
+        let channel = self.channel(addr)?;
+        let mut batchers = self.batchers.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(batchers
+            .entry(addr.to_string())
+            .or_insert_with(|| Batcher::spawn(channel, self.batch_stats.clone()))
+            .clone())
+    }
+
     pub(crate) fn channel(&self, addr: &str) -> Result<Channel, String> {
         let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(channel) = channels.get(addr) {
@@ -568,6 +647,8 @@ pub(crate) struct PeerClient {
     target: u64,
     connections: PeerConnections,
     client: Result<RaftPeerClient<Channel>, String>,
+    /// Appends, votes and pre-votes go through the peer's batcher.
+    batcher: Result<Batcher, String>,
 }
 
 impl RaftNetworkFactory<C> for PeerNetwork {
@@ -583,15 +664,18 @@ impl RaftNetworkFactory<C> for PeerNetwork {
                     .max_decoding_message_size(usize::MAX)
                     .max_encoding_message_size(usize::MAX)
             }),
+            batcher: self.connections.batcher(&node.addr),
         }
     }
 }
 
 impl PeerClient {
+    /// `heartbeat`: an append without entries, which may wait briefly for company.
     async fn call<Req: Serialize, Resp: DeserializeOwned>(
         &mut self,
         rpc: Rpc,
         req: &Req,
+        heartbeat: bool,
         option: &RPCOption,
     ) -> Result<Resp, Unreachable<C>> {
         let unreachable = |what: String| {
@@ -605,23 +689,30 @@ impl PeerClient {
             .outgoing(self.target)
             .await
             .map_err(|e| unreachable(e.to_string()))?;
-        let client = match &mut self.client {
-            Ok(client) => client,
-            Err(e) => return Err(unreachable(e.clone())),
-        };
-        let mut request = tonic::Request::new(PeerRequest {
+        let request = PeerRequest {
             group: self.group.0,
             rpc: rpc as u32,
             body: encode(req),
             from: self.connections.node_id,
             cluster: self.connections.cluster_id(),
-        });
-        request.set_timeout(option.hard_ttl());
-        let reply = client
-            .call(request)
-            .await
-            .map_err(|status| unreachable(status.to_string()))?;
-        dura_codec::decode_as(Kind::PeerMessage, BODY_VERSION, &reply.into_inner().body)
+        };
+        let body = match (rpc, &self.batcher) {
+            (Rpc::AppendEntries | Rpc::Vote | Rpc::PreVote, Ok(batcher)) => {
+                let urgent = rpc != Rpc::AppendEntries || !heartbeat;
+                batcher.call(request, option.hard_ttl(), urgent).await
+            }
+            _ => {
+                let client = match &mut self.client {
+                    Ok(client) => client,
+                    Err(e) => return Err(unreachable(e.clone())),
+                };
+                let mut request = tonic::Request::new(request);
+                request.set_timeout(option.hard_ttl());
+                client.call(request).await.map(|r| r.into_inner().body)
+            }
+        }
+        .map_err(|status| unreachable(status.to_string()))?;
+        dura_codec::decode_as(Kind::PeerMessage, BODY_VERSION, &body)
             .map_err(|e| unreachable(e.to_string()))
     }
 }
@@ -634,7 +725,10 @@ impl RaftNetworkV2<C> for PeerClient {
         rpc: AppendEntriesRequest<C>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<C>, RPCError<C>> {
-        Ok(self.call(Rpc::AppendEntries, &rpc, &option).await?)
+        let heartbeat = rpc.entries.is_empty();
+        Ok(self
+            .call(Rpc::AppendEntries, &rpc, heartbeat, &option)
+            .await?)
     }
 
     async fn vote(
@@ -642,7 +736,7 @@ impl RaftNetworkV2<C> for PeerClient {
         rpc: VoteRequest<C>,
         option: RPCOption,
     ) -> Result<VoteResponse<C>, RPCError<C>> {
-        Ok(self.call(Rpc::Vote, &rpc, &option).await?)
+        Ok(self.call(Rpc::Vote, &rpc, false, &option).await?)
     }
 
     async fn pre_vote(
@@ -650,7 +744,7 @@ impl RaftNetworkV2<C> for PeerClient {
         rpc: VoteRequest<C>,
         option: RPCOption,
     ) -> Result<VoteResponse<C>, RPCError<C>> {
-        Ok(self.call(Rpc::PreVote, &rpc, &option).await?)
+        Ok(self.call(Rpc::PreVote, &rpc, false, &option).await?)
     }
 
     async fn full_snapshot(
@@ -686,7 +780,7 @@ impl RaftNetworkV2<C> for PeerClient {
             };
             let response: Option<SnapshotResponse<C>> = tokio::select! {
                 closed = &mut cancel => return Err(StreamingError::Closed(closed)),
-                reply = self.call(Rpc::SnapshotChunk, &chunk, &option) => reply?,
+                reply = self.call(Rpc::SnapshotChunk, &chunk, false, &option) => reply?,
             };
             if chunk.done {
                 return response.ok_or_else(|| failed("no response to the last chunk".into()));
@@ -700,7 +794,7 @@ impl RaftNetworkV2<C> for PeerClient {
         req: TransferLeaderRequest<C>,
         option: RPCOption,
     ) -> Result<TransferLeaderResponse<C>, RPCError<C>> {
-        Ok(self.call(Rpc::TransferLeader, &req, &option).await?)
+        Ok(self.call(Rpc::TransferLeader, &req, false, &option).await?)
     }
 }
 

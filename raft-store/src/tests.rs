@@ -1164,3 +1164,37 @@ async fn a_follower_behind_the_purged_log_catches_up_by_a_streamed_snapshot() {
         node.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_groups_heartbeats_share_requests() {
+    use std::sync::atomic::Ordering;
+
+    let dir = tempfile::tempdir().unwrap();
+    let groups: Vec<u32> = (0..8).collect();
+    let (nodes, _) = start_three_nodes(dir.path(), &groups).await;
+    for group in &groups {
+        agreed_leader(
+            &nodes.iter().collect::<Vec<_>>(),
+            *group,
+            Duration::from_secs(30),
+        )
+        .await;
+    }
+    // Idle groups only heartbeat; over a second each node sends hundreds of them.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (batches, messages) = nodes.iter().fold((0, 0), |(b, m), n| {
+        let stats = &n.store.connections().batch_stats;
+        (
+            b + stats.batches.load(Ordering::Relaxed),
+            m + stats.messages.load(Ordering::Relaxed),
+        )
+    });
+    eprintln!("{messages} messages in {batches} requests");
+    assert!(
+        messages > batches,
+        "{messages} messages in {batches} requests: none shared a request"
+    );
+    for node in nodes {
+        node.stop().await;
+    }
+}

@@ -124,6 +124,17 @@ impl Node {
         self.args[at + 1].parse().unwrap()
     }
 
+    /// The process's peak resident memory (VmHWM), in KiB.
+    pub fn peak_memory_kib(&self) -> u64 {
+        let pid = self.child.as_ref().expect("running").id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc/<pid>/status")
+    }
+
     /// SIGSTOP (`stop`) or SIGCONT the process.
     pub fn pause(&self, stop: bool) {
         let pid = self.child.as_ref().expect("running").id();
@@ -175,8 +186,6 @@ pub fn cluster(dir: &Path, extra: &[&str]) -> Vec<Node> {
                 &free_port().to_string(),
                 "--initial-cluster",
                 &initial,
-                "--shards",
-                "4",
                 // Info: the test reads which shards each node leads from the log.
                 "--log-level",
                 "info",
@@ -184,7 +193,12 @@ pub fn cluster(dir: &Path, extra: &[&str]) -> Vec<Node> {
             .iter()
             .chain(extra)
             .map(|a| a.to_string())
-            .collect();
+            .collect::<Vec<_>>();
+            // Four shards unless the test says otherwise.
+            let mut args = args;
+            if !extra.contains(&"--shards") {
+                args.extend(["--shards".to_string(), "4".to_string()]);
+            }
             Node {
                 id,
                 port,

@@ -149,3 +149,53 @@ async fn a_paused_follower_catches_up_by_snapshot() {
         nodes[paused].id
     );
 }
+
+/// The peak memory (VmHWM) of a follower that was down while `workflows` workflows started
+/// in one shard, and caught up by snapshot.
+async fn catch_up_peak_memory_kib(workflows: usize) -> u64 {
+    let dir = tempfile::tempdir().unwrap();
+    // One shard: it holds every workflow.
+    let mut nodes = cluster(
+        dir.path(),
+        &["--raft-snapshot-every", "500", "--shards", "1"],
+    );
+    start_all(&mut nodes).await;
+    nodes[2].kill9();
+    let clients = [
+        nodes[0].client().await.unwrap(),
+        nodes[1].client().await.unwrap(),
+    ];
+    let mut tasks = tokio::task::JoinSet::new();
+    for worker in 0..32 {
+        let mut client = clients[worker % 2].clone();
+        tasks.spawn(async move {
+            for i in (worker..workflows).step_by(32) {
+                start(&mut client, &format!("memory-{i}")).await;
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    nodes[2].spawn();
+    nodes[2].wait_ready().await;
+    wait_converged(&nodes[0]).await;
+    let log = std::fs::read_to_string(&nodes[2].log).unwrap();
+    assert!(log.contains("installed a snapshot of the group from its leader"));
+    nodes[2].peak_memory_kib()
+}
+
+/// A measurement, not a check (minutes long, so not in the default run): `cargo test
+/// --workspace --test drills -- --ignored --nocapture`. Catching up by snapshot streams files,
+/// so the follower's peak memory should not grow with the shards' size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn catch_up_memory_does_not_grow_with_the_shards() {
+    for workflows in [1_000, 10_000] {
+        let kib = catch_up_peak_memory_kib(workflows).await;
+        eprintln!(
+            "DRILL memory: a follower catching up after {workflows} workflows peaked at {} MiB",
+            kib / 1024
+        );
+    }
+}
