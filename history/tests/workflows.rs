@@ -280,6 +280,17 @@ fn signal_request_ids_are_deduplicated() {
     h.signal("s", "same").unwrap();
     h.signal("s", "same").unwrap();
     assert_eq!(h.events_of(EventType::WorkflowExecutionSignaled).len(), 1);
+    // A retry that arrives after the signal let the workflow finish (a failover in between)
+    // finds the first attempt's success, as on the real server; a new signal is refused.
+    let wt = h.poll_wt();
+    h.complete_wt(&wt, vec![complete_workflow("done")]).unwrap();
+    let before = h.ms.clone();
+    h.signal("s", "same").unwrap();
+    assert_eq!(h.ms, before);
+    assert!(matches!(
+        h.signal("s", "other").unwrap_err(),
+        HistoryError::NotFound(_)
+    ));
 }
 
 #[test]

@@ -30,10 +30,12 @@ pub struct SignalRequest {
 /// workflow task if none is pending.
 pub fn signal_workflow(ms: &mut MutableState, req: SignalRequest) -> Result<Transition<()>> {
     run(ms, req.now, |tx| {
-        tx.ensure_running()?;
+        // A retried signal that already took effect succeeds, also once the run closed (the
+        // real server checks the request id first too).
         if !req.request_id.is_empty() && tx.ms.signal_request_ids.contains(&req.request_id) {
             return Ok(());
         }
+        tx.ensure_running()?;
         add_signal(tx, &req);
         // During a start delay the first workflow task waits for its timer.
         if !tx.ms.start_delay_pending {
