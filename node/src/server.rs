@@ -119,6 +119,15 @@ pub async fn run_node(
     }
     wait_for_leaders(&store, peers.is_some()).await?;
     bootstrap(&namespaces, &config).await?;
+    // Bootstrap's commands are applied on the metadata leader when they return; this node's
+    // replica must hold them too before it serves, or it would answer "namespace not found".
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while let Err(e) = namespaces.read_barrier().await {
+        if tokio::time::Instant::now() >= deadline {
+            return Err(e).context("catching up with the metadata group");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     store.set_cluster_id(&namespaces.cluster_id()?);
     let engine = Engine::new(store.clone(), shards, effects);
     let leaders = ShardLeaders::start(&engine).context("following shard leadership")?;
@@ -164,7 +173,7 @@ pub async fn run_node(
                 .max_encoding_message_size(MAX_MESSAGE_SIZE),
         )
         .add_service(
-            OperatorServiceServer::new(frontend)
+            OperatorServiceServer::new(frontend.clone())
                 .accept_compressed(CompressionEncoding::Gzip)
                 .send_compressed(CompressionEncoding::Gzip)
                 .max_decoding_message_size(MAX_MESSAGE_SIZE)
@@ -193,6 +202,7 @@ pub async fn run_node(
         () = shutdown => {
             // Still serving while the groups move, so calls forwarded here meanwhile land.
             store.hand_off_leadership(HAND_OFF_TIMEOUT).await;
+            frontend.stop_polls();
             let _ = stop_tx.send(());
             match tokio::time::timeout(SHUTDOWN_GRACE, &mut serve).await {
                 Ok(served) => served,

@@ -52,6 +52,8 @@ struct Inner {
     workflows: Workflows,
     cluster: ClusterFacts,
     forwarder: forward::Forwarder,
+    /// Cancelled when the node stops: open long polls answer empty at once.
+    stopping: tokio_util::sync::CancellationToken,
 }
 
 impl Frontend {
@@ -62,7 +64,26 @@ impl Frontend {
                 namespaces,
                 workflows,
                 cluster,
+                stopping: Default::default(),
             }),
+        }
+    }
+
+    /// Answers every open and later long poll empty, as when its wait ends without a task:
+    /// a stopping node must not hold its pollers (the SDKs poll again, elsewhere or later)
+    /// until their minute-long deadlines pass.
+    pub fn stop_polls(&self) {
+        self.inner.stopping.cancel();
+    }
+
+    /// `poll`, or an empty answer once the node is stopping.
+    async fn long_poll<T: Default>(
+        &self,
+        poll: impl std::future::Future<Output = crate::error::ApiResult<T>>,
+    ) -> RpcResult<T> {
+        tokio::select! {
+            polled = poll => reply(polled),
+            () = self.inner.stopping.cancelled() => reply(Ok(T::default())),
         }
     }
 
@@ -256,13 +277,14 @@ impl WorkflowService for Frontend {
             dura_matching::TaskKind::Workflow,
         );
         match owner.filter(|_| !forwarded) {
-            Some(node) => reply(
-                self.inner
-                    .forwarder
-                    .poll_workflow_task(node, req, timeout)
-                    .await,
-            ),
-            None => reply(self.workflows().poll_workflow_task(req, timeout).await),
+            Some(node) => {
+                self.long_poll(self.inner.forwarder.poll_workflow_task(node, req, timeout))
+                    .await
+            }
+            None => {
+                self.long_poll(self.workflows().poll_workflow_task(req, timeout))
+                    .await
+            }
         }
     }
 
@@ -302,13 +324,14 @@ impl WorkflowService for Frontend {
             dura_matching::TaskKind::Activity,
         );
         match owner.filter(|_| !forwarded) {
-            Some(node) => reply(
-                self.inner
-                    .forwarder
-                    .poll_activity_task(node, req, timeout)
-                    .await,
-            ),
-            None => reply(self.workflows().poll_activity_task(req, timeout).await),
+            Some(node) => {
+                self.long_poll(self.inner.forwarder.poll_activity_task(node, req, timeout))
+                    .await
+            }
+            None => {
+                self.long_poll(self.workflows().poll_activity_task(req, timeout))
+                    .await
+            }
         }
     }
 
