@@ -28,6 +28,8 @@ use crate::store::Inner;
 pub(crate) const BALANCE_EVERY: Duration = Duration::from_secs(2);
 /// A target may lag the leader's log by this many entries and still take over.
 const MAX_TARGET_LAG: u64 = 16;
+/// A target must have acknowledged a heartbeat this recently (heartbeats go every 50 ms).
+const MAX_ACK_AGE: Duration = Duration::from_millis(500);
 
 /// Looks and hands off until the store goes away.
 pub(crate) async fn run(store: Weak<Inner>) {
@@ -46,9 +48,17 @@ pub(crate) async fn run(store: Weak<Inner>) {
     }
 }
 
-/// The other voters of the group `raft` leads whose log is within [`MAX_TARGET_LAG`] entries of
-/// the leader's: those that can take over at once.
-pub(crate) fn caught_up_voters(raft: &crate::types::Raft, me: u64) -> Vec<u64> {
+/// The other voters of the group `raft` leads that can take over at once: their log is within
+/// [`MAX_TARGET_LAG`] entries of the leader's, they acknowledged a heartbeat within
+/// [`MAX_ACK_AGE`] (a node just killed still looks caught up) and they did not say they are
+/// stopping. A transfer to a node that cannot take over costs an election.
+pub(crate) fn caught_up_voters(
+    raft: &crate::types::Raft,
+    me: u64,
+    connections: &crate::peer::PeerConnections,
+) -> Vec<u64> {
+    use openraft::Instant as _;
+
     let metrics = raft.metrics();
     let m = metrics.borrow_watched();
     let last = m.last_log_index.unwrap_or(0);
@@ -59,10 +69,17 @@ pub(crate) fn caught_up_voters(raft: &crate::types::Raft, me: u64) -> Vec<u64> {
                 .is_some_and(|index| index + MAX_TARGET_LAG >= last)
         })
     };
+    let alive = |node: &u64| {
+        m.heartbeat.as_ref().is_some_and(|h| {
+            h.get(node)
+                .and_then(|acked| acked.as_ref())
+                .is_some_and(|acked| acked.elapsed() < MAX_ACK_AGE)
+        })
+    };
     m.membership_config
         .membership()
         .voter_ids()
-        .filter(|v| *v != me && caught_up(v))
+        .filter(|v| *v != me && caught_up(v) && alive(v) && !connections.is_draining(*v))
         .collect()
 }
 
@@ -99,7 +116,7 @@ fn hand_off(inner: &Inner) -> Option<(GroupId, u64)> {
         return None;
     }
     for group in mine {
-        let target = caught_up_voters(&inner.groups[&group].raft, me)
+        let target = caught_up_voters(&inner.groups[&group].raft, me, &inner.connections)
             .into_iter()
             .min_by_key(|v| led.get(v).copied().unwrap_or(0));
         // Only a move that narrows the gap: never trade places with an equally loaded node.

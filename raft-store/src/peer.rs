@@ -146,6 +146,8 @@ enum Rpc {
     ClusterId = 11,
     /// One chunk of a snapshot; the last one installs it.
     SnapshotChunk = 12,
+    /// The sender is stopping (`true`: hand it no group) or back (`false`).
+    Draining = 13,
 }
 
 impl Rpc {
@@ -162,6 +164,7 @@ impl Rpc {
             Rpc::HandLeadership,
             Rpc::ClusterId,
             Rpc::SnapshotChunk,
+            Rpc::Draining,
         ]
         .into_iter()
         .find(|r| *r as u32 == n)
@@ -314,6 +317,12 @@ impl PeerService {
             Some(encode(&Outcome::of(
                 self.store.hand_leadership(group, to).await,
             )))
+        } else if request.rpc == Rpc::Draining as u32 {
+            let draining: bool = decode(&request.body)?;
+            self.store
+                .connections()
+                .mark_draining(request.from, draining);
+            Some(encode(&Outcome::Done(())))
         } else if request.rpc == Rpc::Propose as u32 {
             Some(encode(&Outcome::of(
                 self.store
@@ -394,7 +403,8 @@ impl PeerService {
             | Rpc::SetFaults
             | Rpc::TakeLeadership
             | Rpc::HandLeadership
-            | Rpc::ClusterId => unreachable!("answered above"),
+            | Rpc::ClusterId
+            | Rpc::Draining => unreachable!("answered above"),
         };
         Ok(PeerReply { body })
     }
@@ -545,6 +555,8 @@ pub(crate) struct PeerConnections {
     node_id: u64,
     channels: Arc<Mutex<HashMap<String, Channel>>>,
     batchers: Arc<Mutex<HashMap<String, Batcher>>>,
+    /// Peers that said they are stopping, and when.
+    draining: Arc<Mutex<HashMap<u64, std::time::Instant>>>,
     pub(crate) batch_stats: Arc<BatchStats>,
     pub(crate) faults: Arc<Faults>,
     cluster: Arc<ClusterIdentity>,
@@ -563,6 +575,7 @@ impl PeerConnections {
             node_id,
             channels: Arc::default(),
             batchers: Arc::default(),
+            draining: Arc::default(),
             batch_stats: Arc::default(),
             faults: Arc::new(faults),
             cluster: Arc::default(),
@@ -608,6 +621,24 @@ impl PeerConnections {
         Err(tonic::Status::failed_precondition(why))
     }
 
+    /// Whether peer `node` said it is stopping, recently enough that it cannot be back (a
+    /// node that restarts says so, but that message may be lost).
+    pub(crate) fn is_draining(&self, node: u64) -> bool {
+        let draining = self.draining.lock().unwrap_or_else(|e| e.into_inner());
+        draining
+            .get(&node)
+            .is_some_and(|since| since.elapsed() < DRAINING_FOR)
+    }
+
+    fn mark_draining(&self, node: u64, draining: bool) {
+        let mut marks = self.draining.lock().unwrap_or_else(|e| e.into_inner());
+        if draining {
+            marks.insert(node, std::time::Instant::now());
+        } else {
+            marks.remove(&node);
+        }
+    }
+
     /// The batcher of the peer at `addr` (one per peer, shared by every group).
     fn batcher(&self, addr: &str) -> Result<Batcher, String> {
         let channel = self.channel(addr)?;
@@ -631,6 +662,35 @@ impl PeerConnections {
             .connect_lazy();
         channels.insert(addr.to_string(), channel.clone());
         Ok(channel)
+    }
+}
+
+/// How long a peer that said it is stopping is taken for stopping.
+const DRAINING_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl RaftStore {
+    /// Tells every peer this node is stopping (or, at start, that it is back), best effort.
+    pub(crate) async fn tell_peers_draining(&self, draining: bool) {
+        let me = self.node_id();
+        let calls = self
+            .peer_addresses()
+            .into_keys()
+            .filter(|node| *node != me)
+            .map(|node| async move {
+                let told: Result<(), ProposeError> = self
+                    .ask(
+                        node,
+                        GroupId::META,
+                        Rpc::Draining,
+                        encode(&draining),
+                        std::time::Duration::from_secs(1),
+                    )
+                    .await;
+                if let Err(e) = told {
+                    tracing::debug!(node, error = %e, "could not tell a peer this node is stopping");
+                }
+            });
+        futures::future::join_all(calls).await;
     }
 }
 

@@ -54,7 +54,7 @@ pub struct RaftStore {
 pub(crate) struct Inner {
     pub(crate) node_id: u64,
     /// The connections to the peers, shared by every group (and forwarded proposals).
-    connections: PeerConnections,
+    pub(crate) connections: PeerConnections,
     db: Arc<DbSlot>,
     writer: Arc<Writer>,
     pub(crate) groups: BTreeMap<GroupId, Group>,
@@ -198,6 +198,11 @@ impl RaftStore {
             }),
         };
         let balancer = tokio::spawn(crate::balance::run(Arc::downgrade(&store.inner)));
+        // Back after a stop: peers may hand this node groups again.
+        tokio::spawn({
+            let store = store.clone();
+            async move { store.tell_peers_draining(false).await }
+        });
         *store
             .inner
             .balancer
@@ -376,6 +381,8 @@ impl RaftStore {
         self.inner
             .draining
             .store(true, std::sync::atomic::Ordering::Release);
+        // Peers hand nothing to a node that is stopping.
+        self.tell_peers_draining(true).await;
         let me = self.inner.node_id;
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
@@ -385,7 +392,8 @@ impl RaftStore {
                     continue;
                 }
                 leading += 1;
-                if let Some(to) = crate::balance::caught_up_voters(&g.raft, me).first() {
+                let targets = crate::balance::caught_up_voters(&g.raft, me, self.connections());
+                if let Some(to) = targets.first() {
                     let _ = g.raft.trigger().transfer_leader(*to).await;
                 }
             }
