@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs Dura's whole test suite: the Rust workspace (unit, storage-suite and end-to-end tests),
-# the SDK conformance suite, Dura's own Python-SDK tests and its TypeScript-SDK suite.
+# Runs Dura's whole test suite: the Rust workspace (unit, storage-suite and end-to-end tests,
+# cluster drills), the SDK conformance suite (on start-dev and through a 3-node cluster),
+# Dura's own Python-SDK tests and failover drills, and its TypeScript-SDK suite.
 # Installs what a fresh machine lacks.
 #
 #   bash scripts/test.sh
@@ -37,12 +38,33 @@ else
   exit 1
 fi
 
+# The same suite through one node of a three-node cluster (its two restart tests need a
+# server it starts itself, so they skip against an address).
+CLUSTER_DIR="$(mktemp -d)"
+stop_cluster() {
+  DURA_CLUSTER_DIR="$CLUSTER_DIR" bash "$ROOT/deploy/local-cluster.sh" stop >/dev/null 2>&1 || true
+  rm -rf "$CLUSTER_DIR"
+}
+trap stop_cluster EXIT
+echo "test.sh: conformance suite through a 3-node cluster" >&2
+DURA_BIN="$CARGO_TARGET_DIR/debug/dura" DURA_CLUSTER_DIR="$CLUSTER_DIR" DURA_CLUSTER_BASE_PORT=17233 \
+  bash deploy/local-cluster.sh start 3
+bash "$SUITE/run.sh" address 127.0.0.1:17233
+stop_cluster
+trap - EXIT
+
 # Dura's own Python-SDK tests: histories against expectations recorded from the real dev
 # server, 200 concurrent workflows, and SIGKILL mid-run. Same virtualenv as the suite.
 VENV="${CONFORMANCE_VENV:-.venv-conformance}"
 case "$VENV" in /*) ;; *) VENV="$ROOT/$VENV" ;; esac
 echo "test.sh: tests/python" >&2
 (cd tests/python && DURA_BIN="$CARGO_TARGET_DIR/debug/dura" "$VENV/bin/python" -m pytest -q .)
+
+# Failover drills through the Python SDK on three real nodes: SIGKILL of the busiest leader
+# under load, SIGSTOP catch-up, whole-cluster SIGKILL, rolling SIGTERM restart. (The partition
+# and snapshot catch-up drills are Rust tests, run by cargo test above.)
+echo "test.sh: tests/drills" >&2
+(cd tests/drills && DURA_BIN="$CARGO_TARGET_DIR/debug/dura" "$VENV/bin/python" -m pytest -q -s .)
 
 # Dura's own TypeScript-SDK suite (a second SDK is a second judge): against Dura, then against
 # the real dev server whose behaviour it encodes. Installs Node packages with `npm ci`.
