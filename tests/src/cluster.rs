@@ -211,44 +211,51 @@ pub fn cluster(dir: &Path, extra: &[&str]) -> Vec<Node> {
         .collect()
 }
 
-/// `dura cluster status --output json` through `node`.
-pub fn cluster_status(node: &Node) -> serde_json::Value {
-    let out = Command::new(dura_binary())
-        .args(["cluster", "status", "--output", "json", "--address"])
-        .arg(format!("127.0.0.1:{}", node.port))
-        .output()
-        .unwrap();
+/// Runs the `dura` CLI with `args`, which must succeed; its standard output.
+fn dura_cli<S: AsRef<std::ffi::OsStr>>(args: impl IntoIterator<Item = S>) -> Vec<u8> {
+    let out = Command::new(dura_binary()).args(args).output().unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).unwrap()
+    out.stdout
+}
+
+/// `dura cluster status --output json` through `node`.
+pub fn cluster_status(node: &Node) -> serde_json::Value {
+    let address = format!("127.0.0.1:{}", node.port);
+    let out = dura_cli([
+        "cluster",
+        "status",
+        "--output",
+        "json",
+        "--address",
+        &address,
+    ]);
+    serde_json::from_slice(&out).unwrap()
 }
 
 /// `dura cluster fault` on `node` (started with `--enable-fault-injection`): drops its
 /// messages to `drop_to` and from `drop_from`; both empty heal it.
 pub fn fault(node: &Node, drop_to: &[u64], drop_from: &[u64]) {
     let list = |ids: &[u64]| ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
-    let mut command = Command::new(dura_binary());
-    command
-        .args(["cluster", "fault", "--peer-address"])
-        .arg(format!("127.0.0.1:{}", node.peer_port()));
+    let mut args = vec![
+        "cluster".to_string(),
+        "fault".into(),
+        "--peer-address".into(),
+        format!("127.0.0.1:{}", node.peer_port()),
+    ];
     if !drop_to.is_empty() {
-        command.arg(format!("--drop-to={}", list(drop_to)));
+        args.push(format!("--drop-to={}", list(drop_to)));
     }
     if !drop_from.is_empty() {
-        command.arg(format!("--drop-from={}", list(drop_from)));
+        args.push(format!("--drop-from={}", list(drop_from)));
     }
-    let out = command.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    dura_cli(args);
 }
 
-/// Whether every group has a leader and every follower has applied all the leader has.
+/// Whether every group has a leader and every follower's log matches the leader's.
 pub fn converged(status: &serde_json::Value) -> bool {
     status["groups"].as_array().unwrap().iter().all(|g| {
         g["leader"].is_u64()
@@ -261,17 +268,18 @@ pub fn converged(status: &serde_json::Value) -> bool {
 
 /// `dura cluster transfer-leader` through `node`.
 pub fn transfer_leader(node: &Node, group: u32, to: u64) {
-    let out = Command::new(dura_binary())
-        .args(["cluster", "transfer-leader", "--address"])
-        .arg(format!("127.0.0.1:{}", node.port))
-        .args(["--group", &group.to_string(), "--to", &to.to_string()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let address = format!("127.0.0.1:{}", node.port);
+    let (group, to) = (group.to_string(), to.to_string());
+    dura_cli([
+        "cluster",
+        "transfer-leader",
+        "--address",
+        &address,
+        "--group",
+        &group,
+        "--to",
+        &to,
+    ]);
 }
 
 /// The ids of the nodes `status` calls reachable.

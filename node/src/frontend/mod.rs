@@ -76,6 +76,21 @@ impl Frontend {
         self.inner.stopping.cancel();
     }
 
+    /// The node a task-queue call must be served by: the leader of the queue's partition,
+    /// unless that is this node or another node forwarded the call here already.
+    fn queue_owner(
+        &self,
+        forwarded: bool,
+        namespace: &str,
+        queue: Option<&temporalio_protos::temporal::api::taskqueue::v1::TaskQueue>,
+        kind: dura_matching::TaskKind,
+    ) -> Option<u64> {
+        if forwarded {
+            return None;
+        }
+        self.workflows().remote_poll_owner(namespace, queue, kind)
+    }
+
     /// `poll`, or an empty answer once the node is stopping.
     async fn long_poll<T: Default>(
         &self,
@@ -271,12 +286,13 @@ impl WorkflowService for Frontend {
         let timeout = workflows::grpc_timeout(&request);
         let forwarded = request.metadata().contains_key(forward::FORWARDED);
         let req = request.into_inner();
-        let owner = self.workflows().remote_poll_owner(
+        let owner = self.queue_owner(
+            forwarded,
             &req.namespace,
             req.task_queue.as_ref(),
             dura_matching::TaskKind::Workflow,
         );
-        match owner.filter(|_| !forwarded) {
+        match owner {
             Some(node) => {
                 self.long_poll(self.inner.forwarder.poll_workflow_task(node, req, timeout))
                     .await
@@ -318,12 +334,13 @@ impl WorkflowService for Frontend {
         let timeout = workflows::grpc_timeout(&request);
         let forwarded = request.metadata().contains_key(forward::FORWARDED);
         let req = request.into_inner();
-        let owner = self.workflows().remote_poll_owner(
+        let owner = self.queue_owner(
+            forwarded,
             &req.namespace,
             req.task_queue.as_ref(),
             dura_matching::TaskKind::Activity,
         );
-        match owner.filter(|_| !forwarded) {
+        match owner {
             Some(node) => {
                 self.long_poll(self.inner.forwarder.poll_activity_task(node, req, timeout))
                     .await
@@ -533,10 +550,8 @@ impl WorkflowService for Frontend {
         } else {
             dura_matching::TaskKind::Workflow
         };
-        let owner =
-            self.workflows()
-                .remote_poll_owner(&req.namespace, req.task_queue.as_ref(), kind);
-        match owner.filter(|_| !forwarded) {
+        let owner = self.queue_owner(forwarded, &req.namespace, req.task_queue.as_ref(), kind);
+        match owner {
             Some(node) => reply(
                 self.inner
                     .forwarder
@@ -722,12 +737,13 @@ impl WorkflowService for Frontend {
             name: req.sticky_task_queue.clone(),
             ..Default::default()
         };
-        let owner = self.workflows().remote_poll_owner(
+        let owner = self.queue_owner(
+            forwarded,
             &req.namespace,
             Some(&sticky),
             dura_matching::TaskKind::Workflow,
         );
-        match owner.filter(|_| !forwarded) {
+        match owner {
             Some(node) => reply(
                 self.inner
                     .forwarder
