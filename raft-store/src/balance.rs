@@ -28,7 +28,7 @@ use crate::store::Inner;
 pub(crate) const BALANCE_EVERY: Duration = Duration::from_secs(2);
 /// A target may lag the leader's log by this many entries and still take over.
 const MAX_TARGET_LAG: u64 = 16;
-/// A target must have acknowledged a heartbeat this recently (heartbeats go every 50 ms).
+/// A target must have answered this recently (every group heartbeats it every 50 ms).
 const MAX_ACK_AGE: Duration = Duration::from_millis(500);
 
 /// Looks and hands off until the store goes away.
@@ -49,7 +49,7 @@ pub(crate) async fn run(store: Weak<Inner>) {
 }
 
 /// The other voters of the group `raft` leads that can take over at once: their log is within
-/// [`MAX_TARGET_LAG`] entries of the leader's, they acknowledged a heartbeat within
+/// [`MAX_TARGET_LAG`] entries of the leader's, they answered this node within
 /// [`MAX_ACK_AGE`] (a node just killed still looks caught up) and they did not say they are
 /// stopping. A transfer to a node that cannot take over costs an election.
 pub(crate) fn caught_up_voters(
@@ -57,8 +57,6 @@ pub(crate) fn caught_up_voters(
     me: u64,
     connections: &crate::peer::PeerConnections,
 ) -> Vec<u64> {
-    use openraft::Instant as _;
-
     let metrics = raft.metrics();
     let m = metrics.borrow_watched();
     let last = m.last_log_index.unwrap_or(0);
@@ -69,13 +67,8 @@ pub(crate) fn caught_up_voters(
                 .is_some_and(|index| index + MAX_TARGET_LAG >= last)
         })
     };
-    let alive = |node: &u64| {
-        m.heartbeat.as_ref().is_some_and(|h| {
-            h.get(node)
-                .and_then(|acked| acked.as_ref())
-                .is_some_and(|acked| acked.elapsed() < MAX_ACK_AGE)
-        })
-    };
+    // Not openraft's heartbeat metrics: an idle group does not republish them.
+    let alive = |node: &u64| connections.answered_within(*node, MAX_ACK_AGE);
     m.membership_config
         .membership()
         .voter_ids()

@@ -555,6 +555,8 @@ pub(crate) struct PeerConnections {
     node_id: u64,
     channels: Arc<Mutex<HashMap<String, Channel>>>,
     batchers: Arc<Mutex<HashMap<String, Batcher>>>,
+    /// When each peer last answered a message.
+    answered: Arc<Mutex<HashMap<u64, std::time::Instant>>>,
     /// Peers that said they are stopping, and when.
     draining: Arc<Mutex<HashMap<u64, std::time::Instant>>>,
     pub(crate) batch_stats: Arc<BatchStats>,
@@ -576,6 +578,7 @@ impl PeerConnections {
             channels: Arc::default(),
             batchers: Arc::default(),
             draining: Arc::default(),
+            answered: Arc::default(),
             batch_stats: Arc::default(),
             faults: Arc::new(faults),
             cluster: Arc::default(),
@@ -628,6 +631,17 @@ impl PeerConnections {
         draining
             .get(&node)
             .is_some_and(|since| since.elapsed() < DRAINING_FOR)
+    }
+
+    fn record_answer(&self, node: u64) {
+        let mut answered = self.answered.lock().unwrap_or_else(|e| e.into_inner());
+        answered.insert(node, std::time::Instant::now());
+    }
+
+    /// Whether peer `node` answered a message within `window`.
+    pub(crate) fn answered_within(&self, node: u64, window: std::time::Duration) -> bool {
+        let answered = self.answered.lock().unwrap_or_else(|e| e.into_inner());
+        answered.get(&node).is_some_and(|at| at.elapsed() < window)
     }
 
     fn mark_draining(&self, node: u64, draining: bool) {
@@ -772,6 +786,7 @@ impl PeerClient {
             }
         }
         .map_err(|status| unreachable(status.to_string()))?;
+        self.connections.record_answer(self.target);
         dura_codec::decode_as(Kind::PeerMessage, BODY_VERSION, &body)
             .map_err(|e| unreachable(e.to_string()))
     }

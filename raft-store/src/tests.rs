@@ -818,11 +818,15 @@ async fn relaxed_durability_skips_fsync_for_appends() {
 struct PeerNode {
     store: RaftStore,
     server: tokio::task::JoinHandle<()>,
+    stop_serving: tokio::sync::oneshot::Sender<()>,
 }
 
 impl PeerNode {
+    /// Stops serving and closes every connection peers hold to this node (aborting the
+    /// server task would leave its connections answering for the stopped store), then
+    /// closes the store.
     async fn stop(self) {
-        self.server.abort();
+        let _ = self.stop_serving.send(());
         let _ = self.server.await;
         self.store.shutdown().await.unwrap();
     }
@@ -852,13 +856,20 @@ async fn start_peer_node(
         tokio::net::TcpListener::from_std(listener).unwrap(),
     );
     let service = store.peer_service();
+    let (stop_serving, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         let _ = tonic::transport::Server::builder()
             .add_service(service)
-            .serve_with_incoming(incoming)
+            .serve_with_incoming_shutdown(incoming, async {
+                let _ = stopped.await;
+            })
             .await;
     });
-    PeerNode { store, server }
+    PeerNode {
+        store,
+        server,
+        stop_serving,
+    }
 }
 
 /// Three nodes (ids 1..=3) on loopback ports, each hosting `groups`; also their peer addresses.
@@ -1132,10 +1143,12 @@ async fn a_follower_behind_the_purged_log_catches_up_by_a_streamed_snapshot() {
 
     // Far more than the log the leader keeps behind a snapshot, and many 64-byte chunks of
     // snapshot (the test chunk size).
-    let leader = nodes
-        .iter()
-        .position(|n| n.store.leader_term(GroupId(1)).is_some())
-        .unwrap();
+    let leader = agreed_leader(
+        &nodes.iter().collect::<Vec<_>>(),
+        1,
+        Duration::from_secs(30),
+    )
+    .await;
     for i in 0..100 {
         propose(&nodes[leader].store, 1, &format!("put k{i} value-{i}")).await;
     }
