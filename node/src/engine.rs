@@ -266,6 +266,33 @@ impl Engine {
 
     /// Applies a run-scoped request.
     pub async fn execute_run(&self, run: &RunKey, request: RunRequest) -> ApiResult<ShardOutcome> {
+        let (shard, command) = self.run_command(run, request);
+        self.execute(shard, command).await
+    }
+
+    /// Applies a run-scoped request of `leader`'s own work on its own shard, fenced by its
+    /// term: proposed only while this node still leads the shard in that term.
+    pub(crate) async fn execute_run_as(
+        &self,
+        leader: &ShardLeader,
+        run: &RunKey,
+        request: RunRequest,
+    ) -> ApiResult<ShardOutcome> {
+        let (shard, command) = self.run_command(run, request);
+        if shard != leader.shard {
+            return self.execute(shard, command).await;
+        }
+        let reply = self
+            .inner
+            .store
+            .propose_in_term(shard, leader.term, command.encode())
+            .await?;
+        let reply: ShardReply =
+            bincode::deserialize(&reply).map_err(|e| ApiError::Internal(e.to_string()))?;
+        Ok(reply?)
+    }
+
+    fn run_command(&self, run: &RunKey, request: RunRequest) -> (GroupId, ShardCommand) {
         let shard = self.shard_for(&run.namespace_id, &run.workflow_id);
         let command = ShardCommand::Run {
             namespace_id: run.namespace_id.clone(),
@@ -273,7 +300,7 @@ impl Engine {
             run_id: run.run_id.clone(),
             request,
         };
-        self.execute(shard, command).await
+        (shard, command)
     }
 
     /// Carries out one effect of an entry `leader`'s shard applied.
@@ -578,14 +605,17 @@ pub(crate) async fn timer_service(
             if let Some((run, timer)) = entries.remove(&id) {
                 let engine = engine.clone();
                 let timers = leader.timers.clone();
+                let fenced = leader.clone();
                 leader.spawn(async move {
                     let request = RunRequest::FireTimer(FireTimerRequest {
                         timer: timer.clone(),
                         new_run_id: uuid::Uuid::new_v4().to_string(),
                         now: now_nanos(),
                     });
-                    match engine.execute_run(&run, request).await {
+                    match engine.execute_run_as(&fenced, &run, request).await {
                         Ok(_) => {}
+                        // Deposed: the new leader arms this timer again from state.
+                        Err(ApiError::NotLeader { .. }) => {}
                         // The state machine's verdict (run gone, ...) is final.
                         Err(e @ ApiError::History(_)) => {
                             tracing::debug!(workflow_id = %run.workflow_id, run_id = %run.run_id, error = %e, "timer not applied");

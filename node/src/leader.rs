@@ -217,6 +217,8 @@ impl Drop for WorkflowWatch {
 #[derive(Clone)]
 pub struct ShardLeader {
     pub shard: GroupId,
+    /// The term this leadership is of: the fence of the work it proposes to its own shard.
+    pub term: u64,
     /// Cancelled when the term's leadership ends; everything the leader spawns stops with it.
     pub cancel: CancellationToken,
     /// The shard's timer service.
@@ -311,6 +313,7 @@ async fn lead(engine: Engine, shard: GroupId, term: u64, cancel: CancellationTok
     let (timers, timer_rx) = mpsc::unbounded_channel();
     let leader = ShardLeader {
         shard,
+        term,
         cancel: cancel.clone(),
         timers,
     };

@@ -314,6 +314,24 @@ impl RaftStore {
         }
     }
 
+    /// Proposes `command` only if this node leads `group` in `term`, and never elsewhere: the
+    /// fence for a leader's own work. A deposed leader's late proposal is refused (`NotLeader`)
+    /// instead of being handed to the new leader, which rebuilt that work from state.
+    pub async fn propose_in_term(
+        &self,
+        group: GroupId,
+        term: u64,
+        command: Vec<u8>,
+    ) -> Result<Vec<u8>, ProposeError> {
+        if self.leader_term(group) != Some(term) {
+            return Err(ProposeError::NotLeader {
+                group,
+                leader: self.leader_of(group),
+            });
+        }
+        self.propose(group, command).await
+    }
+
     /// A reader of `group`'s applied state.
     pub fn reader(&self, group: GroupId) -> Result<StateReader, Error> {
         if !self.inner.groups.contains_key(&group) {

@@ -1211,3 +1211,23 @@ async fn many_groups_heartbeats_share_requests() {
         node.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proposal_fenced_by_an_old_term_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_ready(opts(dir.path(), &[1], 0), Arc::new(KvApp::default())).await;
+    let term = store.leader_term(GroupId(1)).unwrap();
+    store
+        .propose_in_term(GroupId(1), term, b"put k now".to_vec())
+        .await
+        .unwrap();
+    match store
+        .propose_in_term(GroupId(1), term - 1, b"put k stale".to_vec())
+        .await
+    {
+        Err(ProposeError::NotLeader { .. }) => {}
+        other => panic!("a proposal of an earlier term went through: {other:?}"),
+    }
+    assert_eq!(get(&store, 1, "k").as_deref(), Some("now"));
+    store.shutdown().await.unwrap();
+}
