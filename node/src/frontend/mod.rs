@@ -91,6 +91,19 @@ impl Frontend {
         self.workflows().remote_poll_owner(namespace, queue, kind)
     }
 
+    /// A read barrier on the shard of schedule `schedule_id`, so this node's replica holds
+    /// every change to it committed before the call.
+    async fn fresh_schedule(
+        &self,
+        namespace: &str,
+        schedule_id: &str,
+    ) -> crate::error::ApiResult<()> {
+        let workflow_id = dura_history::schedules::scheduler_workflow_id(schedule_id);
+        self.workflows()
+            .fresh_workflow(namespace, &workflow_id)
+            .await
+    }
+
     /// `poll`, or an empty answer once the node is stopping.
     async fn long_poll<T: Default>(
         &self,
@@ -604,12 +617,7 @@ impl WorkflowService for Frontend {
         request: Request<wfsvc::DescribeScheduleRequest>,
     ) -> RpcResult<wfsvc::DescribeScheduleResponse> {
         let req = request.into_inner();
-        let workflow_id = dura_history::schedules::scheduler_workflow_id(&req.schedule_id);
-        if let Err(e) = self
-            .workflows()
-            .fresh_workflow(&req.namespace, &workflow_id)
-            .await
-        {
+        if let Err(e) = self.fresh_schedule(&req.namespace, &req.schedule_id).await {
             return reply(Err(e));
         }
         reply(self.workflows().describe_schedule(req))
@@ -619,14 +627,23 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<wfsvc::PatchScheduleRequest>,
     ) -> RpcResult<wfsvc::PatchScheduleResponse> {
-        reply(self.workflows().patch_schedule(request.into_inner()).await)
+        let req = request.into_inner();
+        // The patch checks the schedule exists in this node's replica first.
+        if let Err(e) = self.fresh_schedule(&req.namespace, &req.schedule_id).await {
+            return reply(Err(e));
+        }
+        reply(self.workflows().patch_schedule(req).await)
     }
 
     async fn delete_schedule(
         &self,
         request: Request<wfsvc::DeleteScheduleRequest>,
     ) -> RpcResult<wfsvc::DeleteScheduleResponse> {
-        reply(self.workflows().delete_schedule(request.into_inner()).await)
+        let req = request.into_inner();
+        if let Err(e) = self.fresh_schedule(&req.namespace, &req.schedule_id).await {
+            return reply(Err(e));
+        }
+        reply(self.workflows().delete_schedule(req).await)
     }
 
     async fn list_schedules(
