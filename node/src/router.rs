@@ -35,7 +35,16 @@ pub async fn propose(store: &RaftStore, group: GroupId, command: Vec<u8>) -> Api
                     .propose_via(node, group, command.clone(), remaining)
                     .await
             }
-            _ => store.propose(group, command.clone()).await,
+            // Bounded too: a leader cut off from its quorum (a partition) would otherwise
+            // hold a call without a deadline forever. What times out may still commit.
+            _ => tokio::time::timeout(remaining, store.propose(group, command.clone()))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(ProposeError::Unavailable {
+                        group,
+                        reason: format!("not committed within {ELECTION_WAIT:?}"),
+                    })
+                }),
         };
         match proposed {
             Err(ProposeError::NotLeader { leader, .. }) if !remaining.is_zero() => {
