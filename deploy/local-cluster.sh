@@ -10,7 +10,8 @@
 # Node i (from 1) serves clients on 7233 + 10·(i-1) (7233, 7243, 7253, …), peers on that
 # port + 1 and /metrics on that port + 2; its data, log and pid live in ./.dura-cluster/node-i.
 # The binary is $DURA_BIN, else `dura` on PATH, else the debug build in $CARGO_TARGET_DIR
-# (default ~/.cache/dura-target). Extra flags for every node: $DURA_CLUSTER_ARGS.
+# (default ~/.cache/dura-target). Each shard has 3 replicas (all nodes when N < 3), or
+# $DURA_CLUSTER_REPLICATION. Extra flags for every node: $DURA_CLUSTER_ARGS.
 set -euo pipefail
 
 DIR="${DURA_CLUSTER_DIR:-$PWD/.dura-cluster}"
@@ -44,7 +45,7 @@ start_node() {
   "$bin" server start --node-id "$i" --data-dir "$(node_dir "$i")/data" \
     --port "$(client_port "$i")" --peer-port "$(peer_port "$i")" \
     --metrics-port "$(metrics_port "$i")" --initial-cluster "$members" \
-    --replication "$n" ${DURA_CLUSTER_ARGS:-} \
+    --replication "${DURA_CLUSTER_REPLICATION:-$((n < 3 ? n : 3))}" ${DURA_CLUSTER_ARGS:-} \
     >>"$(node_dir "$i")/log" 2>&1 </dev/null &
   echo $! >"$(node_dir "$i")/pid"
   echo "node $i: pid $!, client 127.0.0.1:$(client_port "$i"), peer 127.0.0.1:$(peer_port "$i")"

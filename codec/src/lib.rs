@@ -65,6 +65,8 @@ pub enum Kind {
     PageToken = 12,
     /// A Raft RPC (request or reply) between nodes.
     PeerMessage = 13,
+    /// Which nodes hold each group's replicas (the metadata group's record, a node's file).
+    Placement = 14,
 }
 
 impl Kind {
@@ -84,6 +86,7 @@ impl Kind {
             TaskToken,
             PageToken,
             PeerMessage,
+            Placement,
         ]
         .into_iter()
         .find(|k| *k as u8 == b)

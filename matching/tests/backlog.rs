@@ -28,6 +28,7 @@ async fn open(dir: &std::path::Path) -> RaftStore {
         advertise_addr: "127.0.0.1:0".into(),
         initial_members: Default::default(),
         groups: vec![SHARD],
+        placement: Default::default(),
         durability: Durability::Fsync,
         snapshot_every: 0,
         fault_injection: false,

@@ -116,7 +116,7 @@ impl AdminService {
     }
 
     async fn cluster(&self) -> ClusterStatus {
-        let mine = self.local();
+        let me = self.store.node_id();
         let mut nodes = Vec::new();
         let mut views = vec![];
         for (id, peer_address) in self.store.peer_addresses() {
@@ -126,7 +126,7 @@ impl AdminService {
                 .ok()
                 .flatten()
                 .unwrap_or_default();
-            let view = if id == mine.node_id {
+            let view = if id == me {
                 Some(self.local())
             } else if client_address.is_empty() {
                 None
@@ -141,21 +141,28 @@ impl AdminService {
             });
             views.extend(view);
         }
-        let groups = mine
-            .groups
+        // Every group some reachable node holds (with fewer replicas than members, this node
+        // holds only some of them).
+        let ids: std::collections::BTreeSet<GroupId> = views
             .iter()
-            .map(|own| {
-                // The leader's own view when it answered; else this node's.
-                let led = views
-                    .iter()
-                    .filter_map(|v| {
-                        v.groups
-                            .iter()
-                            .find(|g| g.group == own.group && g.leader == Some(v.node_id))
-                    })
+            .flat_map(|v| v.groups.iter().map(|g| g.group))
+            .collect();
+        let groups = ids
+            .into_iter()
+            .filter_map(|id| {
+                let views_of = || views.iter().flat_map(|v| v.groups.iter().map(move |g| (v, g)));
+                // The leader's own view when it answered; else the freshest one.
+                let led = views_of()
+                    .filter(|(v, g)| g.group == id && g.leader == Some(v.node_id))
+                    .map(|(_, g)| g)
                     .max_by_key(|g| g.term);
-                let view = led.unwrap_or(own);
-                GroupStatus {
+                let view = led.or_else(|| {
+                    views_of()
+                        .filter(|(_, g)| g.group == id)
+                        .map(|(_, g)| g)
+                        .max_by_key(|g| (g.term, g.applied))
+                })?;
+                Some(GroupStatus {
                     id: view.group.0,
                     kind: if view.group == GroupId::META {
                         "meta".into()
@@ -172,7 +179,7 @@ impl AdminService {
                         .flatten()
                         .map(|(node, lag)| (node.to_string(), *lag))
                         .collect(),
-                }
+                })
             })
             .collect();
         ClusterStatus {

@@ -29,8 +29,10 @@ pub struct NodeConfig {
     pub advertise_peer: String,
     /// This node's client address as the other nodes reach it (to forward calls).
     pub advertise_client: String,
-    /// The voters of a group created from scratch (empty: this node alone).
+    /// The members of a cluster created from scratch (empty: this node alone).
     pub initial_members: BTreeMap<u64, String>,
+    /// How many of the members hold each shard's replicas (see `placement`).
+    pub replication: usize,
     /// `None`: a temporary directory removed on exit.
     pub data_dir: Option<PathBuf>,
     pub namespaces: Vec<String>,
@@ -64,8 +66,8 @@ pub enum ConfigError {
     #[error("--initial-cluster does not name this node (id {0})")]
     NotAMember(u64),
     #[error(
-        "--replication {replication} with {members} initial members: placing fewer replicas \
-         than members is not built yet, so they must be equal"
+        "--replication {replication} with {members} initial members: a group needs at least \
+         one replica and at most one per member"
     )]
     Replication { replication: usize, members: usize },
     #[error(
@@ -126,6 +128,7 @@ impl NodeConfig {
             advertise_peer: SocketAddr::new(args.ip, args.port).to_string(),
             advertise_client: SocketAddr::new(args.ip, args.port).to_string(),
             initial_members: BTreeMap::new(),
+            replication: 1,
             data_dir: args.db_filename.clone(),
             namespaces,
             search_attributes,
@@ -165,7 +168,7 @@ impl NodeConfig {
         if !initial_members.contains_key(&node_id) {
             return Err(ConfigError::NotAMember(node_id));
         }
-        if args.replication != initial_members.len() {
+        if args.replication == 0 || args.replication > initial_members.len() {
             return Err(ConfigError::Replication {
                 replication: args.replication,
                 members: initial_members.len(),
@@ -182,6 +185,7 @@ impl NodeConfig {
             advertise_peer,
             advertise_client,
             initial_members,
+            replication: args.replication,
             data_dir: Some(args.data_dir.clone()),
             namespaces: vec![DEFAULT_NAMESPACE.to_string()],
             search_attributes: Vec::new(),
@@ -299,6 +303,14 @@ mod tests {
                 members: 1
             })
         ));
+        // Fewer replicas than members: each shard is held by some of them.
+        let five = start_args(&[
+            "--node-id",
+            "1",
+            "--initial-cluster",
+            "1=a:1,2=b:1,3=c:1,4=d:1,5=e:1",
+        ]);
+        assert_eq!(NodeConfig::from_start_args(&five, "h").unwrap().replication, 3);
     }
 
     #[test]

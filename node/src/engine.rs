@@ -46,7 +46,7 @@ use crate::{
     leader::{AppliedEffects, Effect, ShardLeader, WorkflowWatch},
     metrics::TASK_DISPATCH,
     scheduler::Scheduler,
-    shard::{ReaderKv, ShardCommand, ShardOutcome, ShardReply, partition_shard, shard_for},
+    shard::{ReaderKv, ShardCommand, ShardView, ShardOutcome, ShardReply, partition_shard, shard_for},
     transfers,
 };
 
@@ -246,6 +246,28 @@ impl Engine {
         Ok(ReaderKv(self.inner.store.reader(shard)?))
     }
 
+    /// Whether this node holds a replica of `shard` (every node does unless the cluster
+    /// places fewer replicas than members).
+    pub fn holds(&self, shard: GroupId) -> bool {
+        self.inner.store.hosts(shard)
+    }
+
+    /// The shard's state under `prefix` as of now, wherever it was written: this node's
+    /// replica after a read barrier, or what a node holding one read there.
+    pub async fn fresh_view(&self, shard: GroupId, prefix: &[u8]) -> ApiResult<ShardView> {
+        if self.holds(shard) {
+            self.read_barrier(shard).await?;
+            return Ok(ShardView::Local(self.reader(shard)?));
+        }
+        Ok(ShardView::Fetched(self.fetch(shard, prefix).await?))
+    }
+
+    /// The pairs of `shard` under `prefix` as a node holding a replica reads them now.
+    pub async fn fetch(&self, shard: GroupId, prefix: &[u8]) -> ApiResult<dura_history::store::MemKv> {
+        let pairs = crate::router::scan_prefix(&self.inner.store, shard, prefix).await?;
+        Ok(dura_history::store::MemKv(pairs.into_iter().collect()))
+    }
+
     pub fn watch_workflow(&self, namespace_id: &str, workflow_id: &str) -> WorkflowWatch {
         self.inner.effects.watch_workflow(namespace_id, workflow_id)
     }
@@ -336,11 +358,15 @@ impl Engine {
         self.inner.store.leader_term(partition).is_some()
     }
 
-    /// The node leading the shard owning `queue`'s partition, when it is another node.
-    pub(crate) fn remote_partition_leader(&self, queue: &TaskQueueKey) -> Option<u64> {
+    /// The node leading the shard owning `queue`'s partition, when it is another node (for a
+    /// shard this node holds no replica of, as a replica names it).
+    pub(crate) async fn remote_partition_leader(&self, queue: &TaskQueueKey) -> Option<u64> {
         let partition = partition_shard(queue, self.inner.shards);
         let store = &self.inner.store;
-        store.leader_of(partition).filter(|n| *n != store.node_id())
+        store
+            .locate_leader(partition)
+            .await
+            .filter(|n| *n != store.node_id())
     }
 
     /// Moves an outbox record's task towards its queue: a waiting poller (sync match), else the

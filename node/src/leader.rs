@@ -250,11 +250,11 @@ pub struct ShardLeaders {
 }
 
 impl ShardLeaders {
-    /// Starts one supervisor per shard of `engine`.
+    /// Starts one supervisor per shard this node holds a replica of.
     pub fn start(engine: &Engine) -> anyhow::Result<Self> {
         let cancel = CancellationToken::new();
         let mut supervisors = Vec::new();
-        for shard in engine.shard_ids() {
+        for shard in engine.shard_ids().filter(|s| engine.holds(*s)) {
             let leadership = engine.store().watch_leadership(shard)?;
             supervisors.push(tokio::spawn(supervise(
                 engine.clone(),

@@ -14,6 +14,7 @@ mod leader;
 mod logging;
 mod metrics;
 mod namespace;
+mod placement;
 mod router;
 mod scheduler;
 mod server;

@@ -191,7 +191,7 @@ async fn fire(engine: &Engine, record: &ScheduleRecord, nominal: i64) -> ApiResu
         .map_or(0, |p| p.overlap_policy);
     let skip_if_running = overlap != ScheduleOverlapPolicy::AllowAll as i32;
     let running = match &record.last_started {
-        Some(last) if skip_if_running => is_running(engine, &record.namespace_id, last)?,
+        Some(last) if skip_if_running => is_running(engine, &record.namespace_id, last).await?,
         _ => false,
     };
     let started = if running {
@@ -214,15 +214,19 @@ async fn fire(engine: &Engine, record: &ScheduleRecord, nominal: i64) -> ApiResu
     Ok(())
 }
 
-fn is_running(
+/// Whether the run is still open; it lives in whatever shard its workflow id falls in.
+async fn is_running(
     engine: &Engine,
     namespace_id: &str,
     execution: &WorkflowExecution,
 ) -> ApiResult<bool> {
-    let reader = engine.reader(engine.shard_for(namespace_id, &execution.workflow_id))?;
     let run =
         dura_history::keys::RunKey::new(namespace_id, &execution.workflow_id, &execution.run_id);
-    Ok(dura_history::store::read_run(&reader, &run)?.is_some_and(|ms| ms.is_running()))
+    let key = dura_history::keys::mutable_state(&run);
+    let view = engine
+        .fresh_view(engine.shard_for(namespace_id, &execution.workflow_id), &key)
+        .await?;
+    Ok(dura_history::store::read_run(&view, &run)?.is_some_and(|ms| ms.is_running()))
 }
 
 /// Starts the schedule's workflow for `nominal`; `None` when its id is taken by a running

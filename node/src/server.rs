@@ -3,7 +3,7 @@
 use std::{future::Future, net::SocketAddr, path::Path, sync::Arc, time::Duration};
 
 use anyhow::Context;
-use dura_raft_store::{GroupId, RaftStore, StoreOptions};
+use dura_raft_store::{RaftStore, StoreOptions};
 use tokio::net::TcpListener;
 use tonic::{
     codec::CompressionEncoding,
@@ -22,6 +22,7 @@ use crate::{
     leader::{AppliedEffects, ShardLeaders},
     metrics,
     namespace::{MetaCommand, NamespaceRecord, NamespaceRegistry},
+    placement::Placement,
 };
 
 /// The dev server's namespaces keep closed workflows for a day, like the real one's.
@@ -85,8 +86,21 @@ pub async fn run_node(
         None => listen.to_string(),
     };
     let effects = Arc::new(AppliedEffects::default());
-    let mut groups = vec![GroupId::META];
-    groups.extend((1..=shards).map(GroupId));
+    let members: Vec<u64> = match config.initial_members.is_empty() {
+        true => vec![config.node_id],
+        false => config.initial_members.keys().copied().collect(),
+    };
+    let placement = Placement::keep(
+        &dir,
+        Placement::spread(&members, shards, config.replication),
+    )?;
+    let groups = placement.held_by(config.node_id);
+    if groups.is_empty() {
+        anyhow::bail!(
+            "node {} is not a member of the cluster this data directory was created for",
+            config.node_id
+        );
+    }
     let store = RaftStore::open(
         StoreOptions {
             dir: dir.join("rocksdb"),
@@ -94,6 +108,7 @@ pub async fn run_node(
             advertise_addr,
             initial_members: config.initial_members.clone(),
             groups,
+            placement: placement.by_group(),
             durability: config.durability,
             snapshot_every: config.snapshot_every,
             fault_injection: config.fault_injection,
@@ -118,7 +133,7 @@ pub async fn run_node(
         store.set_cluster_id(&known);
     }
     wait_for_leaders(&store, peers.is_some()).await?;
-    bootstrap(&namespaces, &config).await?;
+    bootstrap(&namespaces, &config, &placement).await?;
     // Bootstrap's commands are applied on the metadata leader when they return; this node's
     // replica must hold them too before it serves, or it would answer "namespace not found".
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -129,6 +144,7 @@ pub async fn run_node(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     store.set_cluster_id(&namespaces.cluster_id()?);
+    refuse_another_placement(&namespaces, &placement)?;
     let engine = Engine::new(store.clone(), shards, effects);
     let leaders = ShardLeaders::start(&engine).context("following shard leadership")?;
 
@@ -311,12 +327,44 @@ async fn execute_while_forming(
     }
 }
 
-/// Creates what `start-dev` promises: the cluster id and the launch namespaces.
-async fn bootstrap(namespaces: &NamespaceRegistry, config: &NodeConfig) -> anyhow::Result<()> {
+/// A node whose data directory places the groups otherwise than the cluster recorded would
+/// look for replicas where they are not (its members, shards or replication flags differed
+/// when it was created).
+fn refuse_another_placement(
+    namespaces: &NamespaceRegistry,
+    placement: &Placement,
+) -> anyhow::Result<()> {
+    let recorded = namespaces
+        .placement()?
+        .context("the metadata group holds no placement")?;
+    let recorded = Placement::decode(&recorded).context("decoding the cluster's placement")?;
+    if recorded != *placement {
+        anyhow::bail!(
+            "this node's data directory places the groups as {placement:?}, but the cluster \
+             recorded {recorded:?}: it was created with other --initial-cluster, --shards or \
+             --replication flags; refusing to start"
+        );
+    }
+    Ok(())
+}
+
+/// Creates what `start-dev` promises: the cluster id, its placement and the launch namespaces.
+async fn bootstrap(
+    namespaces: &NamespaceRegistry,
+    config: &NodeConfig,
+    placement: &Placement,
+) -> anyhow::Result<()> {
     execute_while_forming(
         namespaces,
         MetaCommand::InitCluster {
             cluster_id: uuid::Uuid::new_v4().to_string(),
+        },
+    )
+    .await?;
+    execute_while_forming(
+        namespaces,
+        MetaCommand::RecordPlacement {
+            placement: placement.encode(),
         },
     )
     .await?;

@@ -3,7 +3,7 @@
 //! after a failure, on the survivors — so one node would carry most of the cluster's work.
 //!
 //! Every node looks, every [`BALANCE_EVERY`], at who leads each group (its own view of the
-//! groups' metrics). A node leading more than its share (`ceil(groups / voters)`) hands one
+//! groups' metrics). A node leading more than its share (`ceil(groups / members)`) hands one
 //! group it leads to the voter leading the fewest, provided that voter is caught up with the
 //! group's log, through openraft's leadership transfer. One hand-off per node per look keeps
 //! views that lag from causing a stampede; repeated looks converge, also when a node comes
@@ -103,7 +103,10 @@ fn hand_off(inner: &Inner) -> Option<(GroupId, u64)> {
     if voters <= 1 {
         return None;
     }
-    let share = inner.groups.len().div_ceil(voters);
+    // A share of the whole cluster's groups, not just of those held here: with fewer
+    // replicas than members this node sees only part of the others' load.
+    let members = inner.routes.members().max(voters);
+    let share = inner.cluster_groups.div_ceil(members);
     let my_count = led.get(&me).copied().unwrap_or(0);
     if my_count <= share || mine.is_empty() {
         return None;

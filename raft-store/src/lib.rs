@@ -51,6 +51,7 @@ mod log_store;
 mod peer;
 mod peer_batch;
 mod reader;
+mod routes;
 mod snapshot_file;
 mod state_machine;
 mod store;
@@ -70,6 +71,7 @@ pub use peer::PeerService;
 pub use peer::RaftPeerServer;
 pub use peer::cluster_id_of;
 pub use peer::set_peer_faults;
+pub use reader::KvPairs;
 pub use reader::StateReader;
 pub use store::RaftStore;
 pub use txn::ApplyTxn;
@@ -122,7 +124,11 @@ pub struct StoreOptions {
     /// The voters (node id → peer address) a group seen for the first time starts with; empty
     /// for a single-node store. Ignored for groups that already have state on disk.
     pub initial_members: std::collections::BTreeMap<u64, String>,
+    /// The groups this node holds a replica of.
     pub groups: Vec<GroupId>,
+    /// Every group of the cluster and the nodes holding its replicas, when not every member
+    /// holds every group (empty: they do). A group created here starts with those voters.
+    pub placement: std::collections::BTreeMap<GroupId, Vec<u64>>,
     pub durability: Durability,
     /// Build a snapshot (and purge the log behind it) after this many applied entries.
     /// `0` disables automatic snapshots.

@@ -148,6 +148,10 @@ enum Rpc {
     SnapshotChunk = 12,
     /// The sender is stopping (`true`: hand it no group) or back (`false`).
     Draining = 13,
+    /// Asks a replica of the group which node leads it (for a node holding no replica).
+    Leader = 14,
+    /// A linearizable read of a prefix of the group's state (for a node holding no replica).
+    ScanPrefix = 15,
 }
 
 impl Rpc {
@@ -165,6 +169,8 @@ impl Rpc {
             Rpc::ClusterId,
             Rpc::SnapshotChunk,
             Rpc::Draining,
+            Rpc::Leader,
+            Rpc::ScanPrefix,
         ]
         .into_iter()
         .find(|r| *r as u32 == n)
@@ -323,6 +329,17 @@ impl PeerService {
                 .connections()
                 .mark_draining(request.from, draining);
             Some(encode(&Outcome::Done(())))
+        } else if request.rpc == Rpc::Leader as u32 {
+            let leader = match self.store.hosts(group) {
+                true => Ok(self.store.leader_of(group)),
+                false => Err(ProposeError::UnknownGroup(group)),
+            };
+            Some(encode(&Outcome::of(leader)))
+        } else if request.rpc == Rpc::ScanPrefix as u32 {
+            let (prefix, timeout): (Vec<u8>, std::time::Duration) = decode(&request.body)?;
+            Some(encode(&Outcome::of(
+                self.store.scan_prefix_here(group, prefix, timeout).await,
+            )))
         } else if request.rpc == Rpc::Propose as u32 {
             Some(encode(&Outcome::of(
                 self.store
@@ -404,7 +421,9 @@ impl PeerService {
             | Rpc::TakeLeadership
             | Rpc::HandLeadership
             | Rpc::ClusterId
-            | Rpc::Draining => unreachable!("answered above"),
+            | Rpc::Draining
+            | Rpc::Leader
+            | Rpc::ScanPrefix => unreachable!("answered above"),
         };
         Ok(PeerReply { body })
     }
@@ -481,6 +500,27 @@ impl RaftStore {
     ) -> Result<(), ProposeError> {
         self.ask(leader, group, Rpc::HandLeadership, encode(&to), timeout)
             .await
+    }
+
+    pub(crate) async fn ask_leader(
+        &self,
+        node: u64,
+        group: GroupId,
+        timeout: std::time::Duration,
+    ) -> Result<Option<u64>, ProposeError> {
+        self.ask(node, group, Rpc::Leader, Vec::new(), timeout)
+            .await
+    }
+
+    pub(crate) async fn ask_scan_prefix(
+        &self,
+        node: u64,
+        group: GroupId,
+        prefix: &[u8],
+        timeout: std::time::Duration,
+    ) -> Result<crate::reader::KvPairs, ProposeError> {
+        let body = encode(&(prefix.to_vec(), timeout));
+        self.ask(node, group, Rpc::ScanPrefix, body, timeout).await
     }
 
     /// Asks node `node` to do `rpc` with its store for `group`, and returns its outcome.

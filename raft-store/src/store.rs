@@ -48,7 +48,7 @@ const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(60);
 /// until the tokio runtime shuts down.
 #[derive(Clone)]
 pub struct RaftStore {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 pub(crate) struct Inner {
@@ -65,6 +65,10 @@ pub(crate) struct Inner {
     /// Groups an operator moved here (`dura cluster transfer-leader`): the balancer leaves
     /// them where they were put, and balances with the others.
     pub(crate) pinned: std::sync::Mutex<BTreeSet<GroupId>>,
+    /// Where the groups this node does not hold live (see `routes`).
+    pub(crate) routes: crate::routes::Routes,
+    /// How many groups the cluster has, held here or not: the balancer's measure of a share.
+    pub(crate) cluster_groups: usize,
     /// `true` once shutdown has run.
     shut_down: tokio::sync::Mutex<bool>,
 }
@@ -194,6 +198,8 @@ impl RaftStore {
                 balancer: std::sync::Mutex::new(None),
                 draining: std::sync::atomic::AtomicBool::new(false),
                 pinned: Default::default(),
+                cluster_groups: opts.placement.len().max(opts.groups.len()),
+                routes: crate::routes::Routes::new(opts.placement.clone()),
                 shut_down: tokio::sync::Mutex::new(false),
             }),
         };
@@ -219,9 +225,13 @@ impl RaftStore {
         &self.inner.connections
     }
 
-    /// The peer address of `node` as `group`'s membership records it.
+    /// The peer address of `node` as `group`'s membership records it (the metadata group's,
+    /// which every member holds, for a group this node holds no replica of).
     pub(crate) fn peer_address(&self, group: GroupId, node: u64) -> Option<String> {
-        let raft = &self.group(group)?.raft;
+        let Some(g) = self.group(group) else {
+            return self.peer_addresses().remove(&node);
+        };
+        let raft = &g.raft;
         let metrics = raft.metrics();
         let m = metrics.borrow_watched();
         m.membership_config.get_node(&node).map(|n| n.addr.clone())
@@ -550,8 +560,8 @@ async fn open_group(
     })
 }
 
-/// First open of a group: make it a cluster of the initial members (this node alone when none
-/// are given). Every initial member does this with the same members, which openraft allows:
+/// First open of a group: make it a cluster of the initial members that hold it (this node
+/// alone when none are given). Every initial member does this with the same members, which openraft allows:
 /// they all start from the same membership entry, and one election decides the leader.
 async fn initialize_if_new(group: GroupId, raft: &Raft, opts: &StoreOptions) -> Result<(), Error> {
     let initialized = raft
@@ -561,9 +571,11 @@ async fn initialize_if_new(group: GroupId, raft: &Raft, opts: &StoreOptions) -> 
     if initialized {
         return Ok(());
     }
+    let placed = opts.placement.get(&group);
     let mut nodes: BTreeMap<u64, BasicNode> = opts
         .initial_members
         .iter()
+        .filter(|(id, _)| placed.is_none_or(|replicas| replicas.contains(id)))
         .map(|(id, addr)| (*id, BasicNode::new(addr)))
         .collect();
     nodes

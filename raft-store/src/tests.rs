@@ -124,6 +124,7 @@ fn opts(dir: &Path, groups: &[u32], snapshot_every: u64) -> StoreOptions {
         advertise_addr: "127.0.0.1:7233".to_string(),
         initial_members: Default::default(),
         groups: groups.iter().map(|g| GroupId(*g)).collect(),
+        placement: Default::default(),
         durability: Durability::Fsync,
         snapshot_every,
         fault_injection: false,

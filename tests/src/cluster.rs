@@ -1,5 +1,6 @@
-//! Three real `dura server start` processes on loopback: start, SIGTERM, SIGKILL, SIGSTOP
-//! and restart them, and ask them about the cluster through the `dura cluster` CLI.
+//! Real `dura server start` processes on loopback (three unless a test asks for more): start,
+//! SIGTERM, SIGKILL, SIGSTOP and restart them, and ask them about the cluster through the
+//! `dura cluster` CLI.
 
 use std::{
     path::{Path, PathBuf},
@@ -8,13 +9,17 @@ use std::{
 };
 
 use temporalio_protos::temporal::api::{
+    command::v1::{
+        Command as WorkflowCommand, CompleteWorkflowExecutionCommandAttributes, command,
+    },
     common::v1::{WorkflowExecution, WorkflowType},
-    enums::v1::TaskQueueKind,
+    enums::v1::{CommandType, TaskQueueKind, WorkflowExecutionStatus},
     taskqueue::v1::TaskQueue,
     workflow::v1::WorkflowExecutionInfo,
     workflowservice::v1::{
-        DescribeNamespaceRequest, DescribeWorkflowExecutionRequest, StartWorkflowExecutionRequest,
-        workflow_service_client::WorkflowServiceClient,
+        DescribeNamespaceRequest, DescribeTaskQueueRequest, DescribeWorkflowExecutionRequest,
+        PollWorkflowTaskQueueRequest, RespondWorkflowTaskCompletedRequest,
+        StartWorkflowExecutionRequest, workflow_service_client::WorkflowServiceClient,
     },
 };
 
@@ -159,15 +164,22 @@ impl Drop for Node {
     }
 }
 
+/// Three nodes holding every shard (`extra` flags for each, as for [`cluster_of`]).
 pub fn cluster(dir: &Path, extra: &[&str]) -> Vec<Node> {
-    let peer_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    cluster_of(3, dir, extra)
+}
+
+/// `members` nodes (ids from 1) of one cluster on loopback ports, not started yet, each
+/// with `extra` flags (`--replication` defaults to 3, or every node when fewer).
+pub fn cluster_of(members: usize, dir: &Path, extra: &[&str]) -> Vec<Node> {
+    let peer_ports: Vec<u16> = (0..members).map(|_| free_port()).collect();
     let initial = peer_ports
         .iter()
         .enumerate()
         .map(|(i, p)| format!("{}=127.0.0.1:{p}", i + 1))
         .collect::<Vec<_>>()
         .join(",");
-    (0..3)
+    (0..members)
         .map(|i| {
             let id = i as u64 + 1;
             let port = free_port();
@@ -198,6 +210,9 @@ pub fn cluster(dir: &Path, extra: &[&str]) -> Vec<Node> {
             let mut args = args;
             if !extra.contains(&"--shards") {
                 args.extend(["--shards".to_string(), "4".to_string()]);
+            }
+            if !extra.contains(&"--replication") {
+                args.extend(["--replication".to_string(), members.min(3).to_string()]);
             }
             Node {
                 id,
@@ -376,5 +391,98 @@ pub async fn replicated(node: &Node, workflow_id: &str, run_id: &str) {
             node.id
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn queue(name: &str) -> Option<TaskQueue> {
+    Some(TaskQueue {
+        name: name.into(),
+        kind: TaskQueueKind::Normal as i32,
+        ..Default::default()
+    })
+}
+
+/// Starts a workflow on `task_queue` through `nodes[0]`, takes its task through `nodes[1]` and
+/// completes it through `nodes[2]`; every node then describes it as completed.
+pub async fn workflow_task_across_nodes(nodes: [&Node; 3], workflow_id: &str, task_queue: &str) {
+    let mut request = start_request(workflow_id);
+    request.task_queue = queue(task_queue);
+    let mut starter = nodes[0].client().await.unwrap();
+    starter.start_workflow_execution(request).await.unwrap();
+
+    let mut poller = nodes[1].client().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let task = loop {
+        let mut poll = tonic::Request::new(PollWorkflowTaskQueueRequest {
+            namespace: "default".into(),
+            task_queue: queue(task_queue),
+            identity: "cluster-worker".into(),
+            ..Default::default()
+        });
+        poll.set_timeout(Duration::from_secs(10));
+        match poller.poll_workflow_task_queue(poll).await {
+            Ok(task) if !task.get_ref().task_token.is_empty() => break task.into_inner(),
+            Ok(_) => {}
+            // A poll forwarded to a partition whose leadership just moved.
+            Err(status) if status.code() == tonic::Code::Unavailable => {}
+            Err(status) => panic!("poll through node {}: {status}", nodes[1].id),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{workflow_id}'s task never reached a poller"
+        );
+    };
+    assert_eq!(task.workflow_execution.unwrap().workflow_id, workflow_id);
+    // The poller is known to the partition leader's matcher; every node describes it.
+    for node in nodes {
+        let pollers = node
+            .client()
+            .await
+            .unwrap()
+            .describe_task_queue(DescribeTaskQueueRequest {
+                namespace: "default".into(),
+                task_queue: queue(task_queue),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .pollers;
+        assert!(
+            pollers.iter().any(|p| p.identity == "cluster-worker"),
+            "{task_queue} through node {}: {pollers:?}",
+            node.id
+        );
+    }
+
+    let complete = WorkflowCommand {
+        command_type: CommandType::CompleteWorkflowExecution as i32,
+        attributes: Some(
+            command::Attributes::CompleteWorkflowExecutionCommandAttributes(
+                CompleteWorkflowExecutionCommandAttributes::default(),
+            ),
+        ),
+        ..Default::default()
+    };
+    nodes[2]
+        .client()
+        .await
+        .unwrap()
+        .respond_workflow_task_completed(RespondWorkflowTaskCompletedRequest {
+            namespace: "default".into(),
+            task_token: task.task_token,
+            commands: vec![complete],
+            identity: "cluster-worker".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for node in nodes {
+        assert_eq!(
+            describe(node, workflow_id).await.unwrap().status,
+            WorkflowExecutionStatus::Completed as i32,
+            "{workflow_id} through node {}",
+            node.id
+        );
     }
 }

@@ -8,112 +8,9 @@
 use std::time::{Duration, Instant};
 
 use dura_tests::cluster::{
-    Node, cluster, cluster_status, describe, described, reachable, replicated, start,
-    start_request, transfer_leader,
+    Node, cluster, cluster_status, described, reachable, replicated, start, transfer_leader,
+    workflow_task_across_nodes,
 };
-use temporalio_protos::temporal::api::{
-    command::v1::{
-        Command as WorkflowCommand, CompleteWorkflowExecutionCommandAttributes, command,
-    },
-    enums::v1::{CommandType, TaskQueueKind, WorkflowExecutionStatus},
-    taskqueue::v1::TaskQueue,
-    workflowservice::v1::{
-        DescribeTaskQueueRequest, PollWorkflowTaskQueueRequest, RespondWorkflowTaskCompletedRequest,
-    },
-};
-
-fn queue(name: &str) -> Option<TaskQueue> {
-    Some(TaskQueue {
-        name: name.into(),
-        kind: TaskQueueKind::Normal as i32,
-        ..Default::default()
-    })
-}
-
-/// Starts a workflow on `task_queue` through `nodes[0]`, takes its task through `nodes[1]` and
-/// completes it through `nodes[2]`; every node then describes it as completed.
-async fn workflow_task_across_nodes(nodes: [&Node; 3], workflow_id: &str, task_queue: &str) {
-    let mut request = start_request(workflow_id);
-    request.task_queue = queue(task_queue);
-    let mut starter = nodes[0].client().await.unwrap();
-    starter.start_workflow_execution(request).await.unwrap();
-
-    let mut poller = nodes[1].client().await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let task = loop {
-        let mut poll = tonic::Request::new(PollWorkflowTaskQueueRequest {
-            namespace: "default".into(),
-            task_queue: queue(task_queue),
-            identity: "cluster-worker".into(),
-            ..Default::default()
-        });
-        poll.set_timeout(Duration::from_secs(10));
-        match poller.poll_workflow_task_queue(poll).await {
-            Ok(task) if !task.get_ref().task_token.is_empty() => break task.into_inner(),
-            Ok(_) => {}
-            // A poll forwarded to a partition whose leadership just moved.
-            Err(status) if status.code() == tonic::Code::Unavailable => {}
-            Err(status) => panic!("poll through node {}: {status}", nodes[1].id),
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{workflow_id}'s task never reached a poller"
-        );
-    };
-    assert_eq!(task.workflow_execution.unwrap().workflow_id, workflow_id);
-    // The poller is known to the partition leader's matcher; every node describes it.
-    for node in nodes {
-        let pollers = node
-            .client()
-            .await
-            .unwrap()
-            .describe_task_queue(DescribeTaskQueueRequest {
-                namespace: "default".into(),
-                task_queue: queue(task_queue),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .pollers;
-        assert!(
-            pollers.iter().any(|p| p.identity == "cluster-worker"),
-            "{task_queue} through node {}: {pollers:?}",
-            node.id
-        );
-    }
-
-    let complete = WorkflowCommand {
-        command_type: CommandType::CompleteWorkflowExecution as i32,
-        attributes: Some(
-            command::Attributes::CompleteWorkflowExecutionCommandAttributes(
-                CompleteWorkflowExecutionCommandAttributes::default(),
-            ),
-        ),
-        ..Default::default()
-    };
-    nodes[2]
-        .client()
-        .await
-        .unwrap()
-        .respond_workflow_task_completed(RespondWorkflowTaskCompletedRequest {
-            namespace: "default".into(),
-            task_token: task.task_token,
-            commands: vec![complete],
-            identity: "cluster-worker".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    for node in nodes {
-        assert_eq!(
-            describe(node, workflow_id).await.unwrap().status,
-            WorkflowExecutionStatus::Completed as i32,
-            "{workflow_id} through node {}",
-            node.id
-        );
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_through_any_node_survive_a_sigkilled_node() {
@@ -264,7 +161,7 @@ async fn a_data_directory_of_another_cluster_refuses_to_start() {
         &format!("3=127.0.0.1:{peer_port}"),
     );
     set(&mut alone.args, "--data-dir", &foreign.to_string_lossy());
-    alone.args.extend(["--replication".into(), "1".into()]);
+    set(&mut alone.args, "--replication", "1");
     alone.spawn();
     alone.wait_ready().await;
     alone.terminate();

@@ -4,8 +4,12 @@
 //! client made it, with its deadline, to that node's client port (as registered in the
 //! metadata group), and its answer — success or status — comes back unchanged.
 //!
-//! A forwarded call carries [`FORWARDED`] and is always served where it lands, so two nodes
-//! that disagree for a moment about a leader cannot pass a call back and forth.
+//! In a cluster placing fewer replicas than members, a call about one workflow arriving at a
+//! node that holds no replica of its shard is handed to one that does ([`Hop::Shard`]).
+//!
+//! A forwarded call carries [`FORWARDED`] saying which hop it made; a call is handed on at
+//! most once per kind of hop and a queue hop is served where it lands, so two nodes that
+//! disagree for a moment about a leader cannot pass a call back and forth.
 
 use std::{collections::HashMap, sync::Mutex, time::Duration};
 
@@ -23,10 +27,36 @@ use crate::{
 pub const FORWARDED: &str = "dura-forwarded";
 const MAX_MESSAGE_SIZE: usize = 128 * 1024 * 1024;
 
+/// Why a call reached this node from another, as its [`FORWARDED`] header says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hop {
+    /// A client's own call.
+    Direct,
+    /// Handed to a node holding the workflow's shard, which serves it and may still hand a
+    /// task-queue part of it (a query) to the queue's node.
+    Shard,
+    /// Handed to the node leading a task queue's partition or waiting for a query's answer:
+    /// served where it lands. (Earlier builds marked every forwarded call so.)
+    Queue,
+}
+
+impl Hop {
+    pub fn of<T>(request: &tonic::Request<T>) -> Hop {
+        match request.metadata().get(FORWARDED) {
+            None => Hop::Direct,
+            Some(v) if v.as_bytes() == SHARD_HOP.as_bytes() => Hop::Shard,
+            Some(_) => Hop::Queue,
+        }
+    }
+}
+
+/// The [`FORWARDED`] value of a [`Hop::Shard`] call; anything else means [`Hop::Queue`].
+const SHARD_HOP: &str = "shard";
+
 /// One method per forwarded RPC: the call goes to `node`'s client port with the caller's
-/// deadline and comes back as that node answered it.
+/// deadline, marked as a `$hop` hop, and comes back as that node answered it.
 macro_rules! forwarded_rpcs {
-    ($($name:ident: $rpc:ident($req:ident) -> $resp:ident;)*) => {$(
+    ($hop:ident; $($name:ident: $rpc:ident($req:ident) -> $resp:ident;)*) => {$(
         pub async fn $name(
             &self,
             node: u64,
@@ -35,7 +65,7 @@ macro_rules! forwarded_rpcs {
         ) -> ApiResult<pb::$resp> {
             let mut client = self.client(node)?;
             Ok(client
-                .$rpc(Self::request(req, timeout))
+                .$rpc(Self::request(req, timeout, Hop::$hop))
                 .await
                 .map_err(ApiError::Forwarded)?
                 .into_inner())
@@ -75,23 +105,56 @@ impl Forwarder {
         Ok(client)
     }
 
-    fn request<T>(message: T, timeout: Option<Duration>) -> tonic::Request<T> {
+    fn request<T>(message: T, timeout: Option<Duration>, hop: Hop) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
         if let Some(timeout) = timeout {
             request.set_timeout(timeout);
         }
+        let value = match hop {
+            Hop::Shard => SHARD_HOP,
+            Hop::Direct | Hop::Queue => "1",
+        };
         request
             .metadata_mut()
-            .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
+            .insert(FORWARDED, tonic::metadata::MetadataValue::from_static(value));
         request
     }
 
-    forwarded_rpcs! {
+    forwarded_rpcs! { Queue;
         poll_workflow_task: poll_workflow_task_queue(PollWorkflowTaskQueueRequest) -> PollWorkflowTaskQueueResponse;
         poll_activity_task: poll_activity_task_queue(PollActivityTaskQueueRequest) -> PollActivityTaskQueueResponse;
         query: query_workflow(QueryWorkflowRequest) -> QueryWorkflowResponse;
         respond_query: respond_query_task_completed(RespondQueryTaskCompletedRequest) -> RespondQueryTaskCompletedResponse;
         describe_task_queue: describe_task_queue(DescribeTaskQueueRequest) -> DescribeTaskQueueResponse;
         shutdown_worker: shutdown_worker(ShutdownWorkerRequest) -> ShutdownWorkerResponse;
+    }
+
+    // Calls about one workflow, to a node holding its shard.
+    forwarded_rpcs! { Shard;
+        start: start_workflow_execution(StartWorkflowExecutionRequest) -> StartWorkflowExecutionResponse;
+        signal_with_start: signal_with_start_workflow_execution(SignalWithStartWorkflowExecutionRequest) -> SignalWithStartWorkflowExecutionResponse;
+        signal: signal_workflow_execution(SignalWorkflowExecutionRequest) -> SignalWorkflowExecutionResponse;
+        terminate: terminate_workflow_execution(TerminateWorkflowExecutionRequest) -> TerminateWorkflowExecutionResponse;
+        request_cancel: request_cancel_workflow_execution(RequestCancelWorkflowExecutionRequest) -> RequestCancelWorkflowExecutionResponse;
+        complete_workflow_task: respond_workflow_task_completed(RespondWorkflowTaskCompletedRequest) -> RespondWorkflowTaskCompletedResponse;
+        fail_workflow_task: respond_workflow_task_failed(RespondWorkflowTaskFailedRequest) -> RespondWorkflowTaskFailedResponse;
+        complete_activity: respond_activity_task_completed(RespondActivityTaskCompletedRequest) -> RespondActivityTaskCompletedResponse;
+        complete_activity_by_id: respond_activity_task_completed_by_id(RespondActivityTaskCompletedByIdRequest) -> RespondActivityTaskCompletedByIdResponse;
+        fail_activity: respond_activity_task_failed(RespondActivityTaskFailedRequest) -> RespondActivityTaskFailedResponse;
+        fail_activity_by_id: respond_activity_task_failed_by_id(RespondActivityTaskFailedByIdRequest) -> RespondActivityTaskFailedByIdResponse;
+        cancel_activity: respond_activity_task_canceled(RespondActivityTaskCanceledRequest) -> RespondActivityTaskCanceledResponse;
+        cancel_activity_by_id: respond_activity_task_canceled_by_id(RespondActivityTaskCanceledByIdRequest) -> RespondActivityTaskCanceledByIdResponse;
+        heartbeat: record_activity_task_heartbeat(RecordActivityTaskHeartbeatRequest) -> RecordActivityTaskHeartbeatResponse;
+        heartbeat_by_id: record_activity_task_heartbeat_by_id(RecordActivityTaskHeartbeatByIdRequest) -> RecordActivityTaskHeartbeatByIdResponse;
+        history: get_workflow_execution_history(GetWorkflowExecutionHistoryRequest) -> GetWorkflowExecutionHistoryResponse;
+        history_reverse: get_workflow_execution_history_reverse(GetWorkflowExecutionHistoryReverseRequest) -> GetWorkflowExecutionHistoryReverseResponse;
+        describe: describe_workflow_execution(DescribeWorkflowExecutionRequest) -> DescribeWorkflowExecutionResponse;
+        update: update_workflow_execution(UpdateWorkflowExecutionRequest) -> UpdateWorkflowExecutionResponse;
+        poll_update: poll_workflow_execution_update(PollWorkflowExecutionUpdateRequest) -> PollWorkflowExecutionUpdateResponse;
+        create_schedule: create_schedule(CreateScheduleRequest) -> CreateScheduleResponse;
+        describe_schedule: describe_schedule(DescribeScheduleRequest) -> DescribeScheduleResponse;
+        patch_schedule: patch_schedule(PatchScheduleRequest) -> PatchScheduleResponse;
+        delete_schedule: delete_schedule(DeleteScheduleRequest) -> DeleteScheduleResponse;
+        query_on_shard: query_workflow(QueryWorkflowRequest) -> QueryWorkflowResponse;
     }
 }

@@ -31,6 +31,7 @@ use crate::{
     },
     namespace::NamespaceRegistry,
 };
+use dura_raft_store::GroupId;
 
 /// Single-cluster deployments call their cluster "active", as the real dev server does.
 pub const CLUSTER_NAME: &str = "active";
@@ -78,7 +79,7 @@ impl Frontend {
 
     /// The node a task-queue call must be served by: the leader of the queue's partition,
     /// unless that is this node or another node forwarded the call here already.
-    fn queue_owner(
+    async fn queue_owner(
         &self,
         forwarded: bool,
         namespace: &str,
@@ -88,7 +89,25 @@ impl Frontend {
         if forwarded {
             return None;
         }
-        self.workflows().remote_poll_owner(namespace, queue, kind)
+        self.workflows()
+            .remote_poll_owner(namespace, queue, kind)
+            .await
+    }
+
+    /// The node to hand a call about the workflow in `shard` to: a node holding a replica of
+    /// it (its leader when known) when this node holds none. `None` (served here) for a call
+    /// handed here already or naming no valid workflow (its handler says what is wrong).
+    async fn shard_host(&self, hop: forward::Hop, shard: Option<GroupId>) -> Option<u64> {
+        let shard = shard.filter(|_| hop == forward::Hop::Direct)?;
+        let engine = &self.workflows().engine;
+        if engine.holds(shard) {
+            return None;
+        }
+        let store = engine.store();
+        match store.locate_leader(shard).await {
+            Some(node) => Some(node),
+            None => store.replicas(shard).first().copied(),
+        }
     }
 
     /// A read barrier on the shard of schedule `schedule_id`, so this node's replica holds
@@ -138,6 +157,33 @@ fn system_capabilities() -> get_system_info_response::Capabilities {
         sdk_metadata: true,
         ..Default::default()
     }
+}
+
+/// Hands a call about one workflow to a node holding its shard and returns that node's
+/// answer, unless this node holds it or the call was handed here already.
+macro_rules! serve_on_shard {
+    ($self:ident, $request:ident, $forward:ident, |$r:ident| $shard:expr) => {
+        let shard = {
+            let $r = $request.get_ref();
+            $shard
+        };
+        if let Some(node) = $self.shard_host(forward::Hop::of(&$request), shard).await {
+            let timeout = workflows::grpc_timeout(&$request);
+            let forwarded = $self
+                .inner
+                .forwarder
+                .$forward(node, $request.into_inner(), timeout)
+                .await;
+            return reply(forwarded);
+        }
+    };
+}
+
+/// The workflow id a request's execution names ("" when none).
+fn workflow_id(
+    execution: Option<&temporalio_protos::temporal::api::common::v1::WorkflowExecution>,
+) -> &str {
+    execution.map_or("", |e| e.workflow_id.as_str())
 }
 
 /// Moves the activity's name out of a `*ById` request (they share the field names).
@@ -242,6 +288,7 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<wfsvc::StartWorkflowExecutionRequest>,
     ) -> RpcResult<wfsvc::StartWorkflowExecutionResponse> {
+        serve_on_shard!(self, request, start, |r| self.workflows().shard_of(&r.namespace, &r.workflow_id));
         reply(self.workflows().start(request.into_inner()).await)
     }
 
@@ -249,6 +296,7 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<wfsvc::SignalWithStartWorkflowExecutionRequest>,
     ) -> RpcResult<wfsvc::SignalWithStartWorkflowExecutionResponse> {
+        serve_on_shard!(self, request, signal_with_start, |r| self.workflows().shard_of(&r.namespace, &r.workflow_id));
         reply(
             self.workflows()
                 .signal_with_start(request.into_inner())
@@ -260,6 +308,7 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<wfsvc::SignalWorkflowExecutionRequest>,
     ) -> RpcResult<wfsvc::SignalWorkflowExecutionResponse> {
+        serve_on_shard!(self, request, signal, |r| self.workflows().shard_of(&r.namespace, workflow_id(r.workflow_execution.as_ref())));
         reply(
             self.workflows()
                 .signal(request.into_inner())
@@ -272,6 +321,7 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<wfsvc::TerminateWorkflowExecutionRequest>,
     ) -> RpcResult<wfsvc::TerminateWorkflowExecutionResponse> {
+        serve_on_shard!(self, request, terminate, |r| self.workflows().shard_of(&r.namespace, workflow_id(r.workflow_execution.as_ref())));
         reply(
             self.workflows()
                 .terminate(request.into_inner())
@@ -284,6 +334,7 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<wfsvc::RequestCancelWorkflowExecutionRequest>,
     ) -> RpcResult<wfsvc::RequestCancelWorkflowExecutionResponse> {
+        serve_on_shard!(self, request, request_cancel, |r| self.workflows().shard_of(&r.namespace, workflow_id(r.workflow_execution.as_ref())));
         reply(
             self.workflows()
                 .request_cancel(request.into_inner())
@@ -305,7 +356,7 @@ impl WorkflowService for Frontend {
             req.task_queue.as_ref(),
             dura_matching::TaskKind::Workflow,
         );
-        match owner {
+        match owner.await {
             Some(node) => {
                 self.long_poll(self.inner.forwarder.poll_workflow_task(node, req, timeout))
                     .await
@@ -321,6 +372,7 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<wfsvc::RespondWorkflowTaskCompletedRequest>,
     ) -> RpcResult<wfsvc::RespondWorkflowTaskCompletedResponse> {
+        serve_on_shard!(self, request, complete_workflow_task, |r| self.workflows().shard_of_token(&r.task_token));
         reply(
             self.workflows()
                 .complete_workflow_task(request.into_inner())
@@ -332,6 +384,7 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<wfsvc::RespondWorkflowTaskFailedRequest>,
     ) -> RpcResult<wfsvc::RespondWorkflowTaskFailedResponse> {
+        serve_on_shard!(self, request, fail_workflow_task, |r| self.workflows().shard_of_token(&r.task_token));
         reply(
             self.workflows()
                 .fail_workflow_task(request.into_inner())
@@ -353,7 +406,7 @@ impl WorkflowService for Frontend {
             req.task_queue.as_ref(),
             dura_matching::TaskKind::Activity,
         );
-        match owner {
+        match owner.await {
             Some(node) => {
                 self.long_poll(self.inner.forwarder.poll_activity_task(node, req, timeout))
                     .await
@@ -369,6 +422,7 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<wfsvc::RespondActivityTaskCompletedRequest>,
     ) -> RpcResult<wfsvc::RespondActivityTaskCompletedResponse> {
+        serve_on_shard!(self, request, complete_activity, |r| self.workflows().shard_of_token(&r.task_token));
         let r = request.into_inner();
         reply(
             self.workflows()
@@ -382,6 +436,7 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<wfsvc::RespondActivityTaskCompletedByIdRequest>,
     ) -> RpcResult<wfsvc::RespondActivityTaskCompletedByIdResponse> {
+        serve_on_shard!(self, request, complete_activity_by_id, |r| self.workflows().shard_of(&r.namespace, &r.workflow_id));
         let r = request.into_inner();
         let by_id = activity_by_id!(r);
         reply(
@@ -396,6 +451,7 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<wfsvc::RespondActivityTaskFailedRequest>,
     ) -> RpcResult<wfsvc::RespondActivityTaskFailedResponse> {
+        serve_on_shard!(self, request, fail_activity, |r| self.workflows().shard_of_token(&r.task_token));
         let r = request.into_inner();
         reply(
             self.workflows()
@@ -415,6 +471,7 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<wfsvc::RespondActivityTaskFailedByIdRequest>,
     ) -> RpcResult<wfsvc::RespondActivityTaskFailedByIdResponse> {
+        serve_on_shard!(self, request, fail_activity_by_id, |r| self.workflows().shard_of(&r.namespace, &r.workflow_id));
         let r = request.into_inner();
         let by_id = activity_by_id!(r);
         reply(
@@ -429,6 +486,7 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<wfsvc::RespondActivityTaskCanceledRequest>,
     ) -> RpcResult<wfsvc::RespondActivityTaskCanceledResponse> {
+        serve_on_shard!(self, request, cancel_activity, |r| self.workflows().shard_of_token(&r.task_token));
         let r = request.into_inner();
         reply(
             self.workflows()
@@ -442,6 +500,7 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<wfsvc::RespondActivityTaskCanceledByIdRequest>,
     ) -> RpcResult<wfsvc::RespondActivityTaskCanceledByIdResponse> {
+        serve_on_shard!(self, request, cancel_activity_by_id, |r| self.workflows().shard_of(&r.namespace, &r.workflow_id));
         let r = request.into_inner();
         let by_id = activity_by_id!(r);
         reply(
@@ -456,6 +515,7 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<wfsvc::RecordActivityTaskHeartbeatRequest>,
     ) -> RpcResult<wfsvc::RecordActivityTaskHeartbeatResponse> {
+        serve_on_shard!(self, request, heartbeat, |r| self.workflows().shard_of_token(&r.task_token));
         let r = request.into_inner();
         reply(
             self.workflows()
@@ -474,6 +534,7 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<wfsvc::RecordActivityTaskHeartbeatByIdRequest>,
     ) -> RpcResult<wfsvc::RecordActivityTaskHeartbeatByIdResponse> {
+        serve_on_shard!(self, request, heartbeat_by_id, |r| self.workflows().shard_of(&r.namespace, &r.workflow_id));
         let r = request.into_inner();
         let by_id = activity_by_id!(r);
         reply(
@@ -493,6 +554,7 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<wfsvc::GetWorkflowExecutionHistoryRequest>,
     ) -> RpcResult<wfsvc::GetWorkflowExecutionHistoryResponse> {
+        serve_on_shard!(self, request, history, |r| self.workflows().shard_of(&r.namespace, workflow_id(r.execution.as_ref())));
         let timeout = workflows::grpc_timeout(&request);
         let req = request.into_inner();
         let workflow_id = req
@@ -514,6 +576,7 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<wfsvc::GetWorkflowExecutionHistoryReverseRequest>,
     ) -> RpcResult<wfsvc::GetWorkflowExecutionHistoryReverseResponse> {
+        serve_on_shard!(self, request, history_reverse, |r| self.workflows().shard_of(&r.namespace, workflow_id(r.execution.as_ref())));
         let req = request.into_inner();
         let workflow_id = req
             .execution
@@ -534,6 +597,7 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<wfsvc::DescribeWorkflowExecutionRequest>,
     ) -> RpcResult<wfsvc::DescribeWorkflowExecutionResponse> {
+        serve_on_shard!(self, request, describe, |r| self.workflows().shard_of(&r.namespace, workflow_id(r.execution.as_ref())));
         let req = request.into_inner();
         let workflow_id = req
             .execution
@@ -564,7 +628,7 @@ impl WorkflowService for Frontend {
             dura_matching::TaskKind::Workflow
         };
         let owner = self.queue_owner(forwarded, &req.namespace, req.task_queue.as_ref(), kind);
-        match owner {
+        match owner.await {
             Some(node) => reply(
                 self.inner
                     .forwarder
@@ -579,6 +643,7 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<wfsvc::UpdateWorkflowExecutionRequest>,
     ) -> RpcResult<wfsvc::UpdateWorkflowExecutionResponse> {
+        serve_on_shard!(self, request, update, |r| self.workflows().shard_of(&r.namespace, workflow_id(r.workflow_execution.as_ref())));
         let timeout = workflows::grpc_timeout(&request);
         reply(self.workflows().update(request.into_inner(), timeout).await)
     }
@@ -587,6 +652,7 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<wfsvc::PollWorkflowExecutionUpdateRequest>,
     ) -> RpcResult<wfsvc::PollWorkflowExecutionUpdateResponse> {
+        serve_on_shard!(self, request, poll_update, |r| self.workflows().shard_of(&r.namespace, workflow_id(r.update_ref.as_ref().and_then(|u| u.workflow_execution.as_ref()))));
         let timeout = workflows::grpc_timeout(&request);
         let req = request.into_inner();
         let workflow_id = req
@@ -609,6 +675,7 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<wfsvc::CreateScheduleRequest>,
     ) -> RpcResult<wfsvc::CreateScheduleResponse> {
+        serve_on_shard!(self, request, create_schedule, |r| self.workflows().shard_of_schedule(&r.namespace, &r.schedule_id));
         reply(self.workflows().create_schedule(request.into_inner()).await)
     }
 
@@ -616,6 +683,7 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<wfsvc::DescribeScheduleRequest>,
     ) -> RpcResult<wfsvc::DescribeScheduleResponse> {
+        serve_on_shard!(self, request, describe_schedule, |r| self.workflows().shard_of_schedule(&r.namespace, &r.schedule_id));
         let req = request.into_inner();
         if let Err(e) = self.fresh_schedule(&req.namespace, &req.schedule_id).await {
             return reply(Err(e));
@@ -627,6 +695,7 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<wfsvc::PatchScheduleRequest>,
     ) -> RpcResult<wfsvc::PatchScheduleResponse> {
+        serve_on_shard!(self, request, patch_schedule, |r| self.workflows().shard_of_schedule(&r.namespace, &r.schedule_id));
         let req = request.into_inner();
         // The patch checks the schedule exists in this node's replica first.
         if let Err(e) = self.fresh_schedule(&req.namespace, &req.schedule_id).await {
@@ -639,6 +708,7 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<wfsvc::DeleteScheduleRequest>,
     ) -> RpcResult<wfsvc::DeleteScheduleResponse> {
+        serve_on_shard!(self, request, delete_schedule, |r| self.workflows().shard_of_schedule(&r.namespace, &r.schedule_id));
         let req = request.into_inner();
         if let Err(e) = self.fresh_schedule(&req.namespace, &req.schedule_id).await {
             return reply(Err(e));
@@ -650,18 +720,17 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<wfsvc::ListSchedulesRequest>,
     ) -> RpcResult<wfsvc::ListSchedulesResponse> {
-        if let Err(e) = self.workflows().fresh_all().await {
-            return reply(Err(e));
-        }
-        reply(self.workflows().list_schedules(request.into_inner()))
+        reply(self.workflows().list_schedules(request.into_inner()).await)
     }
 
     async fn query_workflow(
         &self,
         request: Request<wfsvc::QueryWorkflowRequest>,
     ) -> RpcResult<wfsvc::QueryWorkflowResponse> {
+        serve_on_shard!(self, request, query_on_shard, |r| self.workflows().shard_of(&r.namespace, workflow_id(r.execution.as_ref())));
         let timeout = workflows::grpc_timeout(&request);
-        let forwarded = request.metadata().contains_key(forward::FORWARDED);
+        // A call handed here for the workflow's shard may still go to the queue's node.
+        let forwarded = forward::Hop::of(&request) == forward::Hop::Queue;
         let req = request.into_inner();
         let workflow_id = req
             .execution
@@ -678,6 +747,7 @@ impl WorkflowService for Frontend {
         match self
             .workflows()
             .remote_query_owner(&req)
+            .await
             .filter(|_| !forwarded)
         {
             Some(node) => reply(self.inner.forwarder.query(node, req, timeout).await),
@@ -705,10 +775,7 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<wfsvc::ListWorkflowExecutionsRequest>,
     ) -> RpcResult<wfsvc::ListWorkflowExecutionsResponse> {
-        if let Err(e) = self.workflows().fresh_all().await {
-            return reply(Err(e));
-        }
-        reply(self.workflows().list(request.into_inner()))
+        reply(self.workflows().list(request.into_inner()).await)
     }
 
     /// The deprecated scan is a listing without order guarantees; a listing satisfies it.
@@ -716,16 +783,16 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<wfsvc::ScanWorkflowExecutionsRequest>,
     ) -> RpcResult<wfsvc::ScanWorkflowExecutionsResponse> {
-        if let Err(e) = self.workflows().fresh_all().await {
-            return reply(Err(e));
-        }
         let r = request.into_inner();
-        let listed = self.workflows().list(wfsvc::ListWorkflowExecutionsRequest {
-            namespace: r.namespace,
-            page_size: r.page_size,
-            next_page_token: r.next_page_token,
-            query: r.query,
-        });
+        let listed = self
+            .workflows()
+            .list(wfsvc::ListWorkflowExecutionsRequest {
+                namespace: r.namespace,
+                page_size: r.page_size,
+                next_page_token: r.next_page_token,
+                query: r.query,
+            })
+            .await;
         reply(listed.map(|l| wfsvc::ScanWorkflowExecutionsResponse {
             executions: l.executions,
             next_page_token: l.next_page_token,
@@ -736,10 +803,7 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<wfsvc::CountWorkflowExecutionsRequest>,
     ) -> RpcResult<wfsvc::CountWorkflowExecutionsResponse> {
-        if let Err(e) = self.workflows().fresh_all().await {
-            return reply(Err(e));
-        }
-        reply(self.workflows().count(request.into_inner()))
+        reply(self.workflows().count(request.into_inner()).await)
     }
 
     async fn shutdown_worker(
@@ -760,7 +824,7 @@ impl WorkflowService for Frontend {
             Some(&sticky),
             dura_matching::TaskKind::Workflow,
         );
-        match owner {
+        match owner.await {
             Some(node) => reply(
                 self.inner
                     .forwarder

@@ -223,7 +223,7 @@ impl Workflows {
     }
 
     /// Every schedule of the namespace, ordered by id, in one page.
-    pub fn list_schedules(
+    pub async fn list_schedules(
         &self,
         req: pb::ListSchedulesRequest,
     ) -> ApiResult<pb::ListSchedulesResponse> {
@@ -234,8 +234,10 @@ impl Workflows {
             ));
         }
         let mut records = Vec::new();
+        let prefix = dura_history::keys::schedule_prefix(Some(&ns));
         for shard in self.engine.shard_ids() {
-            records.extend(schedules::scan(&self.engine.reader(shard)?, Some(&ns))?);
+            let view = self.engine.fresh_view(shard, &prefix).await?;
+            records.extend(schedules::scan(&view, Some(&ns))?);
         }
         records.sort_by(|a, b| a.schedule_id.cmp(&b.schedule_id));
         Ok(pb::ListSchedulesResponse {

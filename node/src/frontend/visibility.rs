@@ -14,8 +14,8 @@ use crate::error::{ApiError, ApiResult};
 const MAX_PAGE_SIZE: usize = 1000;
 
 impl Workflows {
-    /// Every record of the namespace the query matches, across all shards.
-    fn visible(
+    /// Every record of the namespace the query matches, across all shards, as of now.
+    async fn visible(
         &self,
         namespace: &str,
         query: &str,
@@ -29,22 +29,20 @@ impl Workflows {
         let record = self.namespaces.by_name(namespace)?;
         let custom = |name: &str| record.custom_search_attributes.get(name).copied();
         let query = Query::parse(query, custom, allow_group_by)?;
+        let prefix = dura_history::keys::visibility_prefix(&record.id);
         let mut matched = Vec::new();
         for shard in self.engine.shard_ids() {
-            matched.extend(visibility::scan(
-                &self.engine.reader(shard)?,
-                &record.id,
-                &query,
-            )?);
+            let view = self.engine.fresh_view(shard, &prefix).await?;
+            matched.extend(visibility::scan(&view, &record.id, &query)?);
         }
         Ok((query, matched))
     }
 
-    pub fn list(
+    pub async fn list(
         &self,
         req: pb::ListWorkflowExecutionsRequest,
     ) -> ApiResult<pb::ListWorkflowExecutionsResponse> {
-        let (_, records) = self.visible(&req.namespace, &req.query, false)?;
+        let (_, records) = self.visible(&req.namespace, &req.query, false).await?;
         let page_size = match usize::try_from(req.page_size) {
             Ok(n) if n > 0 => n.min(MAX_PAGE_SIZE),
             _ => MAX_PAGE_SIZE,
@@ -56,11 +54,11 @@ impl Workflows {
         })
     }
 
-    pub fn count(
+    pub async fn count(
         &self,
         req: pb::CountWorkflowExecutionsRequest,
     ) -> ApiResult<pb::CountWorkflowExecutionsResponse> {
-        let (query, records) = self.visible(&req.namespace, &req.query, true)?;
+        let (query, records) = self.visible(&req.namespace, &req.query, true).await?;
         let mut groups: Vec<AggregationGroup> = Vec::new();
         if query.is_grouped() {
             let mut counts = std::collections::BTreeMap::<Option<String>, i64>::new();

@@ -29,6 +29,7 @@ use dura_history::{
     time::{from_duration, to_duration, to_timestamp},
 };
 use dura_matching::{TaskKind, TaskQueueKey};
+use dura_raft_store::GroupId;
 use temporalio_protos::temporal::api::{
     common::v1::{
         ActivityType, Header, Memo, Payloads, Priority, RetryPolicy, SearchAttributes,
@@ -59,6 +60,9 @@ const LONG_POLL: Duration = Duration::from_secs(60);
 const HISTORY_LONG_POLL: Duration = Duration::from_secs(20);
 /// Update waits answer the stage reached after this long (Temporal's history long poll).
 const UPDATE_LONG_POLL: Duration = HISTORY_LONG_POLL;
+/// How often a wait on a workflow whose shard this node holds no replica of looks again (it
+/// sees none of the shard's changes applied).
+const REMOTE_RECHECK: Duration = Duration::from_millis(100);
 const DEFAULT_HISTORY_PAGE: usize = 1000;
 
 /// Everything the workflow handlers need.
@@ -231,7 +235,7 @@ impl Workflows {
     /// The node a poll of `task_queue` must be served by, when it is not this one: the leader
     /// of the queue's partition shard, whose matcher holds its tasks. `None` for a request the
     /// local handler will refuse anyway, or while no other leader is known.
-    pub(super) fn remote_poll_owner(
+    pub(super) async fn remote_poll_owner(
         &self,
         namespace: &str,
         task_queue: Option<&TaskQueue>,
@@ -241,20 +245,46 @@ impl Workflows {
         let name = task_queue.filter(|q| !q.name.is_empty())?.name.clone();
         self.engine
             .remote_partition_leader(&TaskQueueKey::new(namespace_id, name, kind))
+            .await
     }
 
     /// The node a query of this workflow must be served by, when it is not this one: the
     /// leader of the partition of the queue its query task would go to (whose matcher its
     /// pollers reach). `None` when the request or the run is invalid (the local handler says
     /// so precisely) or no other leader is known.
-    pub(super) fn remote_query_owner(&self, req: &pb::QueryWorkflowRequest) -> Option<u64> {
+    pub(super) async fn remote_query_owner(&self, req: &pb::QueryWorkflowRequest) -> Option<u64> {
         let (workflow_id, run_id) = execution(req.execution.as_ref()).ok()?;
         let namespace_id = self.namespace_id(&req.namespace).ok()?;
         let (_, _, ms) = self.read_run(&namespace_id, workflow_id, run_id).ok()?;
         let (key, _) = self
             .engine
             .workflow_queue(&namespace_id, &ms.current_task_queue());
-        self.engine.remote_partition_leader(&key)
+        self.engine.remote_partition_leader(&key).await
+    }
+
+    /// The shard of the workflow a call names, when it names a valid namespace and a
+    /// workflow id (otherwise the handler says what is wrong, wherever it runs).
+    pub(super) fn shard_of(&self, namespace: &str, workflow_id: &str) -> Option<GroupId> {
+        let namespace_id = self.namespace_id(namespace).ok()?;
+        (!workflow_id.is_empty()).then(|| self.engine.shard_for(&namespace_id, workflow_id))
+    }
+
+    /// The shard of the run a workflow or activity task token names.
+    pub(super) fn shard_of_token(&self, token: &[u8]) -> Option<GroupId> {
+        match TaskToken::parse(token).ok()? {
+            TaskToken::Workflow { run, .. } | TaskToken::Activity { run, .. } => {
+                Some(self.engine.shard_for(&run.namespace_id, &run.workflow_id))
+            }
+            TaskToken::Query { .. } | TaskToken::QueryOn { .. } => None,
+        }
+    }
+
+    /// The shard of a schedule (its scheduler workflow's).
+    pub(super) fn shard_of_schedule(&self, namespace: &str, schedule_id: &str) -> Option<GroupId> {
+        if schedule_id.is_empty() {
+            return None;
+        }
+        self.shard_of(namespace, &dura_history::schedules::scheduler_workflow_id(schedule_id))
     }
 
     /// The node waiting for the answer to the query task `token` names, when it is not this one.
@@ -272,20 +302,12 @@ impl Workflows {
         let Ok(namespace_id) = self.namespace_id(namespace) else {
             return Ok(());
         };
-        if workflow_id.is_empty() {
+        let shard = self.engine.shard_for(&namespace_id, workflow_id);
+        // A node holding no replica reads through one that does (`read_run_anywhere`).
+        if workflow_id.is_empty() || !self.engine.holds(shard) {
             return Ok(());
         }
-        self.engine
-            .read_barrier(self.engine.shard_for(&namespace_id, workflow_id))
-            .await
-    }
-
-    /// [`Workflows::fresh_workflow`] for a read of every shard (listings, counts).
-    pub(super) async fn fresh_all(&self) -> ApiResult<()> {
-        for shard in self.engine.shard_ids() {
-            self.engine.read_barrier(shard).await?;
-        }
-        Ok(())
+        self.engine.read_barrier(shard).await
     }
 
     /// Reads a run (the current one when `run_id` is empty) from its shard's applied state,
@@ -301,6 +323,34 @@ impl Workflows {
             .reader(self.engine.shard_for(namespace_id, workflow_id))?;
         let (run, ms) = store::resolve_run(&reader, namespace_id, workflow_id, run_id)?;
         Ok((reader, run, ms))
+    }
+
+    /// [`Workflows::read_run`] on a node that may hold no replica of the workflow's shard:
+    /// there, the run as a node holding one reads it now.
+    async fn read_run_anywhere(
+        &self,
+        namespace_id: &str,
+        workflow_id: &str,
+        run_id: &str,
+    ) -> ApiResult<(RunKey, MutableState)> {
+        let shard = self.engine.shard_for(namespace_id, workflow_id);
+        if self.engine.holds(shard) {
+            let (_, run, ms) = self.read_run(namespace_id, workflow_id, run_id)?;
+            return Ok((run, ms));
+        }
+        let mut kv = dura_history::store::MemKv::default();
+        let mut resolved = run_id.to_string();
+        if run_id.is_empty() {
+            let current = dura_history::keys::current_execution(namespace_id, workflow_id);
+            kv.0.extend(self.engine.fetch(shard, &current).await?.0);
+            if let Some(c) = store::read_current(&kv, namespace_id, workflow_id)? {
+                resolved = c.run_id;
+            }
+        }
+        let run = RunKey::new(namespace_id, workflow_id, &resolved);
+        let state = dura_history::keys::mutable_state(&run);
+        kv.0.extend(self.engine.fetch(shard, &state).await?.0);
+        Ok(store::resolve_run(&kv, namespace_id, workflow_id, run_id)?)
     }
 
     fn run_key(&self, namespace: &str, workflow_id: &str, run_id: &str) -> ApiResult<RunKey> {
@@ -539,7 +589,10 @@ impl Workflows {
                 return Ok(pb::PollWorkflowTaskQueueResponse::default());
             };
             if let TaskOrigin::Query(query_id) = task.origin {
-                match self.query_task_response(&task, query_id, &poll_queue)? {
+                match self
+                    .query_task_response(&task, query_id, &poll_queue)
+                    .await?
+                {
                     Some(response) => return Ok(response),
                     None => continue, // its caller gave up
                 }
@@ -609,9 +662,12 @@ impl Workflows {
         started: WorkflowTaskStartedReply,
     ) -> ApiResult<pb::PollWorkflowTaskQueueResponse> {
         let shard = self.engine.shard_for(&run.namespace_id, &run.workflow_id);
-        // The task was recorded started by the shard's leader, which may be another node.
-        self.engine.read_barrier(shard).await?;
-        let reader = self.engine.reader(shard)?;
+        // The task was recorded started by the shard's leader, which may be another node (and
+        // this node, leading the task queue's partition, may hold no replica of the shard).
+        let reader = self
+            .engine
+            .fresh_view(shard, &dura_history::keys::events_prefix(run))
+            .await?;
         // The whole history up to the started event travels with the task.
         let first = started.first_event_id();
         let page_size = (started.next_event_id - first).max(1) as usize;
@@ -887,7 +943,7 @@ impl Workflows {
 
     /// The poll response for a query task, like the real matching engine builds it: no
     /// started event, history after the last completed task for the sticky worker, else all.
-    fn query_task_response(
+    async fn query_task_response(
         &self,
         task: &QueuedTask,
         query_id: u64,
@@ -896,11 +952,17 @@ impl Workflows {
         let Some(query) = self.queries.query(query_id) else {
             return Ok(None);
         };
-        let (reader, run, ms) = self.read_run(
-            &task.run.namespace_id,
-            &task.run.workflow_id,
-            &task.run.run_id,
-        )?;
+        let (run, ms) = self
+            .read_run_anywhere(
+                &task.run.namespace_id,
+                &task.run.workflow_id,
+                &task.run.run_id,
+            )
+            .await?;
+        let reader = self
+            .engine
+            .fresh_view(task.shard, &dura_history::keys::events_prefix(&run))
+            .await?;
         let sticky = poll_queue.sticky
             && ms
                 .sticky
@@ -955,18 +1017,24 @@ impl Workflows {
         let ns = self.namespace_id(&req.namespace)?;
         let deadline = poll_deadline(grpc_timeout, HISTORY_LONG_POLL);
         let mut changed = self.engine.watch_workflow(&ns, workflow_id);
+        // This node leads the query's task queue partition; it may hold no replica of the
+        // workflow's shard, and then sees none of its changes applied: it looks again.
+        let held = self.engine.holds(self.engine.shard_for(&ns, workflow_id));
         // Like the real server's direct dispatch: only when no workflow task is in flight, so
         // the worker answers from a consistent state. Otherwise wait for the task to finish.
         let (run, ms) = loop {
             changed.mark_seen();
-            let (_, run, ms) = self.read_run(&ns, workflow_id, run_id)?;
+            let (run, ms) = self.read_run_anywhere(&ns, workflow_id, run_id).await?;
             if ms.workflow_task.is_none() || !ms.is_running() {
                 break (run, ms);
             }
-            if tokio::time::timeout_at(deadline, changed.changed())
-                .await
-                .is_err()
-            {
+            let change = async {
+                match held {
+                    true => changed.changed().await,
+                    false => tokio::time::sleep(REMOTE_RECHECK).await,
+                }
+            };
+            if tokio::time::timeout_at(deadline, change).await.is_err() {
                 return Err(ApiError::DeadlineExceeded(
                     "query timed out waiting for the running workflow task".into(),
                 ));

@@ -128,6 +128,10 @@ pub enum MetaCommand {
         node_id: u64,
         client_address: String,
     },
+    /// The cluster's placement (`crate::placement`), kept as the first one proposed: every
+    /// member proposes the one it started with when it starts, and refuses to serve if the
+    /// recorded one differs.
+    RecordPlacement { placement: Vec<u8> },
 }
 
 pub type MetaReply = Result<Option<NamespaceRecord>, NamespaceError>;
@@ -153,6 +157,8 @@ pub(crate) mod keys {
     /// `ns/id/<id>` → name.
     pub const BY_ID: &[u8] = b"ns/id/";
     pub const CLUSTER_ID: &[u8] = b"cluster/id";
+    /// The cluster's placement, as `crate::placement::Placement::encode` wrote it.
+    pub const PLACEMENT: &[u8] = b"cluster/placement";
     /// `node/<id BE>` → the node's client address.
     pub const NODE: &[u8] = b"node/";
 
@@ -248,6 +254,12 @@ pub fn apply(state: &mut impl MetaState, command: MetaCommand) -> MetaReply {
             client_address,
         } => {
             state.put(&keys::node(node_id), client_address.as_bytes());
+            Ok(None)
+        }
+        MetaCommand::RecordPlacement { placement } => {
+            if state.get(keys::PLACEMENT).is_none() {
+                state.put(keys::PLACEMENT, &placement);
+            }
             Ok(None)
         }
     }

@@ -109,6 +109,12 @@ impl NamespaceRegistry {
             .map(|b| String::from_utf8_lossy(&b).into_owned()))
     }
 
+    /// The placement the cluster recorded (see `crate::placement`), once one is.
+    pub fn placement(&self) -> ApiResult<Option<Vec<u8>>> {
+        let reader = self.store.reader(GroupId::META)?;
+        Ok(reader.get(keys::PLACEMENT)?)
+    }
+
     pub fn cluster_id(&self) -> ApiResult<String> {
         let reader = self.store.reader(GroupId::META)?;
         Ok(reader

@@ -163,6 +163,34 @@ impl KvRead for ReaderKv {
     }
 }
 
+/// A shard's state to read: this node's replica, or a prefix of it that a node holding a
+/// replica read (see `Engine::fresh_view`).
+pub enum ShardView {
+    Local(ReaderKv),
+    Fetched(dura_history::store::MemKv),
+}
+
+impl KvRead for ShardView {
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        match self {
+            ShardView::Local(kv) => kv.get(key),
+            ShardView::Fetched(kv) => kv.get(key),
+        }
+    }
+    fn scan_prefix(&self, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        match self {
+            ShardView::Local(kv) => kv.scan_prefix(prefix),
+            ShardView::Fetched(kv) => kv.scan_prefix(prefix),
+        }
+    }
+    fn scan_range(&self, start: &[u8], end: &[u8], limit: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+        match self {
+            ShardView::Local(kv) => kv.scan_range(start, end, limit),
+            ShardView::Fetched(kv) => kv.scan_range(start, end, limit),
+        }
+    }
+}
+
 /// One applied shard command: the proposer's reply, the workflow it changed (whose watchers
 /// are woken) and what it asks of the shard's leader.
 pub struct Applied {
