@@ -24,11 +24,12 @@ use std::{
 
 use dura_codec::{Kind, Persisted};
 use dura_history::{
-    Task,
+    MutableState, Task,
     api::{RunRequest, timer::FireTimerRequest},
     keys::RunKey,
     outbox::{self, OutboxEntry, OutboxKind, OutboxRecord},
-    pending_tasks, store,
+    pending_tasks,
+    store::{self, MemKv},
     tasks::{TaskQueueRef, TimerTask},
     time::Nanos,
 };
@@ -43,7 +44,7 @@ use tokio::sync::mpsc;
 use crate::{
     cleanup::{self, Cleanup},
     error::{ApiError, ApiResult},
-    leader::{AppliedEffects, Effect, ShardLeader, WorkflowWatch},
+    leader::{AppliedEffects, Effect, Fence, ShardLeader, WorkflowWatch},
     metrics::TASK_DISPATCH,
     scheduler::Scheduler,
     shard::{ReaderKv, ShardCommand, ShardView, ShardOutcome, ShardReply, partition_shard, shard_for},
@@ -263,9 +264,40 @@ impl Engine {
     }
 
     /// The pairs of `shard` under `prefix` as a node holding a replica reads them now.
-    pub async fn fetch(&self, shard: GroupId, prefix: &[u8]) -> ApiResult<dura_history::store::MemKv> {
+    pub async fn fetch(&self, shard: GroupId, prefix: &[u8]) -> ApiResult<MemKv> {
         let pairs = crate::router::scan_prefix(&self.inner.store, shard, prefix).await?;
-        Ok(dura_history::store::MemKv(pairs.into_iter().collect()))
+        Ok(MemKv(pairs.into_iter().collect()))
+    }
+
+    /// A run (the current one when `run_id` is empty) as this node's replica holds it, or,
+    /// when this node holds no replica of its shard, as a node holding one reads it now.
+    pub async fn read_run_anywhere(
+        &self,
+        namespace_id: &str,
+        workflow_id: &str,
+        run_id: &str,
+    ) -> ApiResult<(RunKey, MutableState)> {
+        let shard = self.shard_for(namespace_id, workflow_id);
+        if self.holds(shard) {
+            let reader = self.reader(shard)?;
+            return Ok(store::resolve_run(&reader, namespace_id, workflow_id, run_id)?);
+        }
+        let mut kv = MemKv::default();
+        let mut resolved = run_id.to_string();
+        if run_id.is_empty() {
+            let current = dura_history::keys::current_execution(namespace_id, workflow_id);
+            kv.0.extend(self.fetch(shard, &current).await?.0);
+            if let Some(c) = store::read_current(&kv, namespace_id, workflow_id)? {
+                resolved = c.run_id;
+            }
+        }
+        let run = RunKey::new(namespace_id, workflow_id, &resolved);
+        kv.0.extend(
+            self.fetch(shard, &dura_history::keys::mutable_state(&run))
+                .await?
+                .0,
+        );
+        Ok(store::resolve_run(&kv, namespace_id, workflow_id, run_id)?)
     }
 
     pub fn watch_workflow(&self, namespace_id: &str, workflow_id: &str) -> WorkflowWatch {
@@ -292,26 +324,54 @@ impl Engine {
         self.execute(shard, command).await
     }
 
-    /// Applies a run-scoped request of `leader`'s own work on its own shard, fenced by its
-    /// term: proposed only while this node still leads the shard in that term.
+    /// Applies a run-scoped request of a shard leader's work, fenced by its leadership.
     pub(crate) async fn execute_run_as(
         &self,
-        leader: &ShardLeader,
+        fence: Fence,
         run: &RunKey,
         request: RunRequest,
     ) -> ApiResult<ShardOutcome> {
         let (shard, command) = self.run_command(run, request);
-        if shard != leader.shard {
-            return self.execute(shard, command).await;
+        self.execute_as(fence, shard, command).await
+    }
+
+    /// Applies a command of a shard leader's work, fenced by its leadership (see [`Fence`]):
+    /// a deposed leader's proposal answers `NotLeader`.
+    pub(crate) async fn execute_as(
+        &self,
+        fence: Fence,
+        shard: GroupId,
+        command: ShardCommand,
+    ) -> ApiResult<ShardOutcome> {
+        let outcome = if shard == fence.shard {
+            let reply = self
+                .inner
+                .store
+                .propose_in_term(shard, fence.term, command.encode())
+                .await?;
+            let reply: ShardReply =
+                bincode::deserialize(&reply).map_err(|e| ApiError::Internal(e.to_string()))?;
+            reply?
+        } else {
+            let fenced = ShardCommand::Fenced {
+                source: fence.shard,
+                term: fence.term,
+                command: Box::new(command),
+            };
+            self.execute(shard, fenced).await?
+        };
+        match outcome {
+            ShardOutcome::Deposed => Err(ApiError::NotLeader {
+                group: fence.shard,
+                leader: None,
+            }),
+            outcome => Ok(outcome),
         }
-        let reply = self
-            .inner
-            .store
-            .propose_in_term(shard, leader.term, command.encode())
-            .await?;
-        let reply: ShardReply =
-            bincode::deserialize(&reply).map_err(|e| ApiError::Internal(e.to_string()))?;
-        Ok(reply?)
+    }
+
+    /// Whether this node still leads the fence's shard in its term.
+    pub(crate) fn is_current(&self, fence: Fence) -> bool {
+        self.inner.store.leader_term(fence.shard) == Some(fence.term)
     }
 
     fn run_command(&self, run: &RunKey, request: RunRequest) -> (GroupId, ShardCommand) {
@@ -380,7 +440,7 @@ impl Engine {
             record.task,
             Task::StartChild { .. } | Task::NotifyParent { .. } | Task::ParentClosePolicy(_)
         ) {
-            leader.spawn(transfers::run(self.clone(), shard, record));
+            leader.spawn(transfers::run(self.clone(), leader.fence(), record));
             return;
         }
         let Some(task) = QueuedTask::of_record(shard, &record) else {
@@ -404,11 +464,12 @@ impl Engine {
             return;
         }
         let engine = self.clone();
+        let fence = Some(leader.fence());
         if recovering || !self.leads_partition(&queue) {
             // The partition's leader indexes the task once its backlog add applies: this
             // node's matcher is not where the task's pollers are (or may already be indexed
             // from the backlog after a restart, and the add is idempotent).
-            leader.spawn(async move { engine.spill_direct(queue, task).await });
+            leader.spawn(async move { engine.spill_direct(queue, task, fence).await });
             return;
         }
         let TaskOrigin::Outbox(spill) = task.origin.clone() else {
@@ -423,7 +484,7 @@ impl Engine {
             if spill.lock().taken {
                 return;
             }
-            let Some((partition, seq, _)) = engine.add_to_backlog(&queue, &task).await else {
+            let Some((partition, seq, _)) = engine.add_to_backlog(&queue, &task, fence).await else {
                 return;
             };
             let taken = {
@@ -450,13 +511,13 @@ impl Engine {
             return;
         }
         let engine = self.clone();
-        tokio::spawn(async move { engine.spill_direct(queue, task).await });
+        tokio::spawn(async move { engine.spill_direct(queue, task, None).await });
     }
 
     /// Straight into the partition's backlog, then the outbox record is acknowledged: after a
     /// restart, and whenever the partition is led by another node.
-    async fn spill_direct(&self, queue: TaskQueueKey, task: QueuedTask) {
-        if self.add_to_backlog(&queue, &task).await.is_none() {
+    async fn spill_direct(&self, queue: TaskQueueKey, task: QueuedTask, fence: Option<Fence>) {
+        if self.add_to_backlog(&queue, &task, fence).await.is_none() {
             return;
         }
         self.cleanup(
@@ -465,13 +526,14 @@ impl Engine {
         );
     }
 
-    /// Adds the task to its partition's backlog: (partition, sequence number, whether the add
-    /// was new). A failed proposal is retried, since until the add is applied the outbox record
+    /// Adds the task to its partition's backlog (fenced by the delivering leadership, when a
+    /// leader delivers it): (partition, sequence number, whether the add was new). A failed proposal is retried, since until the add is applied the outbox record
     /// is the task's only durable copy.
     async fn add_to_backlog(
         &self,
         queue: &TaskQueueKey,
         task: &QueuedTask,
+        fence: Option<Fence>,
     ) -> Option<(GroupId, u64, bool)> {
         let partition = partition_shard(queue, self.inner.shards);
         let add = ShardCommand::Backlog(BacklogCommand::Add {
@@ -479,7 +541,11 @@ impl Engine {
             task: task.backlog_bytes(),
         });
         loop {
-            match self.execute(partition, add.clone()).await {
+            let added = match fence {
+                Some(fence) => self.execute_as(fence, partition, add.clone()).await,
+                None => self.execute(partition, add.clone()).await,
+            };
+            match added {
                 Ok(ShardOutcome::Backlog(BacklogReply::Added { seq, fresh })) => {
                     if fresh {
                         TASK_DISPATCH.with_label_values(&["backlog"]).inc();
@@ -488,6 +554,10 @@ impl Engine {
                 }
                 Ok(other) => {
                     tracing::error!(?other, "unexpected reply to a backlog add");
+                    return None;
+                }
+                // Deposed: the new leader delivers the task again from the outbox.
+                Err(ApiError::NotLeader { .. }) if fence.is_some_and(|f| !self.is_current(f)) => {
                     return None;
                 }
                 Err(e @ ApiError::History(_)) => {
@@ -631,14 +701,14 @@ pub(crate) async fn timer_service(
             if let Some((run, timer)) = entries.remove(&id) {
                 let engine = engine.clone();
                 let timers = leader.timers.clone();
-                let fenced = leader.clone();
+                let fence = leader.fence();
                 leader.spawn(async move {
                     let request = RunRequest::FireTimer(FireTimerRequest {
                         timer: timer.clone(),
                         new_run_id: uuid::Uuid::new_v4().to_string(),
                         now: now_nanos(),
                     });
-                    match engine.execute_run_as(&fenced, &run, request).await {
+                    match engine.execute_run_as(fence, &run, request).await {
                         Ok(_) => {}
                         // Deposed: the new leader arms this timer again from state.
                         Err(ApiError::NotLeader { .. }) => {}

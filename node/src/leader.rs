@@ -241,6 +241,23 @@ impl ShardLeader {
     pub fn is_current(&self) -> bool {
         !self.cancel.is_cancelled()
     }
+
+    /// What this leadership's proposals are fenced by.
+    pub fn fence(&self) -> Fence {
+        Fence {
+            shard: self.shard,
+            term: self.term,
+        }
+    }
+}
+
+/// The leadership a piece of leader work belongs to: its shard and term. Its proposals to its
+/// own shard are made only in that term (`RaftStore::propose_in_term`), those to other shards
+/// carry it (`ShardCommand::Fenced`), so a deposed leader's late work cannot take effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fence {
+    pub shard: GroupId,
+    pub term: u64,
 }
 
 /// The supervisors of every shard's leadership, joined on shutdown.

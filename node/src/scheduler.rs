@@ -26,7 +26,7 @@ use tokio::sync::Notify;
 use crate::{
     engine::{Engine, now_nanos},
     error::{ApiError, ApiResult},
-    leader::ShardLeader,
+    leader::{Fence, ShardLeader},
     shard::{ShardCommand, ShardOutcome},
 };
 
@@ -97,7 +97,7 @@ impl Engine {
                 wake: wake.clone(),
             },
         );
-        leader.spawn(run(self.clone(), key, wake));
+        leader.spawn(run(self.clone(), key, wake, leader.fence()));
     }
 
     /// Runs the schedule's action now (PatchSchedule's trigger), paused or not.
@@ -106,7 +106,8 @@ impl Engine {
             .read_schedule(namespace_id, schedule_id)?
             .ok_or_else(|| HistoryError::NotFound(format!("schedule {schedule_id} not found")))?;
         let now = now_nanos();
-        let started = start_action(self, &record, now, uuid::Uuid::new_v4().to_string()).await?;
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let started = start_action(self, &record, now, request_id, None).await?;
         self.execute_schedule(
             namespace_id,
             schedule_id,
@@ -121,7 +122,7 @@ impl Engine {
     }
 }
 
-async fn run(engine: Engine, key: (String, String), notify: Arc<Notify>) {
+async fn run(engine: Engine, key: (String, String), notify: Arc<Notify>, fence: Fence) {
     let (namespace_id, schedule_id) = (&key.0, &key.1);
     loop {
         let record = {
@@ -157,7 +158,7 @@ async fn run(engine: Engine, key: (String, String), notify: Arc<Notify>) {
             _ = tokio::time::sleep(wait) => {}
             _ = notify.notified() => continue,
         }
-        if let Err(e) = fire(&engine, &record, nominal).await {
+        if let Err(e) = fire(&engine, &record, nominal, fence).await {
             tracing::warn!(schedule_id, error = %e, "schedule action failed; retrying");
             tokio::time::sleep(RETRY_BACKOFF).await;
         }
@@ -166,7 +167,12 @@ async fn run(engine: Engine, key: (String, String), notify: Arc<Notify>) {
 
 /// One nominal time: start the action unless it is older than the catch-up window (the
 /// server was down) or the overlap policy skips it, then record it.
-async fn fire(engine: &Engine, record: &ScheduleRecord, nominal: i64) -> ApiResult<()> {
+async fn fire(
+    engine: &Engine,
+    record: &ScheduleRecord,
+    nominal: i64,
+    fence: Fence,
+) -> ApiResult<()> {
     let catchup_window = record
         .schedule
         .policies
@@ -198,7 +204,7 @@ async fn fire(engine: &Engine, record: &ScheduleRecord, nominal: i64) -> ApiResu
         None
     } else {
         let request_id = format!("{}:{nominal}", record.schedule_id);
-        start_action(engine, record, nominal, request_id).await?
+        start_action(engine, record, nominal, request_id, Some(fence)).await?
     };
     engine
         .execute_schedule(
@@ -236,6 +242,7 @@ async fn start_action(
     record: &ScheduleRecord,
     nominal: i64,
     request_id: String,
+    fence: Option<Fence>,
 ) -> ApiResult<Option<WorkflowExecution>> {
     let Some(Action::StartWorkflow(w)) = record
         .schedule
@@ -301,7 +308,12 @@ async fn start_action(
         now,
     };
     let shard = engine.shard_for(&record.namespace_id, &workflow_id);
-    match engine.execute(shard, ShardCommand::Start(start)).await {
+    let command = ShardCommand::Start(start);
+    let started = match fence {
+        Some(fence) => engine.execute_as(fence, shard, command).await,
+        None => engine.execute(shard, command).await,
+    };
+    match started {
         Ok(ShardOutcome::Started { reply, .. }) => Ok(Some(WorkflowExecution {
             workflow_id,
             run_id: reply.run_id,

@@ -30,7 +30,6 @@ use dura_history::{
     tasks::ParentClosePolicyTask,
     time::from_duration,
 };
-use dura_raft_store::GroupId;
 use temporalio_protos::temporal::api::{
     enums::v1::ParentClosePolicy,
     history::v1::{HistoryEvent, history_event::Attributes},
@@ -39,25 +38,26 @@ use temporalio_protos::temporal::api::{
 use crate::{
     engine::{Engine, now_nanos},
     error::{ApiError, ApiResult},
+    leader::Fence,
     shard::{ReaderKv, ShardCommand, ShardOutcome},
 };
 
 const RETRY_BACKOFF: Duration = Duration::from_millis(500);
 
 /// Carries out one child-workflow outbox record of `shard`, then acknowledges it.
-pub async fn run(engine: Engine, shard: GroupId, record: OutboxRecord) {
+pub async fn run(engine: Engine, fence: Fence, record: OutboxRecord) {
     let Some(entry) = OutboxEntry::of(&record.run, &record.task) else {
         return;
     };
     loop {
         let attempt = match &record.task {
             Task::StartChild { initiated_event_id } => {
-                start_child(&engine, &record.run, *initiated_event_id).await
+                start_child(&engine, fence, &record.run, *initiated_event_id).await
             }
             Task::NotifyParent {
                 completion_event_id,
-            } => notify_parent(&engine, &record.run, *completion_event_id).await,
-            Task::ParentClosePolicy(task) => parent_close_policy(&engine, task).await,
+            } => notify_parent(&engine, fence, &record.run, *completion_event_id).await,
+            Task::ParentClosePolicy(task) => parent_close_policy(&engine, fence, task).await,
             _ => Ok(()),
         };
         match attempt {
@@ -79,6 +79,8 @@ pub async fn run(engine: Engine, shard: GroupId, record: OutboxRecord) {
                 tracing::error!(workflow_id = %record.run.workflow_id, error = %e, "child workflow task refused; dropped");
                 break;
             }
+            // Deposed: the new leader carries the record out from state.
+            Err(ApiError::NotLeader { .. }) if !engine.is_current(fence) => return,
             // The proposal itself failed (no leader, storage): the record is the only trigger.
             Err(e) => {
                 tracing::debug!(workflow_id = %record.run.workflow_id, error = %e, "child workflow task failed; retrying");
@@ -86,7 +88,7 @@ pub async fn run(engine: Engine, shard: GroupId, record: OutboxRecord) {
             }
         }
     }
-    engine.ack_outbox_later(shard, entry);
+    engine.ack_outbox_later(fence.shard, entry);
 }
 
 fn read_event(reader: &ReaderKv, run: &RunKey, event_id: i64) -> ApiResult<HistoryEvent> {
@@ -105,7 +107,12 @@ fn read_run(engine: &Engine, run: &RunKey) -> ApiResult<(ReaderKv, dura_history:
     Ok((reader, ms))
 }
 
-async fn start_child(engine: &Engine, parent: &RunKey, initiated_event_id: i64) -> ApiResult<()> {
+async fn start_child(
+    engine: &Engine,
+    fence: Fence,
+    parent: &RunKey,
+    initiated_event_id: i64,
+) -> ApiResult<()> {
     let (reader, ms) = read_run(engine, parent)?;
     if ms
         .children
@@ -164,7 +171,7 @@ async fn start_child(engine: &Engine, parent: &RunKey, initiated_event_id: i64) 
     };
     let child_shard = engine.shard_for(&a.namespace_id, &a.workflow_id);
     let report = match engine
-        .execute(child_shard, ShardCommand::Start(start))
+        .execute_as(fence, child_shard, ShardCommand::Start(start))
         .await
     {
         Ok(ShardOutcome::Started { reply, .. }) => RunRequest::ChildStarted(ChildStartedRequest {
@@ -186,10 +193,15 @@ async fn start_child(engine: &Engine, parent: &RunKey, initiated_event_id: i64) 
         }
         Err(e) => return Err(e),
     };
-    engine.execute_run(parent, report).await.map(|_| ())
+    engine.execute_run_as(fence, parent, report).await.map(|_| ())
 }
 
-async fn notify_parent(engine: &Engine, child: &RunKey, completion_event_id: i64) -> ApiResult<()> {
+async fn notify_parent(
+    engine: &Engine,
+    fence: Fence,
+    child: &RunKey,
+    completion_event_id: i64,
+) -> ApiResult<()> {
     let (reader, ms) = read_run(engine, child)?;
     let Some(parent) = ms.parent else {
         return Ok(());
@@ -208,14 +220,23 @@ async fn notify_parent(engine: &Engine, child: &RunKey, completion_event_id: i64
         outcome,
         now: now_nanos(),
     });
-    engine.execute_run(&parent_run, report).await.map(|_| ())
+    engine
+        .execute_run_as(fence, &parent_run, report)
+        .await
+        .map(|_| ())
 }
 
 /// Like the real server, the policy reaches the child's chain as it is now (it may have
 /// continued as new), but never an unrelated later workflow with the same id.
-async fn parent_close_policy(engine: &Engine, task: &ParentClosePolicyTask) -> ApiResult<()> {
-    let reader = engine.reader(engine.shard_for(&task.namespace_id, &task.workflow_id))?;
-    let (run, ms) = store::resolve_run(&reader, &task.namespace_id, &task.workflow_id, "")?;
+async fn parent_close_policy(
+    engine: &Engine,
+    fence: Fence,
+    task: &ParentClosePolicyTask,
+) -> ApiResult<()> {
+    // The child's shard, which this node may hold no replica of.
+    let (run, ms) = engine
+        .read_run_anywhere(&task.namespace_id, &task.workflow_id, "")
+        .await?;
     if ms.first_execution_run_id != task.run_id || !ms.is_running() {
         return Ok(());
     }
@@ -235,5 +256,5 @@ async fn parent_close_policy(engine: &Engine, task: &ParentClosePolicyTask) -> A
             now,
         })
     };
-    engine.execute_run(&run, request).await.map(|_| ())
+    engine.execute_run_as(fence, &run, request).await.map(|_| ())
 }

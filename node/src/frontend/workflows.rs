@@ -325,32 +325,17 @@ impl Workflows {
         Ok((reader, run, ms))
     }
 
-    /// [`Workflows::read_run`] on a node that may hold no replica of the workflow's shard:
-    /// there, the run as a node holding one reads it now.
+    /// [`Workflows::read_run`] on a node that may hold no replica of the workflow's shard
+    /// (see `Engine::read_run_anywhere`).
     async fn read_run_anywhere(
         &self,
         namespace_id: &str,
         workflow_id: &str,
         run_id: &str,
     ) -> ApiResult<(RunKey, MutableState)> {
-        let shard = self.engine.shard_for(namespace_id, workflow_id);
-        if self.engine.holds(shard) {
-            let (_, run, ms) = self.read_run(namespace_id, workflow_id, run_id)?;
-            return Ok((run, ms));
-        }
-        let mut kv = dura_history::store::MemKv::default();
-        let mut resolved = run_id.to_string();
-        if run_id.is_empty() {
-            let current = dura_history::keys::current_execution(namespace_id, workflow_id);
-            kv.0.extend(self.engine.fetch(shard, &current).await?.0);
-            if let Some(c) = store::read_current(&kv, namespace_id, workflow_id)? {
-                resolved = c.run_id;
-            }
-        }
-        let run = RunKey::new(namespace_id, workflow_id, &resolved);
-        let state = dura_history::keys::mutable_state(&run);
-        kv.0.extend(self.engine.fetch(shard, &state).await?.0);
-        Ok(store::resolve_run(&kv, namespace_id, workflow_id, run_id)?)
+        self.engine
+            .read_run_anywhere(namespace_id, workflow_id, run_id)
+            .await
     }
 
     fn run_key(&self, namespace: &str, workflow_id: &str, run_id: &str) -> ApiResult<RunKey> {

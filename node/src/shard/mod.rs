@@ -84,6 +84,20 @@ pub enum ShardCommand {
         schedule_id: String,
         request: ScheduleRequest,
     },
+    /// Work the leader of shard `source` in `term` does in this shard (a backlog add, a child
+    /// start, a report to a parent). Refused (`ShardOutcome::Deposed`) once this shard applied
+    /// a fenced command of a later term of `source`: a deposed leader's late dispatch cannot
+    /// take effect after its successor's first one.
+    Fenced {
+        source: GroupId,
+        term: u64,
+        command: Box<ShardCommand>,
+    },
+}
+
+/// `Lf<source shard BE>` → the highest term of that shard's leaders seen in fenced commands.
+fn fence_key(source: GroupId) -> Vec<u8> {
+    [&b"Lf"[..], &source.0.to_be_bytes()].concat()
 }
 
 impl ShardCommand {
@@ -98,6 +112,7 @@ impl ShardCommand {
                 workflow_id,
                 ..
             } => Some((namespace_id.clone(), workflow_id.clone())),
+            ShardCommand::Fenced { command, .. } => command.workflow(),
             ShardCommand::AckOutbox(_)
             | ShardCommand::Backlog(_)
             | ShardCommand::Schedule { .. } => None,
@@ -121,6 +136,8 @@ pub enum ShardOutcome {
     Backlog(BacklogReply),
     /// The schedule after the request; `None` once deleted.
     Schedule(Option<ScheduleRecord>),
+    /// A [`ShardCommand::Fenced`] of a deposed leader: nothing was applied.
+    Deposed,
 }
 
 pub type ShardReply = Result<ShardOutcome, HistoryError>;
@@ -326,12 +343,93 @@ fn apply_command(
             });
             Ok(ShardOutcome::Schedule(record))
         }
+        ShardCommand::Fenced {
+            source,
+            term,
+            command,
+        } => {
+            let key = fence_key(source);
+            let seen = kv
+                .get(&key)
+                .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+                .map_or(0, u64::from_be_bytes);
+            if term < seen {
+                return Ok(ShardOutcome::Deposed);
+            }
+            if term > seen {
+                kv.put(&key, &term.to_be_bytes());
+            }
+            apply_command(kv.0, *command, effects)
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A fenced command is applied unless the shard already applied one of a later term of
+    /// the same source shard; a refused one changes nothing.
+    #[tokio::test]
+    async fn a_deposed_leaders_fenced_command_is_refused() {
+        use std::sync::Arc;
+
+        use dura_raft_store::{Durability, RaftStore, StoreOptions};
+
+        let dir = tempfile::tempdir().unwrap();
+        let app = crate::app::NodeApplication {
+            effects: Default::default(),
+        };
+        let store = RaftStore::open(
+            StoreOptions {
+                dir: dir.path().to_path_buf(),
+                node_id: 1,
+                advertise_addr: "127.0.0.1:0".into(),
+                initial_members: Default::default(),
+                groups: vec![GroupId(1)],
+                placement: Default::default(),
+                durability: Durability::Fsync,
+                snapshot_every: 0,
+                fault_injection: false,
+            },
+            Arc::new(app),
+        )
+        .await
+        .unwrap();
+        store
+            .wait_for_leaders(std::time::Duration::from_secs(5))
+            .await
+            .unwrap();
+        let fenced = |source: u32, term: u64, queue: &str| ShardCommand::Fenced {
+            source: GroupId(source),
+            term,
+            command: Box::new(ShardCommand::Backlog(BacklogCommand::Add {
+                queue: TaskQueueKey::new("ns", queue, TaskKind::Activity),
+                task: queue.as_bytes().to_vec(),
+            })),
+        };
+        let applied = async |command: ShardCommand| {
+            let reply = store.propose(GroupId(1), command.encode()).await.unwrap();
+            match bincode::deserialize::<ShardReply>(&reply).unwrap().unwrap() {
+                ShardOutcome::Backlog(BacklogReply::Added { .. }) => true,
+                ShardOutcome::Deposed => false,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert!(applied(fenced(2, 5, "a")).await);
+        assert!(!applied(fenced(2, 4, "late")).await, "an earlier term");
+        assert!(applied(fenced(2, 5, "b")).await, "the same term");
+        assert!(applied(fenced(2, 6, "c")).await, "a later term");
+        assert!(!applied(fenced(2, 5, "late")).await, "deposed by term 6");
+        assert!(applied(fenced(3, 1, "d")).await, "another source has its own fence");
+        let queues: Vec<String> = backlog::scan(&store.reader(GroupId(1)).unwrap())
+            .unwrap()
+            .into_iter()
+            .map(|t| t.queue.name)
+            .collect();
+        assert_eq!(queues, ["a", "b", "c", "d"]);
+        store.shutdown().await.unwrap();
+    }
 
     #[test]
     fn a_panicking_handler_becomes_an_internal_reply() {
