@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs Dura's whole test suite: the Rust workspace (unit, storage-suite and end-to-end tests,
-# cluster drills), the SDK conformance suite (on start-dev and through a 3-node cluster),
+# cluster drills), the SDK conformance suite (on start-dev and through 3- and 5-node clusters),
 # Dura's own Python-SDK tests and failover drills, and its TypeScript-SDK suite.
 # Installs what a fresh machine lacks.
 #
@@ -39,18 +39,23 @@ else
 fi
 
 # The same suite through one node of a three-node cluster (its two restart tests need a
-# server it starts itself, so they skip against an address).
-CLUSTER_DIR="$(mktemp -d)"
+# server it starts itself, so they skip against an address), then through the last node of
+# a five-node cluster with three replicas per shard, which holds only some of the shards.
+CLUSTER_DIR=""
 stop_cluster() {
+  [ -n "$CLUSTER_DIR" ] || return 0
   DURA_CLUSTER_DIR="$CLUSTER_DIR" bash "$ROOT/deploy/local-cluster.sh" stop >/dev/null 2>&1 || true
   rm -rf "$CLUSTER_DIR"
 }
 trap stop_cluster EXIT
-echo "test.sh: conformance suite through a 3-node cluster" >&2
-DURA_BIN="$CARGO_TARGET_DIR/debug/dura" DURA_CLUSTER_DIR="$CLUSTER_DIR" DURA_CLUSTER_BASE_PORT=17233 \
-  bash deploy/local-cluster.sh start 3
-bash "$SUITE/run.sh" address 127.0.0.1:17233
-stop_cluster
+for nodes in 3 5; do
+  echo "test.sh: conformance suite through a $nodes-node cluster" >&2
+  CLUSTER_DIR="$(mktemp -d)"
+  DURA_BIN="$CARGO_TARGET_DIR/debug/dura" DURA_CLUSTER_DIR="$CLUSTER_DIR" DURA_CLUSTER_BASE_PORT=17233 \
+    bash deploy/local-cluster.sh start "$nodes"
+  bash "$SUITE/run.sh" address "127.0.0.1:$((17233 + 10 * (nodes - 1)))"
+  stop_cluster
+done
 trap - EXIT
 
 # Dura's own Python-SDK tests: histories against expectations recorded from the real dev

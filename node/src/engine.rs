@@ -188,6 +188,14 @@ struct Inner {
     effects: Arc<AppliedEffects>,
 }
 
+/// Failpoint `outbox-ack`: a test loses the acknowledgement of an outbox record whose task
+/// is already in its partition's backlog, as a node that died in between would (see
+/// `failpoint_tests`).
+fn ack_lost() -> bool {
+    fail::fail_point!("outbox-ack", |_| true);
+    false
+}
+
 impl Engine {
     /// `effects` is the channel from the store's state machine (`app::NodeApplication`).
     pub fn new(store: RaftStore, shards: u32, effects: Arc<AppliedEffects>) -> Self {
@@ -496,6 +504,9 @@ impl Engine {
                 // Taken while the add was on its way: the entry is done with already.
                 engine.cleanup(partition, Cleanup::CompleteBacklog(queue.clone(), seq));
             }
+            if ack_lost() {
+                return;
+            }
             engine.cleanup(
                 task.shard,
                 Cleanup::AckOutbox(task.outbox_entry(queue.kind)),
@@ -517,7 +528,7 @@ impl Engine {
     /// Straight into the partition's backlog, then the outbox record is acknowledged: after a
     /// restart, and whenever the partition is led by another node.
     async fn spill_direct(&self, queue: TaskQueueKey, task: QueuedTask, fence: Option<Fence>) {
-        if self.add_to_backlog(&queue, &task, fence).await.is_none() {
+        if self.add_to_backlog(&queue, &task, fence).await.is_none() || ack_lost() {
             return;
         }
         self.cleanup(

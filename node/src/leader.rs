@@ -322,6 +322,13 @@ async fn supervise(
     }
 }
 
+/// Failpoint `effect-dispatch`: a test loses an applied entry's effect here, as a node that
+/// died between commit and dispatch would (see `failpoint_tests`).
+fn dispatch_lost() -> bool {
+    fail::fail_point!("effect-dispatch", |_| true);
+    false
+}
+
 /// One term of leadership of `shard`, until `cancel`.
 async fn lead(engine: Engine, shard: GroupId, term: u64, cancel: CancellationToken) {
     let (tx, mut rx) = mpsc::channel(EFFECT_CAPACITY);
@@ -356,6 +363,7 @@ async fn lead(engine: Engine, shard: GroupId, term: u64, cancel: CancellationTok
         tokio::select! {
             _ = cancel.cancelled() => break,
             effect = rx.recv() => match effect {
+                Some(_) if dispatch_lost() => {}
                 Some(effect) => engine.dispatch(&leader, effect),
                 None => break,
             },

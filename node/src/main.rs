@@ -8,6 +8,8 @@ mod config;
 mod config_file;
 mod engine;
 mod error;
+#[cfg(test)]
+mod failpoint_tests;
 mod frontend;
 mod grpc;
 mod leader;

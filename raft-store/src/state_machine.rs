@@ -405,6 +405,11 @@ fn install_blocking(shared: &SmShared, meta: &SnapshotMeta, path: &Path) -> io::
         }
     }
     db.write_opt(batch, &synced()).map_err(db_err)?;
+    // Tests interrupt an install here, the group's state gone and the file not yet in, as a
+    // crash would (`tests/snapshot_failpoint.rs`).
+    fail::fail_point!("snapshot-install-mid", |_| Err(io_err(
+        "failpoint snapshot-install-mid: install interrupted"
+    )));
 
     if std::fs::metadata(path)?.len() > 0 {
         // Copied, not moved: the file stays the group's snapshot, to serve to others.

@@ -1,0 +1,193 @@
+//! A real node (start-dev, RocksDB in a temporary directory, gRPC on a loopback port) stopped
+//! and started again in-process, with failpoints losing work between two steps that a crash
+//! could separate. What the failpoint lost is carried out by the next leadership, from
+//! committed state, exactly once.
+//!
+//! Failpoints are process-wide: each test holds a `fail::FailScenario`, which serializes them.
+
+use std::{net::SocketAddr, path::Path, time::Duration};
+
+use clap::Parser;
+use temporalio_protos::temporal::api::{
+    common::v1::{WorkflowExecution, WorkflowType},
+    enums::v1::{EventType, TaskQueueKind},
+    taskqueue::v1::TaskQueue,
+    workflowservice::v1::{
+        GetWorkflowExecutionHistoryRequest, PollWorkflowTaskQueueRequest,
+        PollWorkflowTaskQueueResponse, StartWorkflowExecutionRequest,
+        workflow_service_client::WorkflowServiceClient,
+    },
+};
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+use tonic::transport::Channel;
+
+use crate::{
+    cli::{Cli, Command, ServerCommand},
+    config::NodeConfig,
+};
+
+struct DevNode {
+    client: WorkflowServiceClient<Channel>,
+    stop: oneshot::Sender<()>,
+    served: JoinHandle<anyhow::Result<()>>,
+}
+
+impl DevNode {
+    async fn start(dir: &Path) -> DevNode {
+        let cli = Cli::try_parse_from([
+            "dura",
+            "server",
+            "start-dev",
+            "--ip",
+            "127.0.0.1",
+            "--db-filename",
+            &dir.to_string_lossy(),
+        ])
+        .unwrap();
+        let Command::Server(ServerCommand::StartDev(args)) = cli.command else {
+            unreachable!()
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr: SocketAddr = listener.local_addr().unwrap();
+        let mut config = NodeConfig::from_args(&args).unwrap();
+        config.listen = addr;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let served = tokio::spawn(crate::server::run_node(config, listener, async {
+            let _ = stopped.await;
+        }));
+        let client = loop {
+            if let Ok(client) = WorkflowServiceClient::connect(format!("http://{addr}")).await {
+                break client;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        DevNode {
+            client,
+            stop,
+            served,
+        }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.served.await.unwrap().unwrap();
+    }
+
+    async fn start_workflow(&mut self, workflow_id: &str, queue: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let request = StartWorkflowExecutionRequest {
+            namespace: "default".into(),
+            workflow_id: workflow_id.into(),
+            workflow_type: Some(WorkflowType {
+                name: "Failpoint".into(),
+            }),
+            task_queue: task_queue(queue),
+            request_id: format!("request-{workflow_id}"),
+            ..Default::default()
+        };
+        // The namespace appears once the node has bootstrapped.
+        while let Err(status) = self.client.start_workflow_execution(request.clone()).await {
+            assert!(tokio::time::Instant::now() < deadline, "{status}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// One poll of `queue`, waiting up to `wait` for a task.
+    async fn poll(&mut self, queue: &str, wait: Duration) -> PollWorkflowTaskQueueResponse {
+        let mut request = tonic::Request::new(PollWorkflowTaskQueueRequest {
+            namespace: "default".into(),
+            task_queue: task_queue(queue),
+            identity: "failpoint-test".into(),
+            ..Default::default()
+        });
+        request.set_timeout(wait);
+        match self.client.poll_workflow_task_queue(request).await {
+            Ok(reply) => reply.into_inner(),
+            Err(status) if status.code() == tonic::Code::DeadlineExceeded => Default::default(),
+            Err(status) => panic!("poll: {status}"),
+        }
+    }
+
+    /// How many events of `event_type` the workflow's history holds.
+    async fn events(&mut self, workflow_id: &str, event_type: EventType) -> usize {
+        let history = self
+            .client
+            .get_workflow_execution_history(GetWorkflowExecutionHistoryRequest {
+                namespace: "default".into(),
+                execution: Some(WorkflowExecution {
+                    workflow_id: workflow_id.into(),
+                    run_id: String::new(),
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        history
+            .history
+            .unwrap_or_default()
+            .events
+            .iter()
+            .filter(|e| e.event_type == event_type as i32)
+            .count()
+    }
+}
+
+fn task_queue(name: &str) -> Option<TaskQueue> {
+    Some(TaskQueue {
+        name: name.into(),
+        kind: TaskQueueKind::Normal as i32,
+        ..Default::default()
+    })
+}
+
+/// "Committed, not yet dispatched": the start's workflow task never reaches the matcher, and
+/// the next leadership delivers it from the outbox.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_committed_task_whose_dispatch_was_lost_is_delivered_by_the_next_leader() {
+    let scenario = fail::FailScenario::setup();
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = DevNode::start(dir.path()).await;
+    fail::cfg("effect-dispatch", "return").unwrap();
+    node.start_workflow("lost-dispatch", "fp-dispatch").await;
+    fail::remove("effect-dispatch");
+    let polled = node.poll("fp-dispatch", Duration::from_secs(2)).await;
+    assert!(polled.task_token.is_empty(), "the dispatch was lost");
+    node.stop().await;
+
+    let mut node = DevNode::start(dir.path()).await;
+    let polled = node.poll("fp-dispatch", Duration::from_secs(20)).await;
+    assert_eq!(
+        polled.workflow_execution.unwrap().workflow_id,
+        "lost-dispatch"
+    );
+    node.stop().await;
+    scenario.teardown();
+}
+
+/// "Backlog add done, outbox ack pending": the task is in its partition's backlog and still
+/// in the outbox; the next leadership indexes it once, not twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlogged_task_whose_ack_was_lost_is_delivered_once() {
+    let scenario = fail::FailScenario::setup();
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = DevNode::start(dir.path()).await;
+    fail::cfg("outbox-ack", "return").unwrap();
+    node.start_workflow("lost-ack", "fp-ack").await;
+    // No poller: the task moves to the backlog after a second, and its ack is lost.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    fail::remove("outbox-ack");
+    node.stop().await;
+
+    let mut node = DevNode::start(dir.path()).await;
+    let polled = node.poll("fp-ack", Duration::from_secs(20)).await;
+    assert_eq!(polled.workflow_execution.unwrap().workflow_id, "lost-ack");
+    let again = node.poll("fp-ack", Duration::from_secs(2)).await;
+    assert!(again.task_token.is_empty(), "delivered twice: {again:?}");
+    assert_eq!(
+        node.events("lost-ack", EventType::WorkflowTaskStarted).await,
+        1
+    );
+    node.stop().await;
+    scenario.teardown();
+}
