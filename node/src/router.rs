@@ -13,7 +13,7 @@
 //! through the leader a replica names; its reads are served by a replica (the frontend
 //! forwards such calls, [`scan_prefix`] reads a prefix there).
 
-use std::time::Duration;
+use std::{future::Future, time::Duration};
 
 use dura_raft_store::{GroupId, KvPairs, ProposeError, RaftStore};
 use tokio::time::Instant;
@@ -28,37 +28,75 @@ const ELECTION_POLL: Duration = Duration::from_millis(50);
 
 /// Proposes `command` to `group`'s leader and returns what apply returned there.
 pub async fn propose(store: &RaftStore, group: GroupId, command: Vec<u8>) -> ApiResult<Vec<u8>> {
-    let deadline = Instant::now() + ELECTION_WAIT;
     let held = store.hosts(group);
-    let mut via = None;
-    loop {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        if !held && via.is_none() {
-            // A group held elsewhere: a replica names its leader.
-            via = store.locate_leader(group).await;
-            if via.is_none() && !remaining.is_zero() {
-                tokio::time::sleep(ELECTION_POLL.min(remaining)).await;
-                continue;
+    follow_leader(store, group, |via, remaining| {
+        let command = command.clone();
+        async move {
+            match via {
+                Some(node) if node != store.node_id() => {
+                    store.propose_via(node, group, command, remaining).await
+                }
+                // Held elsewhere and no leader named yet: look again.
+                _ if !held => Err(ProposeError::NotLeader {
+                    group,
+                    leader: None,
+                }),
+                // Bounded too: a leader cut off from its quorum (a partition) would otherwise
+                // hold a call without a deadline forever. What times out may still commit.
+                _ => tokio::time::timeout(remaining, store.propose(group, command))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(ProposeError::Unavailable {
+                            group,
+                            reason: format!("not committed within {ELECTION_WAIT:?}"),
+                        })
+                    }),
             }
         }
-        let proposed = match via {
-            Some(node) if node != store.node_id() => {
-                store
-                    .propose_via(node, group, command.clone(), remaining)
-                    .await
-            }
-            // Bounded too: a leader cut off from its quorum (a partition) would otherwise
-            // hold a call without a deadline forever. What times out may still commit.
-            _ => tokio::time::timeout(remaining, store.propose(group, command.clone()))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(ProposeError::Unavailable {
-                        group,
-                        reason: format!("not committed within {ELECTION_WAIT:?}"),
-                    })
-                }),
-        };
-        match proposed {
+    })
+    .await
+}
+
+/// Waits until this node's replica of `group` holds every write committed before the call (see
+/// `RaftStore::read_barrier_via`), following leader hints through an election like
+/// [`propose`].
+pub async fn read_barrier(store: &RaftStore, group: GroupId) -> ApiResult<()> {
+    follow_leader(store, group, |via, remaining| {
+        store.read_barrier_via(via, group, remaining)
+    })
+    .await
+}
+
+/// Every `(key, value)` of `group` under `prefix`, read by the group's leader (or, when none is
+/// known, a replica) after a read barrier there: for a group this node holds no replica of.
+pub async fn scan_prefix(store: &RaftStore, group: GroupId, prefix: &[u8]) -> ApiResult<KvPairs> {
+    let first_replica = *store
+        .replicas(group)
+        .first()
+        .ok_or_else(|| ApiError::Unavailable(format!("no node holds group {group}")))?;
+    follow_leader(store, group, |via, remaining| {
+        store.scan_prefix_via(via.unwrap_or(first_replica), group, prefix, remaining)
+    })
+    .await
+}
+
+/// Runs `attempt` against the node this one believes leads `group` (`None`: none known),
+/// following `NotLeader` refusals — nothing was done — to the node each names, for up to
+/// [`ELECTION_WAIT`] through an election. Any other failure ends the call; the next one then
+/// asks a replica who leads a group held elsewhere rather than trust the node that failed.
+async fn follow_leader<T, Attempt>(
+    store: &RaftStore,
+    group: GroupId,
+    mut attempt: impl FnMut(Option<u64>, Duration) -> Attempt,
+) -> ApiResult<T>
+where
+    Attempt: Future<Output = Result<T, ProposeError>>,
+{
+    let deadline = Instant::now() + ELECTION_WAIT;
+    let mut via = store.locate_leader(group).await;
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        match attempt(via, remaining).await {
             Err(ProposeError::NotLeader { leader, .. }) if !remaining.is_zero() => {
                 // No leader known, or the hinted one does not lead either: an election is
                 // under way, so look again shortly rather than spin.
@@ -66,60 +104,16 @@ pub async fn propose(store: &RaftStore, group: GroupId, command: Vec<u8>) -> Api
                     tokio::time::sleep(ELECTION_POLL.min(remaining)).await;
                 }
                 store.note_leader(group, leader);
-                via = leader;
-            }
-            Err(e) => {
-                // The next call asks a replica again rather than trust a node that failed.
-                store.note_leader(group, None);
-                return Err(e.into());
-            }
-            Ok(reply) => return Ok(reply),
-        }
-    }
-}
-
-/// Waits until this node's replica of `group` holds every write committed before the call (see
-/// `RaftStore::read_barrier_via`), following leader hints through an election like
-/// [`propose`].
-pub async fn read_barrier(store: &RaftStore, group: GroupId) -> ApiResult<()> {
-    let deadline = Instant::now() + ELECTION_WAIT;
-    let mut via = store.leader_of(group);
-    loop {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        match store.read_barrier_via(via, group, remaining).await {
-            Err(ProposeError::NotLeader { leader, .. }) if !remaining.is_zero() => {
-                if leader.is_none() || leader == via {
-                    tokio::time::sleep(ELECTION_POLL.min(remaining)).await;
-                }
-                via = leader.or_else(|| store.leader_of(group));
-            }
-            other => return Ok(other?),
-        }
-    }
-}
-
-/// Every `(key, value)` of `group` under `prefix`, read by the group's leader (or, when none is
-/// known, a replica) after a read barrier there: for a group this node holds no replica of.
-pub async fn scan_prefix(store: &RaftStore, group: GroupId, prefix: &[u8]) -> ApiResult<KvPairs> {
-    let deadline = Instant::now() + ELECTION_WAIT;
-    loop {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        let node = match store.locate_leader(group).await {
-            Some(node) => node,
-            None => *store.replicas(group).first().ok_or_else(|| {
-                ApiError::Unavailable(format!("no node holds group {group}"))
-            })?,
-        };
-        match store.scan_prefix_via(node, group, prefix, remaining).await {
-            Err(ProposeError::NotLeader { leader, .. }) if !remaining.is_zero() => {
-                store.note_leader(group, leader);
-                tokio::time::sleep(ELECTION_POLL.min(remaining)).await;
+                via = match leader {
+                    Some(node) => Some(node),
+                    None => store.locate_leader(group).await,
+                };
             }
             Err(e) => {
                 store.note_leader(group, None);
                 return Err(e.into());
             }
-            Ok(pairs) => return Ok(pairs),
+            Ok(value) => return Ok(value),
         }
     }
 }

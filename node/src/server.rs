@@ -156,6 +156,7 @@ pub async fn run_node(
         namespaces: namespaces.clone(),
         queries: Default::default(),
         eager_workflow_start: config.eager_workflow_start,
+        stopping: Default::default(),
     };
     let admin_namespaces = namespaces.clone();
     let frontend = Frontend::new(

@@ -63,9 +63,9 @@ impl Frontend {
             inner: Arc::new(Inner {
                 forwarder: forward::Forwarder::new(namespaces.clone()),
                 namespaces,
+                stopping: workflows.stopping.clone(),
                 workflows,
                 cluster,
-                stopping: Default::default(),
             }),
         }
     }
@@ -110,6 +110,14 @@ impl Frontend {
         }
     }
 
+    /// A node a call was handed to could not be reached: the next call asks a replica who
+    /// leads the shard rather than trust the hint that named it.
+    fn host_failed(&self, shard: Option<GroupId>, status: &Status) {
+        if let (Some(shard), tonic::Code::Unavailable) = (shard, status.code()) {
+            self.workflows().engine.store().note_leader(shard, None);
+        }
+    }
+
     /// A read barrier on the shard of schedule `schedule_id`, so this node's replica holds
     /// every change to it committed before the call.
     async fn fresh_schedule(
@@ -123,7 +131,7 @@ impl Frontend {
             .await
     }
 
-    /// `poll`, or an empty answer once the node is stopping.
+    /// A poll forwarded to another node, or an empty answer once this node is stopping.
     async fn long_poll<T: Default>(
         &self,
         poll: impl std::future::Future<Output = crate::error::ApiResult<T>>,
@@ -174,6 +182,9 @@ macro_rules! serve_on_shard {
                 .forwarder
                 .$forward(node, $request.into_inner(), timeout)
                 .await;
+            if let Err(crate::error::ApiError::Forwarded(status)) = &forwarded {
+                $self.host_failed(shard, status);
+            }
             return reply(forwarded);
         }
     };
@@ -362,8 +373,7 @@ impl WorkflowService for Frontend {
                     .await
             }
             None => {
-                self.long_poll(self.workflows().poll_workflow_task(req, timeout))
-                    .await
+                reply(self.workflows().poll_workflow_task(req, timeout).await)
             }
         }
     }
@@ -412,8 +422,7 @@ impl WorkflowService for Frontend {
                     .await
             }
             None => {
-                self.long_poll(self.workflows().poll_activity_task(req, timeout))
-                    .await
+                reply(self.workflows().poll_activity_task(req, timeout).await)
             }
         }
     }
@@ -688,7 +697,7 @@ impl WorkflowService for Frontend {
         if let Err(e) = self.fresh_schedule(&req.namespace, &req.schedule_id).await {
             return reply(Err(e));
         }
-        reply(self.workflows().describe_schedule(req))
+        reply(self.workflows().describe_schedule(req).await)
     }
 
     async fn patch_schedule(

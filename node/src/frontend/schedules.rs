@@ -143,7 +143,7 @@ impl Workflows {
         Ok((ns, record))
     }
 
-    pub fn describe_schedule(
+    pub async fn describe_schedule(
         &self,
         req: pb::DescribeScheduleRequest,
     ) -> ApiResult<pb::DescribeScheduleResponse> {
@@ -154,7 +154,7 @@ impl Workflows {
                 action_count: record.action_count,
                 overlap_skipped: record.overlap_skipped,
                 missed_catchup_window: record.missed_catchup_window,
-                running_workflows: self.running_actions(&record)?,
+                running_workflows: self.running_actions(&record).await?,
                 recent_actions: record.recent_actions.clone(),
                 future_action_times: future,
                 create_time: Some(to_timestamp(record.create_time)),
@@ -168,15 +168,18 @@ impl Workflows {
         })
     }
 
-    /// The most recent action's workflow, while it runs.
-    fn running_actions(
+    /// The most recent action's workflow, while it runs (in whichever shard it is).
+    async fn running_actions(
         &self,
         record: &ScheduleRecord,
     ) -> ApiResult<Vec<temporalio_protos::temporal::api::common::v1::WorkflowExecution>> {
         let Some(last) = &record.last_started else {
             return Ok(Vec::new());
         };
-        let (_, _, ms) = self.read_run(&record.namespace_id, &last.workflow_id, &last.run_id)?;
+        let (_, ms) = self
+            .engine
+            .read_run_anywhere(&record.namespace_id, &last.workflow_id, &last.run_id)
+            .await?;
         Ok(if ms.is_running() {
             vec![last.clone()]
         } else {

@@ -73,6 +73,8 @@ pub struct Workflows {
     pub queries: std::sync::Arc<QueryRegistry>,
     /// `system.enableEagerWorkflowStart`: honour `request_eager_execution`.
     pub eager_workflow_start: bool,
+    /// Cancelled when the node stops: task-queue polls stop waiting and answer empty.
+    pub stopping: tokio_util::sync::CancellationToken,
 }
 
 /// The start options StartWorkflowExecution and SignalWithStartWorkflowExecution share, under
@@ -260,6 +262,21 @@ impl Workflows {
             .engine
             .workflow_queue(&namespace_id, &ms.current_task_queue());
         self.engine.remote_partition_leader(&key).await
+    }
+
+    /// The next task of `key` for a poller, or `None` at the deadline or once the node is
+    /// stopping. Only the wait is cut short: a task already taken is recorded started and
+    /// handed out, not dropped to wait for its timeout.
+    async fn next_task(
+        &self,
+        key: &TaskQueueKey,
+        identity: &str,
+        deadline: Instant,
+    ) -> Option<QueuedTask> {
+        tokio::select! {
+            task = self.engine.matcher().poll(key, identity, deadline) => task,
+            () = self.stopping.cancelled() => None,
+        }
     }
 
     /// The shard of the workflow a call names, when it names a valid namespace and a
@@ -565,12 +582,7 @@ impl Workflows {
         };
         let deadline = poll_deadline(grpc_timeout, LONG_POLL);
         loop {
-            let Some(task) = self
-                .engine
-                .matcher()
-                .poll(&key, &req.identity, deadline)
-                .await
-            else {
+            let Some(task) = self.next_task(&key, &req.identity, deadline).await else {
                 return Ok(pb::PollWorkflowTaskQueueResponse::default());
             };
             if let TaskOrigin::Query(query_id) = task.origin {
@@ -1097,12 +1109,7 @@ impl Workflows {
         };
         let deadline = poll_deadline(grpc_timeout, LONG_POLL);
         loop {
-            let Some(task) = self
-                .engine
-                .matcher()
-                .poll(&key, &req.identity, deadline)
-                .await
-            else {
+            let Some(task) = self.next_task(&key, &req.identity, deadline).await else {
                 return Ok(pb::PollActivityTaskQueueResponse::default());
             };
             let request = RunRequest::RecordActivityTaskStarted(RecordActivityTaskStartedRequest {
