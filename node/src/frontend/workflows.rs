@@ -279,6 +279,20 @@ impl Workflows {
         }
     }
 
+    /// Whether the workflow changed before `deadline`; `false` at once when the node stops, so
+    /// a long poll answers as when its wait ends (the caller polls again, maybe elsewhere)
+    /// instead of holding the stop until the grace period runs out.
+    async fn changed_by(
+        &self,
+        changed: &mut crate::leader::WorkflowWatch,
+        deadline: Instant,
+    ) -> bool {
+        tokio::select! {
+            waited = tokio::time::timeout_at(deadline, changed.changed()) => waited.is_ok(),
+            () = self.stopping.cancelled() => false,
+        }
+    }
+
     /// The shard of the workflow a call names, when it names a valid namespace and a
     /// workflow id (otherwise the handler says what is wrong, wherever it runs).
     pub(super) fn shard_of(&self, namespace: &str, workflow_id: &str) -> Option<GroupId> {
@@ -927,10 +941,7 @@ impl Workflows {
                     "workflow execution already completed".into(),
                 ));
             }
-            if tokio::time::timeout_at(deadline, changed.changed())
-                .await
-                .is_err()
-            {
+            if !self.changed_by(&mut changed, deadline).await {
                 return Ok((None, reached));
             }
         }
@@ -1296,10 +1307,7 @@ impl Workflows {
             if closed || !req.wait_new_event {
                 return Ok(history_response(Vec::new(), None));
             }
-            if tokio::time::timeout_at(deadline, changed.changed())
-                .await
-                .is_err()
-            {
+            if !self.changed_by(&mut changed, deadline).await {
                 // Nothing new in time: an empty page and a token to continue from.
                 return Ok(history_response(Vec::new(), Some(from)));
             }
