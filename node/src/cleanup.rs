@@ -3,8 +3,8 @@
 //! They are never on a caller's path, and losing one costs little: an outbox record left
 //! behind is sent again after a restart (the backlog add is idempotent), and a backlog entry
 //! left behind is refused as stale when it is handed out again, then completed. So they are
-//! best effort and batched: while one round is in flight the next requests queue up, and
-//! each round proposes at most one `AckOutbox` and one backlog `Complete` per shard.
+//! best effort and batched: while one round is in flight the next requests queue up (a full
+//! queue drops them), and each round proposes at most one `AckOutbox` and one backlog `Complete` per shard.
 
 use std::collections::BTreeMap;
 
@@ -28,8 +28,11 @@ struct Round {
     completions: Vec<(TaskQueueKey, u64)>,
 }
 
+/// How many clean-ups may wait for the next round; beyond that they are dropped (above).
+pub const QUEUE_CAPACITY: usize = 65_536;
+
 /// Proposes queued clean-ups, `(shard, what)`, in merged rounds until the sender goes away.
-pub async fn run(engine: Engine, mut rx: mpsc::UnboundedReceiver<(GroupId, Cleanup)>) {
+pub async fn run(engine: Engine, mut rx: mpsc::Receiver<(GroupId, Cleanup)>) {
     while let Some(first) = rx.recv().await {
         let mut rounds: BTreeMap<GroupId, Round> = BTreeMap::new();
         let mut next = Some(first);

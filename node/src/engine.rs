@@ -16,8 +16,6 @@
 //! tasks are rejected by the ids and stamps they carry.
 
 use std::{
-    cmp::Reverse,
-    collections::{BinaryHeap, HashMap},
     sync::{Arc, Mutex},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -30,7 +28,7 @@ use dura_history::{
     outbox::{self, OutboxEntry, OutboxKind, OutboxRecord},
     pending_tasks,
     store::{self, MemKv},
-    tasks::{TaskQueueRef, TimerTask},
+    tasks::TaskQueueRef,
     time::Nanos,
 };
 use dura_matching::{
@@ -183,7 +181,7 @@ struct Inner {
     store: RaftStore,
     shards: u32,
     matcher: Matcher<QueuedTask>,
-    cleanups: mpsc::UnboundedSender<(GroupId, Cleanup)>,
+    cleanups: mpsc::Sender<(GroupId, Cleanup)>,
     scheduler: Scheduler,
     effects: Arc<AppliedEffects>,
 }
@@ -199,7 +197,7 @@ fn ack_lost() -> bool {
 impl Engine {
     /// `effects` is the channel from the store's state machine (`app::NodeApplication`).
     pub fn new(store: RaftStore, shards: u32, effects: Arc<AppliedEffects>) -> Self {
-        let (cleanups, cleanup_rx) = mpsc::unbounded_channel();
+        let (cleanups, cleanup_rx) = mpsc::channel(cleanup::QUEUE_CAPACITY);
         let engine = Engine {
             inner: Arc::new(Inner {
                 store,
@@ -397,7 +395,7 @@ impl Engine {
     pub(crate) fn dispatch(&self, leader: &ShardLeader, effect: Effect) {
         match effect {
             Effect::Task(run, Task::Timer(timer)) => {
-                let _ = leader.timers.send((run, timer));
+                leader.timers.arm(run, timer);
             }
             Effect::Task(run, task) => self.deliver(leader, OutboxRecord { run, task }, false),
             Effect::Schedule {
@@ -584,7 +582,10 @@ impl Engine {
     }
 
     fn cleanup(&self, shard: GroupId, cleanup: Cleanup) {
-        let _ = self.inner.cleanups.send((shard, cleanup));
+        // Best effort (see `cleanup`): a full queue drops this one, left for recovery.
+        if self.inner.cleanups.try_send((shard, cleanup)).is_err() {
+            tracing::debug!(%shard, "clean-up queue full; left for recovery");
+        }
     }
 
     /// Acknowledges an outbox record in the next clean-up round.
@@ -674,7 +675,7 @@ impl Engine {
             let run = RunKey::new(&ms.namespace_id, &ms.workflow_id, &ms.run_id);
             for task in pending_tasks(&ms) {
                 if let Task::Timer(timer) = task {
-                    let _ = leader.timers.send((run.clone(), timer));
+                    leader.timers.arm(run.clone(), timer);
                 }
             }
         }
@@ -694,64 +695,45 @@ impl Engine {
 /// Fires durable timers: each timer comes back as a `FireTimer` proposal at its deadline.
 /// The state machine ignores timers that went stale in the meantime.
 /// One per shard leader; it ends with the leadership (see `ShardLeader::spawn`).
-pub(crate) async fn timer_service(
-    engine: Engine,
-    leader: ShardLeader,
-    mut rx: mpsc::UnboundedReceiver<(RunKey, TimerTask)>,
-) {
-    let mut heap: BinaryHeap<Reverse<(Nanos, u64)>> = BinaryHeap::new();
-    let mut entries: HashMap<u64, (RunKey, TimerTask)> = HashMap::new();
-    let mut seq = 0u64;
+pub(crate) async fn timer_service(engine: Engine, leader: ShardLeader) {
     loop {
         let now = now_nanos();
-        while let Some(Reverse((fire_at, id))) = heap.peek().copied() {
-            if fire_at > now {
-                break;
-            }
-            heap.pop();
-            if let Some((run, timer)) = entries.remove(&id) {
-                let engine = engine.clone();
-                let timers = leader.timers.clone();
-                let fence = leader.fence();
-                leader.spawn(async move {
-                    let request = RunRequest::FireTimer(FireTimerRequest {
-                        timer: timer.clone(),
-                        new_run_id: uuid::Uuid::new_v4().to_string(),
-                        now: now_nanos(),
-                    });
-                    match engine.execute_run_as(fence, &run, request).await {
-                        Ok(_) => {}
-                        // Deposed: the new leader arms this timer again from state.
-                        Err(ApiError::NotLeader { .. }) => {}
-                        // The state machine's verdict (run gone, ...) is final.
-                        Err(e @ ApiError::History(_)) => {
-                            tracing::debug!(workflow_id = %run.workflow_id, run_id = %run.run_id, error = %e, "timer not applied");
-                        }
-                        // The proposal itself failed (no leader yet, storage): the timer is
-                        // still armed in mutable state, so try again rather than lose it
-                        // until the next restart.
-                        Err(e) => {
-                            tracing::warn!(workflow_id = %run.workflow_id, run_id = %run.run_id, error = %e, "timer proposal failed; retrying");
-                            tokio::time::sleep(RETRY_BACKOFF).await;
-                            let _ = timers.send((run, timer));
-                        }
-                    }
+        for (run, timer) in leader.timers.take_due(now) {
+            let engine = engine.clone();
+            let timers = leader.timers.clone();
+            let fence = leader.fence();
+            leader.spawn(async move {
+                let request = RunRequest::FireTimer(FireTimerRequest {
+                    timer: timer.clone(),
+                    new_run_id: uuid::Uuid::new_v4().to_string(),
+                    now: now_nanos(),
                 });
-            }
+                match engine.execute_run_as(fence, &run, request).await {
+                    Ok(_) => {}
+                    // Deposed: the new leader arms this timer again from state.
+                    Err(ApiError::NotLeader { .. }) => {}
+                    // The state machine's verdict (run gone, ...) is final.
+                    Err(e @ ApiError::History(_)) => {
+                        tracing::debug!(workflow_id = %run.workflow_id, run_id = %run.run_id, error = %e, "timer not applied");
+                    }
+                    // The proposal itself failed (no leader yet, storage): the timer is
+                    // still armed in mutable state, so try again rather than lose it
+                    // until the next restart.
+                    Err(e) => {
+                        tracing::warn!(workflow_id = %run.workflow_id, run_id = %run.run_id, error = %e, "timer proposal failed; retrying");
+                        tokio::time::sleep(RETRY_BACKOFF).await;
+                        timers.arm(run, timer);
+                    }
+                }
+            });
         }
-        let sleep = heap
-            .peek()
-            .map(|Reverse((at, _))| Duration::from_nanos((at - now).max(0) as u64))
+        let sleep = leader
+            .timers
+            .next_deadline()
+            .map(|at| Duration::from_nanos((at - now).max(0) as u64))
             .unwrap_or(Duration::from_secs(3600));
         tokio::select! {
-            received = rx.recv() => match received {
-                Some((run, timer)) => {
-                    seq += 1;
-                    heap.push(Reverse((timer.fire_at, seq)));
-                    entries.insert(seq, (run, timer));
-                }
-                None => return,
-            },
+            () = leader.timers.armed() => {}
             _ = tokio::time::sleep(sleep) => {}
         }
     }

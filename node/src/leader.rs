@@ -221,8 +221,8 @@ pub struct ShardLeader {
     pub term: u64,
     /// Cancelled when the term's leadership ends; everything the leader spawns stops with it.
     pub cancel: CancellationToken,
-    /// The shard's timer service.
-    pub timers: mpsc::UnboundedSender<(RunKey, dura_history::tasks::TimerTask)>,
+    /// The timers armed in the shard's state, which its timer service fires.
+    pub timers: Arc<crate::timers::ArmedTimers>,
 }
 
 impl ShardLeader {
@@ -334,7 +334,7 @@ async fn lead(engine: Engine, shard: GroupId, term: u64, cancel: CancellationTok
     let (tx, mut rx) = mpsc::channel(EFFECT_CAPACITY);
     let overflowed = Arc::new(AtomicBool::new(false));
     let wake = Arc::new(Notify::new());
-    let (timers, timer_rx) = mpsc::unbounded_channel();
+    let timers = Arc::new(crate::timers::ArmedTimers::default());
     let leader = ShardLeader {
         shard,
         term,
@@ -353,11 +353,7 @@ async fn lead(engine: Engine, shard: GroupId, term: u64, cancel: CancellationTok
         },
     );
     tracing::info!(%shard, term, "leading shard");
-    leader.spawn(crate::engine::timer_service(
-        engine.clone(),
-        leader.clone(),
-        timer_rx,
-    ));
+    leader.spawn(crate::engine::timer_service(engine.clone(), leader.clone()));
     rebuild(&engine, &leader).await;
     loop {
         tokio::select! {

@@ -21,6 +21,7 @@ mod router;
 mod scheduler;
 mod server;
 mod shard;
+mod timers;
 mod transfers;
 
 use anyhow::Context;
