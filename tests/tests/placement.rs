@@ -58,6 +58,24 @@ async fn every_node_serves_every_shard_with_fewer_replicas_than_members() {
     }
     assert_eq!(held, [6; 4]);
 
+    // Leaders spread (9 groups over 4 nodes: at most 3 each) before the calls below, so no
+    // partition's leadership, and the pollers its matcher knows, moves in the middle of them.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let status = cluster_status(&nodes[0]);
+        let mut led = [0; 4];
+        for g in status["groups"].as_array().unwrap() {
+            if let Some(leader) = g["leader"].as_u64() {
+                led[leader as usize - 1] += 1;
+            }
+        }
+        if led.iter().sum::<usize>() == 9 && led.iter().all(|n| *n <= 3) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "leaders never spread: {led:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+
     // Started through one node, read through every other: eight workflows cover the shards,
     // so each node is asked about workflows whose shard it does not hold.
     let mut runs = Vec::new();
