@@ -512,7 +512,9 @@ impl RaftStore {
             .await
     }
 
-    pub(crate) async fn ask_scan_prefix(
+    /// Every `(key, value)` of `group` under `prefix`, read on node `node` after a read
+    /// barrier there: a linearizable read of a group this node does not hold.
+    pub async fn scan_prefix_via(
         &self,
         node: u64,
         group: GroupId,

@@ -107,18 +107,6 @@ impl RaftStore {
         }
     }
 
-    /// Every `(key, value)` of `group` under `prefix`, read on node `node` after a read
-    /// barrier there: a linearizable read of a group this node does not hold.
-    pub async fn scan_prefix_via(
-        &self,
-        node: u64,
-        group: GroupId,
-        prefix: &[u8],
-        timeout: Duration,
-    ) -> Result<KvPairs, ProposeError> {
-        self.ask_scan_prefix(node, group, prefix, timeout).await
-    }
-
     /// On a replica: the read [`RaftStore::scan_prefix_via`] asked for.
     pub(crate) async fn scan_prefix_here(
         &self,

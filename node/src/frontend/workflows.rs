@@ -334,7 +334,7 @@ impl Workflows {
             return Ok(());
         };
         let shard = self.engine.shard_for(&namespace_id, workflow_id);
-        // A node holding no replica reads through one that does (`read_run_anywhere`).
+        // A node holding no replica reads through one that does (`Engine::read_run_anywhere`).
         if workflow_id.is_empty() || !self.engine.holds(shard) {
             return Ok(());
         }
@@ -354,19 +354,6 @@ impl Workflows {
             .reader(self.engine.shard_for(namespace_id, workflow_id))?;
         let (run, ms) = store::resolve_run(&reader, namespace_id, workflow_id, run_id)?;
         Ok((reader, run, ms))
-    }
-
-    /// [`Workflows::read_run`] on a node that may hold no replica of the workflow's shard
-    /// (see `Engine::read_run_anywhere`).
-    async fn read_run_anywhere(
-        &self,
-        namespace_id: &str,
-        workflow_id: &str,
-        run_id: &str,
-    ) -> ApiResult<(RunKey, MutableState)> {
-        self.engine
-            .read_run_anywhere(namespace_id, workflow_id, run_id)
-            .await
     }
 
     fn run_key(&self, namespace: &str, workflow_id: &str, run_id: &str) -> ApiResult<RunKey> {
@@ -961,6 +948,7 @@ impl Workflows {
             return Ok(None);
         };
         let (run, ms) = self
+            .engine
             .read_run_anywhere(
                 &task.run.namespace_id,
                 &task.run.workflow_id,
@@ -1032,7 +1020,10 @@ impl Workflows {
         // the worker answers from a consistent state. Otherwise wait for the task to finish.
         let (run, ms) = loop {
             changed.mark_seen();
-            let (run, ms) = self.read_run_anywhere(&ns, workflow_id, run_id).await?;
+            let (run, ms) = self
+                .engine
+                .read_run_anywhere(&ns, workflow_id, run_id)
+                .await?;
             if ms.workflow_task.is_none() || !ms.is_running() {
                 break (run, ms);
             }
