@@ -1162,7 +1162,10 @@ async fn a_follower_behind_the_purged_log_catches_up_by_a_streamed_snapshot() {
     leader_store
         .raft(GroupId(1))
         .wait(Some(Duration::from_secs(30)))
-        .metrics(|m| m.purged.is_some(), "purged behind the snapshot")
+        .metrics(
+            |m| m.purged.is_some_and(|p| p.index() > 50),
+            "purged behind the snapshot",
+        )
         .await
         .unwrap();
 
@@ -1171,8 +1174,13 @@ async fn a_follower_behind_the_purged_log_catches_up_by_a_streamed_snapshot() {
     replicated(&back, 1, "k99", "value-99").await;
     assert_eq!(get(&back.store, 1, "k0").as_deref(), Some("value-0"));
     // It never builds snapshots itself (snapshot_every 0): this one came from the leader.
-    let metrics = back.store.raft(GroupId(1)).metrics();
-    assert!(metrics.borrow_watched().snapshot.is_some());
+    // Metrics are published after the install is applied, so wait for them rather than peek.
+    back.store
+        .raft(GroupId(1))
+        .wait(Some(Duration::from_secs(30)))
+        .metrics(|m| m.snapshot.is_some(), "installed the leader's snapshot")
+        .await
+        .unwrap();
     back.stop().await;
     for node in nodes {
         node.stop().await;
