@@ -150,7 +150,11 @@ impl AdminService {
         let groups = ids
             .into_iter()
             .filter_map(|id| {
-                let views_of = || views.iter().flat_map(|v| v.groups.iter().map(move |g| (v, g)));
+                let views_of = || {
+                    views
+                        .iter()
+                        .flat_map(|v| v.groups.iter().map(move |g| (v, g)))
+                };
                 // The leader's own view when it answered; else the freshest one.
                 let led = views_of()
                     .filter(|(v, g)| g.group == id && g.leader == Some(v.node_id))

@@ -310,7 +310,10 @@ mod tests {
             "--initial-cluster",
             "1=a:1,2=b:1,3=c:1,4=d:1,5=e:1",
         ]);
-        assert_eq!(NodeConfig::from_start_args(&five, "h").unwrap().replication, 3);
+        assert_eq!(
+            NodeConfig::from_start_args(&five, "h").unwrap().replication,
+            3
+        );
     }
 
     #[test]

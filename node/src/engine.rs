@@ -45,7 +45,9 @@ use crate::{
     leader::{AppliedEffects, Effect, Fence, ShardLeader, WorkflowWatch},
     metrics::TASK_DISPATCH,
     scheduler::Scheduler,
-    shard::{ReaderKv, ShardCommand, ShardView, ShardOutcome, ShardReply, partition_shard, shard_for},
+    shard::{
+        ReaderKv, ShardCommand, ShardOutcome, ShardReply, ShardView, partition_shard, shard_for,
+    },
     transfers,
 };
 
@@ -286,7 +288,12 @@ impl Engine {
         let shard = self.shard_for(namespace_id, workflow_id);
         if self.holds(shard) {
             let reader = self.reader(shard)?;
-            return Ok(store::resolve_run(&reader, namespace_id, workflow_id, run_id)?);
+            return Ok(store::resolve_run(
+                &reader,
+                namespace_id,
+                workflow_id,
+                run_id,
+            )?);
         }
         let mut kv = MemKv::default();
         let mut resolved = run_id.to_string();
@@ -490,7 +497,8 @@ impl Engine {
             if spill.lock().taken {
                 return;
             }
-            let Some((partition, seq, _)) = engine.add_to_backlog(&queue, &task, fence).await else {
+            let Some((partition, seq, _)) = engine.add_to_backlog(&queue, &task, fence).await
+            else {
                 return;
             };
             let taken = {

@@ -186,7 +186,8 @@ async fn a_backlogged_task_whose_ack_was_lost_is_delivered_once() {
     let again = node.poll("fp-ack", Duration::from_secs(2)).await;
     assert!(again.task_token.is_empty(), "delivered twice: {again:?}");
     assert_eq!(
-        node.events("lost-ack", EventType::WorkflowTaskStarted).await,
+        node.events("lost-ack", EventType::WorkflowTaskStarted)
+            .await,
         1
     );
     node.stop().await;

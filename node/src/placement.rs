@@ -81,8 +81,8 @@ impl Placement {
         let file = dir.join(PLACEMENT_FILE);
         match std::fs::read(&file) {
             Ok(bytes) => {
-                let kept = Self::decode(&bytes)
-                    .with_context(|| format!("corrupt {}", file.display()))?;
+                let kept =
+                    Self::decode(&bytes).with_context(|| format!("corrupt {}", file.display()))?;
                 if kept != proposed {
                     tracing::warn!(
                         "the data directory's cluster was created with other members, shards \

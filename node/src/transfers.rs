@@ -193,7 +193,10 @@ async fn start_child(
         }
         Err(e) => return Err(e),
     };
-    engine.execute_run_as(fence, parent, report).await.map(|_| ())
+    engine
+        .execute_run_as(fence, parent, report)
+        .await
+        .map(|_| ())
 }
 
 async fn notify_parent(
@@ -256,5 +259,8 @@ async fn parent_close_policy(
             now,
         })
     };
-    engine.execute_run_as(fence, &run, request).await.map(|_| ())
+    engine
+        .execute_run_as(fence, &run, request)
+        .await
+        .map(|_| ())
 }

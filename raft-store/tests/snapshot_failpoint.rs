@@ -10,9 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dura_raft_store::{
-    Application, ApplyTxn, Durability, GroupId, RaftStore, StoreOptions,
-};
+use dura_raft_store::{Application, ApplyTxn, Durability, GroupId, RaftStore, StoreOptions};
 
 const GROUP: GroupId = GroupId(1);
 
@@ -20,7 +18,13 @@ const GROUP: GroupId = GroupId(1);
 struct PutApp;
 
 impl Application for PutApp {
-    fn apply(&self, _group: GroupId, _index: u64, command: &[u8], txn: &mut ApplyTxn<'_>) -> Vec<u8> {
+    fn apply(
+        &self,
+        _group: GroupId,
+        _index: u64,
+        command: &[u8],
+        txn: &mut ApplyTxn<'_>,
+    ) -> Vec<u8> {
         let text = String::from_utf8_lossy(command);
         if let Some((key, value)) = text.split_once('=') {
             txn.put(key.as_bytes(), value.as_bytes());

@@ -114,9 +114,10 @@ impl Forwarder {
             Hop::Shard => SHARD_HOP,
             Hop::Direct | Hop::Queue => "1",
         };
-        request
-            .metadata_mut()
-            .insert(FORWARDED, tonic::metadata::MetadataValue::from_static(value));
+        request.metadata_mut().insert(
+            FORWARDED,
+            tonic::metadata::MetadataValue::from_static(value),
+        );
         request
     }
 

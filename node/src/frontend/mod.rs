@@ -299,7 +299,9 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<wfsvc::StartWorkflowExecutionRequest>,
     ) -> RpcResult<wfsvc::StartWorkflowExecutionResponse> {
-        serve_on_shard!(self, request, start, |r| self.workflows().shard_of(&r.namespace, &r.workflow_id));
+        serve_on_shard!(self, request, start, |r| self
+            .workflows()
+            .shard_of(&r.namespace, &r.workflow_id));
         reply(self.workflows().start(request.into_inner()).await)
     }
 
@@ -307,7 +309,9 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<wfsvc::SignalWithStartWorkflowExecutionRequest>,
     ) -> RpcResult<wfsvc::SignalWithStartWorkflowExecutionResponse> {
-        serve_on_shard!(self, request, signal_with_start, |r| self.workflows().shard_of(&r.namespace, &r.workflow_id));
+        serve_on_shard!(self, request, signal_with_start, |r| self
+            .workflows()
+            .shard_of(&r.namespace, &r.workflow_id));
         reply(
             self.workflows()
                 .signal_with_start(request.into_inner())
@@ -319,7 +323,9 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<wfsvc::SignalWorkflowExecutionRequest>,
     ) -> RpcResult<wfsvc::SignalWorkflowExecutionResponse> {
-        serve_on_shard!(self, request, signal, |r| self.workflows().shard_of(&r.namespace, workflow_id(r.workflow_execution.as_ref())));
+        serve_on_shard!(self, request, signal, |r| self
+            .workflows()
+            .shard_of(&r.namespace, workflow_id(r.workflow_execution.as_ref())));
         reply(
             self.workflows()
                 .signal(request.into_inner())
@@ -332,7 +338,9 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<wfsvc::TerminateWorkflowExecutionRequest>,
     ) -> RpcResult<wfsvc::TerminateWorkflowExecutionResponse> {
-        serve_on_shard!(self, request, terminate, |r| self.workflows().shard_of(&r.namespace, workflow_id(r.workflow_execution.as_ref())));
+        serve_on_shard!(self, request, terminate, |r| self
+            .workflows()
+            .shard_of(&r.namespace, workflow_id(r.workflow_execution.as_ref())));
         reply(
             self.workflows()
                 .terminate(request.into_inner())
@@ -345,7 +353,9 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<wfsvc::RequestCancelWorkflowExecutionRequest>,
     ) -> RpcResult<wfsvc::RequestCancelWorkflowExecutionResponse> {
-        serve_on_shard!(self, request, request_cancel, |r| self.workflows().shard_of(&r.namespace, workflow_id(r.workflow_execution.as_ref())));
+        serve_on_shard!(self, request, request_cancel, |r| self
+            .workflows()
+            .shard_of(&r.namespace, workflow_id(r.workflow_execution.as_ref())));
         reply(
             self.workflows()
                 .request_cancel(request.into_inner())
@@ -372,9 +382,7 @@ impl WorkflowService for Frontend {
                 self.long_poll(self.inner.forwarder.poll_workflow_task(node, req, timeout))
                     .await
             }
-            None => {
-                reply(self.workflows().poll_workflow_task(req, timeout).await)
-            }
+            None => reply(self.workflows().poll_workflow_task(req, timeout).await),
         }
     }
 
@@ -382,7 +390,9 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<wfsvc::RespondWorkflowTaskCompletedRequest>,
     ) -> RpcResult<wfsvc::RespondWorkflowTaskCompletedResponse> {
-        serve_on_shard!(self, request, complete_workflow_task, |r| self.workflows().shard_of_token(&r.task_token));
+        serve_on_shard!(self, request, complete_workflow_task, |r| self
+            .workflows()
+            .shard_of_token(&r.task_token));
         reply(
             self.workflows()
                 .complete_workflow_task(request.into_inner())
@@ -394,7 +404,9 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<wfsvc::RespondWorkflowTaskFailedRequest>,
     ) -> RpcResult<wfsvc::RespondWorkflowTaskFailedResponse> {
-        serve_on_shard!(self, request, fail_workflow_task, |r| self.workflows().shard_of_token(&r.task_token));
+        serve_on_shard!(self, request, fail_workflow_task, |r| self
+            .workflows()
+            .shard_of_token(&r.task_token));
         reply(
             self.workflows()
                 .fail_workflow_task(request.into_inner())
@@ -421,9 +433,7 @@ impl WorkflowService for Frontend {
                 self.long_poll(self.inner.forwarder.poll_activity_task(node, req, timeout))
                     .await
             }
-            None => {
-                reply(self.workflows().poll_activity_task(req, timeout).await)
-            }
+            None => reply(self.workflows().poll_activity_task(req, timeout).await),
         }
     }
 
@@ -431,7 +441,9 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<wfsvc::RespondActivityTaskCompletedRequest>,
     ) -> RpcResult<wfsvc::RespondActivityTaskCompletedResponse> {
-        serve_on_shard!(self, request, complete_activity, |r| self.workflows().shard_of_token(&r.task_token));
+        serve_on_shard!(self, request, complete_activity, |r| self
+            .workflows()
+            .shard_of_token(&r.task_token));
         let r = request.into_inner();
         reply(
             self.workflows()
@@ -445,7 +457,9 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<wfsvc::RespondActivityTaskCompletedByIdRequest>,
     ) -> RpcResult<wfsvc::RespondActivityTaskCompletedByIdResponse> {
-        serve_on_shard!(self, request, complete_activity_by_id, |r| self.workflows().shard_of(&r.namespace, &r.workflow_id));
+        serve_on_shard!(self, request, complete_activity_by_id, |r| self
+            .workflows()
+            .shard_of(&r.namespace, &r.workflow_id));
         let r = request.into_inner();
         let by_id = activity_by_id!(r);
         reply(
@@ -460,7 +474,9 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<wfsvc::RespondActivityTaskFailedRequest>,
     ) -> RpcResult<wfsvc::RespondActivityTaskFailedResponse> {
-        serve_on_shard!(self, request, fail_activity, |r| self.workflows().shard_of_token(&r.task_token));
+        serve_on_shard!(self, request, fail_activity, |r| self
+            .workflows()
+            .shard_of_token(&r.task_token));
         let r = request.into_inner();
         reply(
             self.workflows()
@@ -480,7 +496,9 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<wfsvc::RespondActivityTaskFailedByIdRequest>,
     ) -> RpcResult<wfsvc::RespondActivityTaskFailedByIdResponse> {
-        serve_on_shard!(self, request, fail_activity_by_id, |r| self.workflows().shard_of(&r.namespace, &r.workflow_id));
+        serve_on_shard!(self, request, fail_activity_by_id, |r| self
+            .workflows()
+            .shard_of(&r.namespace, &r.workflow_id));
         let r = request.into_inner();
         let by_id = activity_by_id!(r);
         reply(
@@ -495,7 +513,9 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<wfsvc::RespondActivityTaskCanceledRequest>,
     ) -> RpcResult<wfsvc::RespondActivityTaskCanceledResponse> {
-        serve_on_shard!(self, request, cancel_activity, |r| self.workflows().shard_of_token(&r.task_token));
+        serve_on_shard!(self, request, cancel_activity, |r| self
+            .workflows()
+            .shard_of_token(&r.task_token));
         let r = request.into_inner();
         reply(
             self.workflows()
@@ -509,7 +529,9 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<wfsvc::RespondActivityTaskCanceledByIdRequest>,
     ) -> RpcResult<wfsvc::RespondActivityTaskCanceledByIdResponse> {
-        serve_on_shard!(self, request, cancel_activity_by_id, |r| self.workflows().shard_of(&r.namespace, &r.workflow_id));
+        serve_on_shard!(self, request, cancel_activity_by_id, |r| self
+            .workflows()
+            .shard_of(&r.namespace, &r.workflow_id));
         let r = request.into_inner();
         let by_id = activity_by_id!(r);
         reply(
@@ -524,7 +546,9 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<wfsvc::RecordActivityTaskHeartbeatRequest>,
     ) -> RpcResult<wfsvc::RecordActivityTaskHeartbeatResponse> {
-        serve_on_shard!(self, request, heartbeat, |r| self.workflows().shard_of_token(&r.task_token));
+        serve_on_shard!(self, request, heartbeat, |r| self
+            .workflows()
+            .shard_of_token(&r.task_token));
         let r = request.into_inner();
         reply(
             self.workflows()
@@ -543,7 +567,9 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<wfsvc::RecordActivityTaskHeartbeatByIdRequest>,
     ) -> RpcResult<wfsvc::RecordActivityTaskHeartbeatByIdResponse> {
-        serve_on_shard!(self, request, heartbeat_by_id, |r| self.workflows().shard_of(&r.namespace, &r.workflow_id));
+        serve_on_shard!(self, request, heartbeat_by_id, |r| self
+            .workflows()
+            .shard_of(&r.namespace, &r.workflow_id));
         let r = request.into_inner();
         let by_id = activity_by_id!(r);
         reply(
@@ -563,7 +589,9 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<wfsvc::GetWorkflowExecutionHistoryRequest>,
     ) -> RpcResult<wfsvc::GetWorkflowExecutionHistoryResponse> {
-        serve_on_shard!(self, request, history, |r| self.workflows().shard_of(&r.namespace, workflow_id(r.execution.as_ref())));
+        serve_on_shard!(self, request, history, |r| self
+            .workflows()
+            .shard_of(&r.namespace, workflow_id(r.execution.as_ref())));
         let timeout = workflows::grpc_timeout(&request);
         let req = request.into_inner();
         let workflow_id = req
@@ -585,7 +613,9 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<wfsvc::GetWorkflowExecutionHistoryReverseRequest>,
     ) -> RpcResult<wfsvc::GetWorkflowExecutionHistoryReverseResponse> {
-        serve_on_shard!(self, request, history_reverse, |r| self.workflows().shard_of(&r.namespace, workflow_id(r.execution.as_ref())));
+        serve_on_shard!(self, request, history_reverse, |r| self
+            .workflows()
+            .shard_of(&r.namespace, workflow_id(r.execution.as_ref())));
         let req = request.into_inner();
         let workflow_id = req
             .execution
@@ -606,7 +636,9 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<wfsvc::DescribeWorkflowExecutionRequest>,
     ) -> RpcResult<wfsvc::DescribeWorkflowExecutionResponse> {
-        serve_on_shard!(self, request, describe, |r| self.workflows().shard_of(&r.namespace, workflow_id(r.execution.as_ref())));
+        serve_on_shard!(self, request, describe, |r| self
+            .workflows()
+            .shard_of(&r.namespace, workflow_id(r.execution.as_ref())));
         let req = request.into_inner();
         let workflow_id = req
             .execution
@@ -652,7 +684,9 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<wfsvc::UpdateWorkflowExecutionRequest>,
     ) -> RpcResult<wfsvc::UpdateWorkflowExecutionResponse> {
-        serve_on_shard!(self, request, update, |r| self.workflows().shard_of(&r.namespace, workflow_id(r.workflow_execution.as_ref())));
+        serve_on_shard!(self, request, update, |r| self
+            .workflows()
+            .shard_of(&r.namespace, workflow_id(r.workflow_execution.as_ref())));
         let timeout = workflows::grpc_timeout(&request);
         reply(self.workflows().update(request.into_inner(), timeout).await)
     }
@@ -661,7 +695,14 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<wfsvc::PollWorkflowExecutionUpdateRequest>,
     ) -> RpcResult<wfsvc::PollWorkflowExecutionUpdateResponse> {
-        serve_on_shard!(self, request, poll_update, |r| self.workflows().shard_of(&r.namespace, workflow_id(r.update_ref.as_ref().and_then(|u| u.workflow_execution.as_ref()))));
+        serve_on_shard!(self, request, poll_update, |r| self.workflows().shard_of(
+            &r.namespace,
+            workflow_id(
+                r.update_ref
+                    .as_ref()
+                    .and_then(|u| u.workflow_execution.as_ref())
+            )
+        ));
         let timeout = workflows::grpc_timeout(&request);
         let req = request.into_inner();
         let workflow_id = req
@@ -684,7 +725,9 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<wfsvc::CreateScheduleRequest>,
     ) -> RpcResult<wfsvc::CreateScheduleResponse> {
-        serve_on_shard!(self, request, create_schedule, |r| self.workflows().shard_of_schedule(&r.namespace, &r.schedule_id));
+        serve_on_shard!(self, request, create_schedule, |r| self
+            .workflows()
+            .shard_of_schedule(&r.namespace, &r.schedule_id));
         reply(self.workflows().create_schedule(request.into_inner()).await)
     }
 
@@ -692,7 +735,9 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<wfsvc::DescribeScheduleRequest>,
     ) -> RpcResult<wfsvc::DescribeScheduleResponse> {
-        serve_on_shard!(self, request, describe_schedule, |r| self.workflows().shard_of_schedule(&r.namespace, &r.schedule_id));
+        serve_on_shard!(self, request, describe_schedule, |r| self
+            .workflows()
+            .shard_of_schedule(&r.namespace, &r.schedule_id));
         let req = request.into_inner();
         if let Err(e) = self.fresh_schedule(&req.namespace, &req.schedule_id).await {
             return reply(Err(e));
@@ -704,7 +749,9 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<wfsvc::PatchScheduleRequest>,
     ) -> RpcResult<wfsvc::PatchScheduleResponse> {
-        serve_on_shard!(self, request, patch_schedule, |r| self.workflows().shard_of_schedule(&r.namespace, &r.schedule_id));
+        serve_on_shard!(self, request, patch_schedule, |r| self
+            .workflows()
+            .shard_of_schedule(&r.namespace, &r.schedule_id));
         let req = request.into_inner();
         // The patch checks the schedule exists in this node's replica first.
         if let Err(e) = self.fresh_schedule(&req.namespace, &req.schedule_id).await {
@@ -717,7 +764,9 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<wfsvc::DeleteScheduleRequest>,
     ) -> RpcResult<wfsvc::DeleteScheduleResponse> {
-        serve_on_shard!(self, request, delete_schedule, |r| self.workflows().shard_of_schedule(&r.namespace, &r.schedule_id));
+        serve_on_shard!(self, request, delete_schedule, |r| self
+            .workflows()
+            .shard_of_schedule(&r.namespace, &r.schedule_id));
         let req = request.into_inner();
         if let Err(e) = self.fresh_schedule(&req.namespace, &req.schedule_id).await {
             return reply(Err(e));
@@ -736,7 +785,9 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<wfsvc::QueryWorkflowRequest>,
     ) -> RpcResult<wfsvc::QueryWorkflowResponse> {
-        serve_on_shard!(self, request, query_on_shard, |r| self.workflows().shard_of(&r.namespace, workflow_id(r.execution.as_ref())));
+        serve_on_shard!(self, request, query_on_shard, |r| self
+            .workflows()
+            .shard_of(&r.namespace, workflow_id(r.execution.as_ref())));
         let timeout = workflows::grpc_timeout(&request);
         // A call handed here for the workflow's shard may still go to the queue's node.
         let forwarded = forward::Hop::of(&request) == forward::Hop::Queue;

@@ -315,7 +315,10 @@ impl Workflows {
         if schedule_id.is_empty() {
             return None;
         }
-        self.shard_of(namespace, &dura_history::schedules::scheduler_workflow_id(schedule_id))
+        self.shard_of(
+            namespace,
+            &dura_history::schedules::scheduler_workflow_id(schedule_id),
+        )
     }
 
     /// The node waiting for the answer to the query task `token` names, when it is not this one.

@@ -421,7 +421,10 @@ mod tests {
         assert!(applied(fenced(2, 5, "b")).await, "the same term");
         assert!(applied(fenced(2, 6, "c")).await, "a later term");
         assert!(!applied(fenced(2, 5, "late")).await, "deposed by term 6");
-        assert!(applied(fenced(3, 1, "d")).await, "another source has its own fence");
+        assert!(
+            applied(fenced(3, 1, "d")).await,
+            "another source has its own fence"
+        );
         let queues: Vec<String> = backlog::scan(&store.reader(GroupId(1)).unwrap())
             .unwrap()
             .into_iter()
