@@ -215,34 +215,60 @@ mod tests {
     use crate::db::open_db;
     use crate::keys::CF_META;
 
+    fn put(i: u32) -> Op {
+        Op::Put {
+            cf: CF_META,
+            key: i.to_be_bytes().to_vec(),
+            value: vec![1],
+        }
+    }
+
     #[tokio::test]
     async fn concurrent_writes_are_group_committed_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let db = Arc::new(open_db(dir.path()).unwrap());
         let writer = Writer::spawn(db.clone()).unwrap();
 
-        // Many concurrent synced writers: all complete, with fewer fsyncs than requests.
-        let mut tasks = Vec::new();
+        // Hold the writer thread inside the first request's completion (completions run on
+        // it), so everything submitted meanwhile is queued when it next looks: exactly one
+        // more batch, one fsync, however the threads were scheduled.
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        writer
+            .submit(WriteReq {
+                ops: vec![put(u32::MAX)],
+                sync: true,
+                done: Some(Box::new(move |res| {
+                    res.unwrap();
+                    held.recv().unwrap();
+                })),
+            })
+            .unwrap();
+        let mut waiting = Vec::new();
         for i in 0..200u32 {
-            let w = writer.clone();
-            tasks.push(tokio::spawn(async move {
-                w.write(
-                    vec![Op::Put {
-                        cf: CF_META,
-                        key: i.to_be_bytes().to_vec(),
-                        value: vec![1],
-                    }],
-                    true,
-                )
-                .await
-            }));
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            writer
+                .submit(WriteReq {
+                    ops: vec![put(i)],
+                    sync: true,
+                    done: Some(Box::new(move |res| tx.send(res).unwrap())),
+                })
+                .unwrap();
+            waiting.push(rx);
         }
-        for t in tasks {
-            t.await.unwrap().unwrap();
+        release.send(()).unwrap();
+        for rx in waiting {
+            rx.await.unwrap().unwrap();
         }
-        let batches = writer.stats.synced_batches.load(Ordering::Relaxed);
-        assert_eq!(writer.stats.requests.load(Ordering::Relaxed), 200);
-        assert!(batches <= 200, "{batches}");
+        assert_eq!(writer.stats.requests.load(Ordering::Relaxed), 201);
+        assert_eq!(writer.stats.batches.load(Ordering::Relaxed), 2);
+        assert_eq!(writer.stats.synced_batches.load(Ordering::Relaxed), 2);
+        for i in 0..200u32 {
+            assert_eq!(
+                db.get_cf(cf(&db, CF_META).unwrap(), i.to_be_bytes())
+                    .unwrap(),
+                Some(vec![1])
+            );
+        }
 
         // FIFO: a later delete overrides an earlier put queued without waiting.
         writer
