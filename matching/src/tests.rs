@@ -10,6 +10,18 @@ fn in_ms(ms: u64) -> Instant {
     Instant::now() + Duration::from_millis(ms)
 }
 
+/// Far enough that a poll returning is never its deadline, only what the test did.
+fn never() -> Instant {
+    Instant::now() + Duration::from_secs(3600)
+}
+
+/// Yields until `n` pollers wait on `k`: a poller is recorded and queued in one step.
+async fn pollers_waiting<T: Send + 'static>(m: &Matcher<T>, k: &TaskQueueKey, n: usize) {
+    while m.describe(k).pollers.len() < n {
+        tokio::task::yield_now().await;
+    }
+}
+
 /// Polls `fut` exactly once (so a poller registers), then abandons the select.
 async fn poll_once<F: std::future::Future + Unpin>(fut: &mut F) {
     tokio::select! {
@@ -27,10 +39,7 @@ async fn sync_match_to_waiting_poller() {
     let k2 = k.clone();
     let h = tokio::spawn(async move { m2.poll(&k2, "w1", in_ms(5_000)).await });
     // Wait until the poller is registered.
-    while !m.has_recent_poller(&k, Duration::from_secs(10)) {
-        tokio::task::yield_now().await;
-    }
-    tokio::time::sleep(Duration::from_millis(10)).await;
+    pollers_waiting(&m, &k, 1).await;
     m.add(&k, 7u32);
     assert_eq!(h.await.unwrap(), Some(7));
     assert_eq!(m.describe(&k).backlog, 0);
@@ -182,7 +191,7 @@ async fn concurrent_pollers_each_task_delivered_once() {
     for a in adders {
         a.await.unwrap();
     }
-    tokio::time::timeout(Duration::from_secs(20), async {
+    tokio::time::timeout(Duration::from_secs(60), async {
         for p in pollers {
             p.await.unwrap();
         }
@@ -250,14 +259,14 @@ async fn unload_wakes_pollers_and_returns_backlog() {
     for i in 0..3 {
         let (m, k) = (m.clone(), k.clone());
         handles.push(tokio::spawn(async move {
-            m.poll(&k, &format!("w{i}"), in_ms(10_000)).await
+            m.poll(&k, &format!("w{i}"), never()).await
         }));
     }
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    pollers_waiting(&m, &k, 3).await;
     assert!(m.has_recent_poller(&k, Duration::from_secs(10)));
     assert!(m.unload(&k).is_empty());
     for h in handles {
-        let r = tokio::time::timeout(Duration::from_millis(200), h)
+        let r = tokio::time::timeout(Duration::from_secs(60), h)
             .await
             .expect("poller woken by unload")
             .unwrap();
@@ -282,8 +291,8 @@ async fn unloading_queues_wakes_their_pollers_and_drops_their_tasks() {
     m.add(&key("kept"), 2u32);
     let m2 = m.clone();
     let k2 = k.clone();
-    let h = tokio::spawn(async move { m2.poll(&k2, "w", in_ms(10_000)).await });
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    let h = tokio::spawn(async move { m2.poll(&k2, "w", never()).await });
+    pollers_waiting(&m, &k, 1).await;
     m.unload_where(|queue| *queue != key("kept"));
     let r = tokio::time::timeout(Duration::from_secs(10), h)
         .await
