@@ -23,7 +23,7 @@ use temporalio_protos::temporal::api::{
     },
 };
 
-use crate::{WorkflowClient, dura_binary, free_port};
+use crate::{WorkflowClient, dies_with_test, dura_binary, free_port, output_within};
 
 pub struct Node {
     pub id: u64,
@@ -50,7 +50,7 @@ impl Node {
             .open(&self.log)
             .unwrap();
         self.child = Some(
-            Command::new(dura_binary())
+            dies_with_test(&mut Command::new(dura_binary()))
                 .args(&self.args)
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().unwrap())
@@ -228,7 +228,10 @@ pub fn cluster_of(members: usize, dir: &Path, extra: &[&str]) -> Vec<Node> {
 
 /// Runs the `dura` CLI with `args`, which must succeed; its standard output.
 fn dura_cli<S: AsRef<std::ffi::OsStr>>(args: impl IntoIterator<Item = S>) -> Vec<u8> {
-    let out = Command::new(dura_binary()).args(args).output().unwrap();
+    let out = output_within(
+        Command::new(dura_binary()).args(args),
+        Duration::from_secs(60),
+    );
     assert!(
         out.status.success(),
         "{}",

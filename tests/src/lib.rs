@@ -44,11 +44,113 @@ pub fn dura_binary() -> PathBuf {
     bin
 }
 
+/// Below Linux's ephemeral range (32768–60999): a port handed out here is never taken by an
+/// outgoing connection between this check and the server's bind, and no two calls in one
+/// test process return the same port, so parallel tests cannot collide.
+const PORT_RANGE: std::ops::Range<u16> = 20000..32000;
+
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let span = u32::from(PORT_RANGE.end - PORT_RANGE.start);
+    // Test binaries run one after another, but start each from its own place anyway.
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7919) % span,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..span {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed) % span;
+        let port = PORT_RANGE.start + offset as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {PORT_RANGE:?}");
+}
+
+/// How long one end-to-end test may run before it counts as hung. Generous: a loaded CI
+/// machine is slow, and speed is measured by benchmarks, not here.
+pub const TEST_BUDGET: Duration = Duration::from_secs(300);
+
+/// Runs a test body within `limit`: a hang fails this one test, naming it, instead of
+/// stalling the whole run. Dropping the body on timeout kills the servers it started.
+pub async fn bounded<T>(name: &str, limit: Duration, test: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(limit, test).await {
+        Ok(outcome) => outcome,
+        Err(_) => panic!("test {name} still running after {limit:?}: hung"),
+    }
+}
+
+/// Makes the spawned process die with the test: the kernel SIGKILLs it when the thread that
+/// spawned it exits, even if the test process is killed without running any destructor.
+pub fn dies_with_test(command: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl(2) and getppid(2) are async-signal-safe and touch no memory of ours.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died before the prctl took effect.
+            if libc::getppid() == 1 {
+                return Err(std::io::Error::other("test process already gone"));
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Runs `command` to completion within `limit`, capturing its output; kills it and fails
+/// the test when it runs longer.
+pub fn output_within(command: &mut Command, limit: Duration) -> std::process::Output {
+    use std::io::Read;
+    let mut child = dies_with_test(command)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawning {command:?}: {e}"));
+    // Read both pipes while waiting, or a chatty child blocks on a full pipe.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting for a child") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{command:?} still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::process::Output {
+        status,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+    }
 }
 
 /// The text `/metrics` serves on `port`.
@@ -75,14 +177,28 @@ impl DevServer {
         Self::start_with_args(db, &[]).await
     }
 
+    /// A port taken by some other process between the check and the bind is retried on
+    /// another one.
     pub async fn start_with_args(db: &Path, extra: &[&str]) -> anyhow::Result<Self> {
-        let port = free_port();
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match Self::start_on(free_port(), db, extra).await {
+                Err(e) if attempts < 5 && e.to_string().contains("Address already in use") => {
+                    continue;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    async fn start_on(port: u16, db: &Path, extra: &[&str]) -> anyhow::Result<Self> {
         let log = db.with_extension("log");
         let log_file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log)?;
-        let child = Command::new(dura_binary())
+        let child = dies_with_test(&mut Command::new(dura_binary()))
             .args([
                 "server",
                 "start-dev",

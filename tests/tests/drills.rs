@@ -37,117 +37,131 @@ async fn wait_converged(via: &Node) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partitioned_node_answers_no_write_and_the_majority_serves_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut nodes = cluster(dir.path(), &["--enable-fault-injection"]);
-    start_all(&mut nodes).await;
-    let mut runs = Vec::new();
-    for i in 0..6 {
-        let id = format!("before-{i}");
-        runs.push((
-            id.clone(),
-            start(&mut nodes[i % 3].client().await.unwrap(), &id).await,
-        ));
-    }
+    dura_tests::bounded(
+        "a_partitioned_node_answers_no_write_and_the_majority_serves_on",
+        dura_tests::TEST_BUDGET,
+        async {
+            let dir = tempfile::tempdir().unwrap();
+            let mut nodes = cluster(dir.path(), &["--enable-fault-injection"]);
+            start_all(&mut nodes).await;
+            let mut runs = Vec::new();
+            for i in 0..6 {
+                let id = format!("before-{i}");
+                runs.push((
+                    id.clone(),
+                    start(&mut nodes[i % 3].client().await.unwrap(), &id).await,
+                ));
+            }
 
-    // Cut off the node leading the most shards, both ways.
-    let victim = (0..3).max_by_key(|i| nodes[*i].shards_led()).unwrap();
-    let others: Vec<u64> = nodes
-        .iter()
-        .map(|n| n.id)
-        .filter(|id| *id != nodes[victim].id)
-        .collect();
-    fault(&nodes[victim], &others, &others);
-    eprintln!(
-        "partitioned node {} (led {} shards)",
-        nodes[victim].id,
-        nodes[victim].shards_led()
-    );
-
-    // The majority elects new leaders and serves every start; the slowest start (retries
-    // included) is the unavailability its clients saw.
-    let majority: Vec<usize> = (0..3).filter(|i| *i != victim).collect();
-    let mut longest = Duration::ZERO;
-    for i in 0..8 {
-        let id = format!("during-{i}");
-        let began = Instant::now();
-        let run_id = start(&mut nodes[majority[i % 2]].client().await.unwrap(), &id).await;
-        longest = longest.max(began.elapsed());
-        runs.push((id, run_id));
-    }
-    eprintln!("DRILL partition: the majority's slowest start took {longest:?}");
-
-    // The cut-off node answers no write with success: every start through it fails (its
-    // deadline, or UNAVAILABLE), and none of them exists once the partition heals.
-    let mut refused = Vec::new();
-    for i in 0..4 {
-        let id = format!("cut-off-{i}");
-        let mut request = tonic::Request::new(start_request(&id));
-        request.set_timeout(Duration::from_secs(3));
-        let mut client = nodes[victim].client().await.unwrap();
-        match client.start_workflow_execution(request).await {
-            Ok(reply) => panic!("a cut-off node started {id}: {:?}", reply.into_inner()),
-            Err(status) => refused.push((id, status.code())),
-        }
-    }
-    eprintln!("through the cut-off node: {refused:?}");
-
-    fault(&nodes[victim], &[], &[]);
-    wait_converged(&nodes[victim]).await;
-    for (id, run_id) in &runs {
-        for node in &nodes {
-            replicated(node, id, run_id).await;
-        }
-    }
-    for (id, _) in &refused {
-        for node in &nodes {
-            let found = describe(node, id).await;
-            assert_eq!(
-                found.as_ref().err().map(|s| s.code()),
-                Some(tonic::Code::NotFound),
-                "{id} through node {}: {found:?}",
-                node.id
+            // Cut off the node leading the most shards, both ways.
+            let victim = (0..3).max_by_key(|i| nodes[*i].shards_led()).unwrap();
+            let others: Vec<u64> = nodes
+                .iter()
+                .map(|n| n.id)
+                .filter(|id| *id != nodes[victim].id)
+                .collect();
+            fault(&nodes[victim], &others, &others);
+            eprintln!(
+                "partitioned node {} (led {} shards)",
+                nodes[victim].id,
+                nodes[victim].shards_led()
             );
-        }
-    }
+
+            // The majority elects new leaders and serves every start; the slowest start (retries
+            // included) is the unavailability its clients saw.
+            let majority: Vec<usize> = (0..3).filter(|i| *i != victim).collect();
+            let mut longest = Duration::ZERO;
+            for i in 0..8 {
+                let id = format!("during-{i}");
+                let began = Instant::now();
+                let run_id = start(&mut nodes[majority[i % 2]].client().await.unwrap(), &id).await;
+                longest = longest.max(began.elapsed());
+                runs.push((id, run_id));
+            }
+            eprintln!("DRILL partition: the majority's slowest start took {longest:?}");
+
+            // The cut-off node answers no write with success: every start through it fails (its
+            // deadline, or UNAVAILABLE), and none of them exists once the partition heals.
+            let mut refused = Vec::new();
+            for i in 0..4 {
+                let id = format!("cut-off-{i}");
+                let mut request = tonic::Request::new(start_request(&id));
+                request.set_timeout(Duration::from_secs(3));
+                let mut client = nodes[victim].client().await.unwrap();
+                match client.start_workflow_execution(request).await {
+                    Ok(reply) => panic!("a cut-off node started {id}: {:?}", reply.into_inner()),
+                    Err(status) => refused.push((id, status.code())),
+                }
+            }
+            eprintln!("through the cut-off node: {refused:?}");
+
+            fault(&nodes[victim], &[], &[]);
+            wait_converged(&nodes[victim]).await;
+            for (id, run_id) in &runs {
+                for node in &nodes {
+                    replicated(node, id, run_id).await;
+                }
+            }
+            for (id, _) in &refused {
+                for node in &nodes {
+                    let found = describe(node, id).await;
+                    assert_eq!(
+                        found.as_ref().err().map(|s| s.code()),
+                        Some(tonic::Code::NotFound),
+                        "{id} through node {}: {found:?}",
+                        node.id
+                    );
+                }
+            }
+        },
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_follower_catches_up_by_snapshot() {
-    let dir = tempfile::tempdir().unwrap();
-    // Snapshots every 20 entries: the leaders purge the log a paused node would need.
-    let mut nodes = cluster(dir.path(), &["--raft-snapshot-every", "20"]);
-    start_all(&mut nodes).await;
+    dura_tests::bounded(
+        "a_paused_follower_catches_up_by_snapshot",
+        dura_tests::TEST_BUDGET,
+        async {
+            let dir = tempfile::tempdir().unwrap();
+            // Snapshots every 20 entries: the leaders purge the log a paused node would need.
+            let mut nodes = cluster(dir.path(), &["--raft-snapshot-every", "20"]);
+            start_all(&mut nodes).await;
 
-    let paused = 2;
-    nodes[paused].pause(true);
-    let paused_at = Instant::now();
-    let mut runs = Vec::new();
-    let mut longest = Duration::ZERO;
-    for i in 0..150 {
-        let id = format!("while-paused-{i}");
-        let began = Instant::now();
-        let run_id = start(&mut nodes[i % 2].client().await.unwrap(), &id).await;
-        longest = longest.max(began.elapsed());
-        runs.push((id, run_id));
-    }
-    eprintln!(
-        "DRILL sigstop: with node {} paused the slowest start took {longest:?}",
-        nodes[paused].id
-    );
-    // Paused for 15 s at least, as the drill asks, however fast the starts went.
-    tokio::time::sleep(Duration::from_secs(15).saturating_sub(paused_at.elapsed())).await;
-    nodes[paused].pause(false);
+            let paused = 2;
+            nodes[paused].pause(true);
+            let paused_at = Instant::now();
+            let mut runs = Vec::new();
+            let mut longest = Duration::ZERO;
+            for i in 0..150 {
+                let id = format!("while-paused-{i}");
+                let began = Instant::now();
+                let run_id = start(&mut nodes[i % 2].client().await.unwrap(), &id).await;
+                longest = longest.max(began.elapsed());
+                runs.push((id, run_id));
+            }
+            eprintln!(
+                "DRILL sigstop: with node {} paused the slowest start took {longest:?}",
+                nodes[paused].id
+            );
+            // Paused for 15 s at least, as the drill asks, however fast the starts went.
+            tokio::time::sleep(Duration::from_secs(15).saturating_sub(paused_at.elapsed())).await;
+            nodes[paused].pause(false);
 
-    wait_converged(&nodes[0]).await;
-    for (id, run_id) in &runs {
-        replicated(&nodes[paused], id, run_id).await;
-    }
-    let log = std::fs::read_to_string(&nodes[paused].log).unwrap();
-    assert!(
-        log.contains("installed a snapshot of the group from its leader"),
-        "node {} caught up without a snapshot",
-        nodes[paused].id
-    );
+            wait_converged(&nodes[0]).await;
+            for (id, run_id) in &runs {
+                replicated(&nodes[paused], id, run_id).await;
+            }
+            let log = std::fs::read_to_string(&nodes[paused].log).unwrap();
+            assert!(
+                log.contains("installed a snapshot of the group from its leader"),
+                "node {} caught up without a snapshot",
+                nodes[paused].id
+            );
+        },
+    )
+    .await
 }
 
 /// The peak memory (VmHWM) of a follower that was down while `workflows` workflows started
@@ -191,6 +205,7 @@ async fn catch_up_peak_memory_kib(workflows: usize) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore]
 async fn catch_up_memory_does_not_grow_with_the_shards() {
+    dura_tests::bounded("catch_up_memory_does_not_grow_with_the_shards", dura_tests::TEST_BUDGET, async {
     for workflows in [1_000, 10_000] {
         let kib = catch_up_peak_memory_kib(workflows).await;
         eprintln!(
@@ -198,4 +213,6 @@ async fn catch_up_memory_does_not_grow_with_the_shards() {
             kib / 1024
         );
     }
+    })
+    .await
 }

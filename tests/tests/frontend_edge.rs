@@ -11,6 +11,7 @@ use tonic::Code;
 
 #[tokio::test]
 async fn unsupported_start_options_are_refused_and_requests_counted() -> anyhow::Result<()> {
+    dura_tests::bounded("unsupported_start_options_are_refused_and_requests_counted", dura_tests::TEST_BUDGET, async {
     let dir = tempfile::tempdir()?;
     let metrics_port = free_port();
     let server = DevServer::start_with_args(
@@ -66,93 +67,105 @@ async fn unsupported_start_options_are_refused_and_requests_counted() -> anyhow:
         "{metrics}"
     );
     Ok(())
+    })
+    .await
 }
 
 /// The real server's start-time checks, with its messages: unregistered names, the server's
 /// own attributes and values of the wrong type are refused, and nothing is started.
 #[tokio::test]
 async fn start_search_attributes_are_validated_like_the_real_server() -> anyhow::Result<()> {
-    use std::collections::HashMap;
-    use temporalio_protos::temporal::api::{
-        common::v1::{Payload, SearchAttributes},
-        enums::v1::IndexedValueType,
-        operatorservice::v1::AddSearchAttributesRequest,
-    };
+    dura_tests::bounded(
+        "start_search_attributes_are_validated_like_the_real_server",
+        dura_tests::TEST_BUDGET,
+        async {
+            use std::collections::HashMap;
+            use temporalio_protos::temporal::api::{
+                common::v1::{Payload, SearchAttributes},
+                enums::v1::IndexedValueType,
+                operatorservice::v1::AddSearchAttributesRequest,
+            };
 
-    let dir = tempfile::tempdir()?;
-    let server = DevServer::start(&dir.path().join("db")).await?;
-    server
-        .operator_client()
-        .await?
-        .add_search_attributes(AddSearchAttributesRequest {
-            namespace: "default".into(),
-            search_attributes: HashMap::from([("MyInt".into(), IndexedValueType::Int as i32)]),
-        })
-        .await?;
-    let mut client = server.workflow_client().await?;
-    let start = |workflow_id: &str, name: &str, json: &str| StartWorkflowExecutionRequest {
-        namespace: "default".into(),
-        workflow_id: workflow_id.into(),
-        workflow_type: Some(WorkflowType { name: "X".into() }),
-        task_queue: Some(TaskQueue {
-            name: "q".into(),
-            ..Default::default()
-        }),
-        search_attributes: Some(SearchAttributes {
-            indexed_fields: HashMap::from([(
-                name.to_string(),
-                Payload {
-                    metadata: HashMap::from([("encoding".into(), b"json/plain".to_vec())]),
-                    data: json.as_bytes().to_vec(),
+            let dir = tempfile::tempdir()?;
+            let server = DevServer::start(&dir.path().join("db")).await?;
+            server
+                .operator_client()
+                .await?
+                .add_search_attributes(AddSearchAttributesRequest {
+                    namespace: "default".into(),
+                    search_attributes: HashMap::from([(
+                        "MyInt".into(),
+                        IndexedValueType::Int as i32,
+                    )]),
+                })
+                .await?;
+            let mut client = server.workflow_client().await?;
+            let start = |workflow_id: &str, name: &str, json: &str| StartWorkflowExecutionRequest {
+                namespace: "default".into(),
+                workflow_id: workflow_id.into(),
+                workflow_type: Some(WorkflowType { name: "X".into() }),
+                task_queue: Some(TaskQueue {
+                    name: "q".into(),
                     ..Default::default()
-                },
-            )]),
-        }),
-        ..Default::default()
-    };
-    for (name, json, message) in [
-        (
-            "NotThere",
-            r#""bar""#,
-            "Namespace default has no mapping defined for search attribute NotThere",
-        ),
-        (
-            "WorkflowType",
-            r#""bar""#,
-            "WorkflowType attribute can't be set in SearchAttributes",
-        ),
-        (
-            "MyInt",
-            r#""bar""#,
-            "invalid value for search attribute MyInt of type Int: bar",
-        ),
-    ] {
-        let err = client
-            .start_workflow_execution(start("refused", name, json))
-            .await
-            .unwrap_err();
-        assert_eq!(
-            (err.code(), err.message()),
-            (Code::InvalidArgument, message)
-        );
-    }
-    let describe = client
-        .describe_workflow_execution(DescribeWorkflowExecutionRequest {
-            namespace: "default".into(),
-            execution: Some(WorkflowExecution {
-                workflow_id: "refused".into(),
-                run_id: String::new(),
-            }),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(describe.code(), Code::NotFound);
-    // Registered attributes of the right type, and the predefined ones users may set, pass.
-    client
-        .start_workflow_execution(start("accepted", "MyInt", "5"))
-        .await?;
-    client
-        .start_workflow_execution(start("patched", "TemporalChangeVersion", r#"["a"]"#))
-        .await?;
-    Ok(())
+                }),
+                search_attributes: Some(SearchAttributes {
+                    indexed_fields: HashMap::from([(
+                        name.to_string(),
+                        Payload {
+                            metadata: HashMap::from([("encoding".into(), b"json/plain".to_vec())]),
+                            data: json.as_bytes().to_vec(),
+                            ..Default::default()
+                        },
+                    )]),
+                }),
+                ..Default::default()
+            };
+            for (name, json, message) in [
+                (
+                    "NotThere",
+                    r#""bar""#,
+                    "Namespace default has no mapping defined for search attribute NotThere",
+                ),
+                (
+                    "WorkflowType",
+                    r#""bar""#,
+                    "WorkflowType attribute can't be set in SearchAttributes",
+                ),
+                (
+                    "MyInt",
+                    r#""bar""#,
+                    "invalid value for search attribute MyInt of type Int: bar",
+                ),
+            ] {
+                let err = client
+                    .start_workflow_execution(start("refused", name, json))
+                    .await
+                    .unwrap_err();
+                assert_eq!(
+                    (err.code(), err.message()),
+                    (Code::InvalidArgument, message)
+                );
+            }
+            let describe = client
+                .describe_workflow_execution(DescribeWorkflowExecutionRequest {
+                    namespace: "default".into(),
+                    execution: Some(WorkflowExecution {
+                        workflow_id: "refused".into(),
+                        run_id: String::new(),
+                    }),
+                })
+                .await
+                .unwrap_err();
+            assert_eq!(describe.code(), Code::NotFound);
+            // Registered attributes of the right type, and the predefined ones users may set, pass.
+            client
+                .start_workflow_execution(start("accepted", "MyInt", "5"))
+                .await?;
+            client
+                .start_workflow_execution(start("patched", "TemporalChangeVersion", r#"["a"]"#))
+                .await?;
+            Ok(())
+        },
+    )
+    .await
 }

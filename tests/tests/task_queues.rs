@@ -78,70 +78,86 @@ async fn start_server(db: &std::path::Path) -> anyhow::Result<(DevServer, u16)> 
 
 #[tokio::test]
 async fn a_waiting_poller_gets_the_task_without_a_backlog_write() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let (server, metrics_port) = start_server(&dir.path().join("db")).await?;
-    let mut client = server.workflow_client().await?;
+    dura_tests::bounded(
+        "a_waiting_poller_gets_the_task_without_a_backlog_write",
+        dura_tests::TEST_BUDGET,
+        async {
+            let dir = tempfile::tempdir()?;
+            let (server, metrics_port) = start_server(&dir.path().join("db")).await?;
+            let mut client = server.workflow_client().await?;
 
-    let mut poller = client.clone();
-    let polling =
-        tokio::spawn(async move { poll(&mut poller, "sync-q", Duration::from_secs(30)).await });
-    // Start only once the poll is waiting, so the task can be sync-matched.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let described = client
-            .describe_task_queue(DescribeTaskQueueRequest {
-                namespace: "default".into(),
-                task_queue: queue("sync-q"),
-                ..Default::default()
-            })
-            .await?
-            .into_inner();
-        if !described.pollers.is_empty() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the poll never registered");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    start(&mut client, "sync-wf", "sync-q").await?;
-    let task = polling.await??;
-    assert_eq!(task.workflow_execution.unwrap().workflow_id, "sync-wf");
-    assert_eq!(dispatched(metrics_port, "sync").await?, 1);
-    assert_eq!(dispatched(metrics_port, "backlog").await?, 0);
-    Ok(())
+            let mut poller = client.clone();
+            let polling =
+                tokio::spawn(
+                    async move { poll(&mut poller, "sync-q", Duration::from_secs(30)).await },
+                );
+            // Start only once the poll is waiting, so the task can be sync-matched.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let described = client
+                    .describe_task_queue(DescribeTaskQueueRequest {
+                        namespace: "default".into(),
+                        task_queue: queue("sync-q"),
+                        ..Default::default()
+                    })
+                    .await?
+                    .into_inner();
+                if !described.pollers.is_empty() {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "the poll never registered");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            start(&mut client, "sync-wf", "sync-q").await?;
+            let task = polling.await??;
+            assert_eq!(task.workflow_execution.unwrap().workflow_id, "sync-wf");
+            assert_eq!(dispatched(metrics_port, "sync").await?, 1);
+            assert_eq!(dispatched(metrics_port, "backlog").await?, 0);
+            Ok(())
+        },
+    )
+    .await
 }
 
 #[tokio::test]
 async fn backlogged_tasks_survive_sigkill_and_are_handed_out_once() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let db = dir.path().join("db");
-    let (mut server, metrics_port) = start_server(&db).await?;
-    let mut client = server.workflow_client().await?;
-    let ids = ["backlog-1", "backlog-2", "backlog-3"];
-    for id in ids {
-        start(&mut client, id, "backlog-q").await?;
-    }
-    // Nobody polls: each task goes to the partition's backlog (after the start reply).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while dispatched(metrics_port, "backlog").await? < ids.len() as u64 {
-        assert!(Instant::now() < deadline, "tasks never reached the backlog");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    server.kill9();
+    dura_tests::bounded(
+        "backlogged_tasks_survive_sigkill_and_are_handed_out_once",
+        dura_tests::TEST_BUDGET,
+        async {
+            let dir = tempfile::tempdir()?;
+            let db = dir.path().join("db");
+            let (mut server, metrics_port) = start_server(&db).await?;
+            let mut client = server.workflow_client().await?;
+            let ids = ["backlog-1", "backlog-2", "backlog-3"];
+            for id in ids {
+                start(&mut client, id, "backlog-q").await?;
+            }
+            // Nobody polls: each task goes to the partition's backlog (after the start reply).
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while dispatched(metrics_port, "backlog").await? < ids.len() as u64 {
+                assert!(Instant::now() < deadline, "tasks never reached the backlog");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            server.kill9();
 
-    let (server, _) = start_server(&db).await?;
-    let mut client = server.workflow_client().await?;
-    let mut got = Vec::new();
-    for _ in ids {
-        let task = poll(&mut client, "backlog-q", Duration::from_secs(10)).await?;
-        assert!(
-            !task.task_token.is_empty(),
-            "a backlogged task went missing"
-        );
-        got.push(task.workflow_execution.unwrap().workflow_id);
-    }
-    // FIFO, and nothing is handed out a second time.
-    assert_eq!(got, ids);
-    let extra = poll(&mut client, "backlog-q", Duration::from_secs(2)).await?;
-    assert!(extra.task_token.is_empty(), "handed out twice: {extra:?}");
-    Ok(())
+            let (server, _) = start_server(&db).await?;
+            let mut client = server.workflow_client().await?;
+            let mut got = Vec::new();
+            for _ in ids {
+                let task = poll(&mut client, "backlog-q", Duration::from_secs(10)).await?;
+                assert!(
+                    !task.task_token.is_empty(),
+                    "a backlogged task went missing"
+                );
+                got.push(task.workflow_execution.unwrap().workflow_id);
+            }
+            // FIFO, and nothing is handed out a second time.
+            assert_eq!(got, ids);
+            let extra = poll(&mut client, "backlog-q", Duration::from_secs(2)).await?;
+            assert!(extra.task_token.is_empty(), "handed out twice: {extra:?}");
+            Ok(())
+        },
+    )
+    .await
 }
