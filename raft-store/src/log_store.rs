@@ -366,6 +366,11 @@ impl RaftLogStorage<C> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
+        // The snapshot covering these entries is stored; a crash before the purge is
+        // recorded leaves them in the log, which is harmless.
+        fail::fail_point!("purge-before-write", |_| Err(crate::error::io_err(
+            "failpoint purge-before-write"
+        )));
         let upto = log_id.index();
         {
             let mut pending = self.shared.pending();

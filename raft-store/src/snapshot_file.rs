@@ -77,6 +77,17 @@ pub(crate) fn directory(db: &DB) -> io::Result<PathBuf> {
     Ok(dir)
 }
 
+/// Deletes the `tmp-…` files of builds a crash interrupted; called on open, before any build.
+pub(crate) fn remove_unfinished_builds(db: &DB) -> io::Result<()> {
+    for entry in std::fs::read_dir(directory(db)?)? {
+        let entry = entry?;
+        if entry.file_name().to_string_lossy().starts_with("tmp-") {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
 /// The file name of `group`'s snapshot at log `index`.
 pub(crate) fn file_name(group: GroupId, index: u64) -> String {
     format!("g{}-{index}.sst", group.0)

@@ -110,6 +110,10 @@ impl SmShared {
                 last_membership: membership,
             }
         };
+        // A crash here leaves a half-built file behind, never a snapshot that counts.
+        fail::fail_point!("snapshot-build-mid", |_| Err(io_err(
+            "failpoint snapshot-build-mid"
+        )));
         let name = snapshot_file::file_name(self.group, index_of(&meta));
         let path = dir.join(&name);
         std::fs::rename(&building, &path)?;
@@ -295,6 +299,11 @@ impl RaftStateMachine<C> for StateMachine {
             return Ok(());
         };
 
+        // The entries are in the durable log, their effects not yet in the state: a crash
+        // here must re-apply them on reopen, exactly once.
+        fail::fail_point!("apply-before-write", |_| Err(io_err(
+            "failpoint apply-before-write"
+        )));
         // State changes + applied id (+ membership) in one atomic batch.
         let mut batch = txn.finish()?;
         batch.put_cf(

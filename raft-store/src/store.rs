@@ -139,8 +139,12 @@ impl RaftStore {
     pub async fn open(opts: StoreOptions, app: Arc<dyn Application>) -> Result<Self, Error> {
         let config = raft_config(opts.snapshot_every)?;
         let dir = opts.dir.clone();
-        let db = tokio::task::spawn_blocking(move || open_db(&dir))
-            .await
+        let db = tokio::task::spawn_blocking(move || {
+            let db = open_db(&dir)?;
+            crate::snapshot_file::remove_unfinished_builds(&db)?;
+            Ok::<_, std::io::Error>(db)
+        })
+        .await
             .map_err(|e| Error::Storage(format!("open task failed: {e}")))?
             .map_err(|e| Error::Storage(format!("opening {}: {e}", opts.dir.display())))?;
         let slot = DbSlot::new(db);
