@@ -2,12 +2,18 @@
 
 Everything that waits is async and bounded, so a drill can restart a node while its workers
 keep running on the same event loop, and a node that never comes up fails the drill instead
-of hanging it."""
+of hanging it. A node never outlives the test process: the kernel SIGKILLs it when its parent
+dies (the parent-death signal), and the fixture, an atexit hook and the per-test timeout
+(conftest.py) kill it on every other way out. A first start whose ports someone took after
+free_ports() looked (a parallel run) is retried on fresh ports."""
 
 import asyncio
+import atexit
+import ctypes
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,12 +24,50 @@ from temporalio.service import RetryConfig
 
 DURA_BIN = os.environ.get("DURA_BIN", "dura")
 READY_LINE = "Dura node ready"
+ADDRESS_IN_USE = "Address already in use"
+PORT_ATTEMPTS = 5
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 # The SDK retries UNAVAILABLE itself, but by default gives up after 10 s. A client pinned to
 # one node (there is no load balancer here) must outlast that node's restart, which on a
 # 2-core machine running three debug builds can take longer; 60 s still fails a real hang.
 CLIENT_RETRY = RetryConfig(max_elapsed_time_millis=60_000, max_retries=100)
+
+_PR_SET_PDEATHSIG = 1
+_prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before any fork
+
+
+def die_with(parent_pid: int):
+    """A preexec_fn: the child gets SIGKILL when the process that spawned it dies, and exits
+    at once if that process is already gone (it died between fork and the prctl)."""
+
+    def preexec() -> None:
+        if _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0 or os.getppid() != parent_pid:
+            os._exit(126)
+
+    return preexec
+
+
+_live: set[subprocess.Popen] = set()
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILLs proc's process group and reaps proc. Once proc is reaped its pid may belong
+    to someone else, so a reaped proc is left alone."""
+    if proc.returncode is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # the pid is ours until we reap it
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=30)
+    _live.discard(proc)
+
+
+@atexit.register
+def kill_all() -> None:
+    """SIGKILLs every node still running (at exit, and when a drill times out)."""
+    for proc in list(_live):
+        kill_group(proc)  # SIGKILL ends a SIGSTOPped node too
 
 
 def free_ports(n: int) -> list[int]:
@@ -35,6 +79,10 @@ def free_ports(n: int) -> list[int]:
     finally:
         for s in socks:
             s.close()
+
+
+class _PortTaken(Exception):
+    pass
 
 
 class Node:
@@ -69,17 +117,27 @@ class Node:
     def tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_text().splitlines()[-lines:])
 
+    def excerpt(self, head: int = 15, tail: int = 25) -> str:
+        """The log's start (where an error says why the node stopped, before any backtrace) and end."""
+        lines = self.log_text().splitlines()
+        if len(lines) <= head + tail:
+            return "\n".join(lines) or "(empty log)"
+        return "\n".join(lines[:head] + [f"... ({len(lines) - head - tail} lines) ..."] + lines[-tail:])
+
 
 class Cluster:
     def __init__(self, tmp_dir: str, n: int = 3, extra_args=()):
         self.tmp_dir = str(tmp_dir)
         self.extra_args = list(extra_args)
-        ports = free_ports(3 * n)
-        self.nodes = {
-            i: Node(i, self.tmp_dir, *ports[3 * (i - 1): 3 * i]) for i in range(1, n + 1)
-        }
-        self.initial_cluster = ",".join(f"{i}=127.0.0.1:{nd.peer_port}" for i, nd in self.nodes.items())
+        self.nodes = {i: Node(i, self.tmp_dir, 0, 0, 0) for i in range(1, n + 1)}
+        self._pick_ports()
         self.paused: set[int] = set()
+
+    def _pick_ports(self) -> None:
+        ports = free_ports(3 * len(self.nodes))
+        for i, nd in self.nodes.items():
+            nd.client_port, nd.peer_port, nd.metrics_port = ports[3 * (i - 1): 3 * i]
+        self.initial_cluster = ",".join(f"{i}=127.0.0.1:{nd.peer_port}" for i, nd in self.nodes.items())
 
     # -- process control ------------------------------------------------------------------
 
@@ -99,33 +157,59 @@ class Cluster:
             # Ctrl-C never reaches the node half-way through a drill.
             nd.proc = subprocess.Popen(
                 args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, env={**os.environ, "NO_COLOR": "1"},
+                start_new_session=True, preexec_fn=die_with(os.getpid()), env={**os.environ, "NO_COLOR": "1"},
             )
+        _live.add(nd.proc)
 
     async def _wait_ready(self, i: int, timeout: float = 90) -> None:
         nd = self.nodes[i]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not nd.running():
-                raise RuntimeError(f"node {i} exited with {nd.proc.returncode}:\n{nd.tail()}")
+                _live.discard(nd.proc)
+                if ADDRESS_IN_USE in nd.log_text():
+                    raise _PortTaken(f"node {i}: {nd.log_path}")
+                raise RuntimeError(f"node {i} exited with {nd.proc.returncode} during start-up; "
+                                   f"log {nd.log_path}:\n{nd.excerpt()}")
             if READY_LINE in nd.log_text():
                 return
             await asyncio.sleep(0.2)
-        raise RuntimeError(f"node {i} not ready after {timeout} s:\n{nd.tail()}")
+        raise RuntimeError(f"node {i} not ready after {timeout} s; log {nd.log_path}:\n{nd.excerpt()}")
 
     async def start(self) -> None:
-        for i in self.nodes:
-            self._spawn(i)
-        await asyncio.gather(*[self._wait_ready(i) for i in self.nodes])
+        """Starts every node on an empty data directory. When a node finds a port taken, the
+        whole cluster starts again on fresh ports (the peer ports are in every node's
+        --initial-cluster), from empty data directories."""
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            for i in self.nodes:
+                self._spawn(i)
+            outcomes = await asyncio.gather(*[self._wait_ready(i) for i in self.nodes], return_exceptions=True)
+            failures = [o for o in outcomes if isinstance(o, BaseException)]
+            if not failures:
+                return
+            if attempt == PORT_ATTEMPTS or not all(isinstance(f, _PortTaken) for f in failures):
+                self.stop_all()
+                raise next((f for f in failures if not isinstance(f, _PortTaken)), failures[0])
+            self.stop_all()
+            for nd in self.nodes.values():
+                shutil.rmtree(nd.data_dir, ignore_errors=True)
+            self._pick_ports()
 
     async def restart(self, i: int, timeout: float = 90) -> None:
-        self._spawn(i)
-        await self._wait_ready(i, timeout)
+        """Starts node i again on its own ports (the cluster knows it by them). A port
+        someone took in the moment since the node died is retried a few times, then fails."""
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            self._spawn(i)
+            try:
+                return await self._wait_ready(i, timeout)
+            except _PortTaken:
+                if attempt == PORT_ATTEMPTS:
+                    raise RuntimeError(f"node {i}'s ports {self.nodes[i].client_port}, {self.nodes[i].peer_port}, "
+                                       f"{self.nodes[i].metrics_port} stayed taken after it died:\n{self.nodes[i].excerpt()}")
+                await asyncio.sleep(1)
 
     def kill9(self, i: int) -> None:
-        nd = self.nodes[i]
-        os.killpg(nd.proc.pid, signal.SIGKILL)
-        nd.proc.wait(timeout=10)
+        kill_group(self.nodes[i].proc)
         self.paused.discard(i)
 
     def stop(self, i: int) -> None:
@@ -145,16 +229,14 @@ class Cluster:
             if time.monotonic() - t0 > timeout:
                 raise RuntimeError(f"node {i} still running {timeout} s after SIGTERM:\n{nd.tail()}")
             await asyncio.sleep(0.1)
+        _live.discard(nd.proc)
         return time.monotonic() - t0
 
     def stop_all(self) -> None:
         for nd in self.nodes.values():
-            if nd.running():
-                try:
-                    os.killpg(nd.proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                nd.proc.wait(timeout=10)
+            if nd.proc is not None:
+                kill_group(nd.proc)
+        self.paused.clear()
 
     def up(self) -> list[int]:
         """Nodes that are running and not SIGSTOPped."""
@@ -171,6 +253,7 @@ class Cluster:
         proc = await asyncio.create_subprocess_exec(
             DURA_BIN, "cluster", "status", "--address", self.nodes[via].address, "--output", "json",
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            preexec_fn=die_with(os.getpid()),
         )
         try:
             out, err = await asyncio.wait_for(proc.communicate(), timeout)

@@ -1,8 +1,11 @@
+import sys
+import threading
 from datetime import datetime, timezone
 
 import pytest
+import pytest_timeout
 
-from cluster import Cluster
+from cluster import Cluster, kill_all
 
 
 @pytest.fixture
@@ -32,3 +35,31 @@ def say(request, capsys):
             first[0] = False
 
     return say
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_timeout_set_timer(item, settings):
+    """pytest-timeout's thread method (pytest.ini), saying which drill ran out of time and
+    killing its nodes before it dumps every thread's stack and ends the run: a hung drill
+    fails the run instead of hanging it."""
+    if settings.method != "thread":
+        return None
+
+    def expired():
+        sys.stderr.write(f"\nTIMEOUT: {item.nodeid} did not finish within {settings.timeout:.0f} s "
+                         "(pytest-timeout); killing its nodes and ending the run\n")
+        sys.stderr.flush()
+        kill_all()
+        pytest_timeout.timeout_timer(item, settings)  # dumps the stacks, then os._exit(1)
+
+    timer = threading.Timer(settings.timeout, expired)
+    timer.name = f"pytest-timeout {item.nodeid}"
+    timer.daemon = True
+
+    def cancel():
+        timer.cancel()
+        timer.join()
+
+    item.cancel_timeout = cancel
+    timer.start()
+    return True

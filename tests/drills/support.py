@@ -20,13 +20,30 @@ WF_COMPLETED = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED
 
 
 def bounded(seconds: float):
-    """Fails a drill that runs longer than `seconds` (there is no pytest timeout plugin here)."""
+    """Fails a drill that runs longer than `seconds` inside the event loop, so its fixtures
+    still clean up (pytest-timeout, set in pytest.ini above every drill's bound, is the
+    backstop that ends the whole run)."""
     def decorate(drill):
         @functools.wraps(drill)
         async def run(*args, **kwargs):
             return await asyncio.wait_for(drill(*args, **kwargs), seconds)
         return run
     return decorate
+
+
+async def wait_until(what: str, check, timeout: float, interval: float = 0.05):
+    """Polls check() (sync or async) until it returns something truthy, which it returns; a
+    TimeoutError naming `what` if that takes over `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not so after {timeout} s")
+        await asyncio.sleep(interval)
 
 
 class Calls:
@@ -121,12 +138,46 @@ def history_problems(wid: str, events) -> list[str]:
     return []
 
 
-async def exactly_once_problems(client: Client, wids: list[str]) -> list[str]:
+async def fetch_histories(client: Client, wids: list[str]) -> dict:
+    """Each workflow's history events by id, or the exception fetching it raised."""
+    histories = {}
+    for wid in wids:
+        try:
+            histories[wid] = (await asyncio.wait_for(client.get_workflow_handle(wid).fetch_history(), 60)).events
+        except Exception as e:
+            histories[wid] = e
+    return histories
+
+
+async def exactly_once_problems(client: Client, wids: list[str], histories: dict | None = None) -> list[str]:
+    histories = histories if histories is not None else await fetch_histories(client, wids)
     problems = []
     for wid in wids:
-        history = await asyncio.wait_for(client.get_workflow_handle(wid).fetch_history(), 60)
-        problems += history_problems(wid, history.events)
+        events = histories.get(wid, LookupError("not fetched: its start never succeeded"))
+        if isinstance(events, Exception):
+            problems.append(f"{wid}: no history: {type(events).__name__}: {events}")
+        else:
+            problems += history_problems(wid, events)
     return problems
+
+
+def _wall(event) -> float:
+    return event.event_time.seconds + event.event_time.nanos / 1e9
+
+
+def lifetimes(histories: dict) -> dict[str, tuple[float, float]]:
+    """When (wall clock, as the server stamped the events) each workflow started and
+    completed; inf for one that has not completed."""
+    return {wid: (_wall(events[0]), next((_wall(e) for e in events if e.event_type == WF_COMPLETED), float("inf")))
+            for wid, events in histories.items() if not isinstance(events, Exception)}
+
+
+def at(lives: dict[str, tuple[float, float]], t: float) -> tuple[int, int]:
+    """(completed, running) at wall-clock time t: a workflow whose completion the server
+    recorded after t was still running at t, whatever a client had seen by then."""
+    done = sum(1 for start, end in lives.values() if end <= t)
+    running = sum(1 for start, end in lives.values() if start <= t < end)
+    return done, running
 
 
 async def runs_per_id(client: Client, prefix: str) -> Counter:
@@ -136,7 +187,8 @@ async def runs_per_id(client: Client, prefix: str) -> Counter:
     return await asyncio.wait_for(listing(), 60)
 
 
-async def outcome_problems(client: Client, prefix: str, wids: list[str], results: dict) -> list[str]:
+async def outcome_problems(client: Client, prefix: str, wids: list[str], results: dict,
+                           histories: dict | None = None) -> list[str]:
     """Everything wrong with these DrillWorkflows' outcomes (`results`: what each client's
     result call returned, or raised): a wrong or missing result, with what the workflow looks
     like now; an id without exactly one run; a history that breaks exactly-once."""
@@ -148,7 +200,31 @@ async def outcome_problems(client: Client, prefix: str, wids: list[str], results
             problems.append(f"{wid}: the client got {got!r}; the workflow is now {status.name}")
     runs = await runs_per_id(client, prefix)
     problems += [f"{wid}: {runs.get(wid, 0)} runs" for wid in wids if runs.get(wid, 0) != 1]
-    return problems + await exactly_once_problems(client, wids)
+    return problems + await exactly_once_problems(client, wids, histories)
+
+
+async def gather_or_report(client: Client, coros: dict, timeout: float) -> dict:
+    """Runs coros ({workflow id: coroutine}) together: {id: result or exception}. If some have
+    not finished after `timeout` seconds, fails with what each of those workflows looks like
+    (status, pending activities, last events), instead of a bare TimeoutError."""
+    tasks = {wid: asyncio.ensure_future(c) for wid, c in coros.items()}
+    _, pending = await asyncio.wait(tasks.values(), timeout=timeout)
+    if pending:
+        for t in pending:
+            t.cancel()
+        stuck = [wid for wid, t in tasks.items() if t in pending]
+        lines = []
+        for wid in stuck[:10]:
+            try:
+                d = await asyncio.wait_for(client.get_workflow_handle(wid).describe(), 15)
+                events = (await asyncio.wait_for(client.get_workflow_handle(wid).fetch_history(), 15)).events
+                last = [EventType.Name(e.event_type).removeprefix("EVENT_TYPE_") for e in events[-6:]]
+                acts = [(a.activity_type.name, a.state, a.attempt) for a in d.raw_description.pending_activities]
+                lines.append(f"{wid}: {d.status.name}, pending activities {acts}, last events {last}")
+            except Exception as e:
+                lines.append(f"{wid}: could not describe: {type(e).__name__}: {e}")
+        raise AssertionError(f"{len(stuck)} of {len(tasks)} not finished after {timeout} s:\n" + "\n".join(lines))
+    return {wid: (t.exception() or t.result()) for wid, t in tasks.items()}
 
 
 def log_findings(cluster) -> str:

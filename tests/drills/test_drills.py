@@ -14,8 +14,8 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus
 
 from drill_workflows import DrillWorkflow, SleepyWorkflow, expected_result, step_output
-from support import (Calls, bounded, exactly_once_problems, log_findings, outcome_problems, runs_per_id,
-                     workers)
+from support import (Calls, at, bounded, exactly_once_problems, fetch_histories, gather_or_report, lifetimes,
+                     log_findings, outcome_problems, runs_per_id, wait_until, workers)
 
 NODES = (1, 2, 3)
 
@@ -42,6 +42,13 @@ async def test_drill_sigkill_leader_under_load(cluster, say):
     queue, prefix = f"drill1-{uuid.uuid4()}", f"d1-{uuid.uuid4().hex[:8]}-"
     wids = [f"{prefix}{k}" for k in range(n)]
     calls, faults, done = Calls(), [], asyncio.Event()
+    # What the load's clients have seen: a started workflow that has not been signalled yet
+    # cannot have completed (it waits for the signal), so it is surely running; of many whose
+    # result has not come back yet, some surely are too. (The histories settle it afterwards.)
+    started, signalling, finished = set(), set(), set()
+
+    def in_flight() -> bool:
+        return bool(started - signalling) or len(started - finished) >= 20
 
     async def chaos():
         while True:
@@ -51,11 +58,21 @@ async def test_drill_sigkill_leader_under_load(cluster, say):
             except asyncio.TimeoutError:
                 pass
             victim = await cluster.busiest_shard_leader()
-            t0 = time.monotonic()
+            # Kill only at a moment when the kill interrupts work: some workflows completed,
+            # some running. (At the very end of the load there are none such: no more kills.)
+            try:
+                await wait_until("a completed and a running workflow",
+                                 lambda: done.is_set() or (finished and in_flight()), timeout=120)
+            except TimeoutError:
+                return
+            if done.is_set():
+                return
+            t0, wall = time.monotonic(), time.time()
+            seen = (len(finished), len(started - signalling), len(started - finished))
             cluster.kill9(victim)
             await asyncio.sleep(2)
             await cluster.restart(victim)
-            faults.append((victim, t0, time.monotonic()))
+            faults.append((victim, t0, time.monotonic(), wall, seen))
 
     # Starts through one node, the signal through the next, the result through the third;
     # the workers poll through all three. Five starts a second spread the load over several
@@ -65,32 +82,44 @@ async def test_drill_sigkill_leader_under_load(cluster, say):
         await asyncio.sleep(k / 5)
         await calls.call("start", node, clients[node].start_workflow(
             DrillWorkflow.run, wid, id=wid, task_queue=queue), wid)
+        started.add(wid)
         await asyncio.sleep(random.uniform(0, 3))
+        signalling.add(wid)
         await calls.call("signal", other(node), clients[other(node)].get_workflow_handle(wid).signal(
             DrillWorkflow.go, f"sig-{wid}"), wid)
-        return await clients[other(node, 2)].get_workflow_handle(wid).result()
+        result = await clients[other(node, 2)].get_workflow_handle(wid).result()
+        finished.add(wid)
+        return result
 
     async with workers(clients, queue):
         chaos_task = asyncio.create_task(chaos())
         try:
-            results = await asyncio.wait_for(
-                asyncio.gather(*[drive(k, wid) for k, wid in enumerate(wids)], return_exceptions=True), 240)
+            outcomes = await gather_or_report(clients[2], {wid: drive(k, wid) for k, wid in enumerate(wids)}, 240)
         finally:
             done.set()
             # The chaos task ends after its current kill's restart, so all nodes are up again.
             await asyncio.wait_for(chaos_task, 120)
         elapsed = time.monotonic() - t_begin
+        histories = await fetch_histories(clients[2], wids)
+        lives = lifetimes(histories)
+        # At each kill, as the server's own event times tell: how many had completed, how
+        # many were running (their completion came after the kill).
+        at_kills = [at(lives, wall) for _, _, _, wall, _ in faults]
         say(f"{n} workflows, {len(faults)} SIGKILLs of the busiest shard leader "
-            f"(node, s from kill to ready again) {[(v, round(b - a, 1)) for v, a, b in faults]}")
-        say(calls.summary(down=faults))
+            f"(node, s from kill to ready again) {[(v, round(b - a, 1)) for v, a, b, *_ in faults]}")
+        say(f"at each kill (completed, running) per the histories {at_kills}; "
+            f"per the clients (results seen, not yet signalled, no result yet) {[seen for *_, seen in faults]}")
+        say(calls.summary(down=[(v, a, b) for v, a, b, *_ in faults]))
         say(f"took {elapsed:.1f} s\n{log_findings(cluster)}")
         for failure in calls.failures():
             say(f"failed call: {failure}")
-        problems = await outcome_problems(clients[2], prefix, wids, dict(zip(wids, results)))
+        problems = await outcome_problems(clients[2], prefix, wids, outcomes, histories)
         assert not problems and not calls.failures(), (
             f"{len(problems)} problems:\n" + "\n".join(problems[:10])
             + "\nfailed calls:\n" + "\n".join(calls.failures()[:10]))
     assert faults, "the drill killed no leader"
+    idle = [(k, c) for k, c in enumerate(at_kills) if not (c[0] >= 1 and c[1] >= 1)]
+    assert not idle, f"kills (index, (completed, running)) that interrupted no work in flight: {idle}"
 
 
 @bounded(180)
@@ -113,17 +142,22 @@ async def test_drill_sigstop_follower_catches_up_by_log(cluster, say):
         return await calls.call("result", a, clients[a].get_workflow_handle(wid).result(), wid)
 
     async with workers(clients, queue):
-        say(f"groups led per node {dict(leads)}; SIGSTOP node {victim} for 15 s")
+        say(f"groups led per node {dict(leads)}; SIGSTOP node {victim} for at least 15 s")
         cluster.stop(victim)
+        t_stop = time.monotonic()
         try:
-            load = asyncio.gather(*[run_one(k, wid) for k, wid in enumerate(wids)], return_exceptions=True)
-            await asyncio.sleep(15)
+            # The whole load runs, and its results come back, while the node is frozen.
+            outcomes = await gather_or_report(clients[live[0]], {wid: run_one(k, wid) for k, wid in enumerate(wids)}, 120)
+            results = [outcomes[wid] for wid in wids]
+            t_load = time.monotonic() - t_stop
             behind = await cluster.status(via=live[0])
+            # The fault lasts 15 s whatever the load took, so the node has a log to catch up on.
+            await asyncio.sleep(max(0.0, 15 - (time.monotonic() - t_stop)))
         finally:
             cluster.cont(victim)
         t_cont = time.monotonic()
-        results = await asyncio.wait_for(load, 180)
-        say(f"{len(wids)} workflows started during the stop through nodes {live}; {calls.summary()}")
+        say(f"{len(wids)} workflows started, signalled and finished through nodes {live} in {t_load:.1f} s "
+            f"while node {victim} was stopped; {calls.summary()}")
         lag_then = {g["id"]: g["lag"].get(str(victim)) for g in behind["groups"]}
         say(f"node {victim}'s lag per group while stopped: {lag_then}")
         assert not calls.failures(), (f"calls through live nodes failed (status while stopped: {behind}):\n"
@@ -140,8 +174,10 @@ async def test_drill_sigstop_follower_catches_up_by_log(cluster, say):
             await asyncio.sleep(0.5)
         else:
             raise AssertionError(f"node {victim} not caught up 90 s after SIGCONT: {last}")
-        say(f"node {victim} caught up {time.monotonic() - t_cont:.1f} s after SIGCONT (includes finishing the load)")
-        assert all(n["reachable"] for n in (await cluster.status(via=victim))["nodes"])
+        say(f"node {victim} caught up {time.monotonic() - t_cont:.1f} s after SIGCONT")
+        nodes = (await cluster.status(via=victim))["nodes"]
+        assert len(nodes) == len(NODES) and all(n["reachable"] is True for n in nodes), (
+            f"node {victim} does not reach every node: {nodes}")
 
         for wid in wids:
             d = await asyncio.wait_for(clients[victim].get_workflow_handle(wid).describe(), 30)
@@ -166,14 +202,12 @@ async def test_drill_whole_cluster_sigkill_restart(cluster, say):
         node = NODES[k % 3]
         return await clients[node].start_workflow(wf, args=[wid, *args], id=wid, task_queue=queue)
 
+    async def has_event(wid: str, event_type) -> bool:
+        history = await asyncio.wait_for(clients[1].get_workflow_handle(wid).fetch_history(), 30)
+        return any(e.event_type == event_type for e in history.events)
+
     async def wait_for_event(wid: str, event_type, timeout=120):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            history = await clients[1].get_workflow_handle(wid).fetch_history()
-            if any(e.event_type == event_type for e in history.events):
-                return
-            await asyncio.sleep(0.5)
-        raise AssertionError(f"{wid}: no {EventType.Name(event_type)} within {timeout} s")
+        await wait_until(f"{wid}: {EventType.Name(event_type)}", lambda: has_event(wid, event_type), timeout, 0.5)
 
     async with workers(clients, queue):
         handles = [await start(k, wid) for k, wid in enumerate(done_ids)]
@@ -182,17 +216,29 @@ async def test_drill_whole_cluster_sigkill_restart(cluster, say):
         before = {h.id: await asyncio.wait_for(h.result(), 120) for h in handles}
         histories = {wid: await clients[1].get_workflow_handle(wid).fetch_history() for wid in done_ids}
 
+        # Waiting for the signal with every activity and the timer behind them; then sleeping
+        # on a 20 s timer (started last, so it is far from firing at the kill); then just
+        # started. None can complete before the kill: each waits for a signal sent after it,
+        # or for its timer.
         for k, wid in enumerate(waiting_ids):
             await start(k, wid)
+        await asyncio.wait_for(asyncio.gather(
+            *[wait_for_event(w, EventType.EVENT_TYPE_TIMER_FIRED) for w in waiting_ids]), 150)
         for k, wid in enumerate(sleepy_ids):
             await start(k, wid, 20.0, wf=SleepyWorkflow.run)
         await asyncio.wait_for(asyncio.gather(
-            *[wait_for_event(w, EventType.EVENT_TYPE_TIMER_FIRED) for w in waiting_ids],
             *[wait_for_event(w, EventType.EVENT_TYPE_TIMER_STARTED) for w in sleepy_ids]), 150)
+        in_flight = waiting_ids + sleepy_ids + midflight_ids
+        not_running = {}
+        for w in waiting_ids + sleepy_ids:
+            status = (await asyncio.wait_for(clients[2].get_workflow_handle(w).describe(), 30)).status
+            if status != WorkflowExecutionStatus.RUNNING:
+                not_running[w] = status
+        assert not not_running, f"before the kill these should be running: {not_running}"
         for k, wid in enumerate(midflight_ids):
             await start(k, wid)
 
-        t_kill = time.monotonic()
+        t_kill, wall_kill = time.monotonic(), time.time()
         for i in NODES:
             cluster.kill9(i)
         await asyncio.wait_for(asyncio.gather(*[cluster.restart(i) for i in NODES]), 120)
@@ -211,16 +257,34 @@ async def test_drill_whole_cluster_sigkill_restart(cluster, say):
         for k, wid in enumerate(waiting_ids + midflight_ids):
             await clients[NODES[k % 3]].get_workflow_handle(wid).signal(DrillWorkflow.go, f"sig-{wid}")
         signalled = waiting_ids + midflight_ids
-        results = await asyncio.wait_for(asyncio.gather(
-            *[clients[3].get_workflow_handle(w).result() for w in signalled + sleepy_ids]), 180)
-        assert results[:len(signalled)] == [expected_result(w, f"sig-{w}") for w in signalled]
+        outcomes = await gather_or_report(
+            clients[3], {w: clients[3].get_workflow_handle(w).result() for w in signalled + sleepy_ids}, 180)
+        results = [outcomes[w] for w in signalled + sleepy_ids]
+        assert results[:len(signalled)] == [expected_result(w, f"sig-{w}") for w in signalled], results
         for w, r in zip(sleepy_ids, results[len(signalled):]):
             assert r == f"{step_output(f'{w}:0')} slept 20.0", (w, r)
 
         drill_ids = done_ids + waiting_ids + midflight_ids
-        problems = await exactly_once_problems(clients[1], drill_ids)
+        all_histories = await fetch_histories(clients[1], drill_ids + sleepy_ids)
+        problems = await exactly_once_problems(clients[1], drill_ids, all_histories)
         assert not problems, "\n".join(problems)
         assert_one_run_each(await runs_per_id(clients[2], prefix), drill_ids + sleepy_ids)
+
+        # The kill interrupted them all, as the server's own event times tell: each completed
+        # after it, and each sleeper's timer fired after it.
+        lives = lifetimes(all_histories)
+        done_at_kill, running_at_kill = at({w: lives[w] for w in done_ids + in_flight}, wall_kill)
+        assert (done_at_kill, running_at_kill) == (len(done_ids), len(in_flight)), (
+            f"at the kill {done_at_kill} completed (want {len(done_ids)}), {running_at_kill} running "
+            f"(want {len(in_flight)}): {lives}")
+        fired_before = [w for w in sleepy_ids if any(
+            e.event_type == EventType.EVENT_TYPE_TIMER_FIRED and e.event_time.ToMicroseconds() / 1e6 <= wall_kill
+            for e in all_histories[w])]
+        assert not fired_before, f"sleepers whose timer fired before the kill: {fired_before}"
+        midflight_steps = Counter(sum(e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED
+                                      and e.event_time.ToMicroseconds() / 1e6 <= wall_kill for e in all_histories[w])
+                                  for w in midflight_ids)
+        say(f"just-started workflows by activities completed before the kill: {dict(midflight_steps)}")
         say(log_findings(cluster))
 
 
@@ -230,7 +294,7 @@ async def test_drill_rolling_sigterm_restart_under_load(cluster, say):
     means no client call fails (the SDK's own retries allowed) and every workflow completes."""
     clients = await clients_of(cluster)
     queue, prefix = f"drill4-{uuid.uuid4()}", f"d4-{uuid.uuid4().hex[:8]}-"
-    calls, wids, results, rolled = Calls(), [], {}, asyncio.Event()
+    calls, wids, started, results, rolled = Calls(), [], set(), {}, asyncio.Event()
     t_begin = time.monotonic()
 
     async def one(k: int):
@@ -239,6 +303,7 @@ async def test_drill_rolling_sigterm_restart_under_load(cluster, say):
         try:
             await calls.call("start", node, clients[node].start_workflow(
                 DrillWorkflow.run, wid, id=wid, task_queue=queue), wid)
+            started.add(wid)
             await calls.call("signal", other(node), clients[other(node)].get_workflow_handle(wid).signal(
                 DrillWorkflow.go, f"sig-{wid}"), wid)
             results[wid] = await calls.call("result", other(node, 2), clients[other(node, 2)]
@@ -255,25 +320,37 @@ async def test_drill_rolling_sigterm_restart_under_load(cluster, say):
             await asyncio.sleep(1 / 3)
         await asyncio.gather(*running)
 
+    def progressed(since: int):
+        """Three more results since `since` (the cluster serves the load again), and the
+        load still going (a started workflow without a result yet)."""
+        return len(results) >= since + 3 and bool(started - results.keys())
+
     async with workers(clients, queue):
         loader = asyncio.create_task(load())
-        rolls, down = [], []
+        rolls, down, walls, seen = [], [], [], 0
         try:
-            await asyncio.sleep(5)
             for i in NODES:
+                await wait_until(f"the load to progress before node {i}'s SIGTERM", lambda: progressed(seen), 60)
                 t0 = time.monotonic()
+                walls.append(time.time())
                 exit_secs = await cluster.terminate(i)
                 t1 = time.monotonic()
                 await cluster.restart(i)
                 down.append((i, t0, time.monotonic()))
                 rolls.append((i, round(exit_secs, 1), round(time.monotonic() - t1, 1)))
-                await asyncio.sleep(5)
+                seen = len(results)
+            await wait_until("the load to progress after the last restart", lambda: progressed(seen), 60)
         finally:
             rolled.set()
             await asyncio.wait_for(loader, 180)
+        histories = await fetch_histories(clients[2], sorted(started))
+        at_rolls = [at(lifetimes(histories), wall) for wall in walls]
         say(f"{len(wids)} workflows; rolled (node, SIGTERM to exit s, restart to ready s) {rolls}")
+        say(f"at each SIGTERM (completed, running) per the histories {at_rolls}")
         say(f"{calls.summary(down)}; took {time.monotonic() - t_begin:.1f} s\n{log_findings(cluster)}")
-        problems = await outcome_problems(clients[2], prefix, wids, results)
+        problems = await outcome_problems(clients[2], prefix, wids, results, histories)
         assert not problems and not calls.failures(), (
             f"{len(problems)} problems:\n" + "\n".join(problems[:10])
             + f"\n{len(calls.failures())} failed calls:\n" + "\n".join(calls.failures()[:20]))
+        idle = [(i, c) for i, c in zip(NODES, at_rolls) if not (c[0] >= 1 and c[1] >= 1)]
+        assert not idle, f"SIGTERMs (node, (completed, running)) with no work in flight: {idle}"

@@ -1,14 +1,76 @@
-"""Starts real `dura server start-dev` processes ($DURA_BIN) for the Python tests."""
+"""Starts real `dura server start-dev` processes ($DURA_BIN) for the Python tests.
+
+A server never outlives the test process: the kernel SIGKILLs it when its parent dies (the
+parent-death signal), and the fixtures' finalizers, an atexit hook and the per-test timeout
+(conftest.py) kill it on every other way out. Each start writes dura's stdout and stderr to a
+log file of its own; a start fails at once, with that log, when dura exits during start-up,
+and picks a fresh port when dura says the one it was given is taken (free_port() only finds
+a port that was free a moment ago: a parallel run may take it in between)."""
 
 import asyncio
+import atexit
+import ctypes
 import os
 import signal
 import socket
 import subprocess
+import time
 
 from temporalio.client import Client
 
 DURA_BIN = os.environ.get("DURA_BIN", "dura")
+# A debug build on a loaded 2-core machine; a server that is not up by then is broken.
+START_TIMEOUT = 60
+PORT_ATTEMPTS = 5
+ADDRESS_IN_USE = "Address already in use"
+
+_PR_SET_PDEATHSIG = 1
+_prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before any fork
+
+
+def die_with(parent_pid: int):
+    """A preexec_fn: the child gets SIGKILL when the process that spawned it dies, and exits
+    at once if that process is already gone (it died between fork and the prctl)."""
+
+    def preexec() -> None:
+        if _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0 or os.getppid() != parent_pid:
+            os._exit(126)
+
+    return preexec
+
+
+_live: set[subprocess.Popen] = set()
+
+
+def spawn(args: list[str], log_path: str) -> subprocess.Popen:
+    """Starts args in a session of its own (so killpg reaches everything it starts), its
+    output in log_path, tied to this process by the parent-death signal."""
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, preexec_fn=die_with(os.getpid()),
+        )
+    _live.add(proc)
+    return proc
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILLs proc's process group and reaps proc. Once proc is reaped its pid may belong
+    to someone else, so a reaped proc is left alone."""
+    if proc.returncode is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # the pid is ours until we reap it
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=30)
+    _live.discard(proc)
+
+
+@atexit.register
+def kill_all() -> None:
+    """SIGKILLs every server still running (at exit, and when a test times out)."""
+    for proc in list(_live):
+        kill_group(proc)
 
 
 def free_port() -> int:
@@ -17,28 +79,123 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+async def within(seconds: float, awaitable, what: str):
+    """awaitable's result, or an AssertionError naming what did not finish in time."""
+    try:
+        return await asyncio.wait_for(awaitable, seconds)
+    except asyncio.TimeoutError:
+        raise AssertionError(f"{what} did not finish within {seconds} s") from None
+
+
+async def wait_until(what: str, check, timeout: float = 60, interval: float = 0.1):
+    """Polls check() (sync or async) until it returns something truthy, which it returns; an
+    AssertionError naming `what` if that takes over `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not so after {timeout} s")
+        await asyncio.sleep(interval)
+
+
+def excerpt(text: str, head: int = 15, tail: int = 25) -> str:
+    lines = text.splitlines()
+    if len(lines) <= head + tail:
+        return text or "(empty log)"
+    return "\n".join(lines[:head] + [f"... ({len(lines) - head - tail} lines) ..."] + lines[-tail:])
+
+
+class _PortTaken(Exception):
+    pass
+
+
 class Server:
-    def __init__(self, db: str, port: int):
-        self.db, self.port, self.proc = db, port, None
+    """One dura dev server on database `db`; start() may be called again after kill9() or
+    stop(), on the same database (and port, unless it was taken meanwhile)."""
+
+    def __init__(self, db: str, port: int | None = None):
+        self.db, self.port, self.proc = db, port or free_port(), None
+        self.starts = 0
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> str:
+        """This start's log: DB.log for the first start, DB.log.K for the K-th restart."""
+        return f"{self.db}.log" + (f".{self.starts - 1}" if self.starts > 1 else "")
+
+    def log_text(self) -> str:
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def log_excerpt(self) -> str:
+        """The log's start (where an error says why dura stopped, before any backtrace) and end."""
+        return excerpt(self.log_text())
 
     async def start(self) -> Client:
-        self.proc = subprocess.Popen(
-            [DURA_BIN, "server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", str(self.port),
-             "--db-filename", self.db, "--log-level", "error"],
-            stdin=subprocess.DEVNULL, start_new_session=True,
-        )
-        for _ in range(200):
+        for _ in range(PORT_ATTEMPTS):
+            assert self.proc is None or self.proc.poll() is not None, "dura is already running"
+            self.starts += 1
+            self.proc = spawn(
+                [DURA_BIN, "server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", str(self.port),
+                 "--db-filename", self.db, "--log-level", "error"],
+                self.log_path,
+            )
             try:
-                return await Client.connect(f"127.0.0.1:{self.port}")
-            except Exception:
-                await asyncio.sleep(0.1)
-        raise RuntimeError("dura did not come up")
+                return await self._connect()
+            except _PortTaken:
+                self.port = free_port()
+        raise RuntimeError(f"dura found its port taken {PORT_ATTEMPTS} times in a row; last log "
+                           f"{self.log_path}:\n{self.log_excerpt()}")
+
+    async def _connect(self) -> Client:
+        """A client once dura answers; checks ten times a second whether dura has exited,
+        also while a connection attempt is pending."""
+        deadline, last = time.monotonic() + START_TIMEOUT, None
+        while time.monotonic() < deadline:
+            attempt = asyncio.ensure_future(Client.connect(self.address))
+            try:
+                give_up = min(deadline, time.monotonic() + 5)
+                while not attempt.done() and self.proc.poll() is None and time.monotonic() < give_up:
+                    await asyncio.wait({attempt}, timeout=0.1)
+            finally:
+                if not attempt.done():
+                    attempt.cancel()
+            if attempt.done() and not attempt.cancelled():
+                last = attempt.exception()
+                if last is None and self.proc.poll() is None:
+                    return attempt.result()
+            if self.proc.poll() is not None:
+                kill_group(self.proc)
+                if ADDRESS_IN_USE in self.log_text():
+                    raise _PortTaken()
+                raise RuntimeError(f"dura exited with {self.proc.returncode} during start-up on {self.address}; "
+                                   f"log {self.log_path}:\n{self.log_excerpt()}")
+            await asyncio.sleep(0.1)
+        kill_group(self.proc)
+        raise RuntimeError(f"dura did not answer on {self.address} within {START_TIMEOUT} s (last error: {last}); "
+                           f"log {self.log_path}:\n{self.log_excerpt()}")
 
     def kill9(self) -> None:
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
+        kill_group(self.proc)
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
+        """SIGTERM, then SIGKILL if dura has not exited 30 s later."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
             self.proc.terminate()
-            self.proc.wait(timeout=30)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
+        kill_group(self.proc)  # whatever is left of its process group

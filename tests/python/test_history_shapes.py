@@ -1,8 +1,6 @@
 """Event-type sequences of real workflows, compared with expectations recorded from the real
 Temporal dev server (`python record_expected.py ADDRESS` re-records them)."""
 
-import os
-import tempfile
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -14,8 +12,9 @@ from temporalio.client import Client
 from temporalio.common import RetryPolicy
 from temporalio.worker import Worker
 
-from harness import Server, free_port
 from google.protobuf.json_format import MessageToDict
+
+from harness import Server, within
 
 from workflows_under_test import (
     ContinueTwiceWorkflow,
@@ -29,16 +28,21 @@ from workflows_under_test import (
 )
 
 EXPECTED = Path(__file__).parent / "expected"
+# Each of these workflows finishes in well under a second; 60 s means something hangs.
+RESULT_TIMEOUT = 60
 
 
 @pytest.fixture(scope="module")
-async def client():
-    with tempfile.TemporaryDirectory() as tmp:
-        server = Server(os.path.join(tmp, "db"), free_port())
-        try:
-            yield await server.start()
-        finally:
-            server.stop()
+async def client(tmp_path_factory):
+    server = Server(str(tmp_path_factory.mktemp("shapes") / "db"))
+    try:
+        yield await server.start()
+    finally:
+        server.stop()
+
+
+async def result_of(handle):
+    return await within(RESULT_TIMEOUT, handle.result(), f"workflow {handle.id}")
 
 
 def event_types(history) -> list[str]:
@@ -49,7 +53,7 @@ async def run_and_fetch(client: Client, workflow, arg: str) -> list[str]:
     queue = f"shapes-{uuid.uuid4()}"
     async with Worker(client, task_queue=queue, workflows=[HelloWorkflow, RetryWorkflow], activities=[say_hello, flaky]):
         handle = await client.start_workflow(workflow.run, arg, id=f"shapes-{uuid.uuid4()}", task_queue=queue)
-        await handle.result()
+        await result_of(handle)
     return event_types(await handle.fetch_history())
 
 
@@ -63,14 +67,14 @@ async def run_workflow_retry(client: Client) -> list[str]:
             task_queue=queue,
             retry_policy=RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_attempts=3),
         )
-        assert await handle.result() == "attempt 2"
+        assert await result_of(handle) == "attempt 2"
     first_run = handle.first_execution_run_id
     first = await client.get_workflow_handle(handle.id, run_id=first_run).fetch_history()
     second = await client.get_workflow_handle(handle.id).fetch_history()
     started = second.events[0].workflow_execution_started_event_attributes
-    assert started.attempt == 2
-    assert started.continued_execution_run_id == first_run
-    assert started.initiator == ContinueAsNewInitiator.CONTINUE_AS_NEW_INITIATOR_RETRY
+    assert started.attempt == 2, started
+    assert started.continued_execution_run_id == first_run, started
+    assert started.initiator == ContinueAsNewInitiator.CONTINUE_AS_NEW_INITIATOR_RETRY, started
     return event_types(first) + ["--"] + event_types(second)
 
 
@@ -79,7 +83,7 @@ async def run_continue_as_new(client: Client) -> list[str]:
     queue = f"shapes-{uuid.uuid4()}"
     async with Worker(client, task_queue=queue, workflows=[ContinueTwiceWorkflow]):
         handle = await client.start_workflow(ContinueTwiceWorkflow.run, 1, id=f"shapes-{uuid.uuid4()}", task_queue=queue)
-        assert await handle.result() == "3 runs"
+        assert await result_of(handle) == "3 runs"
     shapes, run_id = [], handle.first_execution_run_id
     while run_id:
         history = await client.get_workflow_handle(handle.id, run_id=run_id).fetch_history()
@@ -89,9 +93,9 @@ async def run_continue_as_new(client: Client) -> list[str]:
         if run_id:
             started = (await client.get_workflow_handle(handle.id, run_id=run_id).fetch_history()).events[0]
             attrs = started.workflow_execution_started_event_attributes
-            assert attrs.initiator == ContinueAsNewInitiator.CONTINUE_AS_NEW_INITIATOR_WORKFLOW
-            assert attrs.attempt == 1
-            assert attrs.first_execution_run_id == handle.first_execution_run_id
+            assert attrs.initiator == ContinueAsNewInitiator.CONTINUE_AS_NEW_INITIATOR_WORKFLOW, attrs
+            assert attrs.attempt == 1, attrs
+            assert attrs.first_execution_run_id == handle.first_execution_run_id, attrs
     return shapes
 
 
@@ -109,7 +113,7 @@ async def run_children(client: Client) -> list[str]:
     queue = f"shapes-{uuid.uuid4()}"
     async with Worker(client, task_queue=queue, workflows=[ParentWorkflow, KidWorkflow]):
         handle = await client.start_workflow(ParentWorkflow.run, id=f"shapes-{uuid.uuid4()}", task_queue=queue)
-        assert await handle.result() == ["A", "KidBoom: kid failed"]
+        assert await result_of(handle) == ["A", "KidBoom: kid failed"]
     parent = await handle.fetch_history()
     kid = await client.get_workflow_handle(f"{handle.id}-a").fetch_history()
     return (
@@ -120,26 +124,31 @@ async def run_children(client: Client) -> list[str]:
     )
 
 
+def assert_matches(actual: list[str], recorded: str) -> None:
+    expected = (EXPECTED / recorded).read_text().splitlines()  # one event (or '--') a line
+    assert actual == expected, f"history differs from {recorded}:\nactual   {actual}\nexpected {expected}"
+
+
 async def test_hello_world_history_matches_the_real_server(client: Client):
     actual = await run_and_fetch(client, HelloWorkflow, "Temporal")
-    assert actual == (EXPECTED / "hello_world.txt").read_text().split()
+    assert_matches(actual, "hello_world.txt")
 
 
 async def test_retry_history_matches_the_real_server(client: Client):
     actual = await run_and_fetch(client, RetryWorkflow, str(uuid.uuid4()))
-    assert actual == (EXPECTED / "activity_retry.txt").read_text().split()
+    assert_matches(actual, "activity_retry.txt")
 
 
 async def test_workflow_retry_histories_match_the_real_server(client: Client):
     actual = await run_workflow_retry(client)
-    assert actual == (EXPECTED / "workflow_retry.txt").read_text().split()
+    assert_matches(actual, "workflow_retry.txt")
 
 
 async def test_continue_as_new_histories_match_the_real_server(client: Client):
     actual = await run_continue_as_new(client)
-    assert actual == (EXPECTED / "continue_as_new.txt").read_text().split()
+    assert_matches(actual, "continue_as_new.txt")
 
 
 async def test_child_workflow_histories_match_the_real_server(client: Client):
     actual = await run_children(client)
-    assert actual == (EXPECTED / "child_workflows.txt").read_text().splitlines()
+    assert_matches(actual, "child_workflows.txt")

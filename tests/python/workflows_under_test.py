@@ -73,16 +73,30 @@ class KidWorkflow:
         return x.upper()
 
 
+async def _run_kids(kid_queue: str | None) -> list:
+    wid = workflow.info().workflow_id
+    out = [await workflow.execute_child_workflow(KidWorkflow.run, "a", id=f"{wid}-a", task_queue=kid_queue)]
+    try:
+        await workflow.execute_child_workflow(KidWorkflow.run, "fail", id=f"{wid}-b", task_queue=kid_queue)
+    except ChildWorkflowError as e:
+        out.append(str(e.cause))
+    return out
+
+
 @workflow.defn
 class ParentWorkflow:
     """Runs a child that completes, then one that fails, one after the other."""
 
     @workflow.run
     async def run(self) -> list:
-        wid = workflow.info().workflow_id
-        out = [await workflow.execute_child_workflow(KidWorkflow.run, "a", id=f"{wid}-a")]
-        try:
-            await workflow.execute_child_workflow(KidWorkflow.run, "fail", id=f"{wid}-b")
-        except ChildWorkflowError as e:
-            out.append(str(e.cause))
-        return out
+        return await _run_kids(None)
+
+
+@workflow.defn
+class ParentOnQueueWorkflow:
+    """ParentWorkflow with its children on the given task queue: a queue no worker polls yet
+    holds the parent between its first child's start and that child's outcome."""
+
+    @workflow.run
+    async def run(self, kid_queue: str) -> list:
+        return await _run_kids(kid_queue)

@@ -13,12 +13,13 @@ use temporalio_protos::temporal::api::{
         Command as WorkflowCommand, CompleteWorkflowExecutionCommandAttributes, command,
     },
     common::v1::{WorkflowExecution, WorkflowType},
-    enums::v1::{CommandType, TaskQueueKind, WorkflowExecutionStatus},
+    enums::v1::{CommandType, EventType, TaskQueueKind, WorkflowExecutionStatus},
     taskqueue::v1::TaskQueue,
     workflow::v1::WorkflowExecutionInfo,
     workflowservice::v1::{
         DescribeNamespaceRequest, DescribeTaskQueueRequest, DescribeWorkflowExecutionRequest,
-        PollWorkflowTaskQueueRequest, RespondWorkflowTaskCompletedRequest,
+        GetWorkflowExecutionHistoryRequest, PollWorkflowTaskQueueRequest,
+        PollWorkflowTaskQueueResponse, RespondWorkflowTaskCompletedRequest,
         StartWorkflowExecutionRequest, workflow_service_client::WorkflowServiceClient,
     },
 };
@@ -413,22 +414,10 @@ pub async fn workflow_task_across_nodes(nodes: [&Node; 3], workflow_id: &str, ta
     let mut starter = nodes[0].client().await.unwrap();
     starter.start_workflow_execution(request).await.unwrap();
 
-    let mut poller = nodes[1].client().await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     let task = loop {
-        let mut poll = tonic::Request::new(PollWorkflowTaskQueueRequest {
-            namespace: "default".into(),
-            task_queue: queue(task_queue),
-            identity: "cluster-worker".into(),
-            ..Default::default()
-        });
-        poll.set_timeout(Duration::from_secs(10));
-        match poller.poll_workflow_task_queue(poll).await {
-            Ok(task) if !task.get_ref().task_token.is_empty() => break task.into_inner(),
-            Ok(_) => {}
-            // A poll forwarded to a partition whose leadership just moved.
-            Err(status) if status.code() == tonic::Code::Unavailable => {}
-            Err(status) => panic!("poll through node {}: {status}", nodes[1].id),
+        if let Some(task) = poll_task(nodes[1], task_queue, Duration::from_secs(10)).await {
+            break task;
         }
         assert!(
             Instant::now() < deadline,
@@ -458,28 +447,7 @@ pub async fn workflow_task_across_nodes(nodes: [&Node; 3], workflow_id: &str, ta
         );
     }
 
-    let complete = WorkflowCommand {
-        command_type: CommandType::CompleteWorkflowExecution as i32,
-        attributes: Some(
-            command::Attributes::CompleteWorkflowExecutionCommandAttributes(
-                CompleteWorkflowExecutionCommandAttributes::default(),
-            ),
-        ),
-        ..Default::default()
-    };
-    nodes[2]
-        .client()
-        .await
-        .unwrap()
-        .respond_workflow_task_completed(RespondWorkflowTaskCompletedRequest {
-            namespace: "default".into(),
-            task_token: task.task_token,
-            commands: vec![complete],
-            identity: "cluster-worker".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    respond(nodes[2], task.task_token, vec![complete_command()]).await;
     for node in nodes {
         assert_eq!(
             describe(node, workflow_id).await.unwrap().status,
@@ -488,4 +456,93 @@ pub async fn workflow_task_across_nodes(nodes: [&Node; 3], workflow_id: &str, ta
             node.id
         );
     }
+}
+
+/// One poll of `task_queue` through `node`, waiting up to `wait`: the task, or `None` when
+/// none came (or the partition's leadership was moving, which a worker retries).
+pub async fn poll_task(
+    node: &Node,
+    task_queue: &str,
+    wait: Duration,
+) -> Option<PollWorkflowTaskQueueResponse> {
+    let mut poll = tonic::Request::new(PollWorkflowTaskQueueRequest {
+        namespace: "default".into(),
+        task_queue: queue(task_queue),
+        identity: "cluster-worker".into(),
+        ..Default::default()
+    });
+    poll.set_timeout(wait);
+    match node
+        .client()
+        .await
+        .unwrap()
+        .poll_workflow_task_queue(poll)
+        .await
+    {
+        Ok(task) if !task.get_ref().task_token.is_empty() => Some(task.into_inner()),
+        Ok(_) => None,
+        Err(status)
+            if matches!(
+                status.code(),
+                tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
+            ) =>
+        {
+            None
+        }
+        Err(status) => panic!("poll through node {}: {status}", node.id),
+    }
+}
+
+pub fn complete_command() -> WorkflowCommand {
+    WorkflowCommand {
+        command_type: CommandType::CompleteWorkflowExecution as i32,
+        attributes: Some(
+            command::Attributes::CompleteWorkflowExecutionCommandAttributes(
+                CompleteWorkflowExecutionCommandAttributes::default(),
+            ),
+        ),
+        ..Default::default()
+    }
+}
+
+/// Completes a workflow task through `node` with `commands`.
+pub async fn respond(node: &Node, task_token: Vec<u8>, commands: Vec<WorkflowCommand>) {
+    node.client()
+        .await
+        .unwrap()
+        .respond_workflow_task_completed(RespondWorkflowTaskCompletedRequest {
+            namespace: "default".into(),
+            task_token,
+            commands,
+            identity: "cluster-worker".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|status| panic!("completing a task through node {}: {status}", node.id));
+}
+
+/// The event types of `workflow_id`'s current run, as `node` serves its history.
+pub async fn history_types(node: &Node, workflow_id: &str) -> Vec<EventType> {
+    let history = node
+        .client()
+        .await
+        .unwrap()
+        .get_workflow_execution_history(GetWorkflowExecutionHistoryRequest {
+            namespace: "default".into(),
+            execution: Some(WorkflowExecution {
+                workflow_id: workflow_id.into(),
+                run_id: String::new(),
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|status| panic!("{workflow_id} through node {}: {status}", node.id))
+        .into_inner();
+    history
+        .history
+        .unwrap_or_default()
+        .events
+        .iter()
+        .map(|e| EventType::try_from(e.event_type).unwrap_or(EventType::Unspecified))
+        .collect()
 }

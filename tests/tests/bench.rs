@@ -47,21 +47,35 @@ async fn count(client: &mut WorkflowClient, query: String) -> anyhow::Result<i64
         namespace: "default".into(),
         query,
     };
-    Ok(client.count_workflow_executions(request).await?.into_inner().count)
+    Ok(client
+        .count_workflow_executions(request)
+        .await?
+        .into_inner()
+        .count)
 }
 
 /// Waits until every workflow on `task_queue` has closed; how many completed.
 async fn all_closed(client: &mut WorkflowClient, task_queue: &str) -> anyhow::Result<i64> {
     let on_queue = format!("TaskQueue = '{task_queue}'");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    while count(client, format!("{on_queue} AND ExecutionStatus = 'Running'")).await? > 0 {
+    while count(
+        client,
+        format!("{on_queue} AND ExecutionStatus = 'Running'"),
+    )
+    .await?
+        > 0
+    {
         anyhow::ensure!(
             tokio::time::Instant::now() < deadline,
             "{task_queue}: workflows still running long after the bench ended"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let completed = count(client, format!("{on_queue} AND ExecutionStatus = 'Completed'")).await?;
+    let completed = count(
+        client,
+        format!("{on_queue} AND ExecutionStatus = 'Completed'"),
+    )
+    .await?;
     assert_eq!(
         count(client, on_queue).await?,
         completed,

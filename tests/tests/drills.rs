@@ -4,10 +4,18 @@
 //! (The SDK-driven drills — SIGKILL under load, whole-cluster restart, rolling restart — are
 //! in `tests/drills/`.)
 
-use std::time::{Duration, Instant};
+use std::{
+    collections::BTreeSet,
+    time::{Duration, Instant},
+};
 
 use dura_tests::cluster::{
-    Node, cluster, cluster_status, converged, describe, fault, replicated, start, start_request,
+    Node, cluster, cluster_status, complete_command, converged, describe, fault, history_types,
+    poll_task, queue, replicated, respond, start, start_request, transfer_leader,
+};
+use temporalio_protos::temporal::api::{
+    command::v1::{Command as WorkflowCommand, StartTimerCommandAttributes, command},
+    enums::v1::{CommandType, EventType},
 };
 
 async fn start_all(nodes: &mut [Node]) {
@@ -118,10 +126,13 @@ async fn a_partitioned_node_answers_no_write_and_the_majority_serves_on() {
     .await
 }
 
+/// The paused node catches up by snapshot, and the snapshot carries the shards' work, not
+/// only their workflows: made leader of every group, it hands out the backlogged and
+/// outboxed workflow tasks exactly once and fires a timer armed while it was paused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_paused_follower_catches_up_by_snapshot() {
+async fn a_paused_follower_catches_up_by_snapshot_and_leads_on_its_state() {
     dura_tests::bounded(
-        "a_paused_follower_catches_up_by_snapshot",
+        "a_paused_follower_catches_up_by_snapshot_and_leads_on_its_state",
         dura_tests::TEST_BUDGET,
         async {
             let dir = tempfile::tempdir().unwrap();
@@ -129,9 +140,32 @@ async fn a_paused_follower_catches_up_by_snapshot() {
             let mut nodes = cluster(dir.path(), &["--raft-snapshot-every", "20"]);
             start_all(&mut nodes).await;
 
+            // A timer, long enough to be still pending when the paused node leads (a bound
+            // meaning "hung", not a speed). The snapshot the node installs replaces all the
+            // state it had, this timer included.
+            let mut timer_start = start_request("timer-holder");
+            timer_start.task_queue = queue("timer-q");
+            nodes[0]
+                .client()
+                .await
+                .unwrap()
+                .start_workflow_execution(timer_start)
+                .await
+                .unwrap();
+            let asked = Instant::now();
+            let task = loop {
+                if let Some(task) = poll_task(&nodes[0], "timer-q", Duration::from_secs(10)).await {
+                    break task;
+                }
+                assert!(asked.elapsed() < Duration::from_secs(60), "no timer task");
+            };
+            respond(&nodes[0], task.task_token, vec![start_timer(TIMER)]).await;
+
             let paused = 2;
             nodes[paused].pause(true);
             let paused_at = Instant::now();
+
+            // Nothing polls these: their tasks wait in the outbox and the backlogs.
             let mut runs = Vec::new();
             let mut longest = Duration::ZERO;
             for i in 0..150 {
@@ -149,7 +183,7 @@ async fn a_paused_follower_catches_up_by_snapshot() {
             tokio::time::sleep(Duration::from_secs(15).saturating_sub(paused_at.elapsed())).await;
             nodes[paused].pause(false);
 
-            wait_converged(&nodes[0]).await;
+            let status = wait_converged(&nodes[0]).await;
             for (id, run_id) in &runs {
                 replicated(&nodes[paused], id, run_id).await;
             }
@@ -159,9 +193,96 @@ async fn a_paused_follower_catches_up_by_snapshot() {
                 "node {} caught up without a snapshot",
                 nodes[paused].id
             );
+
+            let leader = nodes[paused].id;
+            for group in 0..status["groups"].as_array().unwrap().len() as u32 {
+                transfer_leader(&nodes[0], group, leader);
+            }
+            let status = cluster_status(&nodes[paused]);
+            assert!(
+                status["groups"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|g| g["leader"].as_u64() == Some(leader)),
+                "{status}"
+            );
+            assert!(
+                !history_types(&nodes[paused], "timer-holder")
+                    .await
+                    .contains(&EventType::TimerFired),
+                "the timer fired before node {leader} led: nothing was proven"
+            );
+
+            // Every task handed out once, through the node that was paused.
+            let mut handed_out = BTreeSet::new();
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while handed_out.len() < runs.len() {
+                if let Some(task) =
+                    poll_task(&nodes[paused], "cluster-q", Duration::from_secs(5)).await
+                {
+                    let id = task.workflow_execution.clone().unwrap().workflow_id;
+                    assert!(handed_out.insert(id.clone()), "{id} handed out twice");
+                    respond(&nodes[paused], task.task_token, vec![complete_command()]).await;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{} of {} tasks handed out",
+                    handed_out.len(),
+                    runs.len()
+                );
+            }
+            assert_eq!(
+                poll_task(&nodes[paused], "cluster-q", Duration::from_secs(3))
+                    .await
+                    .map(|t| t.workflow_execution),
+                None,
+                "a task handed out twice"
+            );
+            for (id, _) in &runs {
+                assert_eq!(
+                    history_types(&nodes[paused], id).await,
+                    [
+                        EventType::WorkflowExecutionStarted,
+                        EventType::WorkflowTaskScheduled,
+                        EventType::WorkflowTaskStarted,
+                        EventType::WorkflowTaskCompleted,
+                        EventType::WorkflowExecutionCompleted,
+                    ],
+                    "{id}"
+                );
+            }
+
+            // The timer fires, armed by the new leader from the state it caught up on.
+            let deadline = Instant::now() + TIMER + Duration::from_secs(60);
+            while !history_types(&nodes[paused], "timer-holder")
+                .await
+                .contains(&EventType::TimerFired)
+            {
+                assert!(Instant::now() < deadline, "the timer never fired");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
         },
     )
     .await
+}
+
+const TIMER: Duration = Duration::from_secs(60);
+
+fn start_timer(after: Duration) -> WorkflowCommand {
+    WorkflowCommand {
+        command_type: CommandType::StartTimer as i32,
+        attributes: Some(command::Attributes::StartTimerCommandAttributes(
+            StartTimerCommandAttributes {
+                timer_id: "t".into(),
+                start_to_fire_timeout: Some(prost_types::Duration {
+                    seconds: after.as_secs() as i64,
+                    nanos: 0,
+                }),
+            },
+        )),
+        ..Default::default()
+    }
 }
 
 /// The peak memory (VmHWM) of a follower that was down while `workflows` workflows started

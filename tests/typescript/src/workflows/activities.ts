@@ -136,6 +136,6 @@ export async function cancelRunningActivity(key: string): Promise<FailureDescrip
 }
 
 export async function parallelActivities(key: string, count: number): Promise<number[]> {
-  const { timedWork } = proxyActivities<typeof acts>({ startToCloseTimeout: '10s' });
-  return await Promise.all(Array.from({ length: count }, (_, i) => timedWork(key, i, 500)));
+  const { meetAll } = proxyActivities<typeof acts>({ startToCloseTimeout: '30s', retry: { maximumAttempts: 1 } });
+  return await Promise.all(Array.from({ length: count }, (_, i) => meetAll(key, i, count, 20_000)));
 }
