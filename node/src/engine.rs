@@ -497,6 +497,8 @@ impl Engine {
             if spill.lock().taken {
                 return;
             }
+            // Tests hold the spill here, past its look at `taken`, and take the task meanwhile.
+            fail::fail_point!("spill-before-add");
             let Some((partition, seq, _)) = engine.add_to_backlog(&queue, &task, fence).await
             else {
                 return;

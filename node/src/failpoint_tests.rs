@@ -174,9 +174,14 @@ async fn a_backlogged_task_whose_ack_was_lost_is_delivered_once() {
     let dir = tempfile::tempdir().unwrap();
     let mut node = DevNode::start(dir.path()).await;
     fail::cfg("outbox-ack", "return").unwrap();
+    let backlogged = backlog_adds();
     node.start_workflow("lost-ack", "fp-ack").await;
     // No poller: the task moves to the backlog after a second, and its ack is lost.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while backlog_adds() == backlogged {
+        assert!(tokio::time::Instant::now() < deadline, "never backlogged");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     fail::remove("outbox-ack");
     node.stop().await;
 
@@ -187,6 +192,74 @@ async fn a_backlogged_task_whose_ack_was_lost_is_delivered_once() {
     assert!(again.task_token.is_empty(), "delivered twice: {again:?}");
     assert_eq!(
         node.events("lost-ack", EventType::WorkflowTaskStarted)
+            .await,
+        1
+    );
+    node.stop().await;
+    scenario.teardown();
+}
+
+/// Tasks added to a backlog by this process so far.
+fn backlog_adds() -> u64 {
+    crate::metrics::TASK_DISPATCH
+        .with_label_values(&["backlog"])
+        .get()
+}
+
+/// "Spill past its look at `taken`, poller taking the task meanwhile": the backlog add then
+/// lands after the task was handed out; its indexed copy is refused as stale, and the task
+/// is neither handed out again nor left behind, now or after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_taken_while_its_spill_was_on_the_way_is_handed_out_once() {
+    let scenario = fail::FailScenario::setup();
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = DevNode::start(dir.path()).await;
+    let (reached, spill_reached) = std::sync::mpsc::channel::<()>();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let (reached, released) = (
+        std::sync::Mutex::new(reached),
+        std::sync::Mutex::new(released),
+    );
+    // Blocks the spilling task's thread (one of two workers) until the test has polled.
+    fail::cfg_callback("spill-before-add", move || {
+        let _ = reached.lock().unwrap().send(());
+        let _ = released
+            .lock()
+            .unwrap()
+            .recv_timeout(Duration::from_secs(60));
+    })
+    .unwrap();
+    node.start_workflow("spill-race", "fp-race").await;
+    tokio::task::spawn_blocking(move || spill_reached.recv_timeout(Duration::from_secs(60)))
+        .await
+        .unwrap()
+        .expect("the spill never started");
+
+    let polled = node.poll("fp-race", Duration::from_secs(30)).await;
+    assert_eq!(polled.workflow_execution.unwrap().workflow_id, "spill-race");
+    let backlogged = backlog_adds();
+    release.send(()).unwrap();
+    fail::remove("spill-before-add");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while backlog_adds() == backlogged {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the spill never landed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let again = node.poll("fp-race", Duration::from_secs(3)).await;
+    assert!(again.task_token.is_empty(), "handed out twice: {again:?}");
+    node.stop().await;
+
+    let mut node = DevNode::start(dir.path()).await;
+    let again = node.poll("fp-race", Duration::from_secs(3)).await;
+    assert!(
+        again.task_token.is_empty(),
+        "handed out after a restart: {again:?}"
+    );
+    assert_eq!(
+        node.events("spill-race", EventType::WorkflowTaskStarted)
             .await,
         1
     );
