@@ -60,35 +60,58 @@ pub async fn run(engine: Engine, fence: Fence, record: OutboxRecord) {
             Task::ParentClosePolicy(task) => parent_close_policy(&engine, fence, task).await,
             _ => Ok(()),
         };
-        match attempt {
-            Ok(()) => break,
-            // Not yet: the child closed before its start was recorded in the parent.
-            Err(e @ ApiError::History(HistoryError::FailedPrecondition(_))) => {
-                tracing::debug!(workflow_id = %record.run.workflow_id, error = %e, "child workflow task early; retrying");
-                tokio::time::sleep(RETRY_BACKOFF).await;
-            }
-            // Any other verdict of the target is final: it does not (or no longer) want this
-            // report, and repeating it would get the same answer.
-            Err(ApiError::History(
-                e @ (HistoryError::NotFound(_) | HistoryError::WorkflowAlreadyStarted { .. }),
-            )) => {
-                tracing::debug!(workflow_id = %record.run.workflow_id, error = %e, "child workflow task no longer wanted");
+        let workflow_id = &record.run.workflow_id;
+        match Verdict::of(&attempt, || engine.is_current(fence)) {
+            Verdict::Done => break,
+            Verdict::Unwanted => {
+                tracing::debug!(%workflow_id, error = ?attempt, "child workflow task no longer wanted");
                 break;
             }
-            Err(ApiError::History(e)) => {
-                tracing::error!(workflow_id = %record.run.workflow_id, error = %e, "child workflow task refused; dropped");
+            Verdict::Refused => {
+                tracing::error!(%workflow_id, error = ?attempt, "child workflow task refused; dropped");
                 break;
             }
-            // Deposed: the new leader carries the record out from state.
-            Err(ApiError::NotLeader { .. }) if !engine.is_current(fence) => return,
-            // The proposal itself failed (no leader, storage): the record is the only trigger.
-            Err(e) => {
-                tracing::debug!(workflow_id = %record.run.workflow_id, error = %e, "child workflow task failed; retrying");
+            Verdict::Deposed => return,
+            Verdict::Retry => {
+                tracing::debug!(%workflow_id, error = ?attempt, "child workflow task not done yet; retrying");
                 tokio::time::sleep(RETRY_BACKOFF).await;
             }
         }
     }
     engine.ack_outbox_later(fence.shard, entry);
+}
+
+/// What one attempt's outcome means for the outbox record.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    /// Carried out: acknowledge the record.
+    Done,
+    /// The target does not (or no longer) want this report, and repeating it would get the
+    /// same answer: acknowledge.
+    Unwanted,
+    /// The target refused it for another reason, final too: acknowledge, loudly.
+    Refused,
+    /// This leadership ended: leave the record to the next leader, which carries it out from
+    /// state.
+    Deposed,
+    /// Not yet (the child closed before its start was recorded in the parent), or the proposal
+    /// itself failed (no leader, storage): the record is the only trigger, so try again.
+    Retry,
+}
+
+impl Verdict {
+    fn of(attempt: &ApiResult<()>, still_leading: impl FnOnce() -> bool) -> Self {
+        match attempt {
+            Ok(()) => Verdict::Done,
+            Err(ApiError::History(HistoryError::FailedPrecondition(_))) => Verdict::Retry,
+            Err(ApiError::History(
+                HistoryError::NotFound(_) | HistoryError::WorkflowAlreadyStarted { .. },
+            )) => Verdict::Unwanted,
+            Err(ApiError::History(_)) => Verdict::Refused,
+            Err(ApiError::NotLeader { .. }) if !still_leading() => Verdict::Deposed,
+            Err(_) => Verdict::Retry,
+        }
+    }
 }
 
 fn read_event(reader: &ReaderKv, run: &RunKey, event_id: i64) -> ApiResult<HistoryEvent> {
@@ -263,4 +286,71 @@ async fn parent_close_policy(
         .execute_run_as(fence, &run, request)
         .await
         .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use dura_raft_store::GroupId;
+
+    use super::*;
+
+    fn verdict(attempt: ApiResult<()>, still_leading: bool) -> Verdict {
+        Verdict::of(&attempt, || still_leading)
+    }
+
+    fn history(e: HistoryError) -> ApiResult<()> {
+        Err(ApiError::History(e))
+    }
+
+    #[test]
+    fn carried_out_and_unwanted_reports_are_acknowledged() {
+        assert_eq!(verdict(Ok(()), true), Verdict::Done);
+        let gone = history(HistoryError::NotFound(
+            "workflow execution already completed".into(),
+        ));
+        assert_eq!(verdict(gone, true), Verdict::Unwanted);
+        let started = history(HistoryError::WorkflowAlreadyStarted {
+            message: "already started".into(),
+            start_request_id: "r".into(),
+            run_id: "run".into(),
+        });
+        assert_eq!(verdict(started, true), Verdict::Unwanted);
+    }
+
+    #[test]
+    fn other_verdicts_of_the_target_are_final() {
+        for refusal in [
+            HistoryError::InvalidArgument("bad".into()),
+            HistoryError::Internal("broken".into()),
+            HistoryError::Unimplemented("no".into()),
+            HistoryError::ObsoleteTask("stale".into()),
+        ] {
+            assert_eq!(verdict(history(refusal), true), Verdict::Refused);
+        }
+    }
+
+    #[test]
+    fn an_early_report_and_a_failed_proposal_are_retried() {
+        let early = history(HistoryError::FailedPrecondition(
+            "child start not recorded".into(),
+        ));
+        assert_eq!(verdict(early, true), Verdict::Retry);
+        let failed = Err(ApiError::Unavailable("no quorum".into()));
+        assert_eq!(verdict(failed, true), Verdict::Retry);
+        let deadline = Err(ApiError::DeadlineExceeded("slow".into()));
+        assert_eq!(verdict(deadline, true), Verdict::Retry);
+    }
+
+    #[test]
+    fn a_refused_proposal_is_left_to_the_next_leader_only_once_deposed() {
+        let not_leader = || {
+            Err(ApiError::NotLeader {
+                group: GroupId(2),
+                leader: Some(3),
+            })
+        };
+        assert_eq!(verdict(not_leader(), false), Verdict::Deposed);
+        // The target shard's leader moved, not ours: the report still has to be made.
+        assert_eq!(verdict(not_leader(), true), Verdict::Retry);
+    }
 }
