@@ -9,7 +9,7 @@ use temporalio_protos::temporal::api::{
     failure::v1::Failure,
     history::v1::{
         HistoryEvent, WorkflowTaskFailedEventAttributes, WorkflowTaskScheduledEventAttributes,
-        history_event::Attributes,
+        WorkflowTaskStartedEventAttributes, history_event::Attributes,
     },
 };
 
@@ -237,6 +237,22 @@ impl Tx {
         };
     }
 
+    /// A speculative task that fails or times out is written after all, as the real server
+    /// does (`workflow_task_state_machine.go`, AddWorkflowTaskFailedEvent and
+    /// AddWorkflowTaskTimedOutEvent): its Scheduled event, its Started event (with `identity`)
+    /// when it was started; from then on it is a normal task whose failure is recorded.
+    pub fn write_speculative_workflow_task(&mut self, identity: &str) {
+        let Some(mut wt) = self.ms.workflow_task.clone().filter(|wt| wt.speculative) else {
+            return;
+        };
+        wt.speculative = false;
+        wt.scheduled_event_id = self.append(scheduled_event(&wt));
+        if wt.is_started() {
+            wt.started_event_id = self.append(started_event(&wt, identity));
+        }
+        self.ms.workflow_task = Some(wt);
+    }
+
     /// Writes WorkflowTaskFailed for the started task (not for transient attempts) and drops it.
     pub fn fail_started_workflow_task(
         &mut self,
@@ -244,6 +260,7 @@ impl Tx {
         failure: Option<Failure>,
         identity: &str,
     ) {
+        self.write_speculative_workflow_task(identity);
         let Some(wt) = self.ms.workflow_task.clone() else {
             return;
         };
@@ -489,4 +506,31 @@ pub(crate) fn activity_tasks(ms: &MutableState, scheduled_event_id: i64) -> Vec<
         out.push(timeout(exp, K::ScheduleToClose));
     }
     out
+}
+
+/// A workflow task's Scheduled event, as it is written when the task was not (transient or
+/// speculative attempts are written only when they complete or fail).
+pub(crate) fn scheduled_event(wt: &WorkflowTaskInfo) -> HistoryEvent {
+    new_event(
+        wt.scheduled_time,
+        Attributes::WorkflowTaskScheduledEventAttributes(WorkflowTaskScheduledEventAttributes {
+            task_queue: Some(wt.task_queue.to_proto()),
+            start_to_close_timeout: Some(to_duration(wt.start_to_close_timeout)),
+            attempt: wt.attempt,
+        }),
+    )
+}
+
+/// A workflow task's Started event, likewise.
+pub(crate) fn started_event(wt: &WorkflowTaskInfo, identity: &str) -> HistoryEvent {
+    new_event(
+        wt.started_time,
+        Attributes::WorkflowTaskStartedEventAttributes(WorkflowTaskStartedEventAttributes {
+            scheduled_event_id: wt.scheduled_event_id,
+            identity: identity.to_string(),
+            request_id: wt.request_id.clone(),
+            history_size_bytes: wt.history_size_bytes,
+            ..Default::default()
+        }),
+    )
 }

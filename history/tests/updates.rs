@@ -7,14 +7,19 @@ use dura_history::{
     HistoryError,
     api::{
         updates::{AdmitUpdateRequest, UpdateState, admit_update},
-        workflow_task::WorkflowTaskStartedReply,
+        workflow_task::{
+            FailWorkflowTaskRequest, WorkflowTaskStartedReply, WorkflowTaskToken,
+            fail_workflow_task,
+        },
     },
+    tasks::{TimerKind, WorkflowTaskTimeoutKind},
 };
 use prost::Message as _;
 use support::*;
 use temporalio_protos::temporal::api::{
     command::v1::{Command, ProtocolMessageCommandAttributes, command::Attributes as CA},
-    enums::v1::{CommandType, EventType},
+    enums::v1::{CommandType, EventType, TimeoutType, WorkflowTaskFailedCause},
+    history::v1::history_event::Attributes,
     protocol::v1::{Message, message::SequencingId},
     update::v1::{Acceptance, Input, Meta, Outcome, Rejection, Request, Response, outcome},
 };
@@ -241,4 +246,105 @@ fn a_speculative_task_that_new_events_overtook_becomes_a_normal_one() {
         "{}",
         h.history_text()
     );
+}
+
+/// The event types from `from` on.
+fn types_from(h: &Harness, from: usize) -> Vec<EventType> {
+    h.history[from..].iter().map(|e| e.event_type()).collect()
+}
+
+/// Like the real server (`AddWorkflowTaskFailedEvent`): the failed speculative task is
+/// written after all, Scheduled and Started with the failure, and the update it carried goes
+/// to the next attempt.
+#[test]
+fn a_speculative_task_that_fails_is_written_and_its_update_retried() {
+    let mut h = idle_workflow();
+    let len = h.history.len();
+    admit(&mut h, "u1").unwrap();
+    let wt = h.poll_wt();
+    let req = FailWorkflowTaskRequest {
+        token: WorkflowTaskToken::of(&wt),
+        cause: WorkflowTaskFailedCause::WorkflowWorkerUnhandledFailure as i32,
+        failure: Some(app_failure("update handler panicked", "Panic", false)),
+        identity: "worker-1".into(),
+        now: h.now,
+    };
+    h.run(|ms, _| fail_workflow_task(ms, req)).unwrap();
+    assert_eq!(
+        types_from(&h, len),
+        [
+            EventType::WorkflowTaskScheduled,
+            EventType::WorkflowTaskStarted,
+            EventType::WorkflowTaskFailed,
+        ],
+        "{}",
+        h.history_text()
+    );
+    let started = &h.history[len + 1];
+    let Some(Attributes::WorkflowTaskStartedEventAttributes(attrs)) = &started.attributes else {
+        panic!("{started:?}");
+    };
+    assert_eq!(attrs.scheduled_event_id, h.history[len].event_id);
+    assert_eq!(attrs.identity, "worker-1");
+    let failed = h.last_event();
+    let Some(Attributes::WorkflowTaskFailedEventAttributes(attrs)) = &failed.attributes else {
+        panic!("{failed:?}");
+    };
+    assert_eq!(
+        (attrs.scheduled_event_id, attrs.started_event_id),
+        (h.history[len].event_id, started.event_id)
+    );
+    assert_eq!(attrs.identity, "worker-1");
+
+    // The update is still admitted: the next, transient, attempt carries it.
+    assert!(matches!(&h.ms.updates["u1"], UpdateState::Admitted { .. }));
+    let retry = h.poll_wt();
+    assert_eq!(retry.attempt, 2);
+    assert_eq!(retry.messages.len(), 1);
+    assert_eq!(retry.messages[0].id, "u1/request");
+}
+
+/// Like the real server (`AddWorkflowTaskTimedOutEvent`): a started speculative task that
+/// times out is written with an empty identity and a START_TO_CLOSE timeout.
+#[test]
+fn a_speculative_task_that_times_out_is_written_with_its_timeout() {
+    let mut h = idle_workflow();
+    let len = h.history.len();
+    admit(&mut h, "u1").unwrap();
+    let wt = h.poll_wt();
+    let timeout = h.timer(|k| {
+        matches!(
+            k,
+            TimerKind::WorkflowTaskTimeout {
+                timeout: WorkflowTaskTimeoutKind::StartToClose,
+                ..
+            }
+        )
+    });
+    h.fire_when_due(timeout);
+    assert_eq!(
+        types_from(&h, len),
+        [
+            EventType::WorkflowTaskScheduled,
+            EventType::WorkflowTaskStarted,
+            EventType::WorkflowTaskTimedOut,
+        ],
+        "{}",
+        h.history_text()
+    );
+    let Some(Attributes::WorkflowTaskStartedEventAttributes(started)) =
+        &h.history[len + 1].attributes
+    else {
+        panic!("{:?}", h.history[len + 1]);
+    };
+    assert_eq!(started.identity, "");
+    let Some(Attributes::WorkflowTaskTimedOutEventAttributes(timed_out)) =
+        &h.last_event().attributes
+    else {
+        panic!("{:?}", h.last_event());
+    };
+    assert_eq!(timed_out.timeout_type, TimeoutType::StartToClose as i32);
+    assert_eq!(timed_out.started_event_id, wt.started_event_id);
+    assert!(matches!(&h.ms.updates["u1"], UpdateState::Admitted { .. }));
+    assert_eq!(h.poll_wt().attempt, 2);
 }

@@ -114,6 +114,10 @@ fn workflow_task_timeout(
             if !wt.is_started() {
                 return;
             }
+            tx.write_speculative_workflow_task("");
+            let Some(wt) = tx.ms.workflow_task.clone() else {
+                return;
+            };
             if !wt.is_transient() {
                 tx.append(new_event(
                     tx.now,
@@ -132,6 +136,10 @@ fn workflow_task_timeout(
             if wt.is_started() {
                 return;
             }
+            tx.write_speculative_workflow_task("");
+            let Some(wt) = tx.ms.workflow_task.clone() else {
+                return;
+            };
             tx.append(new_event(
                 tx.now,
                 Attributes::WorkflowTaskTimedOutEventAttributes(

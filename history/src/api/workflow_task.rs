@@ -26,7 +26,7 @@ use crate::{
     mutable_state::{MutableState, StickyQueue, WorkflowTaskInfo},
     tasks::{Task, TaskQueueRef, TimerKind, WorkflowTaskTimeoutKind},
     time::{Nanos, to_duration},
-    transition::{Transition, Tx, run},
+    transition::{Transition, Tx, run, scheduled_event, started_event},
 };
 
 /// Request id the real server uses when it starts the next task inline.
@@ -286,7 +286,7 @@ pub(super) fn started_reply(ms: &MutableState) -> WorkflowTaskStartedReply {
         started_time: wt.started_time,
         sticky_execution_enabled: ms.sticky.is_some(),
         transient_events: if wt.is_transient() {
-            transient_events(ms, &wt)
+            transient_events(&wt)
         } else {
             Vec::new()
         },
@@ -296,37 +296,12 @@ pub(super) fn started_reply(ms: &MutableState) -> WorkflowTaskStartedReply {
 }
 
 /// The Scheduled/Started pair of a transient attempt, as it would be written on completion.
-fn transient_events(ms: &MutableState, wt: &WorkflowTaskInfo) -> Vec<HistoryEvent> {
-    let mut scheduled = scheduled_event(ms, wt);
+fn transient_events(wt: &WorkflowTaskInfo) -> Vec<HistoryEvent> {
+    let mut scheduled = scheduled_event(wt);
     scheduled.event_id = wt.scheduled_event_id;
     let mut started = started_event(wt, &wt.identity);
     started.event_id = wt.started_event_id;
     vec![scheduled, started]
-}
-
-fn scheduled_event(ms: &MutableState, wt: &WorkflowTaskInfo) -> HistoryEvent {
-    let _ = ms;
-    new_event(
-        wt.scheduled_time,
-        Attributes::WorkflowTaskScheduledEventAttributes(WorkflowTaskScheduledEventAttributes {
-            task_queue: Some(wt.task_queue.to_proto()),
-            start_to_close_timeout: Some(to_duration(wt.start_to_close_timeout)),
-            attempt: wt.attempt,
-        }),
-    )
-}
-
-fn started_event(wt: &WorkflowTaskInfo, identity: &str) -> HistoryEvent {
-    new_event(
-        wt.started_time,
-        Attributes::WorkflowTaskStartedEventAttributes(WorkflowTaskStartedEventAttributes {
-            scheduled_event_id: wt.scheduled_event_id,
-            identity: identity.to_string(),
-            request_id: wt.request_id.clone(),
-            history_size_bytes: wt.history_size_bytes,
-            ..Default::default()
-        }),
-    )
 }
 
 fn started_task(ms: &MutableState, token: &WorkflowTaskToken) -> Result<WorkflowTaskInfo> {
@@ -385,7 +360,7 @@ pub fn complete_workflow_task(
         // history instead of the buffer.
         tx.ms.workflow_task = None;
         let (scheduled_id, started_id) = if wt.is_transient() {
-            let s = tx.append(scheduled_event(&tx.ms, &wt));
+            let s = tx.append(scheduled_event(&wt));
             let mut started = wt.clone();
             started.scheduled_event_id = s;
             let st = tx.append(started_event(&started, &req.identity));
