@@ -59,9 +59,16 @@ done
 trap - EXIT
 
 # Dura's own Python-SDK tests: histories against expectations recorded from the real dev
-# server, 200 concurrent workflows, and SIGKILL mid-run. Same virtualenv as the suite.
+# server, concurrent workflows, and SIGKILL mid-run. Same virtualenv as the suite (its run.sh
+# created it above), plus pytest-timeout, which bounds every test here and in tests/drills.
 VENV="${CONFORMANCE_VENV:-.venv-conformance}"
 case "$VENV" in /*) ;; *) VENV="$ROOT/$VENV" ;; esac
+PYTEST_TIMEOUT_VERSION=2.4.0
+if ! "$VENV/bin/python" -c 'import sys; from importlib.metadata import version; sys.exit(version("pytest-timeout") != sys.argv[1])' \
+    "$PYTEST_TIMEOUT_VERSION" 2>/dev/null; then
+  echo "test.sh: installing pytest-timeout==$PYTEST_TIMEOUT_VERSION into $VENV" >&2
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "pytest-timeout==$PYTEST_TIMEOUT_VERSION"
+fi
 echo "test.sh: tests/python" >&2
 (cd tests/python && DURA_BIN="$CARGO_TARGET_DIR/debug/dura" "$VENV/bin/python" -m pytest -q .)
 
