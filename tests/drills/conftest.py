@@ -3,7 +3,12 @@ import threading
 from datetime import datetime, timezone
 
 import pytest
-import pytest_timeout
+
+try:
+    import pytest_timeout
+except ImportError:  # pytest.ini's timeout would be ignored: no test may run unbounded
+    raise ImportError("pytest-timeout is missing: scripts/test.sh installs it "
+                      "(pip install pytest-timeout==2.4.0 into the venv)") from None
 
 from cluster import Cluster, kill_all
 

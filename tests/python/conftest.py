@@ -2,7 +2,12 @@ import sys
 import threading
 
 import pytest
-import pytest_timeout
+
+try:
+    import pytest_timeout
+except ImportError:  # pytest.ini's timeout would be ignored: no test may run unbounded
+    raise ImportError("pytest-timeout is missing: scripts/test.sh installs it "
+                      "(pip install pytest-timeout==2.4.0 into the venv)") from None
 
 from harness import Server, kill_all
 

@@ -5,7 +5,9 @@ parent-death signal), and the fixtures' finalizers, an atexit hook and the per-t
 (conftest.py) kill it on every other way out. Each start writes dura's stdout and stderr to a
 log file of its own; a start fails at once, with that log, when dura exits during start-up,
 and picks a fresh port when dura says the one it was given is taken (free_port() only finds
-a port that was free a moment ago: a parallel run may take it in between)."""
+a port that was free a moment ago: a parallel run may take it in between). A client is handed
+out only once our dura holds the listening socket: another server on a taken port would
+answer the connection just as well."""
 
 import asyncio
 import atexit
@@ -85,6 +87,39 @@ async def within(seconds: float, awaitable, what: str):
         return await asyncio.wait_for(awaitable, seconds)
     except asyncio.TimeoutError:
         raise AssertionError(f"{what} did not finish within {seconds} s") from None
+
+
+def owns_listener(pid: int, port: int) -> bool:
+    """Whether process pid holds the socket listening on this TCP port."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                rows = [line.split() for line in f.readlines()[1:]]
+        except FileNotFoundError:
+            continue
+        inodes |= {r[9] for r in rows if r[1].endswith(f":{port:04X}") and r[3] == "0A"}
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except FileNotFoundError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") in {f"socket:[{i}]" for i in inodes}:
+                return True
+        except OSError:
+            pass
+    return False
+
+
+async def wait_until_owner(proc: subprocess.Popen, port: int, timeout: float = 10) -> bool:
+    """True once proc listens on port; False if it exits or, still running, never does."""
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
+        if owns_listener(proc.pid, port):
+            return True
+        await asyncio.sleep(0.1)
+    return False
 
 
 async def wait_until(what: str, check, timeout: float = 60, interval: float = 0.1):
@@ -172,8 +207,15 @@ class Server:
                     attempt.cancel()
             if attempt.done() and not attempt.cancelled():
                 last = attempt.exception()
-                if last is None and self.proc.poll() is None:
-                    return attempt.result()
+                # Something answered; make sure it is our dura, not another process that took
+                # the port (a parallel run's server answers just as well): ours holds the
+                # listening socket, or soon exits saying the port is taken.
+                if last is None:
+                    if await wait_until_owner(self.proc, self.port):
+                        return attempt.result()
+                    if self.proc.poll() is None:  # up, yet another process has the port
+                        kill_group(self.proc)
+                        raise _PortTaken()
             if self.proc.poll() is not None:
                 kill_group(self.proc)
                 if ADDRESS_IN_USE in self.log_text():
