@@ -6,10 +6,17 @@
 //! attribute and every literal checked and converted to that attribute's type. Evaluation uses
 //! SQL's three-valued logic: a comparison with a missing attribute is unknown, not false, so
 //! `NOT (X = 'a')` does not match runs without `X`.
+//!
+//! The syntax is that of the server's parser (`temporalio/sqlparser`, a MySQL grammar): quotes
+//! doubled or escaped with backslashes, keywords in any case, `&&`/`||` for AND/OR, comments,
+//! and its limits on nesting and tree depth. The conversion follows the server's query
+//! converter (`common/persistence/visibility/store/query/converter.go`): its value parsing, its
+//! operator lists and the order in which it checks things, so that the same query fails with
+//! the same message.
 
 use std::cmp::Ordering;
 
-use temporalio_protos::temporal::api::common::v1::Payload;
+use temporalio_protos::temporal::api::{common::v1::Payload, enums::v1::WorkflowExecutionStatus};
 
 use super::{SearchAttributeType, VisibilityRecord, system_attribute};
 use crate::{mutable_state::WorkflowStatus, time::Nanos};
@@ -19,15 +26,6 @@ use crate::{mutable_state::WorkflowStatus, time::Nanos};
 #[error("invalid query: {0}")]
 pub struct QueryError(String);
 
-fn malformed(at: usize) -> QueryError {
-    // Positions count from the start of the statement the real server wraps the query in.
-    const WRAPPER: usize = "select * from table1 where ".len();
-    QueryError(format!(
-        "malformed SQL query: syntax error at position {}",
-        WRAPPER + at + 1
-    ))
-}
-
 fn invalid(msg: impl std::fmt::Display) -> QueryError {
     QueryError(format!("invalid expression: {msg}"))
 }
@@ -36,15 +34,56 @@ fn unsupported(msg: impl std::fmt::Display) -> QueryError {
     QueryError(format!("operation is not supported: {msg}"))
 }
 
+/// Where the server's parser gives up: just past the token it could not use, which it quotes
+/// (`near '...'`) when that token has text of its own.
+#[derive(Debug)]
+struct SyntaxError {
+    reason: &'static str,
+    /// Byte offset in the query just past the offending token.
+    end: usize,
+    near: Option<String>,
+}
+
+const SYNTAX_ERROR: &str = "syntax error";
+
+impl SyntaxError {
+    fn at(end: usize, near: Option<String>) -> Self {
+        SyntaxError {
+            reason: SYNTAX_ERROR,
+            end,
+            near: near.filter(|n| !n.is_empty()),
+        }
+    }
+
+    /// `prefix`: how many bytes the server puts in front of the query to make it a statement;
+    /// its positions count from the start of that statement, and from 1.
+    fn into_query_error(self, prefix: usize) -> QueryError {
+        let near = self
+            .near
+            .map(|n| format!(" near '{n}'"))
+            .unwrap_or_default();
+        QueryError(format!(
+            "malformed SQL query: {} at position {}{near}",
+            self.reason,
+            prefix + self.end + 1
+        ))
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Lexer
 
 #[derive(Debug, Clone, PartialEq)]
 enum Tok {
-    Ident(String),
+    /// A bare word: a name, or a keyword when it is one.
+    Word(String),
+    /// A name in backticks, never a keyword.
+    Quoted(String),
     Str(String),
-    Int(i64),
-    Float(f64),
+    /// Digits as written: a sign in front changes them as text (see `Parser::value`).
+    Integral(String),
+    /// A decimal, an exponent or a `0x` number, as written.
+    Float(String),
     Sym(&'static str),
 }
 
@@ -52,97 +91,261 @@ struct Token {
     tok: Tok,
     /// Byte offset just past the token.
     end: usize,
+    /// What a syntax error at this token quotes: the text the server's tokenizer kept for it
+    /// (none for operators and punctuation).
+    near: Option<String>,
 }
 
-const SYMBOLS: &[&str] = &["!=", "<>", "<=", ">=", "=", "<", ">", "(", ")", ","];
+/// Longest first, so `<=` is not read as `<`. Everything the server's tokenizer knows, even
+/// what no condition can use, so that it fails as a syntax error and not as a stray character.
+const SYMBOLS: &[&str] = &[
+    "<=>", "!=", "<>", "<=", ">=", "&&", "||", "=", "<", ">", "(", ")", ",", "+", "-", ";", "*",
+    "/", "%", "^", "~", "&", "|", "!", ".",
+];
 
-fn lex(text: &str) -> Result<Vec<Token>, QueryError> {
+/// Words that cannot be a column name without backticks (the server's grammar reserves many
+/// more; these are the ones this grammar gives a meaning to).
+const RESERVED: &[&str] = &[
+    "and",
+    "or",
+    "not",
+    "in",
+    "between",
+    "is",
+    "null",
+    "starts_with",
+    "like",
+    "regexp",
+    "rlike",
+    "group",
+    "order",
+    "by",
+    "limit",
+    "asc",
+    "desc",
+    "true",
+    "false",
+];
+
+fn is_reserved(word: &str) -> bool {
+    RESERVED.iter().any(|r| word.eq_ignore_ascii_case(r))
+}
+
+fn is_letter(c: u8) -> bool {
+    c.is_ascii_alphabetic() || c == b'_' || c == b'@'
+}
+
+fn lex(text: &str) -> Result<Vec<Token>, SyntaxError> {
     let bytes = text.as_bytes();
     let mut out = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
         let c = bytes[i];
-        if c.is_ascii_whitespace() {
+        if matches!(c, b' ' | b'\n' | b'\r' | b'\t') {
             i += 1;
             continue;
         }
-        let start = i;
-        let tok = if c == b'\'' || c == b'"' {
-            let mut s = String::new();
-            i += 1;
-            loop {
-                let Some(ch) = text[i..].chars().next() else {
-                    return Err(malformed(text.len()));
-                };
-                i += ch.len_utf8();
-                if ch as u32 == c as u32 {
-                    // A doubled quote is a literal quote.
-                    if bytes.get(i) == Some(&c) {
-                        s.push(ch);
-                        i += 1;
-                        continue;
-                    }
-                    break;
-                }
-                if ch == '\\' {
-                    let Some(next) = text[i..].chars().next() else {
-                        return Err(malformed(text.len()));
-                    };
-                    i += next.len_utf8();
-                    s.push(next);
+        let rest = &text[i..];
+        if rest.starts_with("--") || c == b'#' {
+            i = rest.find('\n').map_or(bytes.len(), |n| i + n + 1);
+            continue;
+        }
+        if rest.starts_with("/*") {
+            match rest[2..].find("*/") {
+                Some(n) => {
+                    i += n + 4;
                     continue;
                 }
-                s.push(ch);
+                None => return Err(SyntaxError::at(bytes.len(), Some(rest.to_string()))),
             }
-            Tok::Str(s)
+        }
+        let (tok, near) = if c == b'\'' || c == b'"' {
+            let s = lex_string(text, &mut i)?;
+            (Tok::Str(s.clone()), Some(s))
         } else if c == b'`' {
-            let close = text[i + 1..].find('`').ok_or(malformed(text.len()))?;
-            let name = text[i + 1..i + 1 + close].to_string();
-            i += close + 2;
-            Tok::Ident(name)
+            let name = lex_quoted_name(text, &mut i)?;
+            // The server prints the column back and drops every backtick from that.
+            (Tok::Quoted(name.replace('`', "")), Some(name))
         } else if c.is_ascii_digit()
-            || (c == b'-' && bytes.get(i + 1).is_some_and(u8::is_ascii_digit))
+            || (c == b'.' && bytes.get(i + 1).is_some_and(u8::is_ascii_digit))
         {
-            i += 1;
-            while i < bytes.len() && (bytes[i].is_ascii_digit() || bytes[i] == b'.') {
-                i += 1;
-            }
-            let lit = &text[start..i];
-            if let Ok(v) = lit.parse::<i64>() {
-                Tok::Int(v)
-            } else {
-                Tok::Float(lit.parse().map_err(|_| malformed(i))?)
-            }
-        } else if c.is_ascii_alphabetic() || c == b'_' {
-            while i < bytes.len()
-                && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_' || bytes[i] == b'.')
+            let (tok, literal) = lex_number(text, &mut i)?;
+            (tok, Some(literal))
+        } else if is_letter(c) {
+            let start = i;
+            while bytes
+                .get(i)
+                .is_some_and(|&c| is_letter(c) || c.is_ascii_digit() || c == b'.')
             {
                 i += 1;
             }
-            Tok::Ident(text[start..i].to_string())
-        } else if let Some(sym) = SYMBOLS.iter().find(|s| text[i..].starts_with(**s)) {
+            let word = &text[start..i];
+            // The server's tokenizer keeps keywords lower-cased.
+            let near = if is_reserved(word) {
+                word.to_ascii_lowercase()
+            } else {
+                word.to_string()
+            };
+            (Tok::Word(word.to_string()), Some(near))
+        } else if let Some(sym) = SYMBOLS.iter().find(|s| rest.starts_with(**s)) {
             i += sym.len();
-            Tok::Sym(sym)
+            (Tok::Sym(sym), None)
         } else {
-            return Err(malformed(i));
+            let ch = rest.chars().next().unwrap_or_default();
+            return Err(SyntaxError::at(i + 1, Some(ch.to_string())));
         };
-        out.push(Token { tok, end: i });
+        out.push(Token {
+            tok,
+            end: i,
+            near: near.filter(|n| !n.is_empty()),
+        });
     }
     Ok(out)
+}
+
+/// A quoted string from `text[*i]` (its quote) on: a doubled quote is one quote, and a
+/// backslash escapes the next character with MySQL's meanings (`\n`, `\t`, `\0`, ...; any other
+/// character stands for itself).
+fn lex_string(text: &str, i: &mut usize) -> Result<String, SyntaxError> {
+    let bytes = text.as_bytes();
+    let quote = bytes[*i];
+    let mut s = Vec::new();
+    *i += 1;
+    let unterminated =
+        |s: &[u8]| SyntaxError::at(bytes.len(), Some(String::from_utf8_lossy(s).into_owned()));
+    loop {
+        let Some(&c) = bytes.get(*i) else {
+            return Err(unterminated(&s));
+        };
+        *i += 1;
+        if c == b'\\' {
+            let Some(&escaped) = bytes.get(*i) else {
+                return Err(unterminated(&s));
+            };
+            *i += 1;
+            s.push(match escaped {
+                b'0' => 0,
+                b'b' => 8,
+                b'n' => b'\n',
+                b'r' => b'\r',
+                b't' => b'\t',
+                b'Z' => 26,
+                other => other,
+            });
+        } else if c == quote && bytes.get(*i) == Some(&quote) {
+            s.push(quote);
+            *i += 1;
+        } else if c == quote {
+            // Escapes only ever replace ASCII bytes, so the bytes are still UTF-8.
+            return Ok(String::from_utf8_lossy(&s).into_owned());
+        } else {
+            s.push(c);
+        }
+    }
+}
+
+/// A backtick-quoted name from `text[*i]` on; a doubled backtick is one backtick.
+fn lex_quoted_name(text: &str, i: &mut usize) -> Result<String, SyntaxError> {
+    let mut name = String::new();
+    *i += 1;
+    loop {
+        match text[*i..].chars().next() {
+            None => return Err(SyntaxError::at(text.len(), Some(name))),
+            Some('`') if text[*i + 1..].starts_with('`') => {
+                name.push('`');
+                *i += 2;
+            }
+            Some('`') => {
+                *i += 1;
+                break;
+            }
+            Some(ch) => {
+                name.push(ch);
+                *i += ch.len_utf8();
+            }
+        }
+    }
+    if name.is_empty() {
+        return Err(SyntaxError::at(*i, None));
+    }
+    Ok(name)
+}
+
+/// A number from `text[*i]` on, scanned like the server's tokenizer: digits, a fraction, an
+/// exponent, or `0x` and hex digits. A letter right after it is an error.
+fn lex_number(text: &str, i: &mut usize) -> Result<(Tok, String), SyntaxError> {
+    let bytes = text.as_bytes();
+    let start = *i;
+    let skip_digits = |i: &mut usize, radix: u32| {
+        while bytes.get(*i).is_some_and(|&c| (c as char).is_digit(radix)) {
+            *i += 1;
+        }
+    };
+    let mut float = false;
+    if bytes[*i] == b'0' && matches!(bytes.get(*i + 1), Some(b'x' | b'X')) {
+        *i += 2;
+        skip_digits(i, 16);
+        float = true;
+    } else {
+        if bytes[*i] != b'.' {
+            skip_digits(i, 10);
+        }
+        if bytes.get(*i) == Some(&b'.') {
+            float = true;
+            *i += 1;
+            skip_digits(i, 10);
+        }
+        if matches!(bytes.get(*i), Some(b'e' | b'E')) {
+            float = true;
+            *i += 1;
+            if matches!(bytes.get(*i), Some(b'+' | b'-')) {
+                *i += 1;
+            }
+            skip_digits(i, 10);
+        }
+    }
+    let literal = text[start..*i].to_string();
+    if bytes.get(*i).is_some_and(|&c| is_letter(c)) {
+        return Err(SyntaxError::at(*i, Some(literal)));
+    }
+    let tok = if float {
+        Tok::Float(literal.clone())
+    } else {
+        Tok::Integral(literal.clone())
+    };
+    Ok((tok, literal))
 }
 
 // ---------------------------------------------------------------------------------------------
 // Syntax
 
-/// A literal as written.
+/// A value expression as written, on either side of an operator.
 #[derive(Debug, Clone, PartialEq)]
 enum RawValue {
     Str(String),
-    Int(i64),
-    Float(f64),
+    /// Digits, with a `-` when the grammar folded a sign into them.
+    Integral(String),
+    Float(String),
     Bool(bool),
-    /// An unquoted name on the right-hand side: valid SQL, refused when converting.
+    Null,
+    /// A sign in front of anything but an integer. The server's grammar keeps it as an
+    /// expression of its own, which no conversion accepts: `-1.5` is refused, `-1` is not.
+    Signed,
+    /// An unquoted (or backticked) name.
     Column(String),
+}
+
+impl RawValue {
+    /// The Go type of the server's syntax node, as its messages name it.
+    fn go_type(&self) -> &'static str {
+        match self {
+            RawValue::Str(_) | RawValue::Integral(_) | RawValue::Float(_) => "*sqlparser.SQLVal",
+            RawValue::Bool(_) => "sqlparser.BoolVal",
+            RawValue::Null => "*sqlparser.NullVal",
+            RawValue::Signed => "*sqlparser.UnaryExpr",
+            RawValue::Column(_) => "*sqlparser.ColName",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,49 +358,117 @@ enum CmpOp {
     Ge,
 }
 
-impl CmpOp {
+/// A comparison's operator as written. The grammar takes more operators than the converter
+/// accepts; the refused ones are kept so that the error names them as the server's does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RawOp {
+    Cmp(CmpOp),
+    NullSafeEq,
+    StartsWith { negated: bool },
+    Like { negated: bool },
+    Regexp { negated: bool },
+}
+
+impl RawOp {
+    /// The server's name of the operator (its parser's `*Str` constants).
     fn text(self) -> &'static str {
         match self {
-            CmpOp::Eq => "=",
-            CmpOp::Ne => "!=",
-            CmpOp::Lt => "<",
-            CmpOp::Le => "<=",
-            CmpOp::Gt => ">",
-            CmpOp::Ge => ">=",
+            RawOp::Cmp(CmpOp::Eq) => "=",
+            RawOp::Cmp(CmpOp::Ne) => "!=",
+            RawOp::Cmp(CmpOp::Lt) => "<",
+            RawOp::Cmp(CmpOp::Le) => "<=",
+            RawOp::Cmp(CmpOp::Gt) => ">",
+            RawOp::Cmp(CmpOp::Ge) => ">=",
+            RawOp::NullSafeEq => "<=>",
+            RawOp::StartsWith { negated: false } => "starts_with",
+            RawOp::StartsWith { negated: true } => "not starts_with",
+            RawOp::Like { negated: false } => "like",
+            RawOp::Like { negated: true } => "not like",
+            RawOp::Regexp { negated: false } => "regexp",
+            RawOp::Regexp { negated: true } => "not regexp",
         }
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
-enum Predicate<C, V> {
-    Compare(C, CmpOp, V),
-    In(C, Vec<V>, bool),
-    Between(C, V, V, bool),
-    StartsWith(C, V, bool),
-    IsNull(C, bool),
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IsSuffix {
+    Null,
+    True,
+    False,
 }
 
+/// A condition as written.
 #[derive(Debug, Clone, PartialEq)]
-enum Expr<C, V> {
-    And(Box<Expr<C, V>>, Box<Expr<C, V>>),
-    Or(Box<Expr<C, V>>, Box<Expr<C, V>>),
-    Not(Box<Expr<C, V>>),
-    Leaf(Predicate<C, V>),
+enum RawCondition {
+    Compare(RawValue, RawOp, RawValue),
+    In(RawValue, Vec<RawValue>, bool),
+    Between(RawValue, RawValue, RawValue, bool),
+    Is(RawValue, IsSuffix, bool),
+    /// A value with no operator: valid syntax, refused when converting.
+    Bare(RawValue),
 }
 
-type RawExpr = Expr<String, RawValue>;
+/// A filter in postfix order: conditions, and the logic that combines what they leave on a
+/// stack (NOT takes one value, AND and OR two). Flat, so that nothing has to recurse however
+/// deeply a query nests.
+#[derive(Debug, Clone, PartialEq)]
+enum Step<L> {
+    Leaf(L),
+    Not,
+    And,
+    Or,
+}
+
+/// What the filter's parser has read and not yet applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pending {
+    Not,
+    And,
+    Or,
+    Open,
+}
+
+impl Pending {
+    /// Whether this operator, waiting on the stack, applies before `next` is pushed: NOT binds
+    /// tighter than AND, AND tighter than OR, and both associate to the left.
+    fn applies_before(self, next: Pending) -> bool {
+        match self {
+            Pending::Not => true,
+            Pending::And => matches!(next, Pending::And | Pending::Or),
+            Pending::Or => next == Pending::Or,
+            Pending::Open => false,
+        }
+    }
+}
 
 struct Statement {
-    filter: Option<RawExpr>,
+    filter: Option<Vec<Step<RawCondition>>>,
     group_by: Vec<String>,
-    order_by: bool,
+    order_by: Vec<String>,
     limit: bool,
 }
 
+/// The server parser's limit on parentheses, NOTs and signs open at once.
+const MAX_NESTING: usize = 200;
+/// The server parser's limit on the depth of a statement's syntax tree.
+const MAX_TREE_DEPTH: usize = 1000;
+/// The statement and its WHERE clause sit above the filter in that tree.
+const FILTER_DEPTH: usize = 2;
+/// A column name node holds a table name node, which holds its two identifiers.
+const COLUMN_HEIGHT: usize = 2;
+
+/// The server's grammar, read with explicit stacks rather than recursion. Every part parsed
+/// also comes with the height it has in the server's syntax tree, so that the depth limit
+/// applies where it does there.
 struct Parser<'a> {
     tokens: &'a [Token],
     pos: usize,
+    /// Length of the query: errors at its end are there.
     len: usize,
+    nesting: usize,
+    /// Set once the server's tree would be deeper than its limit; parsing goes on, because a
+    /// syntax error further on is what the server reports first.
+    too_deep: bool,
 }
 
 impl Parser<'_> {
@@ -205,18 +476,15 @@ impl Parser<'_> {
         self.tokens.get(self.pos).map(|t| &t.tok)
     }
 
-    fn error(&self) -> QueryError {
-        malformed(self.tokens.get(self.pos).map_or(self.len, |t| t.end))
-    }
-
-    fn next(&mut self) -> Result<&Tok, QueryError> {
-        let t = self.tokens.get(self.pos).ok_or_else(|| self.error())?;
-        self.pos += 1;
-        Ok(&t.tok)
+    fn error(&self) -> SyntaxError {
+        match self.tokens.get(self.pos) {
+            Some(t) => SyntaxError::at(t.end, t.near.clone()),
+            None => SyntaxError::at(self.len, None),
+        }
     }
 
     fn at_keyword(&self, kw: &str) -> bool {
-        matches!(self.peek(), Some(Tok::Ident(s)) if s.eq_ignore_ascii_case(kw))
+        matches!(self.peek(), Some(Tok::Word(s)) if s.eq_ignore_ascii_case(kw))
     }
 
     fn eat_keyword(&mut self, kw: &str) -> bool {
@@ -227,7 +495,7 @@ impl Parser<'_> {
         found
     }
 
-    fn expect_keyword(&mut self, kw: &str) -> Result<(), QueryError> {
+    fn expect_keyword(&mut self, kw: &str) -> Result<(), SyntaxError> {
         if self.eat_keyword(kw) {
             Ok(())
         } else {
@@ -243,7 +511,7 @@ impl Parser<'_> {
         found
     }
 
-    fn expect_sym(&mut self, sym: &str) -> Result<(), QueryError> {
+    fn expect_sym(&mut self, sym: &str) -> Result<(), SyntaxError> {
         if self.eat_sym(sym) {
             Ok(())
         } else {
@@ -251,169 +519,296 @@ impl Parser<'_> {
         }
     }
 
-    fn statement(&mut self) -> Result<Statement, QueryError> {
-        let mut st = Statement {
-            filter: None,
-            group_by: Vec::new(),
-            order_by: false,
-            limit: false,
-        };
-        if !self.tokens.is_empty() && !self.at_keyword("group") && !self.at_keyword("order") {
-            st.filter = Some(self.or_expr()?);
+    /// Counts the parenthesis, NOT or sign just taken as open.
+    fn enter(&mut self) -> Result<(), SyntaxError> {
+        self.nesting += 1;
+        if self.nesting < MAX_NESTING {
+            return Ok(());
         }
-        if self.eat_keyword("group") {
-            self.expect_keyword("by")?;
-            loop {
-                st.group_by.push(self.column()?);
-                if !self.eat_sym(",") {
-                    break;
-                }
-            }
-        }
-        if self.eat_keyword("order") {
-            self.expect_keyword("by")?;
-            st.order_by = true;
-            loop {
-                self.column()?;
-                let _ = self.eat_keyword("asc") || self.eat_keyword("desc");
-                if !self.eat_sym(",") {
-                    break;
-                }
-            }
-        }
-        if self.eat_keyword("limit") {
-            st.limit = true;
-            match self.next()? {
-                Tok::Int(_) => {}
-                _ => return Err(malformed(self.tokens[self.pos - 1].end)),
-            }
-        }
-        if self.pos < self.tokens.len() {
-            return Err(self.error());
-        }
-        Ok(st)
-    }
-
-    fn or_expr(&mut self) -> Result<RawExpr, QueryError> {
-        let mut left = self.and_expr()?;
-        while self.eat_keyword("or") {
-            left = Expr::Or(Box::new(left), Box::new(self.and_expr()?));
-        }
-        Ok(left)
-    }
-
-    fn and_expr(&mut self) -> Result<RawExpr, QueryError> {
-        let mut left = self.not_expr()?;
-        while self.eat_keyword("and") {
-            left = Expr::And(Box::new(left), Box::new(self.not_expr()?));
-        }
-        Ok(left)
-    }
-
-    fn not_expr(&mut self) -> Result<RawExpr, QueryError> {
-        if self.eat_keyword("not") {
-            return Ok(Expr::Not(Box::new(self.not_expr()?)));
-        }
-        if self.eat_sym("(") {
-            let inner = self.or_expr()?;
-            self.expect_sym(")")?;
-            return Ok(inner);
-        }
-        self.predicate().map(Expr::Leaf)
-    }
-
-    fn column(&mut self) -> Result<String, QueryError> {
-        match self.peek() {
-            Some(Tok::Ident(name)) if !is_reserved(name) => {
-                let name = name.clone();
-                self.pos += 1;
-                Ok(name)
-            }
-            _ => Err(self.error()),
-        }
-    }
-
-    fn value(&mut self) -> Result<RawValue, QueryError> {
-        let at = self.pos;
-        Ok(match self.next()?.clone() {
-            Tok::Str(s) => RawValue::Str(s),
-            Tok::Int(v) => RawValue::Int(v),
-            Tok::Float(v) => RawValue::Float(v),
-            Tok::Ident(s) if s.eq_ignore_ascii_case("true") => RawValue::Bool(true),
-            Tok::Ident(s) if s.eq_ignore_ascii_case("false") => RawValue::Bool(false),
-            Tok::Ident(s) if !is_reserved(&s) => RawValue::Column(s),
-            _ => {
-                self.pos = at;
-                return Err(self.error());
-            }
+        let token = &self.tokens[self.pos - 1];
+        Err(SyntaxError {
+            reason: "max nesting level reached",
+            end: token.end,
+            near: token.near.clone(),
         })
     }
 
-    fn predicate(&mut self) -> Result<Predicate<String, RawValue>, QueryError> {
-        let col = self.column()?;
+    fn leave(&mut self) {
+        self.nesting -= 1;
+    }
+
+    /// Notes a part of the filter `height` levels tall in the server's tree.
+    fn check_depth(&mut self, height: usize) {
+        self.too_deep |= FILTER_DEPTH + height >= MAX_TREE_DEPTH;
+    }
+
+    fn statement(&mut self, with_filter: bool) -> Result<Statement, SyntaxError> {
+        let filter = if with_filter {
+            Some(self.filter()?)
+        } else {
+            None
+        };
+        let mut group_by = Vec::new();
+        if self.eat_keyword("group") {
+            self.expect_keyword("by")?;
+            group_by = self.columns(false)?;
+        }
+        let mut order_by = Vec::new();
+        if self.eat_keyword("order") {
+            self.expect_keyword("by")?;
+            order_by = self.columns(true)?;
+        }
+        let limit = self.eat_keyword("limit");
+        if limit {
+            self.value()?;
+            if self.eat_sym(",") || self.eat_keyword("offset") {
+                self.value()?;
+            }
+        }
+        self.eat_sym(";");
+        if self.pos < self.tokens.len() {
+            return Err(self.error());
+        }
+        Ok(Statement {
+            filter,
+            group_by,
+            order_by,
+            limit,
+        })
+    }
+
+    fn columns(&mut self, sorted: bool) -> Result<Vec<String>, SyntaxError> {
+        let mut names = Vec::new();
+        loop {
+            names.push(self.column()?);
+            if sorted {
+                let _ = self.eat_keyword("asc") || self.eat_keyword("desc");
+            }
+            if !self.eat_sym(",") {
+                return Ok(names);
+            }
+        }
+    }
+
+    fn column(&mut self) -> Result<String, SyntaxError> {
+        let name = match self.peek() {
+            Some(Tok::Word(name)) if !is_reserved(name) => name.clone(),
+            Some(Tok::Quoted(name)) => name.clone(),
+            _ => return Err(self.error()),
+        };
+        self.pos += 1;
+        Ok(name)
+    }
+
+    /// Precedence climbing over NOT, AND, OR and parentheses.
+    fn filter(&mut self) -> Result<Vec<Step<RawCondition>>, SyntaxError> {
+        let mut program = Vec::new();
+        // The height of each server subtree `program` leaves on its stack.
+        let mut heights = Vec::new();
+        let mut pending = Vec::new();
+        let mut open = 0;
+        loop {
+            // An operand: NOTs and opening parentheses, then a condition.
+            loop {
+                if self.eat_keyword("not") {
+                    self.enter()?;
+                    pending.push(Pending::Not);
+                } else if self.eat_sym("(") {
+                    self.enter()?;
+                    pending.push(Pending::Open);
+                    open += 1;
+                } else {
+                    break;
+                }
+            }
+            let (condition, height) = self.condition()?;
+            program.push(Step::Leaf(condition));
+            heights.push(height);
+            // After it: closing parentheses, then AND, OR or the end of the filter.
+            let next = loop {
+                if self.eat_keyword("and") || self.eat_sym("&&") {
+                    break Pending::And;
+                }
+                if self.eat_keyword("or") || self.eat_sym("||") {
+                    break Pending::Or;
+                }
+                if open == 0 {
+                    while let Some(top) = pending.pop() {
+                        self.apply(top, &mut program, &mut heights);
+                    }
+                    return Ok(program);
+                }
+                self.expect_sym(")")?;
+                while let Some(top) = pending.pop().filter(|top| *top != Pending::Open) {
+                    self.apply(top, &mut program, &mut heights);
+                }
+                open -= 1;
+                self.leave();
+                // The server's tree keeps the parentheses as a node.
+                if let Some(height) = heights.last_mut() {
+                    *height += 1;
+                    let height = *height;
+                    self.check_depth(height);
+                }
+            };
+            while let Some(&top) = pending.last().filter(|top| top.applies_before(next)) {
+                pending.pop();
+                self.apply(top, &mut program, &mut heights);
+            }
+            pending.push(next);
+        }
+    }
+
+    /// Appends an operator to the program, combining the heights of its operands.
+    fn apply(
+        &mut self,
+        op: Pending,
+        program: &mut Vec<Step<RawCondition>>,
+        heights: &mut Vec<usize>,
+    ) {
+        let mut operand = || heights.pop().expect("an operator follows its operands");
+        let height = match op {
+            Pending::Not => {
+                self.leave();
+                program.push(Step::Not);
+                operand() + 1
+            }
+            Pending::And | Pending::Or => {
+                program.push(if op == Pending::And {
+                    Step::And
+                } else {
+                    Step::Or
+                });
+                let (right, left) = (operand(), operand());
+                1 + left.max(right)
+            }
+            Pending::Open => unreachable!("parentheses are closed, not applied"),
+        };
+        heights.push(height);
+        self.check_depth(height);
+    }
+
+    fn condition(&mut self) -> Result<(RawCondition, usize), SyntaxError> {
+        let (left, left_height) = self.value()?;
         if self.eat_keyword("is") {
             let negated = self.eat_keyword("not");
-            self.expect_keyword("null")?;
-            return Ok(Predicate::IsNull(col, negated));
+            let suffix = if self.eat_keyword("null") {
+                IsSuffix::Null
+            } else if self.eat_keyword("true") {
+                IsSuffix::True
+            } else if self.eat_keyword("false") {
+                IsSuffix::False
+            } else {
+                return Err(self.error());
+            };
+            return Ok((RawCondition::Is(left, suffix, negated), 1 + left_height));
         }
         let negated = self.eat_keyword("not");
         if self.eat_keyword("in") {
             self.expect_sym("(")?;
-            let mut values = vec![self.value()?];
-            while self.eat_sym(",") {
-                values.push(self.value()?);
+            self.enter()?;
+            let mut values = Vec::new();
+            let mut tuple_height = 0;
+            loop {
+                let (value, height) = self.value()?;
+                values.push(value);
+                tuple_height = tuple_height.max(1 + height);
+                if !self.eat_sym(",") {
+                    break;
+                }
             }
             self.expect_sym(")")?;
-            return Ok(Predicate::In(col, values, negated));
+            self.leave();
+            let height = 1 + left_height.max(tuple_height);
+            return Ok((RawCondition::In(left, values, negated), height));
         }
         if self.eat_keyword("between") {
-            let lo = self.value()?;
-            self.expect_keyword("and")?;
-            let hi = self.value()?;
-            return Ok(Predicate::Between(col, lo, hi, negated));
-        }
-        if self.eat_keyword("starts_with") {
-            return Ok(Predicate::StartsWith(col, self.value()?, negated));
-        }
-        if negated {
-            return Err(self.error());
-        }
-        let op = match self.next()? {
-            Tok::Sym("=") => CmpOp::Eq,
-            Tok::Sym("!=") | Tok::Sym("<>") => CmpOp::Ne,
-            Tok::Sym("<") => CmpOp::Lt,
-            Tok::Sym("<=") => CmpOp::Le,
-            Tok::Sym(">") => CmpOp::Gt,
-            Tok::Sym(">=") => CmpOp::Ge,
-            _ => {
-                self.pos -= 1;
+            let (lo, lo_height) = self.value()?;
+            if !(self.eat_keyword("and") || self.eat_sym("&&")) {
                 return Err(self.error());
             }
+            let (hi, hi_height) = self.value()?;
+            let height = 1 + left_height.max(lo_height).max(hi_height);
+            return Ok((RawCondition::Between(left, lo, hi, negated), height));
+        }
+        let op = if self.eat_keyword("starts_with") {
+            RawOp::StartsWith { negated }
+        } else if self.eat_keyword("like") {
+            RawOp::Like { negated }
+        } else if self.eat_keyword("regexp") || self.eat_keyword("rlike") {
+            RawOp::Regexp { negated }
+        } else if negated {
+            return Err(self.error());
+        } else if let Some(op) = self.comparison_operator() {
+            op
+        } else {
+            return Ok((RawCondition::Bare(left), left_height));
         };
-        Ok(Predicate::Compare(col, op, self.value()?))
+        let (right, right_height) = self.value()?;
+        let height = 1 + left_height.max(right_height);
+        Ok((RawCondition::Compare(left, op, right), height))
     }
-}
 
-fn is_reserved(word: &str) -> bool {
-    const RESERVED: &[&str] = &[
-        "and",
-        "or",
-        "not",
-        "in",
-        "between",
-        "is",
-        "null",
-        "starts_with",
-        "group",
-        "order",
-        "by",
-        "limit",
-        "asc",
-        "desc",
-        "true",
-        "false",
-    ];
-    RESERVED.iter().any(|r| word.eq_ignore_ascii_case(r))
+    fn comparison_operator(&mut self) -> Option<RawOp> {
+        let op = match self.peek()? {
+            Tok::Sym("=") => RawOp::Cmp(CmpOp::Eq),
+            Tok::Sym("!=" | "<>") => RawOp::Cmp(CmpOp::Ne),
+            Tok::Sym("<") => RawOp::Cmp(CmpOp::Lt),
+            Tok::Sym("<=") => RawOp::Cmp(CmpOp::Le),
+            Tok::Sym(">") => RawOp::Cmp(CmpOp::Gt),
+            Tok::Sym(">=") => RawOp::Cmp(CmpOp::Ge),
+            Tok::Sym("<=>") => RawOp::NullSafeEq,
+            _ => return None,
+        };
+        self.pos += 1;
+        Some(op)
+    }
+
+    fn value(&mut self) -> Result<(RawValue, usize), SyntaxError> {
+        // The grammar nests signs (each one counts as open) and folds them into an integer's
+        // digits (`- -3` is `3`); in front of anything else they stay expressions.
+        let mut signs = 0;
+        let mut negative = false;
+        while let Some(Tok::Sym(sign @ ("-" | "+"))) = self.peek() {
+            negative ^= *sign == "-";
+            self.pos += 1;
+            signs += 1;
+            self.enter()?;
+        }
+        let (value, height) = self.unsigned_value()?;
+        self.nesting -= signs;
+        Ok(match value {
+            _ if signs == 0 => (value, height),
+            RawValue::Integral(digits) if negative => (RawValue::Integral(format!("-{digits}")), 0),
+            integral @ RawValue::Integral(_) => (integral, 0),
+            _ => (RawValue::Signed, height + signs),
+        })
+    }
+
+    fn unsigned_value(&mut self) -> Result<(RawValue, usize), SyntaxError> {
+        let tokens = self.tokens;
+        let Some(token) = tokens.get(self.pos) else {
+            return Err(self.error());
+        };
+        let value = match &token.tok {
+            Tok::Str(s) => RawValue::Str(s.clone()),
+            Tok::Integral(digits) => RawValue::Integral(digits.clone()),
+            Tok::Float(literal) => RawValue::Float(literal.clone()),
+            Tok::Word(w) if w.eq_ignore_ascii_case("true") => RawValue::Bool(true),
+            Tok::Word(w) if w.eq_ignore_ascii_case("false") => RawValue::Bool(false),
+            Tok::Word(w) if w.eq_ignore_ascii_case("null") => RawValue::Null,
+            Tok::Word(w) if !is_reserved(w) => RawValue::Column(w.clone()),
+            Tok::Quoted(name) => RawValue::Column(name.clone()),
+            _ => return Err(self.error()),
+        };
+        self.pos += 1;
+        let height = if matches!(value, RawValue::Column(_)) {
+            COLUMN_HEIGHT
+        } else {
+            0
+        };
+        Ok((value, height))
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -435,7 +830,17 @@ enum Value {
     Time(Nanos),
 }
 
-type Filter = Expr<Column, Value>;
+/// A condition, resolved and checked.
+#[derive(Debug, Clone, PartialEq)]
+enum Predicate {
+    Compare(Column, CmpOp, Value),
+    In(Column, Vec<Value>, bool),
+    Between(Column, Value, Value, bool),
+    StartsWith(Column, String, bool),
+    IsNull(Column, bool),
+}
+
+type Filter = Vec<Step<Predicate>>;
 
 /// A parsed, validated query.
 #[derive(Debug, Clone, PartialEq)]
@@ -453,13 +858,32 @@ impl Query {
         allow_group_by: bool,
     ) -> Result<Query, QueryError> {
         let text = text.trim();
-        let tokens = lex(text)?;
-        let st = Parser {
+        // The server parses `select * from table1 where <query>`, leaving out the `where` when
+        // the query is empty or starts with exactly `order by` or `group by`.
+        let lower = text.to_ascii_lowercase();
+        let with_filter =
+            !text.is_empty() && !lower.starts_with("order by") && !lower.starts_with("group by");
+        let prefix = if with_filter {
+            "select * from table1 where "
+        } else {
+            "select * from table1 "
+        }
+        .len();
+        let syntax = |e: SyntaxError| e.into_query_error(prefix);
+        let tokens = lex(text).map_err(syntax)?;
+        let mut parser = Parser {
             tokens: &tokens,
             pos: 0,
             len: text.len(),
+            nesting: 0,
+            too_deep: false,
+        };
+        let st = parser.statement(with_filter).map_err(syntax)?;
+        if parser.too_deep {
+            return Err(QueryError(
+                "malformed SQL query: max ast depth reached".into(),
+            ));
         }
-        .statement()?;
         if st.limit {
             return Err(unsupported("'LIMIT' clause"));
         }
@@ -473,9 +897,6 @@ impl Query {
                 .ok_or_else(|| QueryError(format!("invalid search attribute: {name}")))
         };
         let filter = st.filter.map(|e| convert(e, &resolve)).transpose()?;
-        if st.order_by {
-            return Err(unsupported("'ORDER BY' clause"));
-        }
         let group_by = match st.group_by.as_slice() {
             [] => None,
             [name] => {
@@ -496,6 +917,18 @@ impl Query {
                 ));
             }
         };
+        // The server resolves the sort columns before its SQL store refuses sorting at all.
+        for name in &st.order_by {
+            if resolve(name)?.kind == SearchAttributeType::Text {
+                return Err(unsupported(format!(
+                    "unable to sort by search attribute type {}",
+                    SearchAttributeType::Text.name()
+                )));
+            }
+        }
+        if !st.order_by.is_empty() {
+            return Err(unsupported("'ORDER BY' clause"));
+        }
         Ok(Query { filter, group_by })
     }
 
@@ -523,64 +956,69 @@ impl Query {
     }
 }
 
+/// Conditions convert in the order they are written (postfix keeps it), as the server
+/// converts left before right: the first refused one is the one reported.
 fn convert(
-    e: RawExpr,
+    program: Vec<Step<RawCondition>>,
     resolve: &impl Fn(&str) -> Result<Column, QueryError>,
 ) -> Result<Filter, QueryError> {
-    Ok(match e {
-        Expr::And(a, b) => Expr::And(
-            Box::new(convert(*a, resolve)?),
-            Box::new(convert(*b, resolve)?),
-        ),
-        Expr::Or(a, b) => Expr::Or(
-            Box::new(convert(*a, resolve)?),
-            Box::new(convert(*b, resolve)?),
-        ),
-        Expr::Not(a) => Expr::Not(Box::new(convert(*a, resolve)?)),
-        Expr::Leaf(p) => Expr::Leaf(convert_predicate(p, resolve)?),
-    })
+    program
+        .into_iter()
+        .map(|step| {
+            Ok(match step {
+                Step::Leaf(c) => Step::Leaf(convert_condition(c, resolve)?),
+                Step::Not => Step::Not,
+                Step::And => Step::And,
+                Step::Or => Step::Or,
+            })
+        })
+        .collect()
 }
 
-fn convert_predicate(
-    p: Predicate<String, RawValue>,
+/// In the server's order: the column, then the values, then whether the column's type takes
+/// the operator. So `Score STARTS_WITH 'a'` on an Int is refused for its value.
+fn convert_condition(
+    c: RawCondition,
     resolve: &impl Fn(&str) -> Result<Column, QueryError>,
-) -> Result<Predicate<Column, Value>, QueryError> {
+) -> Result<Predicate, QueryError> {
     use SearchAttributeType::*;
-    let check_operator = |col: &Column, op: &str| {
-        let ok = match col.kind {
-            Keyword => true,
-            KeywordList => ["=", "!=", "IN", "NOT IN"].contains(&op),
-            Text => ["=", "!="].contains(&op),
-            _ => !op.contains("STARTS_WITH"),
-        };
-        if ok {
-            Ok(())
-        } else {
-            Err(unsupported(format!(
-                "operator '{op}' not supported for {} type search attribute '{}'",
-                col.kind.name(),
-                col.name
-            )))
-        }
+    let column = |v: RawValue| match v {
+        RawValue::Column(name) => resolve(&name),
+        other => Err(invalid(format!(
+            "must be a column name but was {}",
+            other.go_type()
+        ))),
     };
-    Ok(match p {
-        Predicate::Compare(c, op, v) => {
-            let col = resolve(&c)?;
+    match c {
+        RawCondition::Bare(RawValue::Column(_)) => Err(invalid("incomplete expression")),
+        RawCondition::Bare(other) => Err(unsupported(format!(
+            "expression of type {}",
+            other.go_type()
+        ))),
+        RawCondition::Compare(left, op, right) => {
+            let col = column(left)?;
+            let value = convert_value(&col, right)?;
             check_operator(&col, op.text())?;
-            let v = convert_value(&col, v)?;
-            Predicate::Compare(col, op, v)
+            match (op, value) {
+                (RawOp::Cmp(cmp), value) => Ok(Predicate::Compare(col, cmp, value)),
+                (RawOp::StartsWith { negated }, Value::Str(prefix)) => {
+                    Ok(Predicate::StartsWith(col, prefix, negated))
+                }
+                // No type takes the others, so check_operator has refused them already.
+                (op, _) => Err(operator_not_supported(&col, op.text())),
+            }
         }
-        Predicate::In(c, vs, negated) => {
-            let col = resolve(&c)?;
-            check_operator(&col, if negated { "NOT IN" } else { "IN" })?;
-            let vs = vs
+        RawCondition::In(left, values, negated) => {
+            let col = column(left)?;
+            let values = values
                 .into_iter()
                 .map(|v| convert_value(&col, v))
                 .collect::<Result<_, _>>()?;
-            Predicate::In(col, vs, negated)
+            check_operator(&col, if negated { "not in" } else { "in" })?;
+            Ok(Predicate::In(col, values, negated))
         }
-        Predicate::Between(c, lo, hi, negated) => {
-            let col = resolve(&c)?;
+        RawCondition::Between(left, lo, hi, negated) => {
+            let col = column(left)?;
             if !matches!(col.kind, Datetime | Double | Int | Keyword) {
                 return Err(invalid(format!(
                     "cannot do range condition on search attribute '{}' of type {}",
@@ -590,130 +1028,216 @@ fn convert_predicate(
             }
             let lo = convert_value(&col, lo)?;
             let hi = convert_value(&col, hi)?;
-            Predicate::Between(col, lo, hi, negated)
+            Ok(Predicate::Between(col, lo, hi, negated))
         }
-        Predicate::StartsWith(c, v, negated) => {
-            let col = resolve(&c)?;
-            check_operator(
-                &col,
-                if negated {
-                    "NOT STARTS_WITH"
-                } else {
-                    "STARTS_WITH"
-                },
-            )?;
-            let v = convert_value(&col, v)?;
-            Predicate::StartsWith(col, v, negated)
+        RawCondition::Is(left, suffix, negated) => {
+            let col = column(left)?;
+            match suffix {
+                IsSuffix::Null => Ok(Predicate::IsNull(col, negated)),
+                IsSuffix::True | IsSuffix::False => Err(invalid(
+                    "'IS' operator can only be used as 'IS NULL' or 'IS NOT NULL'",
+                )),
+            }
         }
-        Predicate::IsNull(c, negated) => Predicate::IsNull(resolve(&c)?, negated),
-    })
+    }
 }
 
-/// Go's `%#v` of the literal and its Go type, as the real server's messages print them.
-fn go_repr(v: &RawValue) -> (String, &'static str) {
+/// The server converter's operator lists, per type.
+fn check_operator(col: &Column, op: &str) -> Result<(), QueryError> {
+    use SearchAttributeType::*;
+    const COMPARISON: &[&str] = &["=", "!=", "<", ">", "<=", ">=", "in", "not in"];
+    let supported = match col.kind {
+        Keyword => COMPARISON.contains(&op) || ["starts_with", "not starts_with"].contains(&op),
+        KeywordList => ["=", "!=", "in", "not in"].contains(&op),
+        Text => ["=", "!="].contains(&op),
+        Int | Double | Bool | Datetime => COMPARISON.contains(&op),
+    };
+    if supported {
+        Ok(())
+    } else {
+        Err(operator_not_supported(col, op))
+    }
+}
+
+fn operator_not_supported(col: &Column, op: &str) -> QueryError {
+    unsupported(format!(
+        "operator '{}' not supported for {} type search attribute '{}'",
+        op.to_uppercase(),
+        col.kind.name(),
+        col.name
+    ))
+}
+
+/// A literal as the server's `sqlquery.ParseValue` reads it.
+#[derive(Debug, Clone, PartialEq)]
+enum Literal {
+    Str(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+impl Literal {
+    /// Go's `%#v` of the value and its Go type, as the server's messages print them.
+    fn go_repr(&self) -> (String, &'static str) {
+        match self {
+            Literal::Str(s) => (format!("{s:?}"), "string"),
+            Literal::Int(i) => (i.to_string(), "int64"),
+            Literal::Float(f) => (go_float(*f), "float64"),
+            Literal::Bool(b) => (b.to_string(), "bool"),
+        }
+    }
+}
+
+/// Go's `%v` of a float64: the shortest digits that read back, with an exponent of at least
+/// two digits (`1e+06`, `1.5e-05`) when it is below -4 or 6 and above.
+fn go_float(f: f64) -> String {
+    let scientific = format!("{f:e}");
+    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
+    let exponent: i32 = exponent.parse().unwrap_or(0);
+    if f == 0.0 || (-4..6).contains(&exponent) {
+        f.to_string()
+    } else {
+        let sign = if exponent < 0 { '-' } else { '+' };
+        format!("{mantissa}e{sign}{:02}", exponent.unsigned_abs())
+    }
+}
+
+fn literal(v: RawValue) -> Result<Literal, QueryError> {
     match v {
-        RawValue::Str(s) => (format!("{s:?}"), "string"),
-        RawValue::Int(i) => (i.to_string(), "int64"),
-        RawValue::Float(f) => (f.to_string(), "float64"),
-        RawValue::Bool(b) => (b.to_string(), "bool"),
-        RawValue::Column(c) => (c.clone(), "string"),
+        // The server reads a string back out of `'<string>'` with `strings.Trim(_, "'")`,
+        // which also drops every quote at either end of the string itself: `'''a'''` is `a`.
+        RawValue::Str(s) => Ok(Literal::Str(s.trim_matches('\'').to_string())),
+        RawValue::Integral(text) | RawValue::Float(text) => {
+            if let Ok(n) = text.parse::<i64>() {
+                return Ok(Literal::Int(n));
+            }
+            // Go's ParseFloat refuses what overflows, where Rust's reads infinity.
+            match text.parse::<f64>() {
+                Ok(f) if f.is_finite() => Ok(Literal::Float(f)),
+                _ => Err(invalid(format!("unable to parse value {text:?}"))),
+            }
+        }
+        RawValue::Bool(b) => Ok(Literal::Bool(b)),
+        RawValue::Column(name) => Err(unsupported(format!(
+            "column name on the right side of comparison expression (did you forget to quote {name:?}?)"
+        ))),
+        other @ (RawValue::Null | RawValue::Signed) => Err(invalid(format!(
+            "unexpected value type {}",
+            other.go_type()
+        ))),
     }
 }
 
 fn convert_value(col: &Column, v: RawValue) -> Result<Value, QueryError> {
     use SearchAttributeType::*;
-    if let RawValue::Column(name) = &v {
-        return Err(unsupported(format!(
-            "column name on the right side of comparison expression (did you forget to quote {name:?}?)"
-        )));
-    }
-    let type_error = |v: &RawValue| {
-        let (repr, go_type) = go_repr(v);
-        invalid(format!(
-            "invalid value type for search attribute {} of type {}: {repr} (type: {go_type})",
-            col.name,
-            col.kind.name()
-        ))
-    };
+    let v = literal(v)?;
     match col.name.as_str() {
         "ExecutionStatus" => return execution_status(&v).map(Value::Str),
         "ExecutionDuration" => {
-            return match &v {
-                RawValue::Int(n) => Ok(Value::Num(*n as f64)),
-                RawValue::Str(s) => parse_go_duration(s)
+            return match v {
+                Literal::Int(n) => Ok(Value::Num(n as f64)),
+                Literal::Str(s) => parse_go_duration(&s)
                     .map(|n| Value::Num(n as f64))
                     .ok_or_else(|| {
                         invalid(format!(
                             "invalid duration value for search attribute ExecutionDuration: {s}"
                         ))
                     }),
-                _ => Err(invalid(format!(
+                other => Err(invalid(format!(
                     "unexpected value type {} for search attribute ExecutionDuration",
-                    go_repr(&v).1
+                    other.go_repr().1
                 ))),
             };
         }
         _ => {}
     }
-    match (col.kind, &v) {
-        (Int | Double, RawValue::Int(n)) => Ok(Value::Num(*n as f64)),
-        (Int | Double, RawValue::Float(n)) => Ok(Value::Num(*n)),
-        (Bool, RawValue::Bool(b)) => Ok(Value::Bool(*b)),
-        (Datetime, RawValue::Int(n)) => Ok(Value::Time(*n)),
-        (Datetime, RawValue::Str(s)) => parse_rfc3339(s)
+    // The server passes `true`/`false` on without checking them against the column's type
+    // (the SQL database then coerces them, and for ExecutionStatus the server panics); here
+    // they are refused like any other literal of the wrong type.
+    match (col.kind, v) {
+        (Int | Double, Literal::Int(n)) => Ok(Value::Num(n as f64)),
+        (Int | Double, Literal::Float(n)) => Ok(Value::Num(n)),
+        (Bool, Literal::Bool(b)) => Ok(Value::Bool(b)),
+        (Datetime, Literal::Int(n)) => Ok(Value::Time(n)),
+        (Datetime, Literal::Str(s)) => parse_query_datetime(&s)
             .map(Value::Time)
             .ok_or_else(|| invalid(format!("unable to parse datetime '{s}'"))),
-        (Keyword | KeywordList | Text, RawValue::Str(s)) => Ok(Value::Str(s.clone())),
-        _ => Err(type_error(&v)),
+        (Keyword | KeywordList | Text, Literal::Str(s)) => Ok(Value::Str(s)),
+        (_, v) => {
+            let (repr, go_type) = v.go_repr();
+            Err(invalid(format!(
+                "invalid value type for search attribute {} of type {}: {repr} (type: {go_type})",
+                col.name,
+                col.kind.name()
+            )))
+        }
     }
 }
 
-const STATUS_NAMES: &[(WorkflowStatus, &str, i64)] = &[
-    (WorkflowStatus::Running, "Running", 1),
-    (WorkflowStatus::Completed, "Completed", 2),
-    (WorkflowStatus::Failed, "Failed", 3),
-    (WorkflowStatus::Canceled, "Canceled", 4),
-    (WorkflowStatus::Terminated, "Terminated", 5),
-    (WorkflowStatus::ContinuedAsNew, "ContinuedAsNew", 6),
-    (WorkflowStatus::TimedOut, "TimedOut", 7),
+const STATUS_NAMES: &[(WorkflowStatus, &str)] = &[
+    (WorkflowStatus::Running, "Running"),
+    (WorkflowStatus::Completed, "Completed"),
+    (WorkflowStatus::Failed, "Failed"),
+    (WorkflowStatus::Canceled, "Canceled"),
+    (WorkflowStatus::Terminated, "Terminated"),
+    (WorkflowStatus::ContinuedAsNew, "ContinuedAsNew"),
+    (WorkflowStatus::TimedOut, "TimedOut"),
 ];
 
 /// The name visibility shows for a status (`'Running'`, `'Completed'`, ...).
 pub fn status_name(status: WorkflowStatus) -> &'static str {
     STATUS_NAMES
         .iter()
-        .find(|(s, _, _)| *s == status)
-        .map_or("Unspecified", |(_, n, _)| n)
+        .find(|(s, _)| *s == status)
+        .map_or("Unspecified", |(_, n)| n)
 }
 
-/// Accepts a status by name (`Completed` or `WORKFLOW_EXECUTION_STATUS_COMPLETED`) or number.
-fn execution_status(v: &RawValue) -> Result<String, QueryError> {
-    let found = match v {
-        RawValue::Int(n) => STATUS_NAMES.iter().find(|(_, _, id)| id == n),
-        RawValue::Str(s) => STATUS_NAMES.iter().find(|(_, name, _)| {
-            s == name || {
-                let screaming: String = s
-                    .strip_prefix("WORKFLOW_EXECUTION_STATUS_")
-                    .unwrap_or_default()
-                    .chars()
-                    .filter(|c| *c != '_')
-                    .collect();
-                !screaming.is_empty() && screaming.eq_ignore_ascii_case(name)
-            }
+/// The short name of a proto status (`CONTINUED_AS_NEW` is `ContinuedAsNew`).
+fn short_status_name(status: WorkflowExecutionStatus) -> String {
+    let screaming = status.as_str_name();
+    let screaming = screaming
+        .strip_prefix("WORKFLOW_EXECUTION_STATUS_")
+        .unwrap_or(screaming);
+    screaming
+        .split('_')
+        .map(|word| {
+            let mut chars = word.chars();
+            chars.next().map_or_else(String::new, |first| {
+                first.to_string() + &chars.as_str().to_ascii_lowercase()
+            })
+        })
+        .collect()
+}
+
+/// A status by its proto name (`WORKFLOW_EXECUTION_STATUS_COMPLETED`), its short name
+/// (`Completed`) or its number, exactly as the server's enum helpers take them, Unspecified and
+/// statuses no run here has included (they match nothing). The value is the short name, which
+/// is how a record's status compares.
+fn execution_status(v: &Literal) -> Result<String, QueryError> {
+    let status = match v {
+        Literal::Int(n) => i32::try_from(*n)
+            .ok()
+            .and_then(|n| WorkflowExecutionStatus::try_from(n).ok()),
+        Literal::Str(s) => WorkflowExecutionStatus::from_str_name(s).or_else(|| {
+            // The enum's values are 0, 1, 2, ... without gaps.
+            (0..)
+                .map_while(|n| WorkflowExecutionStatus::try_from(n).ok())
+                .find(|status| short_status_name(*status) == *s)
         }),
-        _ => {
+        other => {
             return Err(invalid(format!(
                 "unexpected value type {} for search attribute ExecutionStatus",
-                go_repr(v).1
+                other.go_repr().1
             )));
         }
     };
-    match (found, v) {
-        (Some((_, name, _)), _) => Ok(name.to_string()),
-        (None, RawValue::Str(s)) => Err(invalid(format!("invalid ExecutionStatus value '{s}'"))),
+    match (status, v) {
+        (Some(status), _) => Ok(short_status_name(status)),
+        (None, Literal::Str(s)) => Err(invalid(format!("invalid ExecutionStatus value '{s}'"))),
         (None, other) => Err(invalid(format!(
             "invalid ExecutionStatus value {}",
-            go_repr(other).0
+            other.go_repr().0
         ))),
     }
 }
@@ -750,53 +1274,78 @@ fn parse_go_duration(s: &str) -> Option<i64> {
     Some((sign * total) as i64)
 }
 
-/// RFC 3339 (`2026-01-02T03:04:05.123456Z`, `...+01:00`) in Unix nanoseconds.
+/// RFC 3339 as Go's JSON decoding of a `time.Time` reads it, which is how the server reads a
+/// Datetime search attribute: `2006-01-02T15:04:05[.fraction](Z|±hh:mm)`, upper-case `T` and
+/// `Z`, every field in range (no leap second, no February 30th), digits past nanoseconds
+/// dropped. Unix nanoseconds.
 pub fn parse_rfc3339(s: &str) -> Option<Nanos> {
+    parse_datetime(s, false)
+}
+
+/// A Datetime literal in a query. The server reads it with Go's `time.Parse(time.RFC3339Nano,
+/// _)`, which retries with its layout parser when the strict form fails; that one also takes
+/// a one-digit hour, a comma before the fraction, and zone offsets up to 24:60.
+fn parse_query_datetime(s: &str) -> Option<Nanos> {
+    parse_datetime(s, true)
+}
+
+fn parse_datetime(s: &str, layout_parser: bool) -> Option<Nanos> {
     let b = s.as_bytes();
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let part = s.get(r)?;
-        part.bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| part.parse().ok())?
-    };
-    if b.len() < 20
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || !matches!(b[10], b'T' | b't' | b' ')
-        || b[13] != b':'
-        || b[16] != b':'
-    {
-        return None;
-    }
-    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
-        || hour > 23
-        || minute > 59
-        || second > 60
-    {
-        return None;
-    }
-    let mut i = 19;
-    let mut nanos = 0i64;
-    if b[i] == b'.' {
-        let digits = b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
-        if digits == 0 {
+    let number = |i: &mut usize, len: usize| -> Option<i64> {
+        let digits = b.get(*i..*i + len)?;
+        if !digits.iter().all(u8::is_ascii_digit) {
             return None;
         }
-        let frac = &s[i + 1..i + 1 + digits.min(9)];
-        nanos = frac.parse::<i64>().ok()? * 10i64.pow(9 - frac.len() as u32);
+        *i += len;
+        s[*i - len..*i].parse().ok()
+    };
+    let literal = |i: &mut usize, c: u8| -> Option<()> { (b.get(*i) == Some(&c)).then(|| *i += 1) };
+    let mut i = 0;
+    let year = number(&mut i, 4)?;
+    literal(&mut i, b'-')?;
+    let month = number(&mut i, 2)?;
+    literal(&mut i, b'-')?;
+    let day = number(&mut i, 2)?;
+    literal(&mut i, b'T')?;
+    let one_digit_hour = layout_parser && b.get(i + 1) == Some(&b':');
+    let hour = number(&mut i, if one_digit_hour { 1 } else { 2 })?;
+    literal(&mut i, b':')?;
+    let minute = number(&mut i, 2)?;
+    literal(&mut i, b':')?;
+    let second = number(&mut i, 2)?;
+    let mut nanos = 0;
+    let fraction = matches!(b.get(i), Some(b'.')) || (layout_parser && b.get(i) == Some(&b','));
+    if fraction && b.get(i + 1).is_some_and(u8::is_ascii_digit) {
+        let digits = b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+        let kept = &s[i + 1..i + 1 + digits.min(9)];
+        nanos = kept.parse::<i64>().ok()? * 10i64.pow(9 - kept.len() as u32);
         i += 1 + digits;
     }
-    let offset_secs = match b.get(i)? {
-        b'Z' | b'z' if i + 1 == b.len() => 0,
-        sign @ (b'+' | b'-') if i + 6 == b.len() && b[i + 3] == b':' => {
-            let secs = num(i + 1..i + 3)? * 3600 + num(i + 4..i + 6)? * 60;
-            if *sign == b'+' { secs } else { -secs }
+    let (max_offset_hour, max_offset_minute) = if layout_parser { (24, 60) } else { (23, 59) };
+    let offset_secs = match &b[i..] {
+        [b'Z'] => 0,
+        [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
+            let (mut h, mut m) = (i + 1, i + 4);
+            let (hours, minutes) = (number(&mut h, 2)?, number(&mut m, 2)?);
+            if hours > max_offset_hour || minutes > max_offset_minute {
+                return None;
+            }
+            let secs = (hours * 60 + minutes) * 60;
+            if *sign == b'-' { -secs } else { secs }
         }
         _ => return None,
     };
+    let leap_year = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let days_in_month = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap_year => 29,
+        2 => 28,
+        _ => return None,
+    };
+    if !(1..=days_in_month).contains(&day) || hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
     let days = crate::time::days_from_civil(year, month, day);
     let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset_secs;
     secs.checked_mul(1_000_000_000)?.checked_add(nanos)
@@ -889,24 +1438,31 @@ fn equals(col: &Column, f: &Field, v: &Value) -> Option<bool> {
     }
 }
 
-fn eval(e: &Filter, r: &VisibilityRecord) -> Option<bool> {
-    match e {
-        Expr::And(a, b) => match (eval(a, r), eval(b, r)) {
-            (Some(false), _) | (_, Some(false)) => Some(false),
-            (Some(true), Some(true)) => Some(true),
-            _ => None,
-        },
-        Expr::Or(a, b) => match (eval(a, r), eval(b, r)) {
-            (Some(true), _) | (_, Some(true)) => Some(true),
-            (Some(false), Some(false)) => Some(false),
-            _ => None,
-        },
-        Expr::Not(a) => eval(a, r).map(|b| !b),
-        Expr::Leaf(p) => eval_predicate(p, r),
+/// Runs the postfix program on a stack of three-valued results (None: unknown).
+fn eval(filter: &Filter, r: &VisibilityRecord) -> Option<bool> {
+    let mut stack: Vec<Option<bool>> = Vec::new();
+    for step in filter {
+        // `pop()?` gives up (unknown) on a program short of operands; the parser makes none.
+        let value = match step {
+            Step::Leaf(p) => eval_predicate(p, r),
+            Step::Not => stack.pop()?.map(|b| !b),
+            Step::And => match (stack.pop()?, stack.pop()?) {
+                (Some(false), _) | (_, Some(false)) => Some(false),
+                (Some(true), Some(true)) => Some(true),
+                _ => None,
+            },
+            Step::Or => match (stack.pop()?, stack.pop()?) {
+                (Some(true), _) | (_, Some(true)) => Some(true),
+                (Some(false), Some(false)) => Some(false),
+                _ => None,
+            },
+        };
+        stack.push(value);
     }
+    stack.pop()?
 }
 
-fn eval_predicate(p: &Predicate<Column, Value>, r: &VisibilityRecord) -> Option<bool> {
+fn eval_predicate(p: &Predicate, r: &VisibilityRecord) -> Option<bool> {
     match p {
         Predicate::IsNull(col, negated) => Some(field(r, col).is_none() != *negated),
         Predicate::Compare(col, op, v) => {
@@ -938,10 +1494,9 @@ fn eval_predicate(p: &Predicate<Column, Value>, r: &VisibilityRecord) -> Option<
             let inside = compare(&f, lo)?.is_ge() && compare(&f, hi)?.is_le();
             Some(inside != *negated)
         }
-        Predicate::StartsWith(col, Value::Str(prefix), negated) => match field(r, col)? {
+        Predicate::StartsWith(col, prefix, negated) => match field(r, col)? {
             Field::Str(s) => Some(s.starts_with(prefix.as_str()) != *negated),
             _ => None,
         },
-        Predicate::StartsWith(..) => None,
     }
 }
