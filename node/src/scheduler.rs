@@ -14,12 +14,12 @@ use dura_history::{
     api::start::StartWorkflowRequest,
     events::json_string_payloads,
     schedules::{self, ScheduleRecord, ScheduleRequest},
-    time::{format_rfc3339_seconds, from_duration},
+    time::{Nanos, SECOND, format_rfc3339_seconds, from_duration},
 };
 use temporalio_protos::temporal::api::{
     common::v1::{SearchAttributes, WorkflowExecution},
     enums::v1::ScheduleOverlapPolicy,
-    schedule::v1::schedule_action::Action,
+    schedule::v1::{SchedulePolicies, schedule_action::Action},
 };
 use tokio::sync::Notify;
 
@@ -165,46 +165,77 @@ async fn run(engine: Engine, key: (String, String), notify: Arc<Notify>, fence: 
     }
 }
 
-/// One nominal time: start the action unless it is older than the catch-up window (the
-/// server was down) or the overlap policy skips it, then record it.
+/// The real server's catch-up window when a schedule sets none
+/// (`service/worker/scheduler`'s `DefaultCatchupWindow`).
+const DEFAULT_CATCHUP_WINDOW: Nanos = 365 * 24 * 3600 * SECOND;
+/// The real server's floor for one that is set, zero included (`MinCatchupWindow`).
+const MIN_CATCHUP_WINDOW: Nanos = 10 * SECOND;
+
+/// What the schedule's policies make of one nominal time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Firing {
+    /// It passed longer ago than the catch-up window (the server was down): it is counted as
+    /// missed and nothing starts.
+    MissedCatchupWindow,
+    /// The action starts whatever else runs.
+    Start,
+    /// The action starts unless the last one it started still runs, in which case the overlap
+    /// policy skips it. Whether it runs takes a read, which only this answer asks for.
+    StartUnlessRunning,
+}
+
+fn catchup_window(policies: Option<&SchedulePolicies>) -> Nanos {
+    match policies.and_then(|p| p.catchup_window.as_ref()) {
+        None => DEFAULT_CATCHUP_WINDOW,
+        Some(window) => from_duration(Some(window)).max(MIN_CATCHUP_WINDOW),
+    }
+}
+
+fn decide(policies: Option<&SchedulePolicies>, nominal: Nanos, now: Nanos) -> Firing {
+    // Strictly older, as the real scheduler compares.
+    if now - nominal > catchup_window(policies) {
+        return Firing::MissedCatchupWindow;
+    }
+    // UNSPECIFIED means SKIP, as on the real server. The buffering, cancelling and terminating
+    // policies are refused when the schedule is created; were one stored anyway, not
+    // overlapping is the nearest of what this server does.
+    match policies.map_or(0, |p| p.overlap_policy) {
+        p if p == ScheduleOverlapPolicy::AllowAll as i32 => Firing::Start,
+        _ => Firing::StartUnlessRunning,
+    }
+}
+
+/// One nominal time: starts the action as [`decide`] says, then records what happened.
 async fn fire(
     engine: &Engine,
     record: &ScheduleRecord,
     nominal: i64,
     fence: Fence,
 ) -> ApiResult<()> {
-    let catchup_window = record
-        .schedule
-        .policies
-        .as_ref()
-        .map_or(0, |p| from_duration(p.catchup_window.as_ref()));
-    if catchup_window > 0 && now_nanos() - nominal > catchup_window {
-        engine
-            .execute_schedule(
-                &record.namespace_id,
-                &record.schedule_id,
-                ScheduleRequest::MissedCatchup {
-                    nominal_time: nominal,
-                },
-            )
-            .await?;
-        return Ok(());
-    }
-    let overlap = record
-        .schedule
-        .policies
-        .as_ref()
-        .map_or(0, |p| p.overlap_policy);
-    let skip_if_running = overlap != ScheduleOverlapPolicy::AllowAll as i32;
-    let running = match &record.last_started {
-        Some(last) if skip_if_running => is_running(engine, &record.namespace_id, last).await?,
-        _ => false,
+    let start = match decide(record.schedule.policies.as_ref(), nominal, now_nanos()) {
+        Firing::MissedCatchupWindow => {
+            engine
+                .execute_schedule(
+                    &record.namespace_id,
+                    &record.schedule_id,
+                    ScheduleRequest::MissedCatchup {
+                        nominal_time: nominal,
+                    },
+                )
+                .await?;
+            return Ok(());
+        }
+        Firing::Start => true,
+        Firing::StartUnlessRunning => match &record.last_started {
+            Some(last) => !is_running(engine, &record.namespace_id, last).await?,
+            None => true,
+        },
     };
-    let started = if running {
-        None
-    } else {
+    let started = if start {
         let request_id = format!("{}:{nominal}", record.schedule_id);
         start_action(engine, record, nominal, request_id, Some(fence)).await?
+    } else {
+        None
     };
     engine
         .execute_schedule(
@@ -323,5 +354,100 @@ async fn start_action(
             "unexpected outcome of a scheduled start: {other:?}"
         ))),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOMINAL: Nanos = 1_700_000_000 * SECOND;
+
+    fn policies(catchup_window: Option<Nanos>, overlap: ScheduleOverlapPolicy) -> SchedulePolicies {
+        SchedulePolicies {
+            catchup_window: catchup_window.map(|w| prost_types::Duration {
+                seconds: w / SECOND,
+                nanos: (w % SECOND) as i32,
+            }),
+            overlap_policy: overlap as i32,
+            ..Default::default()
+        }
+    }
+
+    fn decide_late(policies: Option<&SchedulePolicies>, late: Nanos) -> Firing {
+        decide(policies, NOMINAL, NOMINAL + late)
+    }
+
+    #[test]
+    fn a_time_older_than_the_catchup_window_is_missed_and_one_just_within_it_is_not() {
+        let hour = policies(Some(3600 * SECOND), ScheduleOverlapPolicy::AllowAll);
+        for (late, want) in [
+            (0, Firing::Start),
+            (3600 * SECOND, Firing::Start),
+            (3600 * SECOND + 1, Firing::MissedCatchupWindow),
+            (2 * 3600 * SECOND, Firing::MissedCatchupWindow),
+        ] {
+            assert_eq!(decide_late(Some(&hour), late), want, "{late}ns late");
+        }
+    }
+
+    #[test]
+    fn an_unset_catchup_window_is_the_real_servers_year() {
+        let year = 365 * 24 * 3600 * SECOND;
+        let unset = policies(None, ScheduleOverlapPolicy::AllowAll);
+        assert_eq!(catchup_window(Some(&unset)), year);
+        assert_eq!(decide_late(Some(&unset), year), Firing::Start);
+        assert_eq!(
+            decide_late(Some(&unset), year + 1),
+            Firing::MissedCatchupWindow
+        );
+        // No policies at all: the same year, and SKIP.
+        assert_eq!(catchup_window(None), year);
+        assert_eq!(decide_late(None, year), Firing::StartUnlessRunning);
+        assert_eq!(decide_late(None, year + 1), Firing::MissedCatchupWindow);
+    }
+
+    #[test]
+    fn a_catchup_window_below_ten_seconds_is_ten_seconds() {
+        for set in [0, 1, 9 * SECOND + 999_999_999, -SECOND] {
+            let p = policies(Some(set), ScheduleOverlapPolicy::AllowAll);
+            assert_eq!(catchup_window(Some(&p)), 10 * SECOND, "{set}ns");
+            assert_eq!(decide_late(Some(&p), 10 * SECOND), Firing::Start, "{set}ns");
+            assert_eq!(
+                decide_late(Some(&p), 10 * SECOND + 1),
+                Firing::MissedCatchupWindow,
+                "{set}ns"
+            );
+        }
+        let exactly = policies(Some(10 * SECOND), ScheduleOverlapPolicy::AllowAll);
+        assert_eq!(catchup_window(Some(&exactly)), 10 * SECOND);
+        let longer = policies(Some(11 * SECOND + 5), ScheduleOverlapPolicy::AllowAll);
+        assert_eq!(catchup_window(Some(&longer)), 11 * SECOND + 5);
+    }
+
+    /// CreateSchedule accepts UNSPECIFIED, SKIP and ALLOW_ALL and refuses the others as not
+    /// supported yet (tests/tests/schedules.rs); only ALLOW_ALL starts over a running action.
+    #[test]
+    fn every_overlap_policy() {
+        use ScheduleOverlapPolicy::*;
+        for (overlap, want) in [
+            (Unspecified, Firing::StartUnlessRunning),
+            (Skip, Firing::StartUnlessRunning),
+            (AllowAll, Firing::Start),
+            (BufferOne, Firing::StartUnlessRunning),
+            (BufferAll, Firing::StartUnlessRunning),
+            (CancelOther, Firing::StartUnlessRunning),
+            (TerminateOther, Firing::StartUnlessRunning),
+        ] {
+            let p = policies(Some(3600 * SECOND), overlap);
+            assert_eq!(decide_late(Some(&p), SECOND), want, "{overlap:?}");
+            // The catch-up window comes first, whatever the overlap policy.
+            assert_eq!(
+                decide_late(Some(&p), 3600 * SECOND + 1),
+                Firing::MissedCatchupWindow,
+                "{overlap:?}"
+            );
+        }
+        assert_eq!(decide_late(None, SECOND), Firing::StartUnlessRunning);
     }
 }
