@@ -652,7 +652,10 @@ fn double_attributes() {
             "Price = 'x'",
             "invalid expression: invalid value type for search attribute Price of type Double: \"x\" (type: string)",
         ),
-        ("Price = 1e", "invalid expression: unable to parse value \"1e\""),
+        (
+            "Price = 1e",
+            "invalid expression: unable to parse value \"1e\"",
+        ),
         (
             "Price = 1e999",
             "invalid expression: unable to parse value \"1e999\"",
