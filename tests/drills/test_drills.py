@@ -320,17 +320,20 @@ async def test_drill_rolling_sigterm_restart_under_load(cluster, say):
             await asyncio.sleep(1 / 3)
         await asyncio.gather(*running)
 
-    def progressed(since: int):
-        """Three more results since `since` (the cluster serves the load again), and the
-        load still going (a started workflow without a result yet)."""
-        return len(results) >= since + 3 and bool(started - results.keys())
+    def progressed(since: int, back: tuple[int, float] | None):
+        """Three more results since `since`, a call through the node restarted last (`back`:
+        node, when it was ready) has succeeded since, so the cluster serves the load again
+        with it, and the load is still going (a started workflow without a result yet)."""
+        served = back is None or any(node == back[0] and t0 >= back[1] and e is None
+                                     for _, node, t0, _, e, _ in calls.records)
+        return len(results) >= since + 3 and served and bool(started - results.keys())
 
     async with workers(clients, queue):
         loader = asyncio.create_task(load())
-        rolls, down, walls, seen = [], [], [], 0
+        rolls, down, walls, seen, back = [], [], [], 0, None
         try:
             for i in NODES:
-                await wait_until(f"the load to progress before node {i}'s SIGTERM", lambda: progressed(seen), 60)
+                await wait_until(f"the load to progress before node {i}'s SIGTERM", lambda: progressed(seen, back), 60)
                 t0 = time.monotonic()
                 walls.append(time.time())
                 exit_secs = await cluster.terminate(i)
@@ -338,8 +341,8 @@ async def test_drill_rolling_sigterm_restart_under_load(cluster, say):
                 await cluster.restart(i)
                 down.append((i, t0, time.monotonic()))
                 rolls.append((i, round(exit_secs, 1), round(time.monotonic() - t1, 1)))
-                seen = len(results)
-            await wait_until("the load to progress after the last restart", lambda: progressed(seen), 60)
+                seen, back = len(results), (i, time.monotonic())
+            await wait_until("the load to progress after the last restart", lambda: progressed(seen, back), 60)
         finally:
             rolled.set()
             await asyncio.wait_for(loader, 180)
