@@ -109,7 +109,10 @@ fn start_reuse_policies() {
     // ALLOW_DUPLICATE_FAILED_ONLY after a success.
     let mut req = start_request("wf", "run-2", "req-2");
     req.id_reuse_policy = WorkflowIdReusePolicy::AllowDuplicateFailedOnly as i32;
-    assert!(start_workflow(Some(&mut cur), req.clone()).is_err());
+    assert!(matches!(
+        start_workflow(Some(&mut cur), req.clone()),
+        Err(HistoryError::WorkflowAlreadyStarted { run_id, .. }) if run_id == "run-1"
+    ));
     // ... and after a termination.
     let mut failed = running();
     api::lifecycle::terminate_workflow(
@@ -122,7 +125,12 @@ fn start_reuse_policies() {
         },
     )
     .unwrap();
-    assert!(start_workflow(Some(&mut failed), req).is_ok());
+    assert!(
+        start_workflow(Some(&mut failed), req)
+            .unwrap()
+            .reply
+            .started
+    );
 }
 
 #[test]
@@ -500,7 +508,10 @@ fn store_start_apply_and_page_history() {
 
     // Duplicate start through the store is refused and writes nothing.
     let snapshot = kv.0.clone();
-    assert!(store::start_workflow(&mut kv, start_request("wf", "run-2", "r2")).is_err());
+    assert!(matches!(
+        store::start_workflow(&mut kv, start_request("wf", "run-2", "r2")),
+        Err(HistoryError::WorkflowAlreadyStarted { run_id, .. }) if run_id == "run-1"
+    ));
     assert_eq!(kv.0, snapshot);
 
     // Drive the run through the store (empty run id = current run).

@@ -129,9 +129,18 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_bad_values_are_refused() {
-        assert!(start_args(&[], "data-dir = \"d\"\nnode-idd = 2", &[]).is_err());
-        assert!(start_args(&[], "data-dir = \"d\"\nport = \"x\"", &[]).is_err());
-        assert!(start_args(&[], "data-dir = [1]", &[]).is_err());
-        assert!(start_args(&[], "not toml", &[]).is_err());
+        // The message names what is wrong, so an operator can fix the file.
+        let refusal = |file: &str| format!("{:#}", start_args(&[], file, &[]).unwrap_err());
+        let unknown = refusal("data-dir = \"d\"\nnode-idd = 2");
+        assert!(unknown.contains("node-idd"), "{unknown}");
+        let bad_port = refusal("data-dir = \"d\"\nport = \"x\"");
+        assert!(bad_port.contains("port"), "{bad_port}");
+        let bad_dir = refusal("data-dir = [1]");
+        assert!(bad_dir.contains("data-dir"), "{bad_dir}");
+        let not_toml = refusal("not toml");
+        assert!(
+            not_toml.contains("TOML") || not_toml.contains("toml"),
+            "{not_toml}"
+        );
     }
 }

@@ -259,20 +259,34 @@ async fn propose_apply_and_read() {
 
     // Unknown groups.
     assert!(matches!(
-        store.propose(GroupId(9), b"x".to_vec()).await,
+        tokio::time::timeout(PROPOSE_DEADLINE, store.propose(GroupId(9), b"x".to_vec()))
+            .await
+            .unwrap(),
         Err(ProposeError::UnknownGroup(GroupId(9)))
     ));
-    assert!(store.reader(GroupId(9)).is_err());
-    assert!(store.watch_leadership(GroupId(9)).is_err());
+    assert!(matches!(
+        store.reader(GroupId(9)),
+        Err(crate::Error::UnknownGroup(GroupId(9)))
+    ));
+    assert!(matches!(
+        store.watch_leadership(GroupId(9)),
+        Err(crate::Error::UnknownGroup(GroupId(9)))
+    ));
 
     store.shutdown().await.unwrap();
     // Idempotent, and every later call fails cleanly.
     store.shutdown().await.unwrap();
     assert!(matches!(
-        store.propose(GroupId(1), b"put a 1".to_vec()).await,
+        tokio::time::timeout(
+            PROPOSE_DEADLINE,
+            store.propose(GroupId(1), b"put a 1".to_vec())
+        )
+        .await
+        .unwrap(),
         Err(ProposeError::Unavailable { .. })
     ));
-    assert!(store.reader(GroupId(1)).unwrap().get(b"n").is_err());
+    let closed = store.reader(GroupId(1)).unwrap().get(b"n").unwrap_err();
+    assert!(closed.to_string().contains("shut down"), "{closed}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -945,10 +959,14 @@ async fn three_nodes_replicate_over_grpc_and_survive_the_leaders_loss() {
         }
         // A follower refuses to propose and names the leader.
         let follower = (leader + 1) % 3;
-        match nodes[follower]
-            .store
-            .propose(GroupId(group), b"put x y".to_vec())
-            .await
+        match tokio::time::timeout(
+            PROPOSE_DEADLINE,
+            nodes[follower]
+                .store
+                .propose(GroupId(group), b"put x y".to_vec()),
+        )
+        .await
+        .expect("a follower's refusal hung")
         {
             Err(ProposeError::NotLeader { leader: hint, .. }) => {
                 assert_eq!(hint, Some(leader as u64 + 1));
@@ -1187,20 +1205,29 @@ async fn many_groups_heartbeats_share_requests() {
         )
         .await;
     }
-    // Idle groups only heartbeat; over a second each node sends hundreds of them.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let (batches, messages) = nodes.iter().fold((0, 0), |(b, m), n| {
-        let stats = &n.store.connections().batch_stats;
-        (
-            b + stats.batches.load(Ordering::Relaxed),
-            m + stats.messages.load(Ordering::Relaxed),
-        )
-    });
-    eprintln!("{messages} messages in {batches} requests");
-    assert!(
-        messages > batches,
-        "{messages} messages in {batches} requests: none shared a request"
-    );
+    // Idle groups only heartbeat, each node hundreds a second: soon some share a request.
+    let counts = || {
+        nodes.iter().fold((0, 0), |(b, m), n| {
+            let stats = &n.store.connections().batch_stats;
+            (
+                b + stats.batches.load(Ordering::Relaxed),
+                m + stats.messages.load(Ordering::Relaxed),
+            )
+        })
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (batches, messages) = counts();
+        if messages > batches {
+            eprintln!("{messages} messages in {batches} requests");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{messages} messages in {batches} requests: none shared a request"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     for node in nodes {
         node.stop().await;
     }

@@ -233,16 +233,21 @@ mod tests {
         // it), so everything submitted meanwhile is queued when it next looks: exactly one
         // more batch, one fsync, however the threads were scheduled.
         let (release, held) = std::sync::mpsc::channel::<()>();
+        let (holding, writer_held) = std::sync::mpsc::channel::<()>();
         writer
             .submit(WriteReq {
                 ops: vec![put(u32::MAX)],
                 sync: true,
                 done: Some(Box::new(move |res| {
                     res.unwrap();
+                    holding.send(()).unwrap();
                     held.recv().unwrap();
                 })),
             })
             .unwrap();
+        writer_held
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the first write never completed");
         let mut waiting = Vec::new();
         for i in 0..200u32 {
             let (tx, rx) = tokio::sync::oneshot::channel();

@@ -96,7 +96,10 @@ fn applied_once(store: &RaftStore) -> Vec<u64> {
     let mut unique = applied.clone();
     unique.sort_unstable();
     unique.dedup();
-    assert_eq!(unique, applied, "an entry was applied twice or out of order");
+    assert_eq!(
+        unique, applied,
+        "an entry was applied twice or out of order"
+    );
     applied
 }
 
@@ -169,7 +172,11 @@ async fn an_interrupted_snapshot_build_is_discarded_and_the_next_one_is_kept() {
     }
 
     fail::cfg("snapshot-build-mid", "return").unwrap();
-    assert!(store.trigger_snapshot(GROUP).await.is_err());
+    let interrupted = store.trigger_snapshot(GROUP).await.unwrap_err();
+    assert!(
+        matches!(interrupted, dura_raft_store::Error::Raft(_)),
+        "{interrupted:?}"
+    );
     let _ = until_refused(&store).await;
     fail::remove("snapshot-build-mid");
     let _ = store.shutdown().await;
@@ -188,10 +195,7 @@ async fn an_interrupted_snapshot_build_is_discarded_and_the_next_one_is_kept() {
     applied_once(&store);
     store.trigger_snapshot(GROUP).await.unwrap();
     let files = snapshot_files(dir.path());
-    assert!(
-        files.len() == 1 && files[0].starts_with("g1-"),
-        "{files:?}"
-    );
+    assert!(files.len() == 1 && files[0].starts_with("g1-"), "{files:?}");
     store.shutdown().await.unwrap();
     scenario.teardown();
 }

@@ -102,6 +102,16 @@ impl Node {
     }
 }
 
+async fn propose(node: &Node, command: String) {
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        node.store.propose(GROUP, command.clone().into_bytes()),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("proposal {command:?} hung"))
+    .unwrap();
+}
+
 async fn leader(nodes: &[Node]) -> usize {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -133,11 +143,7 @@ async fn an_interrupted_snapshot_install_finishes_when_the_node_reopens() {
     }
     let first = leader(&nodes).await;
     for i in 0..5 {
-        nodes[first]
-            .store
-            .propose(GROUP, format!("k{i}=early").into_bytes())
-            .await
-            .unwrap();
+        propose(&nodes[first], format!("k{i}=early")).await;
     }
     let behind = (first + 1) % 3;
     let behind_id = behind as u64 + 1;
@@ -149,11 +155,7 @@ async fn an_interrupted_snapshot_install_finishes_when_the_node_reopens() {
     // Far past the log the leader keeps behind its snapshots (every 20 entries).
     let now = leader(&nodes).await;
     for i in 0..200 {
-        nodes[now]
-            .store
-            .propose(GROUP, format!("k{i}=v{i}").into_bytes())
-            .await
-            .unwrap();
+        propose(&nodes[now], format!("k{i}=v{i}")).await;
     }
 
     fail::cfg("snapshot-install-mid", "return").unwrap();

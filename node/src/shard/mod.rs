@@ -409,7 +409,13 @@ mod tests {
             })),
         };
         let applied = async |command: ShardCommand| {
-            let reply = store.propose(GroupId(1), command.encode()).await.unwrap();
+            let reply = tokio::time::timeout(
+                std::time::Duration::from_secs(60),
+                store.propose(GroupId(1), command.encode()),
+            )
+            .await
+            .expect("proposal hung")
+            .unwrap();
             match bincode::deserialize::<ShardReply>(&reply).unwrap().unwrap() {
                 ShardOutcome::Backlog(BacklogReply::Added { .. }) => true,
                 ShardOutcome::Deposed => false,
