@@ -145,8 +145,8 @@ impl RaftStore {
             Ok::<_, std::io::Error>(db)
         })
         .await
-            .map_err(|e| Error::Storage(format!("open task failed: {e}")))?
-            .map_err(|e| Error::Storage(format!("opening {}: {e}", opts.dir.display())))?;
+        .map_err(|e| Error::Storage(format!("open task failed: {e}")))?
+        .map_err(|e| Error::Storage(format!("opening {}: {e}", opts.dir.display())))?;
         let slot = DbSlot::new(db);
         let writer = match slot.get().and_then(Writer::spawn) {
             Ok(w) => w,

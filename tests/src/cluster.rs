@@ -330,30 +330,49 @@ pub fn start_request(workflow_id: &str) -> StartWorkflowExecutionRequest {
     }
 }
 
-/// Starts `workflow_id` through `client`, retrying UNAVAILABLE (an election) as SDKs do;
-/// returns the run id.
-pub async fn start(client: &mut WorkflowClient, workflow_id: &str) -> String {
+/// Calls `rpc` until it answers something else than UNAVAILABLE (an election, which a loaded
+/// machine makes more likely), as SDKs retry it; gives up after 30 s.
+pub async fn retrying<T, Rpc>(what: &str, mut rpc: impl FnMut() -> Rpc) -> Result<T, tonic::Status>
+where
+    Rpc: Future<Output = Result<T, tonic::Status>>,
+{
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        match client
-            .start_workflow_execution(start_request(workflow_id))
-            .await
-        {
-            Ok(reply) => return reply.into_inner().run_id,
+        match rpc().await {
             Err(status) if status.code() == tonic::Code::Unavailable => {
-                assert!(Instant::now() < deadline, "{workflow_id}: {status}");
+                assert!(Instant::now() < deadline, "{what}: {status}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            Err(status) => panic!("{workflow_id}: {status}"),
+            answer => return answer,
         }
     }
 }
 
-/// `node` answers DescribeWorkflowExecution for `workflow_id` with run `run_id` right away.
+/// Starts `request` through `client`; returns the run id.
+pub async fn start_with(client: &WorkflowClient, request: StartWorkflowExecutionRequest) -> String {
+    let what = request.workflow_id.clone();
+    retrying(&what, || {
+        let (mut client, request) = (client.clone(), request.clone());
+        async move { client.start_workflow_execution(request).await }
+    })
+    .await
+    .unwrap_or_else(|status| panic!("{what}: {status}"))
+    .into_inner()
+    .run_id
+}
+
+/// Starts `workflow_id` through `client`; returns the run id.
+pub async fn start(client: &mut WorkflowClient, workflow_id: &str) -> String {
+    start_with(client, start_request(workflow_id)).await
+}
+
+/// `node` describes `workflow_id` with run `run_id` without ever answering NOT_FOUND: reads
+/// are linearizable.
 pub async fn described(node: &Node, workflow_id: &str, run_id: &str) {
-    let info = describe(node, workflow_id)
+    let what = format!("{workflow_id} through node {}", node.id);
+    let info = retrying(&what, || describe(node, workflow_id))
         .await
-        .unwrap_or_else(|e| panic!("{workflow_id} through node {}: {e}", node.id));
+        .unwrap_or_else(|status| panic!("{what}: {status}"));
     assert_eq!(info.execution.unwrap().run_id, run_id);
 }
 
@@ -411,8 +430,7 @@ pub fn queue(name: &str) -> Option<TaskQueue> {
 pub async fn workflow_task_across_nodes(nodes: [&Node; 3], workflow_id: &str, task_queue: &str) {
     let mut request = start_request(workflow_id);
     request.task_queue = queue(task_queue);
-    let mut starter = nodes[0].client().await.unwrap();
-    starter.start_workflow_execution(request).await.unwrap();
+    start_with(&nodes[0].client().await.unwrap(), request).await;
 
     let deadline = Instant::now() + Duration::from_secs(60);
     let task = loop {
@@ -427,19 +445,23 @@ pub async fn workflow_task_across_nodes(nodes: [&Node; 3], workflow_id: &str, ta
     assert_eq!(task.workflow_execution.unwrap().workflow_id, workflow_id);
     // The poller is known to the partition leader's matcher; every node describes it.
     for node in nodes {
-        let pollers = node
-            .client()
-            .await
-            .unwrap()
-            .describe_task_queue(DescribeTaskQueueRequest {
-                namespace: "default".into(),
-                task_queue: queue(task_queue),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .pollers;
+        let client = node.client().await.unwrap();
+        let pollers = retrying("DescribeTaskQueue", || {
+            let mut client = client.clone();
+            async move {
+                client
+                    .describe_task_queue(DescribeTaskQueueRequest {
+                        namespace: "default".into(),
+                        task_queue: queue(task_queue),
+                        ..Default::default()
+                    })
+                    .await
+            }
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .pollers;
         assert!(
             pollers.iter().any(|p| p.identity == "cluster-worker"),
             "{task_queue} through node {}: {pollers:?}",
@@ -450,7 +472,10 @@ pub async fn workflow_task_across_nodes(nodes: [&Node; 3], workflow_id: &str, ta
     respond(nodes[2], task.task_token, vec![complete_command()]).await;
     for node in nodes {
         assert_eq!(
-            describe(node, workflow_id).await.unwrap().status,
+            retrying(workflow_id, || describe(node, workflow_id))
+                .await
+                .unwrap()
+                .status,
             WorkflowExecutionStatus::Completed as i32,
             "{workflow_id} through node {}",
             node.id

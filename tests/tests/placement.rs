@@ -6,24 +6,29 @@
 use std::collections::BTreeSet;
 
 use dura_tests::cluster::{
-    Node, cluster_of, cluster_status, described, reachable, replicated, start,
+    Node, cluster_of, cluster_status, described, reachable, replicated, retrying, start,
     workflow_task_across_nodes,
 };
 use temporalio_protos::temporal::api::workflowservice::v1::CountWorkflowExecutionsRequest;
 
 /// How many workflows of the namespace `node` counts.
 async fn count(node: &Node) -> i64 {
-    node.client()
-        .await
-        .unwrap()
-        .count_workflow_executions(CountWorkflowExecutionsRequest {
-            namespace: "default".into(),
-            query: String::new(),
-        })
-        .await
-        .unwrap_or_else(|e| panic!("count through node {}: {e}", node.id))
-        .into_inner()
-        .count
+    let client = node.client().await.unwrap();
+    retrying(&format!("count through node {}", node.id), || {
+        let mut client = client.clone();
+        async move {
+            client
+                .count_workflow_executions(CountWorkflowExecutionsRequest {
+                    namespace: "default".into(),
+                    query: String::new(),
+                })
+                .await
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("count through node {}: {e}", node.id))
+    .into_inner()
+    .count
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
