@@ -15,23 +15,48 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/dura-target}"
 # Keep the 2-core CI machine responsive: RocksDB's C++ build is the long pole.
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 
+# Each phase's wall time, printed when the run ends (however it ends).
+PHASE="" PHASE_START=$SECONDS
+PHASE_TIMES=()
+phase() {
+  [ -z "$PHASE" ] || PHASE_TIMES+=("$(printf '%6ds  %s' $((SECONDS - PHASE_START)) "$PHASE")")
+  PHASE="$1" PHASE_START=$SECONDS
+  [ -z "$PHASE" ] || echo "test.sh: $PHASE" >&2
+}
+CLUSTER_DIR=""
+stop_cluster() {
+  [ -n "$CLUSTER_DIR" ] || return 0
+  DURA_CLUSTER_DIR="$CLUSTER_DIR" bash "$ROOT/deploy/local-cluster.sh" stop >/dev/null 2>&1 || true
+  rm -rf "$CLUSTER_DIR"
+  CLUSTER_DIR=""
+}
+on_exit() {
+  local rc=$?
+  stop_cluster
+  phase ""
+  echo "test.sh: wall time per phase (exit $rc):" >&2
+  printf 'test.sh: %s\n' "${PHASE_TIMES[@]}" >&2
+}
+trap on_exit EXIT
+
 # librocksdb-sys generates its bindings with bindgen, which needs libclang.
 if ! ldconfig -p | grep -q 'libclang\(-[0-9.]*\)\?\.so'; then
   echo "test.sh: installing libclang-dev (needed to build RocksDB bindings)" >&2
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libclang-dev >/dev/null
 fi
 
-echo "test.sh: cargo test --workspace" >&2
 # End-to-end tests spawn the real binary, so it is built first. Both commands select the
 # whole workspace with all targets, so they resolve features identically and share every
 # artifact (a different selection would rebuild RocksDB's C++ from scratch).
+phase "cargo build --workspace --all-targets"
 cargo build --workspace --all-targets --locked
+phase "cargo test --workspace"
 cargo test --workspace --locked
 
 # Conformance: the whole acceptance suite.
 SUITE="${DURA_CONFORMANCE_DIR:-$ROOT/../shared/conformance}"
 if [ -f "$SUITE/run.sh" ]; then
-  echo "test.sh: conformance suite" >&2
+  phase "conformance suite on start-dev"
   DURA_BIN="$CARGO_TARGET_DIR/debug/dura" bash "$SUITE/run.sh" dura
 else
   echo "test.sh: conformance suite not found at $SUITE" >&2
@@ -41,22 +66,14 @@ fi
 # The same suite through one node of a three-node cluster (its two restart tests need a
 # server it starts itself, so they skip against an address), then through the last node of
 # a five-node cluster with three replicas per shard, which holds only some of the shards.
-CLUSTER_DIR=""
-stop_cluster() {
-  [ -n "$CLUSTER_DIR" ] || return 0
-  DURA_CLUSTER_DIR="$CLUSTER_DIR" bash "$ROOT/deploy/local-cluster.sh" stop >/dev/null 2>&1 || true
-  rm -rf "$CLUSTER_DIR"
-}
-trap stop_cluster EXIT
 for nodes in 3 5; do
-  echo "test.sh: conformance suite through a $nodes-node cluster" >&2
+  phase "conformance suite through a $nodes-node cluster"
   CLUSTER_DIR="$(mktemp -d)"
   DURA_BIN="$CARGO_TARGET_DIR/debug/dura" DURA_CLUSTER_DIR="$CLUSTER_DIR" DURA_CLUSTER_BASE_PORT=17233 \
     bash deploy/local-cluster.sh start "$nodes"
   bash "$SUITE/run.sh" address "127.0.0.1:$((17233 + 10 * (nodes - 1)))"
   stop_cluster
 done
-trap - EXIT
 
 # Dura's own Python-SDK tests: histories against expectations recorded from the real dev
 # server, concurrent workflows, and SIGKILL mid-run. Same virtualenv as the suite (its run.sh
@@ -69,18 +86,18 @@ if ! "$VENV/bin/python" -c 'import sys; from importlib.metadata import version; 
   echo "test.sh: installing pytest-timeout==$PYTEST_TIMEOUT_VERSION into $VENV" >&2
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "pytest-timeout==$PYTEST_TIMEOUT_VERSION"
 fi
-echo "test.sh: tests/python" >&2
+phase "tests/python"
 (cd tests/python && DURA_BIN="$CARGO_TARGET_DIR/debug/dura" "$VENV/bin/python" -m pytest -q .)
 
 # Failover drills through the Python SDK on three real nodes: SIGKILL of the busiest leader
 # under load, SIGSTOP catch-up, whole-cluster SIGKILL, rolling SIGTERM restart. (The partition
 # and snapshot catch-up drills are Rust tests, run by cargo test above.)
-echo "test.sh: tests/drills" >&2
+phase "tests/drills"
 (cd tests/drills && DURA_BIN="$CARGO_TARGET_DIR/debug/dura" "$VENV/bin/python" -m pytest -q -s .)
 
 # Dura's own TypeScript-SDK suite (a second SDK is a second judge): against Dura, then against
 # the real dev server whose behaviour it encodes. Installs Node packages with `npm ci`.
-echo "test.sh: tests/typescript against dura" >&2
+phase "tests/typescript against dura"
 DURA_BIN="$CARGO_TARGET_DIR/debug/dura" bash tests/typescript/run.sh dura
-echo "test.sh: tests/typescript against the real dev server" >&2
+phase "tests/typescript against the real dev server"
 bash tests/typescript/run.sh temporal
