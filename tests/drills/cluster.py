@@ -8,8 +8,6 @@ dies (the parent-death signal), and the fixture, an atexit hook and the per-test
 free_ports() looked (a parallel run) is retried on fresh ports."""
 
 import asyncio
-import atexit
-import ctypes
 import json
 import os
 import re
@@ -22,53 +20,16 @@ import time
 from temporalio.client import Client
 from temporalio.service import RetryConfig
 
+from dura_processes import ADDRESS_IN_USE, PORT_ATTEMPTS, die_with, excerpt, forget, kill_group, spawn
+
 DURA_BIN = os.environ.get("DURA_BIN", "dura")
 READY_LINE = "Dura node ready"
-ADDRESS_IN_USE = "Address already in use"
-PORT_ATTEMPTS = 5
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 # The SDK retries UNAVAILABLE itself, but by default gives up after 10 s. A client pinned to
 # one node (there is no load balancer here) must outlast that node's restart, which on a
 # 2-core machine running three debug builds can take longer; 60 s still fails a real hang.
 CLIENT_RETRY = RetryConfig(max_elapsed_time_millis=60_000, max_retries=100)
-
-_PR_SET_PDEATHSIG = 1
-_prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before any fork
-
-
-def die_with(parent_pid: int):
-    """A preexec_fn: the child gets SIGKILL when the process that spawned it dies, and exits
-    at once if that process is already gone (it died between fork and the prctl)."""
-
-    def preexec() -> None:
-        if _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0 or os.getppid() != parent_pid:
-            os._exit(126)
-
-    return preexec
-
-
-_live: set[subprocess.Popen] = set()
-
-
-def kill_group(proc: subprocess.Popen) -> None:
-    """SIGKILLs proc's process group and reaps proc. Once proc is reaped its pid may belong
-    to someone else, so a reaped proc is left alone."""
-    if proc.returncode is None:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # the pid is ours until we reap it
-        except ProcessLookupError:
-            pass
-        proc.wait(timeout=30)
-    _live.discard(proc)
-
-
-@atexit.register
-def kill_all() -> None:
-    """SIGKILLs every node still running (at exit, and when a drill times out)."""
-    for proc in list(_live):
-        kill_group(proc)  # SIGKILL ends a SIGSTOPped node too
-
 
 def free_ports(n: int) -> list[int]:
     socks = [socket.socket() for _ in range(n)]
@@ -117,12 +78,8 @@ class Node:
     def tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_text().splitlines()[-lines:])
 
-    def excerpt(self, head: int = 15, tail: int = 25) -> str:
-        """The log's start (where an error says why the node stopped, before any backtrace) and end."""
-        lines = self.log_text().splitlines()
-        if len(lines) <= head + tail:
-            return "\n".join(lines) or "(empty log)"
-        return "\n".join(lines[:head] + [f"... ({len(lines) - head - tail} lines) ..."] + lines[-tail:])
+    def excerpt(self) -> str:
+        return excerpt(self.log_text())
 
 
 class Cluster:
@@ -152,21 +109,16 @@ class Cluster:
             "--replication", str(len(self.nodes)), "--shards", "4", "--log-level", "info",
             *self.extra_args,
         ]
-        with open(nd.log_path, "w") as log:
-            # Own session: a signal meant for the node never reaches pytest, and pytest's
-            # Ctrl-C never reaches the node half-way through a drill.
-            nd.proc = subprocess.Popen(
-                args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, preexec_fn=die_with(os.getpid()), env={**os.environ, "NO_COLOR": "1"},
-            )
-        _live.add(nd.proc)
+        # Own session: a signal meant for the node never reaches pytest, and pytest's Ctrl-C
+        # never reaches the node half-way through a drill.
+        nd.proc = spawn(args, nd.log_path, env={**os.environ, "NO_COLOR": "1"})
 
     async def _wait_ready(self, i: int, timeout: float = 90) -> None:
         nd = self.nodes[i]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not nd.running():
-                _live.discard(nd.proc)
+                forget(nd.proc)
                 if ADDRESS_IN_USE in nd.log_text():
                     raise _PortTaken(f"node {i}: {nd.log_path}")
                 raise RuntimeError(f"node {i} exited with {nd.proc.returncode} during start-up; "
@@ -229,7 +181,7 @@ class Cluster:
             if time.monotonic() - t0 > timeout:
                 raise RuntimeError(f"node {i} still running {timeout} s after SIGTERM:\n{nd.tail()}")
             await asyncio.sleep(0.1)
-        _live.discard(nd.proc)
+        forget(nd.proc)
         return time.monotonic() - t0
 
     def stop_all(self) -> None:

@@ -31,21 +31,6 @@ def bounded(seconds: float):
     return decorate
 
 
-async def wait_until(what: str, check, timeout: float, interval: float = 0.05):
-    """Polls check() (sync or async) until it returns something truthy, which it returns; a
-    TimeoutError naming `what` if that takes over `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not so after {timeout} s")
-        await asyncio.sleep(interval)
-
-
 class Calls:
     """Every client call a drill's load makes: what, through which node, when, and how it ended."""
 

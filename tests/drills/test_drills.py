@@ -14,8 +14,9 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus
 
 from drill_workflows import DrillWorkflow, SleepyWorkflow, expected_result, step_output
+from dura_processes import wait_until
 from support import (Calls, at, bounded, exactly_once_problems, fetch_histories, gather_or_report, lifetimes,
-                     log_findings, outcome_problems, runs_per_id, wait_until, workers)
+                     log_findings, outcome_problems, runs_per_id, workers)
 
 NODES = (1, 2, 3)
 

@@ -10,69 +10,18 @@ out only once our dura holds the listening socket: another server on a taken por
 answer the connection just as well."""
 
 import asyncio
-import atexit
-import ctypes
 import os
-import signal
 import socket
 import subprocess
 import time
 
 from temporalio.client import Client
 
+from dura_processes import ADDRESS_IN_USE, PORT_ATTEMPTS, excerpt, kill_group, spawn
+
 DURA_BIN = os.environ.get("DURA_BIN", "dura")
 # A debug build on a loaded 2-core machine; a server that is not up by then is broken.
 START_TIMEOUT = 60
-PORT_ATTEMPTS = 5
-ADDRESS_IN_USE = "Address already in use"
-
-_PR_SET_PDEATHSIG = 1
-_prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before any fork
-
-
-def die_with(parent_pid: int):
-    """A preexec_fn: the child gets SIGKILL when the process that spawned it dies, and exits
-    at once if that process is already gone (it died between fork and the prctl)."""
-
-    def preexec() -> None:
-        if _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0 or os.getppid() != parent_pid:
-            os._exit(126)
-
-    return preexec
-
-
-_live: set[subprocess.Popen] = set()
-
-
-def spawn(args: list[str], log_path: str) -> subprocess.Popen:
-    """Starts args in a session of its own (so killpg reaches everything it starts), its
-    output in log_path, tied to this process by the parent-death signal."""
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, preexec_fn=die_with(os.getpid()),
-        )
-    _live.add(proc)
-    return proc
-
-
-def kill_group(proc: subprocess.Popen) -> None:
-    """SIGKILLs proc's process group and reaps proc. Once proc is reaped its pid may belong
-    to someone else, so a reaped proc is left alone."""
-    if proc.returncode is None:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # the pid is ours until we reap it
-        except ProcessLookupError:
-            pass
-        proc.wait(timeout=30)
-    _live.discard(proc)
-
-
-@atexit.register
-def kill_all() -> None:
-    """SIGKILLs every server still running (at exit, and when a test times out)."""
-    for proc in list(_live):
-        kill_group(proc)
 
 
 def free_port() -> int:
@@ -120,28 +69,6 @@ async def wait_until_owner(proc: subprocess.Popen, port: int, timeout: float = 1
             return True
         await asyncio.sleep(0.1)
     return False
-
-
-async def wait_until(what: str, check, timeout: float = 60, interval: float = 0.1):
-    """Polls check() (sync or async) until it returns something truthy, which it returns; an
-    AssertionError naming `what` if that takes over `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not so after {timeout} s")
-        await asyncio.sleep(interval)
-
-
-def excerpt(text: str, head: int = 15, tail: int = 25) -> str:
-    lines = text.splitlines()
-    if len(lines) <= head + tail:
-        return text or "(empty log)"
-    return "\n".join(lines[:head] + [f"... ({len(lines) - head - tail} lines) ..."] + lines[-tail:])
 
 
 class _PortTaken(Exception):

@@ -15,7 +15,8 @@ from temporalio.api.enums.v1 import EventType, PendingActivityState
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.worker import Worker
 
-from harness import wait_until, within
+from dura_processes import wait_until
+from harness import within
 from workflows_under_test import HelloWorkflow, KidWorkflow, ParentOnQueueWorkflow, say_hello
 
 # Bound for a batch of workflows to finish. After a crash the server first has to time out
