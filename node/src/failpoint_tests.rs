@@ -26,6 +26,9 @@ use crate::{
     config::NodeConfig,
 };
 
+/// How long a step may take before the test counts as hung (generous: a loaded machine).
+const BOUND: Duration = Duration::from_secs(60);
+
 struct DevNode {
     client: WorkflowServiceClient<Channel>,
     stop: oneshot::Sender<()>,
@@ -55,10 +58,15 @@ impl DevNode {
         let served = tokio::spawn(crate::server::run_node(config, listener, async {
             let _ = stopped.await;
         }));
+        let deadline = tokio::time::Instant::now() + BOUND;
         let client = loop {
             if let Ok(client) = WorkflowServiceClient::connect(format!("http://{addr}")).await {
                 break client;
             }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the node never answered"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
         DevNode {
@@ -70,11 +78,15 @@ impl DevNode {
 
     async fn stop(self) {
         let _ = self.stop.send(());
-        self.served.await.unwrap().unwrap();
+        tokio::time::timeout(BOUND, self.served)
+            .await
+            .expect("the node did not stop")
+            .unwrap()
+            .unwrap();
     }
 
     async fn start_workflow(&mut self, workflow_id: &str, queue: &str) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let deadline = tokio::time::Instant::now() + BOUND;
         let request = StartWorkflowExecutionRequest {
             namespace: "default".into(),
             workflow_id: workflow_id.into(),
@@ -177,7 +189,7 @@ async fn a_backlogged_task_whose_ack_was_lost_is_delivered_once() {
     let backlogged = backlog_adds();
     node.start_workflow("lost-ack", "fp-ack").await;
     // No poller: the task moves to the backlog after a second, and its ack is lost.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let deadline = tokio::time::Instant::now() + BOUND;
     while backlog_adds() == backlogged {
         assert!(tokio::time::Instant::now() < deadline, "never backlogged");
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -223,14 +235,11 @@ async fn a_task_taken_while_its_spill_was_on_the_way_is_handed_out_once() {
     // Blocks the spilling task's thread (one of two workers) until the test has polled.
     fail::cfg_callback("spill-before-add", move || {
         let _ = reached.lock().unwrap().send(());
-        let _ = released
-            .lock()
-            .unwrap()
-            .recv_timeout(Duration::from_secs(60));
+        let _ = released.lock().unwrap().recv_timeout(BOUND);
     })
     .unwrap();
     node.start_workflow("spill-race", "fp-race").await;
-    tokio::task::spawn_blocking(move || spill_reached.recv_timeout(Duration::from_secs(60)))
+    tokio::task::spawn_blocking(move || spill_reached.recv_timeout(BOUND))
         .await
         .unwrap()
         .expect("the spill never started");
@@ -240,7 +249,7 @@ async fn a_task_taken_while_its_spill_was_on_the_way_is_handed_out_once() {
     let backlogged = backlog_adds();
     release.send(()).unwrap();
     fail::remove("spill-before-add");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let deadline = tokio::time::Instant::now() + BOUND;
     while backlog_adds() == backlogged {
         assert!(
             tokio::time::Instant::now() < deadline,
