@@ -109,19 +109,15 @@ fn workflow_task_timeout(
     if wt.scheduled_event_id != scheduled_event_id || wt.attempt != attempt || wt.stamp != stamp {
         return;
     }
-    let applies = match kind {
-        WorkflowTaskTimeoutKind::StartToClose => wt.is_started(),
-        WorkflowTaskTimeoutKind::ScheduleToStart => !wt.is_started(),
-    };
-    if !applies {
-        return;
-    }
-    tx.write_speculative_workflow_task("");
-    let Some(wt) = tx.ms.workflow_task.clone() else {
-        return;
-    };
     match kind {
         WorkflowTaskTimeoutKind::StartToClose => {
+            if !wt.is_started() {
+                return;
+            }
+            tx.write_speculative_workflow_task("");
+            let Some(wt) = tx.ms.workflow_task.clone() else {
+                return;
+            };
             if !wt.is_transient() {
                 tx.append(new_event(
                     tx.now,
@@ -137,6 +133,13 @@ fn workflow_task_timeout(
             tx.drop_failed_workflow_task(true);
         }
         WorkflowTaskTimeoutKind::ScheduleToStart => {
+            if wt.is_started() {
+                return;
+            }
+            tx.write_speculative_workflow_task("");
+            let Some(wt) = tx.ms.workflow_task.clone() else {
+                return;
+            };
             tx.append(new_event(
                 tx.now,
                 Attributes::WorkflowTaskTimedOutEventAttributes(
