@@ -88,6 +88,17 @@ pub struct PollerInfo {
     pub last_access_time: SystemTime,
 }
 
+/// How a [`Matcher::poll_served`] ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Polled<T> {
+    Task(T),
+    /// The deadline passed with no task.
+    Deadline,
+    /// The queue is not served here, or was unloaded while the poll waited: its partition
+    /// is led elsewhere now, so the poll belongs there.
+    NotServed,
+}
+
 struct Waiter<T> {
     id: u64,
     tx: oneshot::Sender<T>,
@@ -225,14 +236,35 @@ impl<T: Send + 'static> Matcher<T> {
     }
 
     /// Long poll: returns a task, or `None` once `deadline` passes (or the queue is
-    /// unloaded while waiting).
+    /// unloaded while waiting). For a queue that is always served here; see
+    /// [`Matcher::poll_served`].
+    pub async fn poll(&self, key: &TaskQueueKey, identity: &str, deadline: Instant) -> Option<T> {
+        match self.poll_served(key, identity, deadline, || true).await {
+            Polled::Task(task) => Some(task),
+            Polled::Deadline | Polled::NotServed => None,
+        }
+    }
+
+    /// Long poll of a queue this node serves only while `served` says so (its partition's
+    /// leadership): `served` is asked under the matcher's lock, so a poll either registers
+    /// before the queue is unloaded (and is woken by the unload) or sees that it is not
+    /// served here — it can never wait on a queue nobody feeds any more.
     ///
     /// Cancellation-safe: if the returned future is dropped, the poller is deregistered and a
     /// task that was already handed to it goes back to the front of its queue.
-    pub async fn poll(&self, key: &TaskQueueKey, identity: &str, deadline: Instant) -> Option<T> {
+    pub async fn poll_served(
+        &self,
+        key: &TaskQueueKey,
+        identity: &str,
+        deadline: Instant,
+        served: impl FnOnce() -> bool,
+    ) -> Polled<T> {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let rx = {
             let mut queues = self.lock();
+            if !served() {
+                return Polled::NotServed;
+            }
             if id % SWEEP_EVERY == SWEEP_EVERY - 1 {
                 let now = Instant::now();
                 queues.retain(|k, q| k == key || !q.is_idle(now));
@@ -240,10 +272,10 @@ impl<T: Send + 'static> Matcher<T> {
             let q = queues.entry(key.clone()).or_default();
             q.touch(identity);
             if let Some(task) = q.backlog.pop_front() {
-                return Some(task);
+                return Polled::Task(task);
             }
             if Instant::now() >= deadline {
-                return None;
+                return Polled::Deadline;
             }
             let (tx, rx) = oneshot::channel();
             q.waiters.push_back(Waiter { id, tx });
@@ -261,15 +293,18 @@ impl<T: Send + 'static> Matcher<T> {
             Ok(Ok(task)) => {
                 guard.rx = None;
                 guard.finish();
-                Some(task)
+                Polled::Task(task)
             }
             // Sender dropped without sending: queue unloaded.
             Ok(Err(_)) => {
                 guard.rx = None;
-                None
+                Polled::NotServed
             }
             // Deadline: deregister; a task sent just before the deadline is still ours.
-            Err(_) => guard.deregister(),
+            Err(_) => match guard.deregister() {
+                Some(task) => Polled::Task(task),
+                None => Polled::Deadline,
+            },
         }
     }
 
@@ -342,16 +377,26 @@ impl<T: Send + 'static> Matcher<T> {
         }
     }
 
-    /// Forgets the queues `which` selects, with their tasks and pollers; their waiting polls
-    /// return `None` (the queues' partition moved to another leader).
-    pub fn unload_where(&self, mut which: impl FnMut(&TaskQueueKey) -> bool) {
+    /// Forgets the queues `which` selects, with their pollers; their waiting polls end as
+    /// [`Polled::NotServed`] (the queues' partition moved to another leader). Returns the
+    /// queued tasks, by queue, so the caller can move those with no durable copy elsewhere.
+    pub fn unload_where(
+        &self,
+        mut which: impl FnMut(&TaskQueueKey) -> bool,
+    ) -> Vec<(TaskQueueKey, Vec<T>)> {
         let removed: Vec<_> = {
             let mut queues = self.lock();
             let keys: Vec<_> = queues.keys().filter(|k| which(k)).cloned().collect();
-            keys.into_iter().filter_map(|k| queues.remove(&k)).collect()
+            keys.into_iter()
+                .filter_map(|k| queues.remove(&k).map(|q| (k, q)))
+                .collect()
         };
-        // Dropping the waiters' senders outside the lock wakes their polls with None.
-        drop(removed);
+        // Dropping the waiters' senders outside the lock wakes their polls.
+        removed
+            .into_iter()
+            .map(|(k, q)| (k, q.backlog.into_iter().collect()))
+            .filter(|(_, tasks): &(_, Vec<T>)| !tasks.is_empty())
+            .collect()
     }
 }
 

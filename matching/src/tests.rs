@@ -284,21 +284,22 @@ async fn unload_wakes_pollers_and_returns_backlog() {
 }
 
 #[tokio::test]
-async fn unloading_queues_wakes_their_pollers_and_drops_their_tasks() {
+async fn unloading_queues_wakes_their_pollers_and_hands_back_their_tasks() {
     let m = Matcher::new();
     let k = key("q");
     m.add(&key("other"), 1u32);
     m.add(&key("kept"), 2u32);
     let m2 = m.clone();
     let k2 = k.clone();
-    let h = tokio::spawn(async move { m2.poll(&k2, "w", never()).await });
+    let h = tokio::spawn(async move { m2.poll_served(&k2, "w", never(), || true).await });
     pollers_waiting(&m, &k, 1).await;
-    m.unload_where(|queue| *queue != key("kept"));
+    let unloaded = m.unload_where(|queue| *queue != key("kept"));
+    assert_eq!(unloaded, vec![(key("other"), vec![1])]);
     let r = tokio::time::timeout(Duration::from_secs(10), h)
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(r, None);
+    assert_eq!(r, Polled::NotServed);
     assert_eq!(m.describe(&key("other")).backlog, 0);
     assert_eq!(m.describe(&key("kept")).backlog, 1);
     assert!(!m.has_recent_poller(&k, Duration::from_secs(10)));
@@ -379,4 +380,26 @@ async fn offer_hands_to_a_waiting_poller_or_gives_the_task_back() {
     assert_eq!(m.offer(&k, 2u32), Ok(()));
     assert_eq!(waiting.await, Some(2));
     assert_eq!(m.describe(&k).backlog, 0);
+}
+
+#[tokio::test]
+async fn a_queue_not_served_here_is_not_polled_and_keeps_no_poller() {
+    let m = Matcher::new();
+    let k = key("q");
+    m.add(&k, 1u32);
+    assert_eq!(
+        m.poll_served(&k, "w", never(), || false).await,
+        Polled::NotServed
+    );
+    // Neither the task nor the poller record was touched.
+    assert_eq!(m.describe(&k).backlog, 1);
+    assert!(m.describe(&k).pollers.is_empty());
+    assert_eq!(
+        m.poll_served(&k, "w", never(), || true).await,
+        Polled::Task(1)
+    );
+    assert_eq!(
+        m.poll_served(&k, "w", in_ms(10), || true).await,
+        Polled::Deadline
+    );
 }

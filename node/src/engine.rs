@@ -8,7 +8,8 @@
 //! `Record*TaskStarted` removes the outbox record), else into the matcher's in-memory queue,
 //! and from there — if no poller takes it within [`SPILL_AFTER`] — into the durable backlog
 //! of the queue's partition shard, after which the outbox record is acknowledged. Sticky
-//! queues are in memory only: a lost sticky task is covered by its schedule-to-start timeout.
+//! queues are in memory only: an unloaded sticky queue's tasks move to their normal queue, and
+//! one lost in a crash is covered by its schedule-to-start timeout.
 //!
 //! Nothing here is the only copy of anything: [`Engine::recover_shard`] rebuilds a new leader's
 //! work from its partitions' backlogs, its outbox and the timers in its mutable state. A
@@ -70,6 +71,10 @@ pub struct QueuedTask {
     pub attempt: i32,
     pub stamp: i32,
     pub origin: TaskOrigin,
+    /// For a task in a sticky queue, which only this node's matcher holds (it is never
+    /// spilled to a backlog): the run's normal queue, where it moves when the sticky queue is
+    /// unloaded, so it is not left to its schedule-to-start timeout.
+    pub normal_queue: Option<String>,
 }
 
 /// Where the durable copy of a task in the matcher is.
@@ -126,6 +131,7 @@ impl QueuedTask {
             attempt: entry.attempt,
             stamp: entry.stamp,
             origin: TaskOrigin::Outbox(Arc::default()),
+            normal_queue: None,
         })
     }
 
@@ -149,6 +155,7 @@ impl QueuedTask {
             attempt: task.attempt,
             stamp: task.stamp,
             origin: TaskOrigin::Backlog(partition, queued.seq),
+            normal_queue: None,
         })
     }
 
@@ -431,6 +438,23 @@ impl Engine {
         self.inner.store.leader_term(partition).is_some()
     }
 
+    /// What a poll of `queue` this node refused because it does not lead the queue's
+    /// partition answers: its caller routes the poll again.
+    pub(crate) fn partition_moved(&self, queue: &TaskQueueKey) -> ApiError {
+        let partition = partition_shard(queue, self.inner.shards);
+        ApiError::NotLeader {
+            group: partition,
+            leader: self.inner.store.leader_of(partition),
+        }
+    }
+
+    /// The node a call about `queue` was handed to did not serve it as the partition's
+    /// leader: the next call asks a replica who leads it rather than trust the hint.
+    pub(crate) fn partition_unreachable(&self, queue: &TaskQueueKey) {
+        let partition = partition_shard(queue, self.inner.shards);
+        self.inner.store.note_leader(partition, None);
+    }
+
     /// The node leading the shard owning `queue`'s partition, when it is another node (for a
     /// shard this node holds no replica of, as a replica names it).
     pub(crate) async fn remote_partition_leader(&self, queue: &TaskQueueKey) -> Option<u64> {
@@ -456,11 +480,14 @@ impl Engine {
             leader.spawn(transfers::run(self.clone(), leader.fence(), record));
             return;
         }
-        let Some(task) = QueuedTask::of_record(shard, &record) else {
+        let Some(mut task) = QueuedTask::of_record(shard, &record) else {
             return;
         };
         let (queue, sticky) = match &record.task {
-            Task::WorkflowTask(wt) => self.workflow_queue(&record.run.namespace_id, &wt.task_queue),
+            Task::WorkflowTask(wt) => {
+                task.normal_queue = Some(wt.task_queue.normal_name.clone());
+                self.workflow_queue(&record.run.namespace_id, &wt.task_queue)
+            }
             Task::ActivityTask(at) => (
                 TaskQueueKey::new(
                     &record.run.namespace_id,
@@ -471,6 +498,9 @@ impl Engine {
             ),
             _ => return,
         };
+        if !sticky {
+            task.normal_queue = None;
+        }
         if sticky {
             self.inner.matcher.add(&queue, task);
             TASK_DISPATCH.with_label_values(&["sticky"]).inc();
@@ -520,17 +550,6 @@ impl Engine {
                 Cleanup::AckOutbox(task.outbox_entry(queue.kind)),
             );
         });
-    }
-
-    /// Moves a task taken out of one queue (an unloaded sticky queue) into `queue`: this node's
-    /// matcher when it leads the queue's partition, else that partition's backlog.
-    pub(crate) fn requeue(&self, queue: TaskQueueKey, task: QueuedTask) {
-        if self.leads_partition(&queue) {
-            self.inner.matcher.add(&queue, task);
-            return;
-        }
-        let engine = self.clone();
-        tokio::spawn(async move { engine.spill_direct(queue, task, None).await });
     }
 
     /// Straight into the partition's backlog, then the outbox record is acknowledged: after a
@@ -635,13 +654,17 @@ impl Engine {
     /// can take it (with a full history).
     pub fn workflow_queue(&self, namespace_id: &str, queue: &TaskQueueRef) -> (TaskQueueKey, bool) {
         let sticky = TaskQueueKey::new(namespace_id, &queue.name, TaskKind::Workflow);
-        if !queue.sticky
-            || self
+        if !queue.sticky {
+            return (sticky, false);
+        }
+        // Only the partition's leader sees the sticky queue's pollers (they are served there).
+        if self.leads_partition(&sticky)
+            && self
                 .inner
                 .matcher
                 .has_recent_poller(&sticky, STICKY_POLLER_WINDOW)
         {
-            return (sticky, queue.sticky);
+            return (sticky, true);
         }
         (
             TaskQueueKey::new(namespace_id, &queue.normal_name, TaskKind::Workflow),
@@ -693,12 +716,39 @@ impl Engine {
     }
 
     /// A shard's leadership ended: the task-queue partitions it owns leave the matcher, and
-    /// their open polls return empty so their pollers find the partition's new leader.
+    /// their open polls are routed again, to the partition's new leader. Their tasks have a
+    /// durable copy the new leader (or the task's pending spill) brings back, except sticky
+    /// ones, which move to their normal queue now.
     pub(crate) fn forget_partitions(&self, shard: GroupId) {
         let shards = self.inner.shards;
-        self.inner
+        let unloaded = self
+            .inner
             .matcher
             .unload_where(|queue| partition_shard(queue, shards) == shard);
+        for (queue, tasks) in unloaded {
+            for task in tasks {
+                self.to_normal_queue(&queue, task);
+            }
+        }
+    }
+
+    /// Moves a task taken out of an unloaded queue to its normal queue if it was in a sticky
+    /// one: this node's matcher when it leads the normal queue's partition, else that
+    /// partition's backlog. Any other task is dropped: its durable copy brings it back.
+    pub(crate) fn to_normal_queue(&self, from: &TaskQueueKey, task: QueuedTask) {
+        let Some(normal) = task.normal_queue.clone() else {
+            return;
+        };
+        let queue = TaskQueueKey::new(&from.namespace_id, normal, TaskKind::Workflow);
+        if self.leads_partition(&queue) {
+            self.inner.matcher.add(&queue, task);
+            return;
+        }
+        // A query has no durable form to travel in; its caller's wait ends at its deadline.
+        if matches!(task.origin, TaskOrigin::Outbox(_)) {
+            let engine = self.clone();
+            tokio::spawn(async move { engine.spill_direct(queue, task, None).await });
+        }
     }
 }
 

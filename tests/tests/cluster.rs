@@ -8,8 +8,8 @@
 use std::time::{Duration, Instant};
 
 use dura_tests::cluster::{
-    Node, cluster, cluster_status, described, reachable, replicated, start, transfer_leader,
-    workflow_task_across_nodes,
+    Node, cluster, cluster_status, described, poll_task, reachable, replicated, start,
+    transfer_leader, workflow_task_across_nodes,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -210,6 +210,49 @@ async fn a_data_directory_of_another_cluster_refuses_to_start() {
                 "after-the-foreign-node",
             )
             .await;
+        },
+    )
+    .await
+}
+
+/// A poll waiting while its queue's partition changes leader follows the partition: it gets
+/// the task started afterwards. Before, a poll that reached a node not (or no longer) leading
+/// the partition — the balancer moves leaders right after a cluster forms — waited out its
+/// whole deadline there, where no task ever arrives, and an SDK worker with one such poller
+/// stalled for a minute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_poll_follows_its_partition_to_the_new_leader() {
+    dura_tests::bounded(
+        "a_waiting_poll_follows_its_partition_to_the_new_leader",
+        dura_tests::TEST_BUDGET,
+        async {
+            let dir = tempfile::tempdir().unwrap();
+            let mut nodes = cluster(dir.path(), &[]);
+            for node in nodes.iter_mut() {
+                node.spawn();
+            }
+            for node in nodes.iter_mut() {
+                node.wait_ready().await;
+            }
+            let poll = poll_task(&nodes[0], "moving-queue", Duration::from_secs(120));
+            let moved_then_started = async {
+                // The poll is waiting; every shard (so the queue's partition too) moves.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                for group in 1..=4 {
+                    let status = cluster_status(&nodes[1]);
+                    let leader = status["groups"][group]["leader"].as_u64().unwrap_or(1);
+                    transfer_leader(&nodes[1], group as u32, leader % 3 + 1);
+                }
+                let mut request = dura_tests::cluster::start_request("follows-partition");
+                request.task_queue = dura_tests::cluster::queue("moving-queue");
+                dura_tests::cluster::start_with(&nodes[2].client().await.unwrap(), request).await;
+            };
+            let (task, ()) = tokio::join!(poll, moved_then_started);
+            let task = task.expect("the waiting poll got the task started after the move");
+            assert_eq!(
+                task.workflow_execution.unwrap().workflow_id,
+                "follows-partition"
+            );
         },
     )
     .await

@@ -6,6 +6,7 @@
 mod edge;
 mod forward;
 mod namespaces;
+mod polls;
 mod queries;
 mod schedules;
 mod search_attributes;
@@ -134,10 +135,10 @@ impl Frontend {
     /// A poll forwarded to another node, or an empty answer once this node is stopping.
     async fn long_poll<T: Default>(
         &self,
-        poll: impl std::future::Future<Output = crate::error::ApiResult<T>>,
+        poll: impl std::future::Future<Output = RpcResult<T>>,
     ) -> RpcResult<T> {
         tokio::select! {
-            polled = poll => reply(polled),
+            polled = poll => polled,
             () = self.inner.stopping.cancelled() => reply(Ok(T::default())),
         }
     }
@@ -371,19 +372,13 @@ impl WorkflowService for Frontend {
         let timeout = workflows::grpc_timeout(&request);
         let forwarded = request.metadata().contains_key(forward::FORWARDED);
         let req = request.into_inner();
-        let owner = self.queue_owner(
-            forwarded,
+        let queue = self.workflows().poll_queue(
             &req.namespace,
             req.task_queue.as_ref(),
             dura_matching::TaskKind::Workflow,
         );
-        match owner.await {
-            Some(node) => {
-                self.long_poll(self.inner.forwarder.poll_workflow_task(node, req, timeout))
-                    .await
-            }
-            None => reply(self.workflows().poll_workflow_task(req, timeout).await),
-        }
+        self.long_poll(self.route_poll(forwarded, queue, req, timeout))
+            .await
     }
 
     async fn respond_workflow_task_completed(
@@ -422,19 +417,13 @@ impl WorkflowService for Frontend {
         let timeout = workflows::grpc_timeout(&request);
         let forwarded = request.metadata().contains_key(forward::FORWARDED);
         let req = request.into_inner();
-        let owner = self.queue_owner(
-            forwarded,
+        let queue = self.workflows().poll_queue(
             &req.namespace,
             req.task_queue.as_ref(),
             dura_matching::TaskKind::Activity,
         );
-        match owner.await {
-            Some(node) => {
-                self.long_poll(self.inner.forwarder.poll_activity_task(node, req, timeout))
-                    .await
-            }
-            None => reply(self.workflows().poll_activity_task(req, timeout).await),
-        }
+        self.long_poll(self.route_poll(forwarded, queue, req, timeout))
+            .await
     }
 
     async fn respond_activity_task_completed(

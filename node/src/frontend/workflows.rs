@@ -28,7 +28,7 @@ use dura_history::{
     tasks::TaskQueueRef,
     time::{from_duration, to_duration, to_timestamp},
 };
-use dura_matching::{TaskKind, TaskQueueKey};
+use dura_matching::{Polled, TaskKind, TaskQueueKey};
 use dura_raft_store::GroupId;
 use temporalio_protos::temporal::api::{
     common::v1::{
@@ -55,7 +55,9 @@ use crate::{
 };
 
 /// Temporal answers an empty poll after a minute; SDKs give polls a 70 s deadline.
-const LONG_POLL: Duration = Duration::from_secs(60);
+pub(super) const LONG_POLL: Duration = Duration::from_secs(60);
+/// What a long poll keeps back of its caller's gRPC deadline, so its answer arrives in time.
+pub(super) const POLL_MARGIN: Duration = Duration::from_millis(500);
 /// GetWorkflowExecutionHistory(wait_new_event) returns an empty page after this long.
 const HISTORY_LONG_POLL: Duration = Duration::from_secs(20);
 /// Update waits answer the stage reached after this long (Temporal's history long poll).
@@ -179,9 +181,9 @@ fn execution(e: Option<&WorkflowExecution>) -> ApiResult<(&str, &str)> {
 }
 
 /// The poll deadline: a minute, or less when the caller's gRPC deadline is shorter.
-fn poll_deadline(grpc_timeout: Option<Duration>, cap: Duration) -> Instant {
+pub(super) fn poll_deadline(grpc_timeout: Option<Duration>, cap: Duration) -> Instant {
     let budget = grpc_timeout
-        .map(|t| t.saturating_sub(Duration::from_millis(500)))
+        .map(|t| t.saturating_sub(POLL_MARGIN))
         .unwrap_or(cap)
         .min(cap);
     Instant::now() + budget
@@ -234,20 +236,30 @@ impl Workflows {
         }
     }
 
-    /// The node a poll of `task_queue` must be served by, when it is not this one: the leader
-    /// of the queue's partition shard, whose matcher holds its tasks. `None` for a request the
-    /// local handler will refuse anyway, or while no other leader is known.
+    /// The queue a poll of `task_queue` polls; `None` for a request the local handler will
+    /// refuse anyway.
+    pub(super) fn poll_queue(
+        &self,
+        namespace: &str,
+        task_queue: Option<&TaskQueue>,
+        kind: TaskKind,
+    ) -> Option<TaskQueueKey> {
+        let namespace_id = self.namespace_id(namespace).ok()?;
+        let name = task_queue.filter(|q| !q.name.is_empty())?.name.clone();
+        Some(TaskQueueKey::new(namespace_id, name, kind))
+    }
+
+    /// The node a call about `task_queue` must be served by, when it is not this one: the
+    /// leader of the queue's partition shard, whose matcher holds its tasks. `None` for a
+    /// request the local handler will refuse anyway, or while no other leader is known.
     pub(super) async fn remote_poll_owner(
         &self,
         namespace: &str,
         task_queue: Option<&TaskQueue>,
         kind: TaskKind,
     ) -> Option<u64> {
-        let namespace_id = self.namespace_id(namespace).ok()?;
-        let name = task_queue.filter(|q| !q.name.is_empty())?.name.clone();
-        self.engine
-            .remote_partition_leader(&TaskQueueKey::new(namespace_id, name, kind))
-            .await
+        let queue = self.poll_queue(namespace, task_queue, kind)?;
+        self.engine.remote_partition_leader(&queue).await
     }
 
     /// The node a query of this workflow must be served by, when it is not this one: the
@@ -266,16 +278,25 @@ impl Workflows {
 
     /// The next task of `key` for a poller, or `None` at the deadline or once the node is
     /// stopping. Only the wait is cut short: a task already taken is recorded started and
-    /// handed out, not dropped to wait for its timeout.
+    /// handed out, not dropped to wait for its timeout. `NotLeader` when this node does not
+    /// (or no longer) lead the queue's partition: the poll belongs to its new leader.
     async fn next_task(
         &self,
         key: &TaskQueueKey,
         identity: &str,
         deadline: Instant,
-    ) -> Option<QueuedTask> {
+    ) -> ApiResult<Option<QueuedTask>> {
+        let engine = &self.engine;
+        let polled = engine
+            .matcher()
+            .poll_served(key, identity, deadline, || engine.leads_partition(key));
         tokio::select! {
-            task = self.engine.matcher().poll(key, identity, deadline) => task,
-            () = self.stopping.cancelled() => None,
+            polled = polled => match polled {
+                Polled::Task(task) => Ok(Some(task)),
+                Polled::Deadline => Ok(None),
+                Polled::NotServed => Err(engine.partition_moved(key)),
+            },
+            () = self.stopping.cancelled() => Ok(None),
         }
     }
 
@@ -586,7 +607,7 @@ impl Workflows {
         };
         let deadline = poll_deadline(grpc_timeout, LONG_POLL);
         loop {
-            let Some(task) = self.next_task(&key, &req.identity, deadline).await else {
+            let Some(task) = self.next_task(&key, &req.identity, deadline).await? else {
                 return Ok(pb::PollWorkflowTaskQueueResponse::default());
             };
             if let TaskOrigin::Query(query_id) = task.origin {
@@ -1051,7 +1072,8 @@ impl Workflows {
                 ..Default::default()
             });
         }
-        let (queue, _) = self.engine.workflow_queue(&ns, &ms.current_task_queue());
+        let task_queue = ms.current_task_queue();
+        let (queue, sticky) = self.engine.workflow_queue(&ns, &task_queue);
         let (query_id, answer) = self.queries.register(query);
         let task = QueuedTask {
             shard: self.engine.shard_for(&ns, workflow_id),
@@ -1060,6 +1082,7 @@ impl Workflows {
             attempt: 0,
             stamp: 0,
             origin: TaskOrigin::Query(query_id),
+            normal_queue: sticky.then_some(task_queue.normal_name),
         };
         self.engine.matcher().add(&queue, task);
         let answer = match tokio::time::timeout_at(deadline, answer).await {
@@ -1114,7 +1137,7 @@ impl Workflows {
         };
         let deadline = poll_deadline(grpc_timeout, LONG_POLL);
         loop {
-            let Some(task) = self.next_task(&key, &req.identity, deadline).await else {
+            let Some(task) = self.next_task(&key, &req.identity, deadline).await? else {
                 return Ok(pb::PollActivityTaskQueueResponse::default());
             };
             let request = RunRequest::RecordActivityTaskStarted(RecordActivityTaskStartedRequest {
@@ -1404,16 +1427,7 @@ impl Workflows {
             kind: TaskKind::Workflow,
         };
         for task in self.engine.matcher().unload(&sticky) {
-            let QueuedTask { run, .. } = &task;
-            let reader = self.engine.reader(task.shard)?;
-            if let Ok(Some(ms)) = store::read_run(&reader, run) {
-                let normal = TaskQueueKey {
-                    namespace_id: ns.clone(),
-                    name: ms.task_queue.clone(),
-                    kind: TaskKind::Workflow,
-                };
-                self.engine.requeue(normal, task);
-            }
+            self.engine.to_normal_queue(&sticky, task);
         }
         Ok(())
     }
