@@ -484,10 +484,7 @@ impl Engine {
             return;
         };
         let (queue, sticky) = match &record.task {
-            Task::WorkflowTask(wt) => {
-                task.normal_queue = Some(wt.task_queue.normal_name.clone());
-                self.workflow_queue(&record.run.namespace_id, &wt.task_queue)
-            }
+            Task::WorkflowTask(wt) => self.workflow_queue(&record.run.namespace_id, &wt.task_queue),
             Task::ActivityTask(at) => (
                 TaskQueueKey::new(
                     &record.run.namespace_id,
@@ -498,10 +495,10 @@ impl Engine {
             ),
             _ => return,
         };
-        if !sticky {
-            task.normal_queue = None;
-        }
         if sticky {
+            if let Task::WorkflowTask(wt) = &record.task {
+                task.normal_queue = Some(wt.task_queue.normal_name.clone());
+            }
             self.inner.matcher.add(&queue, task);
             TASK_DISPATCH.with_label_values(&["sticky"]).inc();
             return;
