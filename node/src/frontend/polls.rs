@@ -41,50 +41,36 @@ pub(super) trait TaskPoll: Clone + Send + Sync {
     ) -> impl Future<Output = ApiResult<Self::Response>> + Send;
 }
 
-impl TaskPoll for pb::PollWorkflowTaskQueueRequest {
-    type Response = pb::PollWorkflowTaskQueueResponse;
+/// One [`TaskPoll`] per poll RPC: its response type and the forwarder and handler methods.
+macro_rules! task_polls {
+    ($($req:ident -> $resp:ident via $method:ident;)*) => {$(
+        impl TaskPoll for pb::$req {
+            type Response = pb::$resp;
 
-    async fn forward(
-        frontend: &Frontend,
-        node: u64,
-        request: Self,
-        timeout: Option<Duration>,
-    ) -> ApiResult<Self::Response> {
-        let forwarder = &frontend.inner.forwarder;
-        forwarder.poll_workflow_task(node, request, timeout).await
-    }
+            async fn forward(
+                frontend: &Frontend,
+                node: u64,
+                request: Self,
+                timeout: Option<Duration>,
+            ) -> ApiResult<Self::Response> {
+                let forwarder = &frontend.inner.forwarder;
+                forwarder.$method(node, request, timeout).await
+            }
 
-    async fn serve(
-        frontend: &Frontend,
-        request: Self,
-        timeout: Option<Duration>,
-    ) -> ApiResult<Self::Response> {
-        let workflows = frontend.workflows();
-        workflows.poll_workflow_task(request, timeout).await
-    }
+            async fn serve(
+                frontend: &Frontend,
+                request: Self,
+                timeout: Option<Duration>,
+            ) -> ApiResult<Self::Response> {
+                frontend.workflows().$method(request, timeout).await
+            }
+        }
+    )*};
 }
 
-impl TaskPoll for pb::PollActivityTaskQueueRequest {
-    type Response = pb::PollActivityTaskQueueResponse;
-
-    async fn forward(
-        frontend: &Frontend,
-        node: u64,
-        request: Self,
-        timeout: Option<Duration>,
-    ) -> ApiResult<Self::Response> {
-        let forwarder = &frontend.inner.forwarder;
-        forwarder.poll_activity_task(node, request, timeout).await
-    }
-
-    async fn serve(
-        frontend: &Frontend,
-        request: Self,
-        timeout: Option<Duration>,
-    ) -> ApiResult<Self::Response> {
-        let workflows = frontend.workflows();
-        workflows.poll_activity_task(request, timeout).await
-    }
+task_polls! {
+    PollWorkflowTaskQueueRequest -> PollWorkflowTaskQueueResponse via poll_workflow_task;
+    PollActivityTaskQueueRequest -> PollActivityTaskQueueResponse via poll_activity_task;
 }
 
 impl Frontend {
