@@ -11,6 +11,8 @@ use prost_types_descriptor::FileDescriptorSet;
 const SERVICE_FILES: &[&str] = &[
     "temporal/api/workflowservice/v1/service.proto",
     "temporal/api/operatorservice/v1/service.proto",
+    // `dura server start-test`: the Java test server's time-skipping service.
+    "temporal/api/testservice/v1/service.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

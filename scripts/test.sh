@@ -30,8 +30,17 @@ stop_cluster() {
   rm -rf "$CLUSTER_DIR"
   CLUSTER_DIR=""
 }
+TEST_SERVER_PID=""
+stop_test_server() {
+  [ -n "$TEST_SERVER_PID" ] || return 0
+  # As the SDKs stop it.
+  kill -KILL "$TEST_SERVER_PID" 2>/dev/null || true
+  wait "$TEST_SERVER_PID" 2>/dev/null || true
+  TEST_SERVER_PID=""
+}
 on_exit() {
   local rc=$?
+  stop_test_server
   stop_cluster
   phase ""
   echo "test.sh: wall time per phase (exit $rc):" >&2
@@ -66,6 +75,13 @@ fi
 # The same suite through one node of a three-node cluster (its two restart tests need a
 # server it starts itself, so they skip against an address), then through the last node of
 # a five-node cluster with three replicas per shard, which holds only some of the shards.
+# The time-skipping test server (`dura server start-test`) serves the suite's testing-tools file.
+phase "conformance testing-tools file on start-test"
+"$CARGO_TARGET_DIR/debug/dura" server start-test --port 17299 >/dev/null 2>&1 </dev/null &
+TEST_SERVER_PID=$!
+bash "$SUITE/run.sh" address 127.0.0.1:17299 test_testing_tools.py
+stop_test_server
+
 for nodes in 3 5; do
   phase "conformance suite through a $nodes-node cluster"
   CLUSTER_DIR="$(mktemp -d)"

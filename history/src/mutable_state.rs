@@ -295,6 +295,17 @@ impl MutableState {
         }
     }
 
+    /// Whether the server owes the run work that a time-skipping clock must wait for before
+    /// it jumps (Temporal's Java test server locks time skipping for the same things): a
+    /// workflow task scheduled or running, an activity scheduled or running (not one waiting
+    /// out its retry backoff), a child whose start is in flight.
+    pub fn owes_work(&self) -> bool {
+        self.is_running()
+            && (self.workflow_task.is_some()
+                || self.activities.values().any(|a| !a.retry_backoff)
+                || self.children.values().any(|c| !c.is_started()))
+    }
+
     /// Number of events in history.
     pub fn history_length(&self) -> i64 {
         self.next_event_id - 1

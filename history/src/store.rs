@@ -45,6 +45,9 @@ pub trait KvRead {
 pub trait KvWrite: KvRead {
     fn put(&mut self, key: &[u8], value: &[u8]);
     fn delete(&mut self, key: &[u8]);
+    /// Told of every run whose state this store was given, after its write; a store that
+    /// must know which runs are owed work (a time-skipping clock) looks here.
+    fn wrote_run(&mut self, _ms: &MutableState) {}
 }
 
 /// An in-memory store, for tests and tools.
@@ -137,6 +140,7 @@ fn not_found(workflow_id: &str, run_id: &str) -> HistoryError {
 pub fn write_run(kv: &mut impl KvWrite, ms: &MutableState) -> Result<()> {
     let key = RunKey::new(&ms.namespace_id, &ms.workflow_id, &ms.run_id);
     kv.put(&keys::mutable_state(&key), &ms.encode());
+    kv.wrote_run(ms);
     Ok(())
 }
 

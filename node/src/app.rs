@@ -6,6 +6,7 @@ use dura_raft_store::{Application, ApplyTxn, GroupId};
 use std::sync::Arc;
 
 use crate::{
+    clock::Clock,
     leader::AppliedEffects,
     namespace::{self, MetaCommand, MetaReply, NamespaceError},
     shard,
@@ -16,6 +17,8 @@ use crate::{
 /// staged during apply and published once its batch is written (see `leader`).
 pub struct NodeApplication {
     pub effects: Arc<AppliedEffects>,
+    /// A time-skipping clock learns here which runs the server owes work to.
+    pub clock: Clock,
 }
 
 impl Application for NodeApplication {
@@ -39,8 +42,13 @@ impl Application for NodeApplication {
             };
             bincode::serialize(&reply).expect("metadata reply serializes")
         } else {
-            let applied = shard::apply(txn, command);
+            let applied = shard::apply(txn, command, self.clock.tracks_runs());
+            // Staged (holding the clock) before the runs are noted, so no moment in between
+            // lets a time-skipping clock jump past a timer the entry arms.
             self.effects.stage(group, applied.workflow, applied.effects);
+            for (run, owes_work) in applied.runs {
+                self.clock.note_run(run, owes_work);
+            }
             // Replies go only to the local proposer, never to disk or another node.
             bincode::serialize(&applied.reply).expect("shard reply serializes")
         }

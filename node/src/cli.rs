@@ -1,7 +1,11 @@
 //! Command line: `dura server start-dev` takes the same flags as `temporal server start-dev`,
 //! so SDK test helpers that spawn the real dev server can spawn Dura instead.
 
-use std::{net::IpAddr, path::PathBuf};
+use std::{
+    ffi::OsString,
+    net::IpAddr,
+    path::{Path, PathBuf},
+};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -95,6 +99,57 @@ pub enum ServerCommand {
     /// Run one node of a cluster. Every flag is also an environment variable `DURA_<FLAG>`
     /// and a key of the --config file (flag > variable > file > default).
     Start(StartArgs),
+    /// Run a time-skipping test server, a drop-in for Temporal's Java test server: the same
+    /// services as start-dev plus `temporal.api.testservice.v1.TestService`, on a virtual
+    /// clock, with its state in a temporary directory. Invoked as `temporal-test-server*`
+    /// (a symlink or copy an SDK runs), `dura PORT [--enable-time-skipping]` means this.
+    StartTest(StartTestArgs),
+}
+
+/// sdk-core runs the Java test server as `<executable> <port> [extra args]`. That command line
+/// (no dura command starts with a port), or `dura` run under the Java server's name (a symlink
+/// or copy at an SDK's cache path), is `dura server start-test`.
+pub fn as_test_server(argv: Vec<OsString>) -> Vec<OsString> {
+    let named_as_test_server = argv
+        .first()
+        .and_then(|a| Path::new(a).file_name())
+        .is_some_and(|name| name.to_string_lossy().starts_with("temporal-test-server"));
+    let port_first = argv
+        .get(1)
+        .is_some_and(|a| a.to_string_lossy().parse::<u16>().is_ok());
+    if !named_as_test_server && !port_first {
+        return argv;
+    }
+    let mut args = argv.into_iter();
+    let mut rewritten: Vec<OsString> = vec![
+        args.next().unwrap_or_default(),
+        "server".into(),
+        "start-test".into(),
+    ];
+    let mut args = args.peekable();
+    if let Some(port) = args.next_if(|a| !a.to_string_lossy().starts_with('-')) {
+        rewritten.extend(["--port".into(), port]);
+    }
+    rewritten.extend(args);
+    rewritten
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StartTestArgs {
+    /// Port for the front-end gRPC service.
+    #[arg(short = 'p', long, default_value_t = 7233)]
+    pub port: u16,
+    /// IP address to bind the front-end service to.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub ip: IpAddr,
+    /// Start with time skipping unlocked (the Java server's flag); without it time skipping
+    /// is locked once, and the SDKs unlock it while they wait for a workflow's result.
+    #[arg(long)]
+    pub enable_time_skipping: bool,
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    #[arg(long, value_enum, default_value_t = LogLevel::Warn)]
+    pub log_level: LogLevel,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -287,6 +342,48 @@ mod tests {
         assert_eq!(args.dynamic_config_values.len(), 2);
         assert_eq!(args.search_attributes, vec!["Tag=Keyword"]);
         assert!(args.headless);
+    }
+
+    #[test]
+    fn a_binary_named_like_the_java_test_server_takes_its_command_line() {
+        let argv = |words: &[&str]| words.iter().map(OsString::from).collect::<Vec<_>>();
+        let rewritten = as_test_server(argv(&[
+            "/tmp/temporal-test-server-sdk-python-1.35.0",
+            "7401",
+            "--enable-time-skipping",
+        ]));
+        let cli = Cli::try_parse_from(rewritten).unwrap();
+        let Command::Server(ServerCommand::StartTest(args)) = cli.command else {
+            panic!("not start-test");
+        };
+        assert_eq!(args.port, 7401);
+        assert!(args.enable_time_skipping);
+        // The same command line given to `dura` itself.
+        assert_eq!(
+            as_test_server(argv(&["dura", "7401"])),
+            argv(&["dura", "server", "start-test", "--port", "7401"])
+        );
+        // Every other command line is left alone.
+        let dev = argv(&["dura", "server", "start-dev"]);
+        assert_eq!(as_test_server(dev.clone()), dev);
+    }
+
+    #[test]
+    fn start_test_takes_the_java_servers_flag() {
+        let cli = Cli::try_parse_from([
+            "dura",
+            "server",
+            "start-test",
+            "--port",
+            "7400",
+            "--enable-time-skipping",
+        ])
+        .unwrap();
+        let Command::Server(ServerCommand::StartTest(args)) = cli.command else {
+            panic!("not start-test");
+        };
+        assert_eq!(args.port, 7400);
+        assert!(args.enable_time_skipping);
     }
 
     #[test]

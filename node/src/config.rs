@@ -11,12 +11,14 @@ use std::{
 use dura_raft_store::Durability;
 
 use crate::{
-    cli::{DurabilityArg, StartArgs, StartDevArgs},
+    cli::{DurabilityArg, StartArgs, StartDevArgs, StartTestArgs},
     namespace::{DEFAULT_NAMESPACE, SearchAttributeType},
 };
 
 /// Entries applied between a group's snapshots (after which the log behind it is purged).
 pub(crate) const DEFAULT_SNAPSHOT_EVERY: u64 = 10_000;
+/// start-dev's default: the test server is the same engine.
+const DEFAULT_TEST_SERVER_SHARDS: u32 = 4;
 
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -45,6 +47,9 @@ pub struct NodeConfig {
     pub fault_injection: bool,
     /// Entries applied between a group's snapshots.
     pub snapshot_every: u64,
+    /// `server start-test`: the engine runs on a time-skipping clock, unlocked at start when
+    /// `Some(true)` (`--enable-time-skipping`). `None`: the wall clock.
+    pub time_skipping: Option<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -140,7 +145,33 @@ impl NodeConfig {
             eager_workflow_start,
             fault_injection: false,
             snapshot_every: DEFAULT_SNAPSHOT_EVERY,
+            time_skipping: None,
         })
+    }
+
+    /// `server start-test`: start-dev's node (namespace `default`, state in a temporary
+    /// directory) on a time-skipping clock. Relaxed durability: its state dies with it anyway.
+    pub fn from_test_args(args: &StartTestArgs) -> Self {
+        let listen = SocketAddr::new(args.ip, args.port);
+        Self {
+            node_id: 1,
+            listen,
+            metrics_listen: SocketAddr::new(args.ip, 0),
+            peer_listen: None,
+            advertise_peer: listen.to_string(),
+            advertise_client: listen.to_string(),
+            initial_members: BTreeMap::new(),
+            replication: 1,
+            data_dir: None,
+            namespaces: vec![DEFAULT_NAMESPACE.to_string()],
+            search_attributes: Vec::new(),
+            shards: DEFAULT_TEST_SERVER_SHARDS,
+            durability: Durability::Relaxed,
+            eager_workflow_start: true,
+            fault_injection: false,
+            snapshot_every: DEFAULT_SNAPSHOT_EVERY,
+            time_skipping: Some(args.enable_time_skipping),
+        }
     }
 
     /// `server start`: one member of a cluster.
@@ -197,6 +228,7 @@ impl NodeConfig {
             eager_workflow_start: true,
             fault_injection: args.enable_fault_injection,
             snapshot_every: args.raft_snapshot_every,
+            time_skipping: None,
         })
     }
 }

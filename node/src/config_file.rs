@@ -15,7 +15,7 @@ use crate::cli::Cli;
 
 /// The process's command line, with `server start`'s config file folded in.
 pub fn parse_cli() -> anyhow::Result<Cli> {
-    let argv: Vec<OsString> = std::env::args_os().collect();
+    let argv = crate::cli::as_test_server(std::env::args_os().collect());
     let argv = with_config_file(argv, |var| std::env::var(var).ok())?;
     Ok(<Cli as clap::Parser>::parse_from(argv))
 }

@@ -18,7 +18,7 @@
 
 use std::{
     sync::{Arc, Mutex},
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::Duration,
 };
 
 use dura_codec::{Kind, Persisted};
@@ -42,6 +42,7 @@ use tokio::sync::mpsc;
 
 use crate::{
     cleanup::{self, Cleanup},
+    clock::Clock,
     error::{ApiError, ApiResult},
     leader::{AppliedEffects, Effect, Fence, ShardLeader, WorkflowWatch},
     metrics::TASK_DISPATCH,
@@ -173,14 +174,6 @@ impl QueuedTask {
     }
 }
 
-/// Wall-clock now as the state machine's time unit. Time enters the log here, never in apply.
-pub fn now_nanos() -> Nanos {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as Nanos)
-        .unwrap_or(0)
-}
-
 #[derive(Clone)]
 pub struct Engine {
     inner: Arc<Inner>,
@@ -193,6 +186,7 @@ struct Inner {
     cleanups: mpsc::Sender<(GroupId, Cleanup)>,
     scheduler: Scheduler,
     effects: Arc<AppliedEffects>,
+    clock: Clock,
 }
 
 /// Failpoint `outbox-ack`: a test loses the acknowledgement of an outbox record whose task
@@ -205,7 +199,7 @@ fn ack_lost() -> bool {
 
 impl Engine {
     /// `effects` is the channel from the store's state machine (`app::NodeApplication`).
-    pub fn new(store: RaftStore, shards: u32, effects: Arc<AppliedEffects>) -> Self {
+    pub fn new(store: RaftStore, shards: u32, effects: Arc<AppliedEffects>, clock: Clock) -> Self {
         let (cleanups, cleanup_rx) = mpsc::channel(cleanup::QUEUE_CAPACITY);
         let engine = Engine {
             inner: Arc::new(Inner {
@@ -215,6 +209,7 @@ impl Engine {
                 cleanups,
                 scheduler: Scheduler::default(),
                 effects,
+                clock,
             }),
         };
         tokio::spawn(cleanup::run(engine.clone(), cleanup_rx));
@@ -231,6 +226,15 @@ impl Engine {
 
     pub(crate) fn effects(&self) -> &Arc<AppliedEffects> {
         &self.inner.effects
+    }
+
+    pub(crate) fn clock(&self) -> &Clock {
+        &self.inner.clock
+    }
+
+    /// Now, as commands carry it: time enters the log here, never in apply.
+    pub fn now(&self) -> Nanos {
+        self.inner.clock.now()
     }
 
     pub fn shard_for(&self, namespace_id: &str, workflow_id: &str) -> GroupId {
@@ -477,7 +481,14 @@ impl Engine {
             record.task,
             Task::StartChild { .. } | Task::NotifyParent { .. } | Task::ParentClosePolicy(_)
         ) {
-            leader.spawn(transfers::run(self.clone(), leader.fence(), record));
+            // A time-skipping clock waits for the transfer (its target's work is noted only
+            // once the transfer lands there).
+            let hold = self.clock().hold();
+            let transfer = transfers::run(self.clone(), leader.fence(), record);
+            leader.spawn(async move {
+                transfer.await;
+                drop(hold);
+            });
             return;
         }
         let Some(mut task) = QueuedTask::of_record(shard, &record) else {
@@ -753,17 +764,24 @@ impl Engine {
 /// The state machine ignores timers that went stale in the meantime.
 /// One per shard leader; it ends with the leadership (see `ShardLeader::spawn`).
 pub(crate) async fn timer_service(engine: Engine, leader: ShardLeader) {
+    let clock = engine.clock().clone();
+    let mut jumps = clock.jumps();
     loop {
-        let now = now_nanos();
+        let now = clock.now();
+        // Taken before the due timers leave the queue: a time-skipping clock must not jump
+        // until their fires are applied.
+        let firing = clock.hold();
         for (run, timer) in leader.timers.take_due(now) {
             let engine = engine.clone();
             let timers = leader.timers.clone();
             let fence = leader.fence();
+            let firing = firing.clone();
             leader.spawn(async move {
+                let _firing = firing;
                 let request = RunRequest::FireTimer(FireTimerRequest {
                     timer: timer.clone(),
                     new_run_id: uuid::Uuid::new_v4().to_string(),
-                    now: now_nanos(),
+                    now: engine.now(),
                 });
                 match engine.execute_run_as(fence, &run, request).await {
                     Ok(_) => {}
@@ -784,13 +802,15 @@ pub(crate) async fn timer_service(engine: Engine, leader: ShardLeader) {
                 }
             });
         }
+        drop(firing);
         let sleep = leader
             .timers
             .next_deadline()
-            .map(|at| Duration::from_nanos((at - now).max(0) as u64))
+            .map(|at| clock.wall_wait(at))
             .unwrap_or(Duration::from_secs(3600));
         tokio::select! {
             () = leader.timers.armed() => {}
+            () = jumps.next() => {}
             _ = tokio::time::sleep(sleep) => {}
         }
     }

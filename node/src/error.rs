@@ -56,6 +56,12 @@ pub enum ApiError {
     Forwarded(Status),
 }
 
+impl From<crate::clock::UnbalancedUnlock> for ApiError {
+    fn from(err: crate::clock::UnbalancedUnlock) -> Self {
+        ApiError::FailedPrecondition(err.to_string())
+    }
+}
+
 impl From<dura_raft_store::ProposeError> for ApiError {
     fn from(err: dura_raft_store::ProposeError) -> Self {
         match err {

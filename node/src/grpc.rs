@@ -15,3 +15,7 @@ pub mod operatorservice {
         "/temporal.api.operatorservice.v1.rs"
     ));
 }
+
+pub mod testservice {
+    include!(concat!(env!("OUT_DIR"), "/temporal.api.testservice.v1.rs"));
+}

@@ -30,10 +30,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::{Arc, Mutex},
 };
 
 use dura_history::{Task, keys::RunKey};
@@ -44,7 +41,10 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::Engine;
+use crate::{
+    clock::{Clock, ClockHold},
+    engine::Engine,
+};
 
 /// How many applied effects may wait for a shard's leader before it falls back to rebuilding
 /// from state (see [`AppliedEffects::publish`]).
@@ -69,6 +69,8 @@ pub enum Effect {
 #[derive(Default)]
 struct Staged {
     effects: Vec<Effect>,
+    /// Holds a time-skipping clock from apply until the effects are dispatched.
+    hold: Option<ClockHold>,
     /// (namespace id, workflow id) of every workflow the batch changed.
     workflows: Vec<(String, String)>,
 }
@@ -76,9 +78,10 @@ struct Staged {
 /// The leader runtime's end of a shard's effect channel.
 struct Sink {
     term: u64,
-    tx: mpsc::Sender<Effect>,
-    /// Set when an effect found the channel full: the leader must rebuild from state.
-    overflowed: Arc<AtomicBool>,
+    tx: mpsc::Sender<(Effect, ClockHold)>,
+    /// Set when an effect found the channel full: the leader must rebuild from state. It
+    /// holds the clock (of the lost effects) until the rebuild has armed what they would have.
+    overflowed: Arc<Mutex<Option<ClockHold>>>,
     wake: Arc<Notify>,
 }
 
@@ -87,6 +90,7 @@ struct Sink {
 /// Shared by the Raft application (which stages and flushes) and the engine.
 #[derive(Default)]
 pub struct AppliedEffects {
+    clock: Clock,
     staged: Mutex<HashMap<GroupId, Staged>>,
     sinks: Mutex<HashMap<GroupId, Sink>>,
     /// Per workflow with someone waiting: bumped after every applied change of it, on every
@@ -99,6 +103,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl AppliedEffects {
+    /// Effects that hold `clock` while they are on their way.
+    pub fn new(clock: Clock) -> Self {
+        AppliedEffects {
+            clock,
+            ..Default::default()
+        }
+    }
+
     /// Stages what one applied entry of `group` produced (called from apply).
     pub fn stage(
         &self,
@@ -109,6 +121,9 @@ impl AppliedEffects {
         let mut staged = lock(&self.staged);
         let staged = staged.entry(group).or_default();
         staged.effects.extend(effects);
+        if staged.hold.is_none() && !staged.effects.is_empty() {
+            staged.hold = Some(self.clock.hold());
+        }
         staged.workflows.extend(workflow);
     }
 
@@ -119,8 +134,8 @@ impl AppliedEffects {
         let Some(staged) = lock(&self.staged).remove(&group) else {
             return;
         };
-        if !staged.effects.is_empty() {
-            self.publish(group, staged.effects);
+        if let Some(hold) = staged.hold {
+            self.publish(group, staged.effects, hold);
         }
         if !staged.workflows.is_empty() {
             let watches = lock(&self.watches);
@@ -136,14 +151,14 @@ impl AppliedEffects {
     /// lead the group, and the leader that does sees them in its own apply. Never blocks the
     /// state machine: when the channel is full the runtime is told to rebuild from state,
     /// which holds every effect it missed.
-    fn publish(&self, group: GroupId, effects: Vec<Effect>) {
+    fn publish(&self, group: GroupId, effects: Vec<Effect>, hold: ClockHold) {
         let sinks = lock(&self.sinks);
         let Some(sink) = sinks.get(&group) else {
             return;
         };
         for effect in effects {
-            if sink.tx.try_send(effect).is_err() {
-                sink.overflowed.store(true, Ordering::Release);
+            if sink.tx.try_send((effect, hold.clone())).is_err() {
+                *lock(&sink.overflowed) = Some(hold);
                 sink.wake.notify_one();
                 return;
             }
@@ -332,9 +347,10 @@ fn dispatch_lost() -> bool {
 /// One term of leadership of `shard`, until `cancel`.
 async fn lead(engine: Engine, shard: GroupId, term: u64, cancel: CancellationToken) {
     let (tx, mut rx) = mpsc::channel(EFFECT_CAPACITY);
-    let overflowed = Arc::new(AtomicBool::new(false));
+    let overflowed = Arc::new(Mutex::new(None));
     let wake = Arc::new(Notify::new());
     let timers = Arc::new(crate::timers::ArmedTimers::default());
+    engine.clock().watch_timers(&timers);
     let leader = ShardLeader {
         shard,
         term,
@@ -360,11 +376,13 @@ async fn lead(engine: Engine, shard: GroupId, term: u64, cancel: CancellationTok
             _ = cancel.cancelled() => break,
             effect = rx.recv() => match effect {
                 Some(_) if dispatch_lost() => {}
-                Some(effect) => engine.dispatch(&leader, effect),
+                // The hold goes once the effect is dispatched: a timer is armed by then.
+                Some((effect, _hold)) => engine.dispatch(&leader, effect),
                 None => break,
             },
             _ = wake.notified() => {
-                if overflowed.swap(false, Ordering::AcqRel) {
+                let overflow = lock(&overflowed).take();
+                if let Some(_hold) = overflow {
                     tracing::warn!(%shard, term, "effect channel overflowed; rebuilding from state");
                     while rx.try_recv().is_ok() {}
                     rebuild(&engine, &leader).await;
@@ -406,7 +424,7 @@ mod tests {
         )
     }
 
-    fn sink(term: u64, capacity: usize) -> (Sink, mpsc::Receiver<Effect>) {
+    fn sink(term: u64, capacity: usize) -> (Sink, mpsc::Receiver<(Effect, ClockHold)>) {
         let (tx, rx) = mpsc::channel(capacity);
         let sink = Sink {
             term,
@@ -417,7 +435,7 @@ mod tests {
         (sink, rx)
     }
 
-    fn run_id(effect: &Effect) -> &str {
+    fn run_id((effect, _): &(Effect, ClockHold)) -> &str {
         match effect {
             Effect::Task(run, _) => &run.run_id,
             Effect::Schedule { .. } | Effect::Backlogged(_) => "",
@@ -472,7 +490,7 @@ mod tests {
             (0..5).map(|i| timer_effect(&i.to_string())),
         );
         effects.flush(GroupId(1));
-        assert!(overflowed.load(Ordering::Acquire));
+        assert!(lock(&overflowed).is_some());
         // The wake is stored for the leader even though nobody waits on it yet.
         tokio::time::timeout(std::time::Duration::from_secs(10), wake.notified())
             .await

@@ -4,6 +4,7 @@ mod admin;
 mod app;
 mod cleanup;
 mod cli;
+mod clock;
 mod config;
 mod config_file;
 mod engine;
@@ -21,6 +22,7 @@ mod router;
 mod scheduler;
 mod server;
 mod shard;
+mod test_server;
 mod timers;
 mod transfers;
 
@@ -38,6 +40,10 @@ fn main() -> anyhow::Result<()> {
         Command::Server(ServerCommand::StartDev(args)) => {
             logging::init(args.log_format, args.log_level);
             run(config::NodeConfig::from_args(&args)?)
+        }
+        Command::Server(ServerCommand::StartTest(args)) => {
+            logging::init(args.log_format, args.log_level);
+            run(config::NodeConfig::from_test_args(&args))
         }
         Command::Server(ServerCommand::Start(args)) => {
             logging::init(args.log_format, args.log_level);

@@ -24,7 +24,7 @@ use temporalio_protos::temporal::api::{
 use tokio::sync::Notify;
 
 use crate::{
-    engine::{Engine, now_nanos},
+    engine::Engine,
     error::{ApiError, ApiResult},
     leader::{Fence, ShardLeader},
     shard::{ShardCommand, ShardOutcome},
@@ -105,7 +105,7 @@ impl Engine {
         let record = self
             .read_schedule(namespace_id, schedule_id)?
             .ok_or_else(|| HistoryError::NotFound(format!("schedule {schedule_id} not found")))?;
-        let now = now_nanos();
+        let now = self.now();
         let request_id = uuid::Uuid::new_v4().to_string();
         let started = start_action(self, &record, now, request_id, None).await?;
         self.execute_schedule(
@@ -153,11 +153,11 @@ async fn run(engine: Engine, key: (String, String), notify: Arc<Notify>, fence: 
             notify.notified().await;
             continue;
         };
-        let wait = Duration::from_nanos((nominal - now_nanos()).max(0) as u64);
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
+        // A time-skipping clock may jump to the nominal time; it waits for the action.
+        let _firing = tokio::select! {
+            hold = engine.clock().sleep_until(nominal) => hold,
             _ = notify.notified() => continue,
-        }
+        };
         if let Err(e) = fire(&engine, &record, nominal, fence).await {
             tracing::warn!(schedule_id, error = %e, "schedule action failed; retrying");
             tokio::time::sleep(RETRY_BACKOFF).await;
@@ -212,7 +212,7 @@ async fn fire(
     nominal: i64,
     fence: Fence,
 ) -> ApiResult<()> {
-    let start = match decide(record.schedule.policies.as_ref(), nominal, now_nanos()) {
+    let start = match decide(record.schedule.policies.as_ref(), nominal, engine.now()) {
         Firing::MissedCatchupWindow => {
             engine
                 .execute_schedule(
@@ -243,7 +243,7 @@ async fn fire(
             &record.schedule_id,
             ScheduleRequest::RecordAction {
                 nominal_time: Some(nominal),
-                actual_time: now_nanos(),
+                actual_time: engine.now(),
                 started,
             },
         )
@@ -310,7 +310,7 @@ async fn start_action(
                 .insert(name.into(), payload);
         }
     }
-    let now = now_nanos();
+    let now = engine.now();
     let start = StartWorkflowRequest {
         namespace_id: record.namespace_id.clone(),
         workflow_id: workflow_id.clone(),

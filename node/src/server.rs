@@ -12,17 +12,20 @@ use tonic::{
 
 use crate::{
     app::NodeApplication,
+    clock::{Clock, VirtualClock},
     config::NodeConfig,
     engine::Engine,
     frontend::{ClusterFacts, Frontend, RpcEdgeLayer, Workflows},
     grpc::{
         operatorservice::operator_service_server::OperatorServiceServer,
+        testservice::test_service_server::TestServiceServer,
         workflowservice::workflow_service_server::WorkflowServiceServer,
     },
     leader::{AppliedEffects, ShardLeaders},
     metrics,
     namespace::{MetaCommand, NamespaceRecord, NamespaceRegistry},
     placement::Placement,
+    test_server::TestService,
 };
 
 /// The dev server's namespaces keep closed workflows for a day, like the real one's.
@@ -75,9 +78,16 @@ pub async fn run_node(
     let dir = match &config.data_dir {
         Some(dir) => dir.clone(),
         None => {
-            temp_dir = tempfile::Builder::new().prefix("dura-dev-").tempdir()?;
+            temp_dir = match config.time_skipping {
+                Some(_) => crate::test_server::state_dir()?,
+                None => tempfile::Builder::new().prefix("dura-dev-").tempdir()?,
+            };
             temp_dir.path().to_path_buf()
         }
+    };
+    let clock = match config.time_skipping {
+        Some(unlocked) => Clock::Virtual(VirtualClock::new(unlocked)),
+        None => Clock::Wall,
     };
     let shards = shard_count(&dir, config.shards)?;
     let listen: SocketAddr = listener.local_addr()?;
@@ -85,7 +95,7 @@ pub async fn run_node(
         Some(_) => config.advertise_peer.clone(),
         None => listen.to_string(),
     };
-    let effects = Arc::new(AppliedEffects::default());
+    let effects = Arc::new(AppliedEffects::new(clock.clone()));
     let members: Vec<u64> = match config.initial_members.is_empty() {
         true => vec![config.node_id],
         false => config.initial_members.keys().copied().collect(),
@@ -115,6 +125,7 @@ pub async fn run_node(
         },
         Arc::new(NodeApplication {
             effects: effects.clone(),
+            clock: clock.clone(),
         }),
     )
     .await
@@ -145,8 +156,20 @@ pub async fn run_node(
     }
     store.set_cluster_id(&namespaces.cluster_id()?);
     refuse_another_placement(&namespaces, &placement)?;
-    let engine = Engine::new(store.clone(), shards, effects);
+    let engine = Engine::new(store.clone(), shards, effects, clock.clone());
     let leaders = ShardLeaders::start(&engine).context("following shard leadership")?;
+    let stop_clock = tokio_util::sync::CancellationToken::new();
+    let (clock_pump, test_service) = match &clock {
+        Clock::Virtual(v) => (
+            Some(tokio::spawn(v.clone().run(stop_clock.clone()))),
+            Some(
+                TestServiceServer::new(TestService { clock: v.clone() })
+                    .accept_compressed(CompressionEncoding::Gzip)
+                    .send_compressed(CompressionEncoding::Gzip),
+            ),
+        ),
+        Clock::Wall => (None, None),
+    };
 
     let metrics_addr = metrics::serve(config.metrics_listen)
         .await
@@ -197,6 +220,7 @@ pub async fn run_node(
                 .max_encoding_message_size(MAX_MESSAGE_SIZE),
         )
         .add_service(health_service)
+        .add_optional_service(test_service)
         .add_service(crate::admin::ClusterAdminServer::new(
             crate::admin::AdminService {
                 store: store.clone(),
@@ -232,6 +256,10 @@ pub async fn run_node(
     };
     tracing::info!("shutting down");
     leaders.shutdown().await;
+    stop_clock.cancel();
+    if let Some(pump) = clock_pump {
+        let _ = pump.await;
+    }
     if let Some(peers) = peers {
         peers.abort();
         let _ = peers.await;

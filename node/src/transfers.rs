@@ -36,7 +36,7 @@ use temporalio_protos::temporal::api::{
 };
 
 use crate::{
-    engine::{Engine, now_nanos},
+    engine::Engine,
     error::{ApiError, ApiResult},
     leader::Fence,
     shard::{ReaderKv, ShardCommand, ShardOutcome},
@@ -155,7 +155,7 @@ async fn start_child(
         Some(p) => (p.root_workflow_id.clone(), p.root_run_id.clone()),
         None => (parent.workflow_id.clone(), parent.run_id.clone()),
     };
-    let now = now_nanos();
+    let now = engine.now();
     #[allow(deprecated)] // the real server still fills the initiated event's namespace
     let namespace = a.namespace.clone();
     let start = StartWorkflowRequest {
@@ -244,7 +244,7 @@ async fn notify_parent(
         initiated_event_id: parent.initiated_event_id,
         run_id: child.run_id.clone(),
         outcome,
-        now: now_nanos(),
+        now: engine.now(),
     });
     engine
         .execute_run_as(fence, &parent_run, report)
@@ -266,7 +266,7 @@ async fn parent_close_policy(
     if ms.first_execution_run_id != task.run_id || !ms.is_running() {
         return Ok(());
     }
-    let now = now_nanos();
+    let now = engine.now();
     let request = if task.policy == ParentClosePolicy::Terminate as i32 {
         RunRequest::Terminate(TerminateRequest {
             reason: "by parent close policy".into(),

@@ -4,7 +4,7 @@
 use dura_history::{
     HistoryError,
     schedules::{self, ScheduleRecord, ScheduleRequest},
-    time::to_timestamp,
+    time::{Nanos, to_timestamp},
 };
 use temporalio_protos::temporal::api::{
     enums::v1::{ScheduleOverlapPolicy, TaskQueueKind},
@@ -13,10 +13,7 @@ use temporalio_protos::temporal::api::{
 };
 
 use super::workflows::{Workflows, required};
-use crate::{
-    engine::now_nanos,
-    error::{ApiError, ApiResult},
-};
+use crate::error::{ApiError, ApiResult};
 
 /// Future action times DescribeSchedule and ListSchedules show (the real server's numbers).
 const DESCRIBE_FUTURE_ACTIONS: usize = 10;
@@ -102,7 +99,7 @@ impl Workflows {
                 "schedule state limited_actions is not supported by this server yet".into(),
             ));
         }
-        let now = now_nanos();
+        let now = self.engine.now();
         let record = ScheduleRecord {
             namespace_id: ns.clone(),
             schedule_id: req.schedule_id.clone(),
@@ -148,7 +145,7 @@ impl Workflows {
         req: pb::DescribeScheduleRequest,
     ) -> ApiResult<pb::DescribeScheduleResponse> {
         let (_, record) = self.existing_schedule(&req.namespace, &req.schedule_id)?;
-        let future = future_times(&record, DESCRIBE_FUTURE_ACTIONS);
+        let future = future_times(&record, self.engine.now(), DESCRIBE_FUTURE_ACTIONS);
         Ok(pb::DescribeScheduleResponse {
             info: Some(ScheduleInfo {
                 action_count: record.action_count,
@@ -202,7 +199,7 @@ impl Workflows {
             let request = ScheduleRequest::Patch {
                 pause: patch.pause,
                 unpause: patch.unpause,
-                now: now_nanos(),
+                now: self.engine.now(),
             };
             self.engine
                 .execute_schedule(&ns, &req.schedule_id, request)
@@ -262,7 +259,11 @@ impl Workflows {
                             notes: state.notes,
                             paused: state.paused,
                             recent_actions: r.recent_actions.clone(),
-                            future_action_times: future_times(&r, LIST_FUTURE_ACTIONS),
+                            future_action_times: future_times(
+                                &r,
+                                self.engine.now(),
+                                LIST_FUTURE_ACTIONS,
+                            ),
                             ..Default::default()
                         }),
                         ..Default::default()
@@ -275,8 +276,8 @@ impl Workflows {
 }
 
 /// The next nominal times, whether or not the schedule is paused (as the real server shows).
-fn future_times(record: &ScheduleRecord, n: usize) -> Vec<prost_types::Timestamp> {
-    let after = record.processed_until.max(now_nanos());
+fn future_times(record: &ScheduleRecord, now: Nanos, n: usize) -> Vec<prost_types::Timestamp> {
+    let after = record.processed_until.max(now);
     schedules::next_times(record.schedule.spec.as_ref(), after, n)
         .into_iter()
         .map(to_timestamp)

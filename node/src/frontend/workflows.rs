@@ -48,7 +48,7 @@ use tokio::time::Instant;
 
 use super::{queries::QueryRegistry, search_attributes, token::TaskToken};
 use crate::{
-    engine::{Engine, QueuedTask, TaskOrigin, now_nanos},
+    engine::{Engine, QueuedTask, TaskOrigin},
     error::{ApiError, ApiResult},
     namespace::NamespaceRegistry,
     shard::{ReaderKv, ShardCommand, ShardOutcome},
@@ -428,7 +428,7 @@ impl Workflows {
             user_metadata: f.user_metadata,
             parent: None,
             eager: false,
-            now: now_nanos(),
+            now: self.engine.now(),
         })
     }
 
@@ -546,7 +546,7 @@ impl Workflows {
             } else {
                 req.request_id
             },
-            now: now_nanos(),
+            now: self.engine.now(),
         });
         self.engine.execute_run(&run, request).await?;
         Ok(())
@@ -559,7 +559,7 @@ impl Workflows {
             reason: req.reason,
             details: req.details,
             identity: req.identity,
-            now: now_nanos(),
+            now: self.engine.now(),
         });
         self.engine.execute_run(&run, request).await?;
         Ok(())
@@ -579,7 +579,7 @@ impl Workflows {
             } else {
                 req.request_id
             },
-            now: now_nanos(),
+            now: self.engine.now(),
         });
         self.engine.execute_run(&run, request).await?;
         Ok(())
@@ -625,7 +625,7 @@ impl Workflows {
                 request_id: uuid::Uuid::new_v4().to_string(),
                 identity: req.identity.clone(),
                 poll_task_queue: poll_queue.clone(),
-                now: now_nanos(),
+                now: self.engine.now(),
             });
             match self.record_started(&key, task, request).await? {
                 Some((task, RunReply::WorkflowTaskStarted(started))) => {
@@ -786,7 +786,7 @@ impl Workflows {
             force_create_new_workflow_task: req.force_create_new_workflow_task,
             return_new_workflow_task: req.return_new_workflow_task,
             new_run_id: uuid::Uuid::new_v4().to_string(),
-            now: now_nanos(),
+            now: self.engine.now(),
         });
         let reply = match self.engine.execute_run(&run, request).await? {
             ShardOutcome::Run {
@@ -825,7 +825,7 @@ impl Workflows {
             cause: req.cause,
             failure: req.failure,
             identity: req.identity,
-            now: now_nanos(),
+            now: self.engine.now(),
         });
         self.engine.execute_run(&run, request).await?;
         Ok(())
@@ -871,7 +871,7 @@ impl Workflows {
         let admit = RunRequest::AdmitUpdate(AdmitUpdateRequest {
             update_id: update_id.clone(),
             request,
-            now: now_nanos(),
+            now: self.engine.now(),
         });
         self.engine.execute_run(&run, admit).await?;
         // The admission applied on the shard's leader, maybe another node: wait for it here.
@@ -1145,7 +1145,7 @@ impl Workflows {
                 attempt: task.attempt,
                 request_id: uuid::Uuid::new_v4().to_string(),
                 identity: req.identity.clone(),
-                now: now_nanos(),
+                now: self.engine.now(),
             });
             match self.record_started(&key, task, request).await? {
                 Some((task, RunReply::ActivityTaskStarted(started))) => {
@@ -1209,7 +1209,7 @@ impl Workflows {
             activity,
             result,
             identity,
-            now: now_nanos(),
+            now: self.engine.now(),
         });
         self.engine.execute_run(&run, request).await?;
         Ok(())
@@ -1229,7 +1229,7 @@ impl Workflows {
             failure,
             last_heartbeat_details,
             identity,
-            now: now_nanos(),
+            now: self.engine.now(),
         });
         self.engine.execute_run(&run, request).await?;
         Ok(())
@@ -1247,7 +1247,7 @@ impl Workflows {
             activity,
             details,
             identity,
-            now: now_nanos(),
+            now: self.engine.now(),
         });
         self.engine.execute_run(&run, request).await?;
         Ok(())
@@ -1265,7 +1265,7 @@ impl Workflows {
             activity,
             details,
             identity,
-            now: now_nanos(),
+            now: self.engine.now(),
         });
         match self.engine.execute_run(&run, request).await? {
             ShardOutcome::Run {

@@ -143,23 +143,34 @@ pub enum ShardOutcome {
 pub type ShardReply = Result<ShardOutcome, HistoryError>;
 
 /// The Raft apply transaction seen through history's key/value traits.
-pub struct TxnKv<'a, 'b>(pub &'a mut ApplyTxn<'b>);
+pub struct TxnKv<'a, 'b> {
+    txn: &'a mut ApplyTxn<'b>,
+    /// Only when tracked (a time-skipping clock): every run written, and whether the server
+    /// owes it work.
+    runs: Option<Vec<(RunKey, bool)>>,
+}
 
 impl KvRead for TxnKv<'_, '_> {
     fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
-        self.0.get(key)
+        self.txn.get(key)
     }
     fn scan_prefix(&self, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
-        self.0.scan_prefix(prefix)
+        self.txn.scan_prefix(prefix)
     }
 }
 
 impl KvWrite for TxnKv<'_, '_> {
     fn put(&mut self, key: &[u8], value: &[u8]) {
-        self.0.put(key, value)
+        self.txn.put(key, value)
     }
     fn delete(&mut self, key: &[u8]) {
-        self.0.delete(key)
+        self.txn.delete(key)
+    }
+    fn wrote_run(&mut self, ms: &dura_history::MutableState) {
+        if let Some(runs) = &mut self.runs {
+            let run = RunKey::new(&ms.namespace_id, &ms.workflow_id, &ms.run_id);
+            runs.push((run, ms.owes_work()));
+        }
     }
 }
 
@@ -214,6 +225,8 @@ pub struct Applied {
     pub reply: ShardReply,
     pub workflow: Option<(String, String)>,
     pub effects: Vec<Effect>,
+    /// With `track_runs`: the runs written and whether the server owes each work.
+    pub runs: Vec<(RunKey, bool)>,
 }
 
 fn start_outcome(
@@ -238,7 +251,7 @@ fn start_outcome(
 ///
 /// A panic in history's handlers becomes an INTERNAL reply for this one entry (see
 /// `app::catch_apply_panic`); the handlers decide on copies and write only at the end.
-pub fn apply(txn: &mut ApplyTxn<'_>, command: &[u8]) -> Applied {
+pub fn apply(txn: &mut ApplyTxn<'_>, command: &[u8], track_runs: bool) -> Applied {
     let command = match ShardCommand::decode(command) {
         Ok(command) => command,
         // Deterministic on every replica: a command this build cannot read is refused.
@@ -249,19 +262,27 @@ pub fn apply(txn: &mut ApplyTxn<'_>, command: &[u8]) -> Applied {
                 ))),
                 workflow: None,
                 effects: Vec::new(),
+                runs: Vec::new(),
             };
         }
     };
     let workflow = command.workflow();
     let mut effects = Vec::new();
-    let reply = panic_to_internal(|| apply_command(txn, command, &mut effects));
+    let mut kv = TxnKv {
+        txn,
+        runs: track_runs.then(Vec::new),
+    };
+    let reply = panic_to_internal(|| apply_command(&mut kv, command, &mut effects));
+    let mut runs = kv.runs.unwrap_or_default();
     if reply.is_err() {
         effects.clear();
+        runs.clear();
     }
     Applied {
         reply,
         workflow,
         effects,
+        runs,
     }
 }
 
@@ -269,18 +290,13 @@ fn panic_to_internal(f: impl FnOnce() -> ShardReply) -> ShardReply {
     crate::app::catch_apply_panic(f, |what| Err(HistoryError::Internal(what)))
 }
 
-fn apply_command(
-    txn: &mut ApplyTxn<'_>,
-    command: ShardCommand,
-    effects: &mut Vec<Effect>,
-) -> ShardReply {
-    let mut kv = TxnKv(txn);
+fn apply_command(kv: &mut TxnKv, command: ShardCommand, effects: &mut Vec<Effect>) -> ShardReply {
     match command {
         ShardCommand::Start(req) => {
-            store::start_workflow(&mut kv, req).map(|o| start_outcome(o, effects))
+            store::start_workflow(kv, req).map(|o| start_outcome(o, effects))
         }
         ShardCommand::SignalWithStart(req, signal) => {
-            store::signal_with_start(&mut kv, req, signal).map(|o| start_outcome(o, effects))
+            store::signal_with_start(kv, req, signal).map(|o| start_outcome(o, effects))
         }
         ShardCommand::Run {
             namespace_id,
@@ -288,8 +304,7 @@ fn apply_command(
             run_id,
             request,
         } => {
-            let applied =
-                store::apply_to_run(&mut kv, &namespace_id, &workflow_id, &run_id, request)?;
+            let applied = store::apply_to_run(kv, &namespace_id, &workflow_id, &run_id, request)?;
             let run = applied.run;
             effects.extend(
                 applied
@@ -312,7 +327,7 @@ fn apply_command(
             })
         }
         ShardCommand::AckOutbox(entries) => {
-            outbox::ack(&mut kv, &entries)?;
+            outbox::ack(kv, &entries)?;
             Ok(ShardOutcome::OutboxAcked)
         }
         ShardCommand::Backlog(command) => {
@@ -320,7 +335,7 @@ fn apply_command(
                 BacklogCommand::Add { queue, task } => Some((queue.clone(), task.clone())),
                 BacklogCommand::Complete(_) => None,
             };
-            let reply = backlog::apply(kv.0, command);
+            let reply = backlog::apply(kv.txn, command);
             if let (Some((queue, task)), BacklogReply::Added { seq, fresh: true }) = (added, &reply)
             {
                 effects.push(Effect::Backlogged(backlog::BacklogTask {
@@ -336,7 +351,7 @@ fn apply_command(
             schedule_id,
             request,
         } => {
-            let record = schedules::apply(&mut kv, &namespace_id, &schedule_id, request)?;
+            let record = schedules::apply(kv, &namespace_id, &schedule_id, request)?;
             effects.push(Effect::Schedule {
                 namespace_id,
                 schedule_id,
@@ -359,7 +374,7 @@ fn apply_command(
             if term > seen {
                 kv.put(&key, &term.to_be_bytes());
             }
-            apply_command(kv.0, *command, effects)
+            apply_command(kv, *command, effects)
         }
     }
 }
@@ -379,6 +394,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let app = crate::app::NodeApplication {
             effects: Default::default(),
+            clock: Default::default(),
         };
         let store = RaftStore::open(
             StoreOptions {
