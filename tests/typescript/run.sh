@@ -246,6 +246,8 @@ case "$mode" in
     bin="$(find_dura)" || exit 1
     make_workdir
     start_and_wait
+    # time-skipping.test.ts launches its own test servers: this binary, as `<path> <port>`.
+    export DURA_TEST_SERVER="$bin"
     ;;
   address)
     address="${1:-}"
