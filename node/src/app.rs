@@ -49,6 +49,12 @@ impl Application for NodeApplication {
             for (run, owes_work) in applied.runs {
                 self.clock.note_run(run, owes_work);
             }
+            // Counted once, where the shard is led, as the real server's history service does.
+            if !applied.closed.is_empty() && self.effects.leads(group) {
+                for status in &applied.closed {
+                    crate::metrics::workflow_closed(*status);
+                }
+            }
             // Replies go only to the local proposer, never to disk or another node.
             bincode::serialize(&applied.reply).expect("shard reply serializes")
         }

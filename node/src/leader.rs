@@ -165,6 +165,11 @@ impl AppliedEffects {
         }
     }
 
+    /// Whether this node runs `group`'s leader (its sink is registered).
+    pub fn leads(&self, group: GroupId) -> bool {
+        lock(&self.sinks).contains_key(&group)
+    }
+
     fn register(&self, group: GroupId, sink: Sink) {
         lock(&self.sinks).insert(group, sink);
     }

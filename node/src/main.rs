@@ -47,8 +47,10 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Server(ServerCommand::Start(args)) => {
             logging::init(args.log_format, args.log_level);
-            let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .or_else(|_| std::env::var("HOSTNAME"))
+            // $HOSTNAME first, as container runtimes set it (a pod's is its name); the
+            // kernel's name when nothing set it.
+            let hostname = std::env::var("HOSTNAME")
+                .or_else(|_| std::fs::read_to_string("/proc/sys/kernel/hostname"))
                 .unwrap_or_default();
             run(config::NodeConfig::from_start_args(&args, hostname.trim())?)
         }

@@ -1,17 +1,37 @@
-//! Prometheus metrics on `GET /metrics`.
+//! Prometheus metrics and the health checks an orchestrator probes, on the metrics port:
+//! - `GET /metrics`: Temporal's metric names and labels where Temporal has one
+//!   (`service_requests`, `service_latency`, `service_errors`, `service_errors_*`,
+//!   `service_error_with_type`, `workflow_success`…, `poll_success`…,
+//!   `task_schedule_to_start_latency`), Dura's own under `dura_` (per Raft group, RocksDB),
+//!   and the process's (`process_*`);
+//! - `GET /healthz`: the process is up;
+//! - `GET /readyz`: every group this node hosts has a known leader and this node has applied
+//!   up to the group's commit index, so it answers reads with current state.
 //!
-//! A deliberately tiny HTTP/1.1 responder: scrapers send one GET and read one response, and
-//! pulling a web framework into the binary for that is not worth its build time.
+//! Per-group and RocksDB values are read from the store at scrape time (a collector), not
+//! pushed on every change. Label values are bounded: operations, group ids, outcomes, never a
+//! workflow id.
 
 use std::{net::SocketAddr, sync::LazyLock};
 
-use prometheus::{Encoder, IntCounterVec, Opts, Registry, TextEncoder};
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpListener,
+use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
+use dura_raft_store::RaftStore;
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
+    core::{Collector, Desc},
+    proto::MetricFamily,
 };
+use tokio::net::TcpListener;
 
-pub static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::new);
+pub static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
+    let registry = Registry::new();
+    registry
+        .register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))
+        .expect("registered once");
+    registry
+});
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let counter = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
@@ -21,14 +41,123 @@ fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     counter
 }
 
-/// gRPC requests served, by method and status code (Temporal's `service_requests`).
+/// Latency buckets in seconds, from a sub-millisecond sync match to a minute-long poll.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0, 120.0,
+];
+
+fn histogram(name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    let histogram = HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+        labels,
+    )
+    .expect("valid metric");
+    REGISTRY
+        .register(Box::new(histogram.clone()))
+        .expect("registered once");
+    histogram
+}
+
+/// Temporal's frontend metrics carry `service_name="frontend"`; its dashboards filter on it.
+fn frontend_opts(name: &str, help: &str) -> Opts {
+    Opts::new(name, help).const_label("service_name", "frontend")
+}
+
+fn frontend_counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let counter = IntCounterVec::new(frontend_opts(name, help), labels).expect("valid metric");
+    REGISTRY
+        .register(Box::new(counter.clone()))
+        .expect("registered once");
+    counter
+}
+
+/// gRPC requests handled by the frontend, by RPC (Temporal's `service_requests`).
 pub static SERVICE_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    counter(
+    frontend_counter(
         "service_requests",
         "gRPC requests handled by the frontend",
-        &["operation", "status_code"],
+        &["operation"],
     )
 });
+
+/// Time from request to response, by RPC (Temporal's `service_latency`), in seconds.
+pub static SERVICE_LATENCY: LazyLock<HistogramVec> = LazyLock::new(|| {
+    let opts = frontend_opts(
+        "service_latency",
+        "seconds from a gRPC request to its response",
+    );
+    let histogram = HistogramVec::new(
+        HistogramOpts::from(opts).buckets(LATENCY_BUCKETS.to_vec()),
+        &["operation"],
+    )
+    .expect("valid metric");
+    REGISTRY
+        .register(Box::new(histogram.clone()))
+        .expect("registered once");
+    histogram
+});
+
+/// Failed requests by RPC (Temporal's `service_errors`).
+pub static SERVICE_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    frontend_counter(
+        "service_errors",
+        "gRPC requests answered with an error",
+        &["operation"],
+    )
+});
+
+/// Failed requests by RPC and gRPC status (Temporal's `service_error_with_type`).
+pub static SERVICE_ERRORS_BY_TYPE: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    frontend_counter(
+        "service_error_with_type",
+        "gRPC requests answered with an error, by status code",
+        &["operation", "error_type"],
+    )
+});
+
+/// Temporal's per-kind error counters (`service_errors_entity_not_found`, …), by RPC.
+static SERVICE_ERROR_KINDS: LazyLock<[(tonic::Code, IntCounterVec); 5]> = LazyLock::new(|| {
+    use tonic::Code;
+    [
+        (Code::NotFound, "service_errors_entity_not_found"),
+        (
+            Code::AlreadyExists,
+            "service_errors_execution_already_started",
+        ),
+        (Code::ResourceExhausted, "service_errors_resource_exhausted"),
+        (Code::InvalidArgument, "service_errors_invalid_argument"),
+        (Code::DeadlineExceeded, "service_errors_context_timeout"),
+    ]
+    .map(|(code, name)| {
+        (
+            code,
+            frontend_counter(
+                name,
+                "gRPC requests answered with this error",
+                &["operation"],
+            ),
+        )
+    })
+});
+
+/// Counts one answered request.
+pub fn request_served(operation: &str, code: tonic::Code, latency: std::time::Duration) {
+    SERVICE_REQUESTS.with_label_values(&[operation]).inc();
+    SERVICE_LATENCY
+        .with_label_values(&[operation])
+        .observe(latency.as_secs_f64());
+    if code == tonic::Code::Ok {
+        return;
+    }
+    SERVICE_ERRORS.with_label_values(&[operation]).inc();
+    SERVICE_ERRORS_BY_TYPE
+        .with_label_values(&[operation, &format!("{code:?}")])
+        .inc();
+    if let Some((_, counter)) = SERVICE_ERROR_KINDS.iter().find(|(c, _)| *c == code) {
+        counter.with_label_values(&[operation]).inc();
+    }
+}
 
 /// Workflow/activity tasks moved from an outbox to their queue, by how they got there: `sync`
 /// (handed to a waiting poller), `backlog` (written to the partition's backlog) or `sticky`.
@@ -40,9 +169,216 @@ pub static TASK_DISPATCH: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+/// Polls that got a task (Temporal's `poll_success`), by task type.
+pub static POLL_SUCCESS: LazyLock<IntCounterVec> =
+    LazyLock::new(|| counter("poll_success", "polls answered with a task", &["task_type"]));
+
+/// Polls that got a task no backlog write came between (Temporal's `poll_success_sync`).
+pub static POLL_SUCCESS_SYNC: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "poll_success_sync",
+        "polls answered with a task that never waited in a backlog",
+        &["task_type"],
+    )
+});
+
+/// Polls that ended empty at their deadline (Temporal's `poll_timeouts`).
+pub static POLL_TIMEOUTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "poll_timeouts",
+        "polls that ended without a task",
+        &["task_type"],
+    )
+});
+
+/// From a task's scheduling to its poller (Temporal's `task_schedule_to_start_latency`).
+pub static TASK_SCHEDULE_TO_START: LazyLock<HistogramVec> = LazyLock::new(|| {
+    histogram(
+        "task_schedule_to_start_latency",
+        "seconds from a task's scheduling to a poller taking it",
+        &["task_type"],
+    )
+});
+
+/// Runs closed, counted by the leader of their shard under Temporal's names
+/// (`workflow_success`, `workflow_failed`, `workflow_timeout`, `workflow_terminate`,
+/// `workflow_cancel`, `workflow_continued_as_new`).
+pub static WORKFLOW_CLOSED: LazyLock<[IntCounter; 6]> = LazyLock::new(|| {
+    [
+        ("workflow_success", "runs completed"),
+        ("workflow_failed", "runs failed"),
+        ("workflow_timeout", "runs timed out"),
+        ("workflow_terminate", "runs terminated"),
+        ("workflow_cancel", "runs cancelled"),
+        ("workflow_continued_as_new", "runs continued as new"),
+    ]
+    .map(|(name, help)| {
+        // Temporal's completion counters carry `operation="CompletionStats"`.
+        let opts = Opts::new(name, help).const_label("operation", "CompletionStats");
+        let counter = IntCounter::with_opts(opts).expect("valid metric");
+        REGISTRY
+            .register(Box::new(counter.clone()))
+            .expect("registered once");
+        counter
+    })
+});
+
+/// Counts one closed run under its Temporal name.
+pub fn workflow_closed(status: dura_history::mutable_state::WorkflowStatus) {
+    use dura_history::mutable_state::WorkflowStatus as S;
+    let index = match status {
+        S::Running => return,
+        S::Completed => 0,
+        S::Failed => 1,
+        S::TimedOut => 2,
+        S::Terminated => 3,
+        S::Canceled => 4,
+        S::ContinuedAsNew => 5,
+    };
+    WORKFLOW_CLOSED[index].inc();
+}
+
+/// Per-group Raft state and RocksDB's own numbers, read from the store at each scrape.
+struct StoreCollector {
+    store: RaftStore,
+    descs: Vec<Desc>,
+}
+
+/// `(name, help)` of the per-group gauges, in the order [`StoreCollector::collect`] fills them.
+const GROUP_GAUGES: &[(&str, &str)] = &[
+    (
+        "dura_raft_term",
+        "the group's current Raft term as this node knows it",
+    ),
+    ("dura_raft_leader", "1 if this node leads the group, else 0"),
+    (
+        "dura_raft_commit_index",
+        "the group's committed log index as this node knows it",
+    ),
+    (
+        "dura_raft_applied_index",
+        "the last log index this node applied",
+    ),
+    (
+        "dura_raft_apply_lag",
+        "committed entries this node has not applied yet",
+    ),
+    (
+        "dura_raft_last_log_index",
+        "the last log index in this node's log",
+    ),
+    (
+        "dura_raft_snapshot_index",
+        "the log index of this node's last snapshot",
+    ),
+];
+
+impl StoreCollector {
+    fn new(store: RaftStore) -> Self {
+        let descs = GROUP_GAUGES
+            .iter()
+            .map(|(name, help)| {
+                Desc::new(
+                    name.to_string(),
+                    help.to_string(),
+                    vec!["group".into()],
+                    Default::default(),
+                )
+                .expect("valid metric")
+            })
+            .collect();
+        StoreCollector { store, descs }
+    }
+}
+
+fn gauge_family(name: &str, help: &str, points: Vec<(Vec<(&str, String)>, f64)>) -> MetricFamily {
+    let mut family = MetricFamily::default();
+    family.set_name(name.to_string());
+    family.set_help(help.to_string());
+    family.set_field_type(prometheus::proto::MetricType::GAUGE);
+    for (labels, value) in points {
+        let mut metric = prometheus::proto::Metric::default();
+        let mut gauge = prometheus::proto::Gauge::default();
+        gauge.set_value(value);
+        metric.set_gauge(gauge);
+        metric.set_label(
+            labels
+                .into_iter()
+                .map(|(name, value)| {
+                    let mut pair = prometheus::proto::LabelPair::default();
+                    pair.set_name(name.to_string());
+                    pair.set_value(value);
+                    pair
+                })
+                .collect(),
+        );
+        family.mut_metric().push(metric);
+    }
+    family
+}
+
+impl Collector for StoreCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let views = self.store.group_views();
+        let me = self.store.node_id();
+        let mut families: Vec<MetricFamily> = GROUP_GAUGES
+            .iter()
+            .enumerate()
+            .map(|(i, (name, help))| {
+                let points = views
+                    .iter()
+                    .map(|v| {
+                        let value = match i {
+                            0 => v.term,
+                            1 => u64::from(v.leader == Some(me)),
+                            2 => v.committed,
+                            3 => v.applied,
+                            4 => v.committed.saturating_sub(v.applied),
+                            5 => v.last_log,
+                            _ => v.snapshot,
+                        };
+                        (vec![("group", v.group.0.to_string())], value as f64)
+                    })
+                    .collect();
+                gauge_family(name, help, points)
+            })
+            .collect();
+        let rocksdb = self
+            .store
+            .rocksdb_properties()
+            .into_iter()
+            .map(|(property, value)| (vec![("property", property.to_string())], value as f64))
+            .collect();
+        families.push(gauge_family(
+            "dura_rocksdb",
+            "RocksDB's own numbers for this node's database, summed over its column families",
+            rocksdb,
+        ));
+        families
+    }
+}
+
 fn render() -> Vec<u8> {
     LazyLock::force(&SERVICE_REQUESTS);
-    LazyLock::force(&TASK_DISPATCH);
+    LazyLock::force(&SERVICE_LATENCY);
+    LazyLock::force(&SERVICE_ERRORS);
+    LazyLock::force(&SERVICE_ERRORS_BY_TYPE);
+    LazyLock::force(&SERVICE_ERROR_KINDS);
+    // Series of a bounded label set are shown from the start, at zero.
+    for task_type in ["workflow", "activity"] {
+        POLL_SUCCESS.with_label_values(&[task_type]);
+        POLL_SUCCESS_SYNC.with_label_values(&[task_type]);
+        POLL_TIMEOUTS.with_label_values(&[task_type]);
+        TASK_SCHEDULE_TO_START.with_label_values(&[task_type]);
+    }
+    for path in ["sync", "backlog", "sticky"] {
+        TASK_DISPATCH.with_label_values(&[path]);
+    }
+    LazyLock::force(&WORKFLOW_CLOSED);
     let mut buf = Vec::new();
     TextEncoder::new()
         .encode(&REGISTRY.gather(), &mut buf)
@@ -50,31 +386,58 @@ fn render() -> Vec<u8> {
     buf
 }
 
-/// Binds the metrics listener; the server task runs until the runtime stops.
-pub async fn serve(addr: SocketAddr) -> std::io::Result<SocketAddr> {
+async fn metrics() -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        render(),
+    )
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Ready once every hosted group has a leader and this node applied what it knows committed.
+async fn readyz(State(store): State<RaftStore>) -> impl IntoResponse {
+    let not_ready: Vec<String> = store
+        .group_views()
+        .into_iter()
+        .filter_map(|v| match v.leader {
+            None => Some(format!("group {}: no known leader", v.group.0)),
+            Some(_) if v.applied < v.committed => Some(format!(
+                "group {}: applied {} of {} committed",
+                v.group.0, v.applied, v.committed
+            )),
+            Some(_) => None,
+        })
+        .collect();
+    match not_ready.is_empty() {
+        true => (StatusCode::OK, "ready\n".to_string()),
+        false => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready:\n{}\n", not_ready.join("\n")),
+        ),
+    }
+}
+
+/// Binds the metrics port; the server task runs until the runtime stops. The store's numbers
+/// join the registry here, once per process.
+pub async fn serve(addr: SocketAddr, store: RaftStore) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
+    // A second node in one process (tests) keeps the first one's collector.
+    let _ = REGISTRY.register(Box::new(StoreCollector::new(store.clone())));
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(store);
     tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = [0u8; 2048];
-                let n = socket.read(&mut buf).await.unwrap_or(0);
-                let request = String::from_utf8_lossy(&buf[..n]);
-                let response = if request.starts_with("GET /metrics") {
-                    let body = render();
-                    let mut head = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                        body.len()
-                    )
-                    .into_bytes();
-                    head.extend(body);
-                    head
-                } else {
-                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                        .to_vec()
-                };
-                let _ = socket.write_all(&response).await;
-            });
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "metrics server stopped");
         }
     });
     Ok(local)

@@ -171,7 +171,7 @@ pub async fn run_node(
         Clock::Wall => (None, None),
     };
 
-    let metrics_addr = metrics::serve(config.metrics_listen)
+    let metrics_addr = metrics::serve(config.metrics_listen, store.clone())
         .await
         .context("binding the metrics port")?;
     let workflows = Workflows {

@@ -103,6 +103,43 @@ pub(crate) async fn wait_sole_owner(db: &Arc<DB>, timeout: Duration) -> bool {
     true
 }
 
+/// The RocksDB properties `/metrics` shows (as `dura_rocksdb{property=…}`).
+const PROPERTIES: &[&str] = &[
+    "rocksdb.live-sst-files-size",
+    "rocksdb.estimate-live-data-size",
+    "rocksdb.cur-size-all-mem-tables",
+    "rocksdb.num-immutable-mem-table",
+    "rocksdb.estimate-pending-compaction-bytes",
+    "rocksdb.num-running-compactions",
+    "rocksdb.num-running-flushes",
+    "rocksdb.estimate-num-keys",
+];
+/// Properties of the whole database (write stalls), not of a column family.
+const DB_PROPERTIES: &[&str] = &[
+    "rocksdb.actual-delayed-write-rate",
+    "rocksdb.is-write-stopped",
+];
+
+/// Each of [`PROPERTIES`] summed over the column families, then the [`DB_PROPERTIES`].
+pub(crate) fn properties(slot: &DbSlot) -> Vec<(&'static str, u64)> {
+    let Ok(db) = slot.get() else {
+        return Vec::new();
+    };
+    let per_cf = PROPERTIES.iter().map(|property| {
+        let total = ALL_CFS
+            .iter()
+            .filter_map(|name| db.cf_handle(name))
+            .filter_map(|cf| db.property_int_value_cf(cf, *property).ok().flatten())
+            .sum();
+        (*property, total)
+    });
+    let whole = DB_PROPERTIES.iter().map(|property| {
+        let value = db.property_int_value(*property).ok().flatten().unwrap_or(0);
+        (*property, value)
+    });
+    per_cf.chain(whole).collect()
+}
+
 /// The handle of column family `name`.
 pub(crate) fn cf<'a>(db: &'a DB, name: &str) -> io::Result<&'a ColumnFamily> {
     db.cf_handle(name)

@@ -101,6 +101,12 @@ pub struct GroupView {
     pub voters: Vec<u64>,
     /// The last applied log index on this node.
     pub applied: u64,
+    /// The group's committed index as this node knows it.
+    pub committed: u64,
+    /// The last index in this node's log.
+    pub last_log: u64,
+    /// The index this node's last snapshot covers (0: none).
+    pub snapshot: u64,
     /// On the leader only: how many entries each follower's log is behind the leader's.
     pub lag: Option<std::collections::BTreeMap<u64, u64>>,
 }

@@ -256,6 +256,9 @@ impl RaftStore {
                     term: m.current_term,
                     voters: m.membership_config.membership().voter_ids().collect(),
                     applied: m.last_applied.as_ref().map_or(0, |l| l.index()),
+                    committed: m.local_committed.as_ref().map_or(0, |l| l.index()),
+                    last_log: last,
+                    snapshot: m.snapshot.as_ref().map_or(0, |l| l.index()),
                     lag: m.replication.as_ref().map(|r| {
                         r.iter()
                             .map(|(node, matched)| {
@@ -268,6 +271,12 @@ impl RaftStore {
                 }
             })
             .collect()
+    }
+
+    /// RocksDB's own numbers for the node's database (sizes, memtables, compaction debt, write
+    /// stalls), each summed over the column families; empty once the store is shut down.
+    pub fn rocksdb_properties(&self) -> Vec<(&'static str, u64)> {
+        crate::db::properties(&self.inner.db)
     }
 
     /// The peer address of every voter of the metadata group, by node id.

@@ -79,8 +79,9 @@ class Server:
     """One dura dev server on database `db`; start() may be called again after kill9() or
     stop(), on the same database (and port, unless it was taken meanwhile)."""
 
-    def __init__(self, db: str, port: int | None = None):
+    def __init__(self, db: str, port: int | None = None, extra_args: tuple[str, ...] = ()):
         self.db, self.port, self.proc = db, port or free_port(), None
+        self.extra_args = list(extra_args)
         self.starts = 0
 
     @property
@@ -109,7 +110,7 @@ class Server:
             self.starts += 1
             self.proc = spawn(
                 [DURA_BIN, "server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", str(self.port),
-                 "--db-filename", self.db, "--log-level", "error"],
+                 "--db-filename", self.db, "--log-level", "error", *self.extra_args],
                 self.log_path,
             )
             try:

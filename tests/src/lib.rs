@@ -155,12 +155,17 @@ pub fn output_within(command: &mut Command, limit: Duration) -> std::process::Ou
 
 /// The text `/metrics` serves on `port`.
 pub async fn scrape_metrics(port: u16) -> anyhow::Result<String> {
+    http_get(port, "/metrics").await
+}
+
+/// The whole HTTP/1.1 response (status line, headers, body) to `GET path` on the metrics port.
+pub async fn http_get(port: u16, path: &str) -> anyhow::Result<String> {
     let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .await?;
-    let mut body = String::new();
-    conn.read_to_string(&mut body).await?;
-    Ok(body)
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    conn.write_all(request.as_bytes()).await?;
+    let mut response = String::new();
+    conn.read_to_string(&mut response).await?;
+    Ok(response)
 }
 
 /// A `dura server start-dev` process with its own port and database directory.

@@ -57,15 +57,28 @@ async fn unsupported_start_options_are_refused_and_requests_counted() -> anyhow:
 
     let metrics = scrape_metrics(metrics_port).await?;
     for line in [
-        r#"service_requests{operation="StartWorkflowExecution",status_code="Unimplemented"} 1"#,
-        r#"service_requests{operation="DescribeWorkflowExecution",status_code="NotFound"} 1"#,
+        // Temporal's names and labels.
+        r#"service_requests{operation="StartWorkflowExecution",service_name="frontend"} 1"#,
+        r#"service_requests{operation="DescribeWorkflowExecution",service_name="frontend"} 1"#,
+        r#"service_errors{operation="DescribeWorkflowExecution",service_name="frontend"} 1"#,
+        r#"service_errors_entity_not_found{operation="DescribeWorkflowExecution",service_name="frontend"} 1"#,
+        r#"service_error_with_type{error_type="Unimplemented",operation="StartWorkflowExecution",service_name="frontend"} 1"#,
+        r#"service_latency_count{operation="DescribeNamespace",service_name="frontend"}"#,
+        // The store's numbers, read at the scrape, and the process's.
+        r#"dura_raft_leader{group="1"} 1"#,
+        r#"dura_raft_term{group="0"}"#,
+        r#"dura_raft_applied_index{group="0"}"#,
+        r#"dura_raft_apply_lag{group="0"} 0"#,
+        r#"dura_rocksdb{property="rocksdb.cur-size-all-mem-tables"}"#,
+        "process_resident_memory_bytes",
+        "process_open_fds",
     ] {
         assert!(metrics.contains(line), "missing {line} in\n{metrics}");
     }
-    assert!(
-        metrics.contains(r#"operation="DescribeNamespace",status_code="Ok""#),
-        "{metrics}"
-    );
+    // An orchestrator's probes: up, and ready once every group has a leader and is applied.
+    assert!(dura_tests::http_get(metrics_port, "/healthz").await?.starts_with("HTTP/1.1 200"));
+    let ready = dura_tests::http_get(metrics_port, "/readyz").await?;
+    assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
     Ok(())
     })
     .await

@@ -113,6 +113,15 @@ async fn a_waiting_poller_gets_the_task_without_a_backlog_write() -> anyhow::Res
             assert_eq!(task.workflow_execution.unwrap().workflow_id, "sync-wf");
             assert_eq!(dispatched(metrics_port, "sync").await?, 1);
             assert_eq!(dispatched(metrics_port, "backlog").await?, 0);
+            // Temporal's names for the same poll.
+            let metrics = scrape_metrics(metrics_port).await?;
+            for line in [
+                r#"poll_success{task_type="workflow"} 1"#,
+                r#"poll_success_sync{task_type="workflow"} 1"#,
+                r#"task_schedule_to_start_latency_count{task_type="workflow"} 1"#,
+            ] {
+                assert!(metrics.contains(line), "missing {line} in\n{metrics}");
+            }
             Ok(())
         },
     )

@@ -1,5 +1,5 @@
-//! What every RPC passes through, whatever its handler: the `service_requests` metric, and
-//! the RPC's name in every `UNIMPLEMENTED` answer.
+//! What every RPC passes through, whatever its handler: the request metrics
+//! (`metrics::request_served`), and the RPC's name in every `UNIMPLEMENTED` answer.
 //!
 //! The generated stubs answer RPCs Dura does not implement with a fixed "Not yet implemented";
 //! a caller deserves to know *which* call is missing, and no RPC may fake success. This layer
@@ -14,7 +14,7 @@ use std::{
 use tonic::{Code, Status, body::Body};
 use tower::{Layer, Service};
 
-use crate::metrics::SERVICE_REQUESTS;
+use crate::metrics;
 
 /// What the generated default stubs put in `grpc-message` (percent-encoded on the wire).
 const STUB_MESSAGE: &str = "Not%20yet%20implemented";
@@ -59,9 +59,11 @@ where
 
     fn call(&mut self, req: http::Request<ReqBody>) -> Self::Future {
         let path = req.uri().path().to_string();
+        let started = std::time::Instant::now();
         let fut = self.inner.call(req);
         Box::pin(async move {
             let response = fut.await?;
+            let operation = method_name(&path);
             let headers = response.headers();
             // Unary errors are trailers-only responses, so their status is in the headers; a
             // response without one carries data and ends OK.
@@ -70,9 +72,8 @@ where
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<i32>().ok())
                 .map_or(Code::Ok, Code::from);
-            SERVICE_REQUESTS
-                .with_label_values(&[method_name(&path), &format!("{code:?}")])
-                .inc();
+            // Until the response head: a streamed body's time is the client's to read.
+            metrics::request_served(operation, code, started.elapsed());
             let is_stub = code == Code::Unimplemented
                 && headers
                     .get("grpc-message")

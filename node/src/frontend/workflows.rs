@@ -26,7 +26,7 @@ use dura_history::{
     keys::RunKey,
     store,
     tasks::TaskQueueRef,
-    time::{from_duration, to_duration, to_timestamp},
+    time::{from_duration, from_timestamp, to_duration, to_timestamp},
 };
 use dura_matching::{Polled, TaskKind, TaskQueueKey};
 use dura_raft_store::GroupId;
@@ -50,6 +50,7 @@ use super::{queries::QueryRegistry, search_attributes, token::TaskToken};
 use crate::{
     engine::{Engine, QueuedTask, TaskOrigin},
     error::{ApiError, ApiResult},
+    metrics,
     namespace::NamespaceRegistry,
     shard::{ReaderKv, ShardCommand, ShardOutcome},
 };
@@ -290,10 +291,23 @@ impl Workflows {
         let polled = engine
             .matcher()
             .poll_served(key, identity, deadline, || engine.leads_partition(key));
+        let task_type = match key.kind {
+            TaskKind::Workflow => "workflow",
+            TaskKind::Activity => "activity",
+        };
         tokio::select! {
             polled = polled => match polled {
-                Polled::Task(task) => Ok(Some(task)),
-                Polled::Deadline => Ok(None),
+                Polled::Task(task) => {
+                    metrics::POLL_SUCCESS.with_label_values(&[task_type]).inc();
+                    if matches!(task.origin, TaskOrigin::Outbox(_)) {
+                        metrics::POLL_SUCCESS_SYNC.with_label_values(&[task_type]).inc();
+                    }
+                    Ok(Some(task))
+                }
+                Polled::Deadline => {
+                    metrics::POLL_TIMEOUTS.with_label_values(&[task_type]).inc();
+                    Ok(None)
+                }
                 Polled::NotServed => Err(engine.partition_moved(key)),
             },
             () = self.stopping.cancelled() => Ok(None),
@@ -629,7 +643,9 @@ impl Workflows {
             });
             match self.record_started(&key, task, request).await? {
                 Some((task, RunReply::WorkflowTaskStarted(started))) => {
-                    return self.workflow_task_response(&task.run, started).await;
+                    let response = self.workflow_task_response(&task.run, started).await?;
+                    task_started("workflow", &response.scheduled_time, &response.started_time);
+                    return Ok(response);
                 }
                 Some(_) => {
                     return Err(ApiError::Internal(
@@ -1149,7 +1165,9 @@ impl Workflows {
             });
             match self.record_started(&key, task, request).await? {
                 Some((task, RunReply::ActivityTaskStarted(started))) => {
-                    return Ok(activity_task_response(&req.namespace, &task, started));
+                    let response = activity_task_response(&req.namespace, &task, started);
+                    task_started("activity", &response.scheduled_time, &response.started_time);
+                    return Ok(response);
                 }
                 Some(_) => {
                     return Err(ApiError::Internal(
@@ -1524,6 +1542,20 @@ fn query_rejected(condition: QueryRejectCondition, status: WorkflowExecutionStat
         QueryRejectCondition::Unspecified | QueryRejectCondition::None => false,
         QueryRejectCondition::NotOpen => true,
         QueryRejectCondition::NotCompletedCleanly => status != WorkflowExecutionStatus::Completed,
+    }
+}
+
+/// `task_schedule_to_start_latency` of a task handed to its poller.
+fn task_started(
+    task_type: &str,
+    scheduled: &Option<prost_types::Timestamp>,
+    started: &Option<prost_types::Timestamp>,
+) {
+    if let (Some(scheduled), Some(started)) = (scheduled, started) {
+        let waited = from_timestamp(started) - from_timestamp(scheduled);
+        metrics::TASK_SCHEDULE_TO_START
+            .with_label_values(&[task_type])
+            .observe(waited.max(0) as f64 / 1e9);
     }
 }
 

@@ -17,6 +17,7 @@ use dura_history::{
         start::{StartReply, StartWorkflowRequest},
     },
     keys::RunKey,
+    mutable_state::WorkflowStatus,
     outbox::{self, OutboxEntry},
     schedules::{self, ScheduleRecord, ScheduleRequest},
     store::{self, KvRead, KvWrite},
@@ -26,6 +27,7 @@ use dura_matching::{
     backlog::{self, BacklogCommand, BacklogReply},
 };
 use dura_raft_store::{ApplyTxn, GroupId, StateReader};
+use temporalio_protos::temporal::api::{enums::v1::EventType, history::v1::HistoryEvent};
 
 use crate::leader::Effect;
 use serde::{Deserialize, Serialize};
@@ -148,6 +150,8 @@ pub struct TxnKv<'a, 'b> {
     /// Only when tracked (a time-skipping clock): every run written, and whether the server
     /// owes it work.
     runs: Option<Vec<(RunKey, bool)>>,
+    /// How the runs this entry closed ended, for the leader's outcome metrics.
+    closed: Vec<WorkflowStatus>,
 }
 
 impl KvRead for TxnKv<'_, '_> {
@@ -227,6 +231,8 @@ pub struct Applied {
     pub effects: Vec<Effect>,
     /// With `track_runs`: the runs written and whether the server owes each work.
     pub runs: Vec<(RunKey, bool)>,
+    /// How the runs the entry closed ended.
+    pub closed: Vec<WorkflowStatus>,
 }
 
 fn start_outcome(
@@ -263,6 +269,7 @@ pub fn apply(txn: &mut ApplyTxn<'_>, command: &[u8], track_runs: bool) -> Applie
                 workflow: None,
                 effects: Vec::new(),
                 runs: Vec::new(),
+                closed: Vec::new(),
             };
         }
     };
@@ -271,18 +278,35 @@ pub fn apply(txn: &mut ApplyTxn<'_>, command: &[u8], track_runs: bool) -> Applie
     let mut kv = TxnKv {
         txn,
         runs: track_runs.then(Vec::new),
+        closed: Vec::new(),
     };
     let reply = panic_to_internal(|| apply_command(&mut kv, command, &mut effects));
     let mut runs = kv.runs.unwrap_or_default();
+    let mut closed = kv.closed;
     if reply.is_err() {
         effects.clear();
         runs.clear();
+        closed.clear();
     }
     Applied {
         reply,
         workflow,
         effects,
         runs,
+        closed,
+    }
+}
+
+/// How the run ends if `event` is its closing event.
+fn closing_status(event: &HistoryEvent) -> Option<WorkflowStatus> {
+    match EventType::try_from(event.event_type).ok()? {
+        EventType::WorkflowExecutionCompleted => Some(WorkflowStatus::Completed),
+        EventType::WorkflowExecutionFailed => Some(WorkflowStatus::Failed),
+        EventType::WorkflowExecutionTimedOut => Some(WorkflowStatus::TimedOut),
+        EventType::WorkflowExecutionTerminated => Some(WorkflowStatus::Terminated),
+        EventType::WorkflowExecutionCanceled => Some(WorkflowStatus::Canceled),
+        EventType::WorkflowExecutionContinuedAsNew => Some(WorkflowStatus::ContinuedAsNew),
+        _ => None,
     }
 }
 
@@ -305,6 +329,8 @@ fn apply_command(kv: &mut TxnKv, command: ShardCommand, effects: &mut Vec<Effect
             request,
         } => {
             let applied = store::apply_to_run(kv, &namespace_id, &workflow_id, &run_id, request)?;
+            kv.closed
+                .extend(applied.transition.events.iter().find_map(closing_status));
             let run = applied.run;
             effects.extend(
                 applied

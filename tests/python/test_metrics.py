@@ -1,0 +1,86 @@
+"""Temporal's metric names on `/metrics` after real SDK traffic: a workflow that runs an
+activity and completes is counted as Temporal's server counts it."""
+
+import json
+import re
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client
+
+from temporalio.worker import Worker
+
+from harness import Server, free_port, within
+from workflows_under_test import HelloWorkflow, say_hello
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        return response.read().decode()
+
+
+def value(metrics: str, name: str, labels: str = "") -> float:
+    """The sum of a metric's samples whose labels contain `labels` (0 when absent)."""
+    total = 0.0
+    for line in metrics.splitlines():
+        match = re.match(rf"^{re.escape(name)}(\{{[^}}]*\}})? (\S+)$", line)
+        if match and labels in (match.group(1) or ""):
+            total += float(match.group(2))
+    return total
+
+
+async def test_a_completed_workflow_shows_in_temporals_metrics(tmp_path):
+    metrics_port = free_port()
+    server = Server(str(tmp_path / "db"), extra_args=("--metrics-port", str(metrics_port)))
+    try:
+        client = await server.start()
+        queue = f"metrics-{uuid.uuid4()}"
+        async with Worker(client, task_queue=queue, workflows=[HelloWorkflow], activities=[say_hello]):
+            result = await within(
+                60,
+                client.execute_workflow(HelloWorkflow.run, "m", id=f"metrics-{uuid.uuid4()}", task_queue=queue),
+                "a hello workflow",
+            )
+        assert result == "Hello, m!"
+        metrics = scrape(metrics_port)
+        for name, labels in [
+            ("workflow_success", ""),
+            ("service_requests", 'operation="StartWorkflowExecution"'),
+            ("service_requests", 'operation="RespondWorkflowTaskCompleted"'),
+            ("service_latency_count", 'operation="PollWorkflowTaskQueue"'),
+            ("poll_success", 'task_type="workflow"'),
+            ("poll_success", 'task_type="activity"'),
+            ("task_schedule_to_start_latency_count", 'task_type="activity"'),
+            ("dura_raft_commit_index", ""),
+            ("dura_rocksdb", 'property="rocksdb.estimate-num-keys"'),
+            ("process_resident_memory_bytes", ""),
+            ("process_open_fds", ""),
+        ]:
+            assert value(metrics, name, labels) > 0, f"{name}{{{labels}}} is zero or missing"
+        assert value(metrics, "workflow_failed") == 0
+        # A refused call, so the errors panel has a series too.
+        with pytest.raises(Exception):
+            await client.get_workflow_handle("no-such-workflow").describe()
+        check_dashboard(scrape(metrics_port))
+    finally:
+        server.stop()
+
+
+DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "dura.json"
+
+
+def check_dashboard(metrics: str) -> None:
+    """Every metric the Grafana dashboard's PromQL names is on the node's /metrics."""
+    exposed = {m.group(1) for m in re.finditer(r"^([a-zA-Z_:][\w:]*)[{ ]", metrics, re.M)}
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    wanted = set()
+    for panel in panels:
+        for target in panel["targets"]:
+            # A metric name is followed by its label matchers or a range.
+            wanted |= set(re.findall(r"([a-zA-Z_:][\w:]*)\s*[{\[]", target["expr"]))
+    wanted -= {"by", "sum", "max", "rate", "histogram_quantile"}
+    assert wanted, "no metric found in the dashboard"
+    missing = sorted(wanted - exposed)
+    assert not missing, f"the dashboard uses metrics no node exposes: {missing}"
