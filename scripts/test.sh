@@ -102,6 +102,21 @@ if ! "$VENV/bin/python" -c 'import sys; from importlib.metadata import version; 
   echo "test.sh: installing pytest-timeout==$PYTEST_TIMEOUT_VERSION into $VENV" >&2
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "pytest-timeout==$PYTEST_TIMEOUT_VERSION"
 fi
+# tests/python/test_deploy.py: Kubernetes' schemas offline, compose's schema, kustomize.
+KUBERNETES_VALIDATE_VERSION=1.37.0
+if ! "$VENV/bin/python" -c 'import sys; from importlib.metadata import version; sys.exit(version("kubernetes-validate") != sys.argv[1])' \
+    "$KUBERNETES_VALIDATE_VERSION" 2>/dev/null; then
+  echo "test.sh: installing kubernetes-validate==$KUBERNETES_VALIDATE_VERSION into $VENV" >&2
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+fi
+if ! command -v docker-compose >/dev/null 2>&1; then
+  echo "test.sh: installing docker-compose (validates deploy/compose.yaml)" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null
+fi
+if ! command -v kubectl >/dev/null 2>&1; then
+  echo "test.sh: installing kubectl (renders deploy/k8s with kubectl kustomize)" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubectl >/dev/null
+fi
 phase "tests/python"
 (cd tests/python && DURA_BIN="$CARGO_TARGET_DIR/debug/dura" "$VENV/bin/python" -m pytest -q .)
 
