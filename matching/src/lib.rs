@@ -344,6 +344,15 @@ impl<T: Send + 'static> Matcher<T> {
         }
     }
 
+    /// Every queue with tasks waiting, and how many: what `/metrics` shows as backlog.
+    pub fn backlog_lengths(&self) -> Vec<(TaskQueueKey, usize)> {
+        self.lock()
+            .iter()
+            .filter(|(_, q)| !q.backlog.is_empty())
+            .map(|(key, q)| (key.clone(), q.backlog.len()))
+            .collect()
+    }
+
     /// True if a poller is polling this queue now or polled it within `window`
     /// (Temporal uses 10 s to decide whether a sticky queue is alive).
     pub fn has_recent_poller(&self, key: &TaskQueueKey, window: Duration) -> bool {

@@ -2,8 +2,9 @@
 //! - `GET /metrics`: Temporal's metric names and labels where Temporal has one
 //!   (`service_requests`, `service_latency`, `service_errors`, `service_errors_*`,
 //!   `service_error_with_type`, `workflow_success`…, `poll_success`…,
-//!   `task_schedule_to_start_latency`), Dura's own under `dura_` (per Raft group, RocksDB),
-//!   and the process's (`process_*`);
+//!   `task_schedule_to_start_latency`, and the storage's `persistence_requests`,
+//!   `persistence_latency`), Dura's own under `dura_` (per Raft group, group commit, fsyncs,
+//!   proposals, snapshots: `dura_raft_store::metrics`; RocksDB), and the process's;
 //! - `GET /healthz`: the process is up;
 //! - `GET /readyz`: every group this node hosts has a known leader and this node has applied
 //!   up to the group's commit index, so it answers reads with current state.
@@ -15,6 +16,7 @@
 use std::{net::SocketAddr, sync::LazyLock};
 
 use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
+use dura_matching::{Matcher, TaskKind, TaskQueueKey};
 use dura_raft_store::RaftStore;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
@@ -22,6 +24,8 @@ use prometheus::{
     proto::MetricFamily,
 };
 use tokio::net::TcpListener;
+
+use crate::engine::QueuedTask;
 
 pub static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
     let registry = Registry::new();
@@ -238,10 +242,46 @@ pub fn workflow_closed(status: dura_history::mutable_state::WorkflowStatus) {
     WORKFLOW_CLOSED[index].inc();
 }
 
-/// Per-group Raft state and RocksDB's own numbers, read from the store at each scrape.
+/// Per-group Raft state, RocksDB's own numbers and the task-queue backlogs, read at each
+/// scrape.
 struct StoreCollector {
     store: RaftStore,
+    matcher: Matcher<QueuedTask>,
     descs: Vec<Desc>,
+}
+
+/// Task queues shown one by one in `approximate_backlog_count`, the longest first; the rest
+/// are summed under `task_queue="_other_"`, so a namespace with many queues cannot blow up
+/// the series count.
+const BACKLOG_QUEUES_SHOWN: usize = 20;
+
+/// `(labels, length)` of the longest backlogs, then one for all the others.
+fn backlog_points(
+    mut lengths: Vec<(TaskQueueKey, usize)>,
+) -> Vec<(Vec<(&'static str, String)>, f64)> {
+    lengths.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.name.cmp(&b.0.name)));
+    let labels = |key: &TaskQueueKey, name: String| {
+        let task_type = match key.kind {
+            TaskKind::Workflow => "workflow",
+            TaskKind::Activity => "activity",
+        };
+        vec![
+            ("namespace_id", key.namespace_id.clone()),
+            ("task_queue", name),
+            ("task_type", task_type.to_string()),
+        ]
+    };
+    let mut points: Vec<_> = lengths
+        .iter()
+        .take(BACKLOG_QUEUES_SHOWN)
+        .map(|(key, n)| (labels(key, key.name.clone()), *n as f64))
+        .collect();
+    let mut others: std::collections::BTreeMap<_, f64> = Default::default();
+    for (key, n) in lengths.iter().skip(BACKLOG_QUEUES_SHOWN) {
+        *others.entry(labels(key, "_other_".into())).or_default() += *n as f64;
+    }
+    points.extend(others);
+    points
 }
 
 /// `(name, help)` of the per-group gauges, in the order [`StoreCollector::collect`] fills them.
@@ -274,7 +314,7 @@ const GROUP_GAUGES: &[(&str, &str)] = &[
 ];
 
 impl StoreCollector {
-    fn new(store: RaftStore) -> Self {
+    fn new(store: RaftStore, matcher: Matcher<QueuedTask>) -> Self {
         let descs = GROUP_GAUGES
             .iter()
             .map(|(name, help)| {
@@ -287,7 +327,11 @@ impl StoreCollector {
                 .expect("valid metric")
             })
             .collect();
-        StoreCollector { store, descs }
+        StoreCollector {
+            store,
+            matcher,
+            descs,
+        }
     }
 }
 
@@ -358,6 +402,11 @@ impl Collector for StoreCollector {
             "RocksDB's own numbers for this node's database, summed over its column families",
             rocksdb,
         ));
+        families.push(gauge_family(
+            "approximate_backlog_count",
+            "tasks waiting in the task-queue partitions this node leads",
+            backlog_points(self.matcher.backlog_lengths()),
+        ));
         families
     }
 }
@@ -379,9 +428,11 @@ fn render() -> Vec<u8> {
         TASK_DISPATCH.with_label_values(&[path]);
     }
     LazyLock::force(&WORKFLOW_CLOSED);
+    let mut families = REGISTRY.gather();
+    families.extend(dura_raft_store::metrics::gather());
     let mut buf = Vec::new();
     TextEncoder::new()
-        .encode(&REGISTRY.gather(), &mut buf)
+        .encode(&families, &mut buf)
         .expect("text encoding cannot fail");
     buf
 }
@@ -425,11 +476,15 @@ async fn readyz(State(store): State<RaftStore>) -> impl IntoResponse {
 
 /// Binds the metrics port; the server task runs until the runtime stops. The store's numbers
 /// join the registry here, once per process.
-pub async fn serve(addr: SocketAddr, store: RaftStore) -> std::io::Result<SocketAddr> {
+pub async fn serve(
+    addr: SocketAddr,
+    store: RaftStore,
+    matcher: Matcher<QueuedTask>,
+) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     // A second node in one process (tests) keeps the first one's collector.
-    let _ = REGISTRY.register(Box::new(StoreCollector::new(store.clone())));
+    let _ = REGISTRY.register(Box::new(StoreCollector::new(store.clone(), matcher)));
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
@@ -441,4 +496,28 @@ pub async fn serve(addr: SocketAddr, store: RaftStore) -> std::io::Result<Socket
         }
     });
     Ok(local)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backlogs_beyond_the_longest_are_summed_per_namespace_and_type() {
+        let lengths: Vec<_> = (0..25)
+            .map(|i| {
+                (
+                    TaskQueueKey::new("ns", format!("q{i:02}"), TaskKind::Activity),
+                    i + 1,
+                )
+            })
+            .collect();
+        let points = backlog_points(lengths);
+        assert_eq!(points.len(), BACKLOG_QUEUES_SHOWN + 1);
+        assert_eq!(points[0].0[1], ("task_queue", "q24".to_string()));
+        assert_eq!(points[0].1, 25.0);
+        let other = points.last().unwrap();
+        assert_eq!(other.0[1], ("task_queue", "_other_".to_string()));
+        assert_eq!(other.1, (1 + 2 + 3 + 4 + 5) as f64);
+    }
 }

@@ -171,9 +171,13 @@ pub async fn run_node(
         Clock::Wall => (None, None),
     };
 
-    let metrics_addr = metrics::serve(config.metrics_listen, store.clone())
-        .await
-        .context("binding the metrics port")?;
+    let metrics_addr = metrics::serve(
+        config.metrics_listen,
+        store.clone(),
+        engine.matcher().clone(),
+    )
+    .await
+    .context("binding the metrics port")?;
     let workflows = Workflows {
         engine,
         namespaces: namespaces.clone(),
@@ -193,6 +197,12 @@ pub async fn run_node(
     health_reporter
         .set_service_status(
             "temporal.api.workflowservice.v1.WorkflowService",
+            tonic_health::ServingStatus::Serving,
+        )
+        .await;
+    health_reporter
+        .set_service_status(
+            "temporal.api.operatorservice.v1.OperatorService",
             tonic_health::ServingStatus::Serving,
         )
         .await;
@@ -219,7 +229,11 @@ pub async fn run_node(
                 .max_decoding_message_size(MAX_MESSAGE_SIZE)
                 .max_encoding_message_size(MAX_MESSAGE_SIZE),
         )
-        .add_service(health_service)
+        .add_service(
+            health_service
+                .accept_compressed(CompressionEncoding::Gzip)
+                .send_compressed(CompressionEncoding::Gzip),
+        )
         .add_optional_service(test_service)
         .add_service(crate::admin::ClusterAdminServer::new(
             crate::admin::AdminService {

@@ -48,6 +48,7 @@ mod error;
 pub mod faults;
 mod keys;
 mod log_store;
+pub mod metrics;
 mod peer;
 mod peer_batch;
 mod reader;

@@ -248,9 +248,16 @@ impl RaftSnapshotBuilder<C> for SnapshotBuilder {
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
         let shared = self.shared.clone();
-        tokio::task::spawn_blocking(move || shared.build_snapshot_blocking())
+        let started = std::time::Instant::now();
+        let built = tokio::task::spawn_blocking(move || shared.build_snapshot_blocking())
             .await
-            .map_err(|e| io_err(format!("snapshot build task failed: {e}")))?
+            .map_err(|e| io_err(format!("snapshot build task failed: {e}")))??;
+        crate::metrics::snapshot_done(
+            "build",
+            built.snapshot.len().unwrap_or(0),
+            started.elapsed(),
+        );
+        Ok(built)
     }
 }
 
@@ -348,6 +355,8 @@ impl RaftStateMachine<C> for StateMachine {
         let group = self.group();
         let shared = self.shared.clone();
         let meta_owned = meta.clone();
+        let started = std::time::Instant::now();
+        let bytes = snapshot.len().unwrap_or(0);
         tokio::task::spawn_blocking(move || {
             let db = shared.db.get()?;
             // The received file becomes the group's snapshot file (also for serving others).
@@ -359,6 +368,7 @@ impl RaftStateMachine<C> for StateMachine {
         })
         .await
         .map_err(|e| io_err(format!("snapshot install task failed: {e}")))??;
+        crate::metrics::snapshot_done("install", bytes, started.elapsed());
 
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();

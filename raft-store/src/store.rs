@@ -322,7 +322,10 @@ impl RaftStore {
     /// once the entry is committed (durable per [`Durability`]) and applied.
     pub async fn propose(&self, group: GroupId, command: Vec<u8>) -> Result<Vec<u8>, ProposeError> {
         let g = self.group(group).ok_or(ProposeError::UnknownGroup(group))?;
-        match g.raft.client_write(Command(command)).await {
+        let started = std::time::Instant::now();
+        let written = g.raft.client_write(Command(command)).await;
+        crate::metrics::PROPOSAL_SECONDS.observe(started.elapsed().as_secs_f64());
+        match written {
             Ok(resp) => Ok(resp.data),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                 Err(ProposeError::NotLeader {
@@ -564,7 +567,7 @@ async fn open_group(
         return Err(e);
     }
 
-    let (monitor, leadership, status) = spawn_monitor(&raft, opts.node_id);
+    let (monitor, leadership, status) = spawn_monitor(&raft, group, opts.node_id);
     Ok(Group {
         raft,
         leadership,
@@ -619,6 +622,7 @@ fn status_of(m: &RaftMetrics<C>, node_id: u64) -> GroupStatus {
 /// Mirrors the group's openraft metrics into the leadership watches until the group stops.
 fn spawn_monitor(
     raft: &Raft,
+    group: GroupId,
     node_id: u64,
 ) -> (
     Monitor,
@@ -634,7 +638,12 @@ fn spawn_monitor(
     let task = tokio::spawn(async move {
         loop {
             let status = status_of(&metrics.borrow_watched(), node_id);
-            task_lead_tx.send_if_modified(|cur| replace_if_changed(cur, status.ready_term));
+            let led = status.ready_term;
+            if task_lead_tx.send_if_modified(|cur| replace_if_changed(cur, led)) && led.is_some() {
+                crate::metrics::LEADERSHIPS_TAKEN
+                    .with_label_values(&[&group.0.to_string()])
+                    .inc();
+            }
             task_status_tx.send_if_modified(|cur| replace_if_changed(cur, status));
             if metrics.changed().await.is_err() {
                 break;

@@ -16,6 +16,8 @@
 
 use std::io;
 use std::sync::Arc;
+
+use crate::metrics;
 use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
@@ -160,7 +162,19 @@ fn run(db: Arc<DB>, rx: mpsc::Receiver<Msg>, stats: &WriterStats) {
         }
 
         let sync = reqs.iter().any(|r| r.sync);
+        let started = std::time::Instant::now();
         let res = write_batch(&db, &mut reqs, sync);
+        let took = started.elapsed().as_secs_f64();
+        metrics::PERSISTENCE_REQUESTS
+            .with_label_values(&["write"])
+            .inc_by(reqs.len() as u64);
+        metrics::PERSISTENCE_LATENCY
+            .with_label_values(&["write"])
+            .observe(took);
+        metrics::BATCH_SIZE.observe(reqs.len() as f64);
+        if sync {
+            metrics::FSYNC_SECONDS.observe(took);
+        }
         stats.batches.fetch_add(1, Ordering::Relaxed);
         if sync {
             stats.synced_batches.fetch_add(1, Ordering::Relaxed);

@@ -84,6 +84,55 @@ async fn unsupported_start_options_are_refused_and_requests_counted() -> anyhow:
     .await
 }
 
+/// `grpc.health.v1.Health` answers for the services the real dev server names (also to the
+/// gzip-compressed requests the SDKs' core sends), and NOT_FOUND for others.
+#[tokio::test]
+async fn health_answers_per_service_like_the_real_server() -> anyhow::Result<()> {
+    dura_tests::bounded(
+        "health_answers_per_service_like_the_real_server",
+        dura_tests::TEST_BUDGET,
+        async {
+            use tonic_health::pb::{
+                HealthCheckRequest, health_check_response::ServingStatus,
+                health_client::HealthClient,
+            };
+            let dir = tempfile::tempdir()?;
+            let server = DevServer::start(&dir.path().join("db")).await?;
+            let channel = tonic::transport::Endpoint::from_shared(format!(
+                "http://127.0.0.1:{}",
+                server.port
+            ))?
+            .connect()
+            .await?;
+            let mut health =
+                HealthClient::new(channel).send_compressed(tonic::codec::CompressionEncoding::Gzip);
+            for service in [
+                "",
+                "temporal.api.workflowservice.v1.WorkflowService",
+                "temporal.api.operatorservice.v1.OperatorService",
+            ] {
+                let status = health
+                    .check(HealthCheckRequest {
+                        service: service.into(),
+                    })
+                    .await?
+                    .into_inner()
+                    .status;
+                assert_eq!(status, ServingStatus::Serving as i32, "{service:?}");
+            }
+            let unknown = health
+                .check(HealthCheckRequest {
+                    service: "temporal.server.api.adminservice.v1.AdminService".into(),
+                })
+                .await
+                .unwrap_err();
+            assert_eq!(unknown.code(), Code::NotFound);
+            Ok(())
+        },
+    )
+    .await
+}
+
 /// The real server's start-time checks, with its messages: unregistered names, the server's
 /// own attributes and values of the wrong type are refused, and nothing is started.
 #[tokio::test]
