@@ -7,7 +7,8 @@
 //!   proposals, snapshots: `dura_raft_store::metrics`; RocksDB), and the process's;
 //! - `GET /healthz`: the process is up;
 //! - `GET /readyz`: every group this node hosts has a known leader and this node has applied
-//!   up to the group's commit index, so it answers reads with current state.
+//!   up to the group's commit index but for the entries in flight, so a node catching up
+//!   after a restart is not ready until it is current.
 //!
 //! Per-group and RocksDB values are read from the store at scrape time (a collector), not
 //! pushed on every change. Label values are bounded: operations, group ids, outcomes, never a
@@ -451,20 +452,30 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Ready once every hosted group has a leader and this node applied what it knows committed.
+/// How far a group's applied index may trail its commit index on a ready node. Under load
+/// every follower trails by the entries in flight; a node catching up after a restart trails
+/// by far more, and is not ready until it is within this.
+const READY_APPLY_LAG: u64 = 1000;
+
+/// Why `group` keeps this node from being ready, if it does.
+fn not_ready(view: &dura_raft_store::GroupView) -> Option<String> {
+    let group = view.group.0;
+    if view.leader.is_none() {
+        return Some(format!("group {group}: no known leader"));
+    }
+    let lag = view.committed.saturating_sub(view.applied);
+    (lag > READY_APPLY_LAG).then(|| {
+        format!(
+            "group {group}: applied {} of {} committed",
+            view.applied, view.committed
+        )
+    })
+}
+
+/// Ready once every hosted group has a leader and this node has applied (nearly) all it knows
+/// committed.
 async fn readyz(State(store): State<RaftStore>) -> impl IntoResponse {
-    let not_ready: Vec<String> = store
-        .group_views()
-        .into_iter()
-        .filter_map(|v| match v.leader {
-            None => Some(format!("group {}: no known leader", v.group.0)),
-            Some(_) if v.applied < v.committed => Some(format!(
-                "group {}: applied {} of {} committed",
-                v.group.0, v.applied, v.committed
-            )),
-            Some(_) => None,
-        })
-        .collect();
+    let not_ready: Vec<String> = store.group_views().iter().filter_map(not_ready).collect();
     match not_ready.is_empty() {
         true => (StatusCode::OK, "ready\n".to_string()),
         false => (
@@ -501,6 +512,36 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_group_without_leader_or_far_behind_keeps_the_node_unready() {
+        let view = |leader: Option<u64>, applied: u64, committed: u64| dura_raft_store::GroupView {
+            group: dura_raft_store::GroupId(3),
+            leader,
+            term: 2,
+            voters: vec![1, 2, 3],
+            applied,
+            committed,
+            last_log: committed,
+            snapshot: 0,
+            lag: None,
+        };
+        assert_eq!(
+            not_ready(&view(Some(1), 500, 510)),
+            None,
+            "in-flight entries"
+        );
+        assert!(
+            not_ready(&view(None, 10, 10))
+                .unwrap()
+                .contains("no known leader")
+        );
+        assert!(
+            not_ready(&view(Some(1), 10, 5000))
+                .unwrap()
+                .contains("applied 10 of 5000")
+        );
+    }
 
     #[test]
     fn backlogs_beyond_the_longest_are_summed_per_namespace_and_type() {

@@ -52,6 +52,15 @@ pub static PERSISTENCE_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+/// Requests whose batch failed to write, Temporal's `persistence_errors`.
+pub static PERSISTENCE_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "persistence_errors",
+        "failed writes to the node's RocksDB",
+        "operation",
+    )
+});
+
 /// One group-commit batch's write (and fsync), Temporal's `persistence_latency`.
 pub static PERSISTENCE_LATENCY: LazyLock<HistogramVec> = LazyLock::new(|| {
     seconds_vec(
@@ -132,6 +141,7 @@ pub(crate) fn snapshot_done(kind: &str, bytes: u64, took: std::time::Duration) {
 /// Every metric of this crate, including the ones nothing counted yet (at zero).
 pub fn gather() -> Vec<prometheus::proto::MetricFamily> {
     PERSISTENCE_REQUESTS.with_label_values(&["write"]);
+    PERSISTENCE_ERRORS.with_label_values(&["write"]);
     PERSISTENCE_LATENCY.with_label_values(&["write"]);
     LazyLock::force(&BATCH_SIZE);
     LazyLock::force(&FSYNC_SECONDS);

@@ -183,6 +183,9 @@ fn run(db: Arc<DB>, rx: mpsc::Receiver<Msg>, stats: &WriterStats) {
             .requests
             .fetch_add(reqs.len() as u64, Ordering::Relaxed);
         if let Err(e) = &res {
+            metrics::PERSISTENCE_ERRORS
+                .with_label_values(&["write"])
+                .inc_by(reqs.len() as u64);
             tracing::error!("raft log write of {} requests failed: {e}", reqs.len());
         }
 
