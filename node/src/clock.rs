@@ -145,7 +145,7 @@ impl Jumps {
 #[derive(Clone)]
 pub struct ClockHold(#[allow(dead_code)] Option<Arc<HoldGuard>>);
 
-pub struct HoldGuard(Arc<VirtualClock>);
+struct HoldGuard(Arc<VirtualClock>);
 
 impl HoldGuard {
     fn new(clock: &Arc<VirtualClock>) -> Self {

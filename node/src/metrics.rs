@@ -18,9 +18,10 @@ use std::{net::SocketAddr, sync::LazyLock};
 
 use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
 use dura_matching::{Matcher, TaskKind, TaskQueueKey};
-use dura_raft_store::RaftStore;
+use dura_raft_store::{GroupView, RaftStore};
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
+    TextEncoder,
     core::{Collector, Desc},
     proto::MetricFamily,
 };
@@ -38,12 +39,15 @@ pub static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
     registry
 });
 
-fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let counter = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+fn register<T: Collector + Clone + 'static>(metric: T) -> T {
     REGISTRY
-        .register(Box::new(counter.clone()))
+        .register(Box::new(metric.clone()))
         .expect("registered once");
-    counter
+    metric
+}
+
+fn counter(opts: Opts, labels: &[&str]) -> IntCounterVec {
+    register(IntCounterVec::new(opts, labels).expect("valid metric"))
 }
 
 /// Latency buckets in seconds, from a sub-millisecond sync match to a minute-long poll.
@@ -52,16 +56,9 @@ const LATENCY_BUCKETS: &[f64] = &[
     60.0, 120.0,
 ];
 
-fn histogram(name: &str, help: &str, labels: &[&str]) -> HistogramVec {
-    let histogram = HistogramVec::new(
-        HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
-        labels,
-    )
-    .expect("valid metric");
-    REGISTRY
-        .register(Box::new(histogram.clone()))
-        .expect("registered once");
-    histogram
+fn histogram(opts: Opts, labels: &[&str]) -> HistogramVec {
+    let opts = HistogramOpts::from(opts).buckets(LATENCY_BUCKETS.to_vec());
+    register(HistogramVec::new(opts, labels).expect("valid metric"))
 }
 
 /// Temporal's frontend metrics carry `service_name="frontend"`; its dashboards filter on it.
@@ -69,54 +66,40 @@ fn frontend_opts(name: &str, help: &str) -> Opts {
     Opts::new(name, help).const_label("service_name", "frontend")
 }
 
-fn frontend_counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let counter = IntCounterVec::new(frontend_opts(name, help), labels).expect("valid metric");
-    REGISTRY
-        .register(Box::new(counter.clone()))
-        .expect("registered once");
-    counter
-}
-
 /// gRPC requests handled by the frontend, by RPC (Temporal's `service_requests`).
 pub static SERVICE_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    frontend_counter(
-        "service_requests",
-        "gRPC requests handled by the frontend",
+    counter(
+        frontend_opts("service_requests", "gRPC requests handled by the frontend"),
         &["operation"],
     )
 });
 
 /// Time from request to response, by RPC (Temporal's `service_latency`), in seconds.
 pub static SERVICE_LATENCY: LazyLock<HistogramVec> = LazyLock::new(|| {
-    let opts = frontend_opts(
-        "service_latency",
-        "seconds from a gRPC request to its response",
-    );
-    let histogram = HistogramVec::new(
-        HistogramOpts::from(opts).buckets(LATENCY_BUCKETS.to_vec()),
+    histogram(
+        frontend_opts(
+            "service_latency",
+            "seconds from a gRPC request to its response",
+        ),
         &["operation"],
     )
-    .expect("valid metric");
-    REGISTRY
-        .register(Box::new(histogram.clone()))
-        .expect("registered once");
-    histogram
 });
 
 /// Failed requests by RPC (Temporal's `service_errors`).
 pub static SERVICE_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    frontend_counter(
-        "service_errors",
-        "gRPC requests answered with an error",
+    counter(
+        frontend_opts("service_errors", "gRPC requests answered with an error"),
         &["operation"],
     )
 });
 
 /// Failed requests by RPC and gRPC status (Temporal's `service_error_with_type`).
 pub static SERVICE_ERRORS_BY_TYPE: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    frontend_counter(
-        "service_error_with_type",
-        "gRPC requests answered with an error, by status code",
+    counter(
+        frontend_opts(
+            "service_error_with_type",
+            "gRPC requests answered with an error, by status code",
+        ),
         &["operation", "error_type"],
     )
 });
@@ -137,9 +120,8 @@ static SERVICE_ERROR_KINDS: LazyLock<[(tonic::Code, IntCounterVec); 5]> = LazyLo
     .map(|(code, name)| {
         (
             code,
-            frontend_counter(
-                name,
-                "gRPC requests answered with this error",
+            counter(
+                frontend_opts(name, "gRPC requests answered with this error"),
                 &["operation"],
             ),
         )
@@ -168,21 +150,29 @@ pub fn request_served(operation: &str, code: tonic::Code, latency: std::time::Du
 /// (handed to a waiting poller), `backlog` (written to the partition's backlog) or `sticky`.
 pub static TASK_DISPATCH: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter(
-        "task_dispatch",
-        "tasks moved from an outbox to their task queue",
+        Opts::new(
+            "task_dispatch",
+            "tasks moved from an outbox to their task queue",
+        ),
         &["path"],
     )
 });
 
 /// Polls that got a task (Temporal's `poll_success`), by task type.
-pub static POLL_SUCCESS: LazyLock<IntCounterVec> =
-    LazyLock::new(|| counter("poll_success", "polls answered with a task", &["task_type"]));
+pub static POLL_SUCCESS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        Opts::new("poll_success", "polls answered with a task"),
+        &["task_type"],
+    )
+});
 
 /// Polls that got a task no backlog write came between (Temporal's `poll_success_sync`).
 pub static POLL_SUCCESS_SYNC: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter(
-        "poll_success_sync",
-        "polls answered with a task that never waited in a backlog",
+        Opts::new(
+            "poll_success_sync",
+            "polls answered with a task that never waited in a backlog",
+        ),
         &["task_type"],
     )
 });
@@ -190,8 +180,7 @@ pub static POLL_SUCCESS_SYNC: LazyLock<IntCounterVec> = LazyLock::new(|| {
 /// Polls that ended empty at their deadline (Temporal's `poll_timeouts`).
 pub static POLL_TIMEOUTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter(
-        "poll_timeouts",
-        "polls that ended without a task",
+        Opts::new("poll_timeouts", "polls that ended without a task"),
         &["task_type"],
     )
 });
@@ -199,8 +188,10 @@ pub static POLL_TIMEOUTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
 /// From a task's scheduling to its poller (Temporal's `task_schedule_to_start_latency`).
 pub static TASK_SCHEDULE_TO_START: LazyLock<HistogramVec> = LazyLock::new(|| {
     histogram(
-        "task_schedule_to_start_latency",
-        "seconds from a task's scheduling to a poller taking it",
+        Opts::new(
+            "task_schedule_to_start_latency",
+            "seconds from a task's scheduling to a poller taking it",
+        ),
         &["task_type"],
     )
 });
@@ -220,11 +211,7 @@ pub static WORKFLOW_CLOSED: LazyLock<[IntCounter; 6]> = LazyLock::new(|| {
     .map(|(name, help)| {
         // Temporal's completion counters carry `operation="CompletionStats"`.
         let opts = Opts::new(name, help).const_label("operation", "CompletionStats");
-        let counter = IntCounter::with_opts(opts).expect("valid metric");
-        REGISTRY
-            .register(Box::new(counter.clone()))
-            .expect("registered once");
-        counter
+        register(IntCounter::with_opts(opts).expect("valid metric"))
     })
 });
 
@@ -244,11 +231,17 @@ pub fn workflow_closed(status: dura_history::mutable_state::WorkflowStatus) {
 }
 
 /// Per-group Raft state, RocksDB's own numbers and the task-queue backlogs, read at each
-/// scrape.
+/// scrape into gauges that hold nothing else (reset first, so a group or queue that went
+/// away disappears).
 struct StoreCollector {
     store: RaftStore,
     matcher: Matcher<QueuedTask>,
-    descs: Vec<Desc>,
+    /// One per [`GROUP_GAUGES`] entry, by `group`.
+    groups: Vec<GaugeVec>,
+    rocksdb: GaugeVec,
+    backlog: GaugeVec,
+    /// Two scrapes at once would reset each other's gauges half-way.
+    collecting: std::sync::Mutex<()>,
 }
 
 /// Task queues shown one by one in `approximate_backlog_count`, the longest first; the rest
@@ -285,130 +278,106 @@ fn backlog_points(
     points
 }
 
-/// `(name, help)` of the per-group gauges, in the order [`StoreCollector::collect`] fills them.
-const GROUP_GAUGES: &[(&str, &str)] = &[
+/// A per-group gauge: its name, help and value from this node's view of the group.
+type GroupGauge = (&'static str, &'static str, fn(&GroupView, u64) -> u64);
+
+const GROUP_GAUGES: &[GroupGauge] = &[
     (
         "dura_raft_term",
         "the group's current Raft term as this node knows it",
+        |v, _| v.term,
     ),
-    ("dura_raft_leader", "1 if this node leads the group, else 0"),
+    (
+        "dura_raft_leader",
+        "1 if this node leads the group, else 0",
+        |v, me| u64::from(v.leader == Some(me)),
+    ),
     (
         "dura_raft_commit_index",
         "the group's committed log index as this node knows it",
+        |v, _| v.committed,
     ),
     (
         "dura_raft_applied_index",
         "the last log index this node applied",
+        |v, _| v.applied,
     ),
     (
         "dura_raft_apply_lag",
         "committed entries this node has not applied yet",
+        |v, _| v.committed.saturating_sub(v.applied),
     ),
     (
         "dura_raft_last_log_index",
         "the last log index in this node's log",
+        |v, _| v.last_log,
     ),
     (
         "dura_raft_snapshot_index",
         "the log index of this node's last snapshot",
+        |v, _| v.snapshot,
     ),
 ];
 
+fn gauge(name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+    GaugeVec::new(Opts::new(name, help), labels).expect("valid metric")
+}
+
 impl StoreCollector {
     fn new(store: RaftStore, matcher: Matcher<QueuedTask>) -> Self {
-        let descs = GROUP_GAUGES
-            .iter()
-            .map(|(name, help)| {
-                Desc::new(
-                    name.to_string(),
-                    help.to_string(),
-                    vec!["group".into()],
-                    Default::default(),
-                )
-                .expect("valid metric")
-            })
-            .collect();
         StoreCollector {
             store,
             matcher,
-            descs,
+            groups: GROUP_GAUGES
+                .iter()
+                .map(|(name, help, _)| gauge(name, help, &["group"]))
+                .collect(),
+            rocksdb: gauge(
+                "dura_rocksdb",
+                "RocksDB's own numbers for this node's database, summed over its column families",
+                &["property"],
+            ),
+            backlog: gauge(
+                "approximate_backlog_count",
+                "tasks waiting in the task-queue partitions this node leads",
+                &["namespace_id", "task_queue", "task_type"],
+            ),
+            collecting: Default::default(),
         }
     }
-}
 
-fn gauge_family(name: &str, help: &str, points: Vec<(Vec<(&str, String)>, f64)>) -> MetricFamily {
-    let mut family = MetricFamily::default();
-    family.set_name(name.to_string());
-    family.set_help(help.to_string());
-    family.set_field_type(prometheus::proto::MetricType::GAUGE);
-    for (labels, value) in points {
-        let mut metric = prometheus::proto::Metric::default();
-        let mut gauge = prometheus::proto::Gauge::default();
-        gauge.set_value(value);
-        metric.set_gauge(gauge);
-        metric.set_label(
-            labels
-                .into_iter()
-                .map(|(name, value)| {
-                    let mut pair = prometheus::proto::LabelPair::default();
-                    pair.set_name(name.to_string());
-                    pair.set_value(value);
-                    pair
-                })
-                .collect(),
-        );
-        family.mut_metric().push(metric);
+    fn gauges(&self) -> impl Iterator<Item = &GaugeVec> {
+        self.groups.iter().chain([&self.rocksdb, &self.backlog])
     }
-    family
 }
 
 impl Collector for StoreCollector {
     fn desc(&self) -> Vec<&Desc> {
-        self.descs.iter().collect()
+        self.gauges().flat_map(|g| g.desc()).collect()
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        let views = self.store.group_views();
+        let _one_at_a_time = self.collecting.lock().unwrap_or_else(|e| e.into_inner());
+        self.gauges().for_each(GaugeVec::reset);
         let me = self.store.node_id();
-        let mut families: Vec<MetricFamily> = GROUP_GAUGES
-            .iter()
-            .enumerate()
-            .map(|(i, (name, help))| {
-                let points = views
-                    .iter()
-                    .map(|v| {
-                        let value = match i {
-                            0 => v.term,
-                            1 => u64::from(v.leader == Some(me)),
-                            2 => v.committed,
-                            3 => v.applied,
-                            4 => v.committed.saturating_sub(v.applied),
-                            5 => v.last_log,
-                            _ => v.snapshot,
-                        };
-                        (vec![("group", v.group.0.to_string())], value as f64)
-                    })
-                    .collect();
-                gauge_family(name, help, points)
-            })
-            .collect();
-        let rocksdb = self
-            .store
-            .rocksdb_properties()
-            .into_iter()
-            .map(|(property, value)| (vec![("property", property.to_string())], value as f64))
-            .collect();
-        families.push(gauge_family(
-            "dura_rocksdb",
-            "RocksDB's own numbers for this node's database, summed over its column families",
-            rocksdb,
-        ));
-        families.push(gauge_family(
-            "approximate_backlog_count",
-            "tasks waiting in the task-queue partitions this node leads",
-            backlog_points(self.matcher.backlog_lengths()),
-        ));
-        families
+        for view in self.store.group_views() {
+            let group = view.group.0.to_string();
+            for ((_, _, value), gauge) in GROUP_GAUGES.iter().zip(&self.groups) {
+                gauge
+                    .with_label_values(&[&group])
+                    .set(value(&view, me) as f64);
+            }
+        }
+        for (property, value) in self.store.rocksdb_properties() {
+            self.rocksdb
+                .with_label_values(&[property])
+                .set(value as f64);
+        }
+        for (labels, length) in backlog_points(self.matcher.backlog_lengths()) {
+            let values: Vec<&str> = labels.iter().map(|(_, v)| v.as_str()).collect();
+            self.backlog.with_label_values(&values).set(length);
+        }
+        self.gauges().flat_map(|g| g.collect()).collect()
     }
 }
 

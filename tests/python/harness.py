@@ -14,6 +14,7 @@ import os
 import socket
 import subprocess
 import time
+import uuid
 
 from temporalio.client import Client
 
@@ -28,6 +29,22 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+async def run_hello(client: Client, name: str, worker_client: Client | None = None) -> str:
+    """The guide's hello world on a fresh queue: its worker on `worker_client` (default
+    `client`), started through `client`; its result within a minute."""
+    from temporalio.worker import Worker
+
+    from workflows_under_test import HelloWorkflow, say_hello
+
+    queue = f"hello-{uuid.uuid4()}"
+    async with Worker(worker_client or client, task_queue=queue, workflows=[HelloWorkflow], activities=[say_hello]):
+        return await within(
+            60,
+            client.execute_workflow(HelloWorkflow.run, name, id=f"hello-{uuid.uuid4()}", task_queue=queue),
+            "a hello workflow",
+        )
 
 
 async def within(seconds: float, awaitable, what: str):

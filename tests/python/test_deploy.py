@@ -15,18 +15,15 @@ import re
 import shutil
 import subprocess
 import urllib.request
-import uuid
 from pathlib import Path
 
 import kubernetes_validate
 import pytest
 import yaml
 from temporalio.client import Client
-from temporalio.worker import Worker
 
 from dura_processes import kill_group, spawn
-from harness import DURA_BIN, within
-from workflows_under_test import HelloWorkflow, say_hello
+from harness import DURA_BIN, run_hello, within
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 KUBERNETES_VERSION = "1.32"
@@ -166,13 +163,7 @@ async def test_three_pods_configured_like_the_statefulset_form_a_cluster(tmp_pat
         # Every node serves; a worker on one and a client on another.
         worker_client = await Client.connect("127.0.0.2:7233")
         client = await Client.connect("127.0.0.3:7233")
-        queue = f"deploy-{uuid.uuid4()}"
-        async with Worker(worker_client, task_queue=queue, workflows=[HelloWorkflow], activities=[say_hello]):
-            result = await within(
-                60,
-                client.execute_workflow(HelloWorkflow.run, "k8s", id=f"deploy-{uuid.uuid4()}", task_queue=queue),
-                "hello world through the cluster",
-            )
+        result = await run_hello(client, "k8s", worker_client=worker_client)
         assert result == "Hello, k8s!"
     finally:
         for pod in pods:

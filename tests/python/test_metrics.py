@@ -4,16 +4,12 @@ activity and completes is counted as Temporal's server counts it."""
 import json
 import re
 import urllib.request
-import uuid
 from pathlib import Path
 
 import pytest
-from temporalio.client import Client
 
-from temporalio.worker import Worker
 
-from harness import Server, free_port, within
-from workflows_under_test import HelloWorkflow, say_hello
+from harness import Server, free_port, run_hello
 
 
 def scrape(port: int) -> str:
@@ -36,14 +32,7 @@ async def test_a_completed_workflow_shows_in_temporals_metrics(tmp_path):
     server = Server(str(tmp_path / "db"), extra_args=("--metrics-port", str(metrics_port)))
     try:
         client = await server.start()
-        queue = f"metrics-{uuid.uuid4()}"
-        async with Worker(client, task_queue=queue, workflows=[HelloWorkflow], activities=[say_hello]):
-            result = await within(
-                60,
-                client.execute_workflow(HelloWorkflow.run, "m", id=f"metrics-{uuid.uuid4()}", task_queue=queue),
-                "a hello workflow",
-            )
-        assert result == "Hello, m!"
+        assert await run_hello(client, "m") == "Hello, m!"
         metrics = scrape(metrics_port)
         for name, labels in [
             ("workflow_success", ""),
