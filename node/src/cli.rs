@@ -73,6 +73,10 @@ pub struct FaultArgs {
     /// Peers traffic to and from is delayed by --delay-ms.
     #[arg(long, value_delimiter = ',')]
     pub delay: Vec<u64>,
+    /// Peers its messages to (its Raft replication included) are delayed by --delay-ms, while
+    /// their requests to it are answered at once.
+    #[arg(long, value_delimiter = ',')]
+    pub delay_to: Vec<u64>,
     #[arg(long, default_value_t = 0)]
     pub delay_ms: u64,
 }

@@ -288,8 +288,11 @@ impl Engine {
         Ok(MemKv(pairs.into_iter().collect()))
     }
 
-    /// A run (the current one when `run_id` is empty) as this node's replica holds it, or,
-    /// when this node holds no replica of its shard, as a node holding one reads it now.
+    /// A run (the current one when `run_id` is empty) as of now, wherever it was written: from
+    /// this node's replica after a read barrier, or, when this node holds no replica of its
+    /// shard, as a node holding one reads it. Without the barrier a lagging follower replica
+    /// would answer for a shard whose leader is elsewhere, and a leader's work deciding on it
+    /// (a parent close policy) could find a running child missing.
     pub async fn read_run_anywhere(
         &self,
         namespace_id: &str,
@@ -298,6 +301,7 @@ impl Engine {
     ) -> ApiResult<(RunKey, MutableState)> {
         let shard = self.shard_for(namespace_id, workflow_id);
         if self.holds(shard) {
+            self.read_barrier(shard).await?;
             let reader = self.reader(shard)?;
             return Ok(store::resolve_run(
                 &reader,

@@ -74,6 +74,7 @@ fn main() -> anyhow::Result<()> {
                 drop_to: args.drop_to.into_iter().collect(),
                 drop_from: args.drop_from.into_iter().collect(),
                 delay: args.delay.into_iter().collect(),
+                delay_to: args.delay_to.into_iter().collect(),
                 delay_ms: args.delay_ms,
             };
             tokio::runtime::Builder::new_current_thread()

@@ -13,6 +13,7 @@ use std::sync::RwLock;
 use std::time::Duration;
 
 /// What one node does to its peer traffic. The default (empty) rules are a healthy network.
+/// Test-only, sent by the `dura` CLI of the same build: no other build needs to read it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FaultRules {
     /// Peers this node's messages to are lost.
@@ -21,6 +22,10 @@ pub struct FaultRules {
     pub drop_from: BTreeSet<u64>,
     /// Peers traffic to and from is held back by `delay_ms` first.
     pub delay: BTreeSet<u64>,
+    /// Peers this node's messages to (not from) are held back by `delay_ms`: what it sends
+    /// them, its Raft replication included, arrives late, while their requests to it are
+    /// answered at once. A follower of a group this node leads then lags behind it.
+    pub delay_to: BTreeSet<u64>,
     pub delay_ms: u64,
 }
 
@@ -58,34 +63,55 @@ impl Faults {
 
     /// Lets a message to `peer` go (after its delay), or drops it.
     pub(crate) async fn outgoing(&self, peer: u64) -> Result<(), Dropped> {
-        self.pass(peer, "to", |r| &r.drop_to).await
+        hold_back(self.verdict(peer, Direction::To)?).await;
+        Ok(())
     }
 
     /// Lets a message from `peer` in (after its delay), or drops it.
     pub(crate) async fn incoming(&self, peer: u64) -> Result<(), Dropped> {
-        self.pass(peer, "from", |r| &r.drop_from).await
+        hold_back(self.verdict(peer, Direction::From)?).await;
+        Ok(())
     }
 
-    async fn pass(
-        &self,
-        peer: u64,
-        direction: &'static str,
-        dropped: impl Fn(&FaultRules) -> &BTreeSet<u64>,
-    ) -> Result<(), Dropped> {
+    /// What the rules do to one message: drop it, or hold it back for how long.
+    fn verdict(&self, peer: u64, direction: Direction) -> Result<Option<Duration>, Dropped> {
         if !self.enabled {
-            return Ok(());
+            return Ok(None);
         }
-        let delay = {
-            let rules = self.rules.read().unwrap_or_else(|e| e.into_inner());
-            if dropped(&rules).contains(&peer) {
-                return Err(Dropped { direction, peer });
-            }
-            rules.delay.contains(&peer).then_some(rules.delay_ms)
+        let rules = self.rules.read().unwrap_or_else(|e| e.into_inner());
+        let (dropped, delayed_one_way) = match direction {
+            Direction::To => (&rules.drop_to, rules.delay_to.contains(&peer)),
+            Direction::From => (&rules.drop_from, false),
         };
-        if let Some(ms) = delay {
-            tokio::time::sleep(Duration::from_millis(ms)).await;
+        if dropped.contains(&peer) {
+            return Err(Dropped {
+                direction: direction.as_str(),
+                peer,
+            });
         }
-        Ok(())
+        let delayed = rules.delay.contains(&peer) || delayed_one_way;
+        Ok(delayed.then(|| Duration::from_millis(rules.delay_ms)))
+    }
+}
+
+async fn hold_back(delay: Option<Duration>) {
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Direction {
+    To,
+    From,
+}
+
+impl Direction {
+    fn as_str(self) -> &'static str {
+        match self {
+            Direction::To => "to",
+            Direction::From => "from",
+        }
     }
 }
 
@@ -112,5 +138,23 @@ mod tests {
         assert!(on.incoming(3).await.is_err());
         on.set(FaultRules::default()).unwrap();
         assert!(on.outgoing(2).await.is_ok());
+    }
+
+    #[test]
+    fn a_one_way_delay_holds_back_only_what_this_node_sends() {
+        let on = Faults::new(true);
+        on.set(FaultRules {
+            delay: [4].into(),
+            delay_to: [2].into(),
+            delay_ms: 1500,
+            ..Default::default()
+        })
+        .unwrap();
+        let late = Some(Duration::from_millis(1500));
+        assert_eq!(on.verdict(2, Direction::To).unwrap(), late);
+        assert_eq!(on.verdict(2, Direction::From).unwrap(), None);
+        assert_eq!(on.verdict(3, Direction::To).unwrap(), None);
+        assert_eq!(on.verdict(4, Direction::To).unwrap(), late);
+        assert_eq!(on.verdict(4, Direction::From).unwrap(), late);
     }
 }

@@ -258,19 +258,31 @@ pub fn cluster_status(node: &Node) -> serde_json::Value {
 /// `dura cluster fault` on `node` (started with `--enable-fault-injection`): drops its
 /// messages to `drop_to` and from `drop_from`; both empty heal it.
 pub fn fault(node: &Node, drop_to: &[u64], drop_from: &[u64]) {
-    let list = |ids: &[u64]| ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+    set_faults(
+        node,
+        &[("--drop-to", drop_to), ("--drop-from", drop_from)],
+        None,
+    );
+}
+
+/// `dura cluster fault` on `node`: its messages to `peers` arrive `delay_ms` late, Raft
+/// replication included, while their requests to it are answered at once.
+pub fn delay_to(node: &Node, peers: &[u64], delay_ms: u64) {
+    set_faults(node, &[("--delay-to", peers)], Some(delay_ms));
+}
+
+fn set_faults(node: &Node, rules: &[(&str, &[u64])], delay_ms: Option<u64>) {
     let mut args = vec![
         "cluster".to_string(),
         "fault".into(),
         "--peer-address".into(),
         format!("127.0.0.1:{}", node.peer_port()),
     ];
-    if !drop_to.is_empty() {
-        args.push(format!("--drop-to={}", list(drop_to)));
+    for (flag, peers) in rules.iter().filter(|(_, peers)| !peers.is_empty()) {
+        let list = peers.iter().map(u64::to_string).collect::<Vec<_>>();
+        args.push(format!("{flag}={}", list.join(",")));
     }
-    if !drop_from.is_empty() {
-        args.push(format!("--drop-from={}", list(drop_from)));
-    }
+    args.extend(delay_ms.map(|ms| format!("--delay-ms={ms}")));
     dura_cli(args);
 }
 

@@ -1,6 +1,7 @@
 //! Work that follows a commit belongs to the shard's leader, not to the request that proposed
 //! it: a start whose caller gave up while it was being committed still delivers its first
-//! workflow task, without a restart.
+//! workflow task, without a restart. And that work decides on another shard's state as of
+//! now: a parent close policy reaches a child its node sees only through a lagging replica.
 
 use std::{
     collections::BTreeSet,
@@ -123,6 +124,141 @@ async fn a_start_whose_caller_gave_up_still_delivers_its_task() -> anyhow::Resul
                 ids.len()
             );
             Ok(())
+        },
+    )
+    .await
+}
+
+/// `hash(namespace id, workflow id)`, as the nodes route (FNV-1a, `node/src/shard`): the
+/// test needs two workflows in shards it chose.
+fn shard_of(namespace_id: &str, workflow_id: &str, shards: u32) -> u32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in [namespace_id.as_bytes(), b"_", workflow_id.as_bytes()].concat() {
+        hash ^= byte as u32;
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    hash % shards + 1
+}
+
+fn id_in_shard(prefix: &str, namespace_id: &str, shard: u32, shards: u32) -> String {
+    (0..)
+        .map(|i| format!("{prefix}-{i}"))
+        .find(|id| shard_of(namespace_id, id, shards) == shard)
+        .unwrap()
+}
+
+/// The parent's shard is led by node 1, the child's by node 2, whose replication to node 1
+/// runs 1.5 s late: node 1 then holds a replica of the child's shard that does not have the
+/// child yet when the parent closes. The policy must read the child as its leader has it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parent_close_policy_reaches_a_child_known_only_to_a_lagging_local_replica() {
+    use dura_tests::cluster::{
+        cluster, complete_command, delay_to, describe, history_types, poll_task, respond,
+        start_with, transfer_leader,
+    };
+    use temporalio_protos::temporal::api::{
+        command::v1::{Command, StartChildWorkflowExecutionCommandAttributes, command},
+        enums::v1::{CommandType, EventType, ParentClosePolicy, WorkflowExecutionStatus},
+        workflowservice::v1::DescribeNamespaceRequest,
+    };
+
+    dura_tests::bounded(
+        "a_parent_close_policy_reaches_a_child_known_only_to_a_lagging_local_replica",
+        dura_tests::TEST_BUDGET,
+        async {
+            const SHARDS: u32 = 4;
+            let dir = tempfile::tempdir().unwrap();
+            let mut nodes = cluster(dir.path(), &["--enable-fault-injection"]);
+            for node in nodes.iter_mut() {
+                node.spawn();
+            }
+            for node in nodes.iter_mut() {
+                node.wait_ready().await;
+            }
+            // Every call goes through node 3, which the fault leaves alone.
+            let via = &nodes[2];
+            let namespace_id = via
+                .client()
+                .await
+                .unwrap()
+                .describe_namespace(DescribeNamespaceRequest {
+                    namespace: "default".into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .namespace_info
+                .unwrap()
+                .id;
+            let (parent_shard, child_shard) = (1, 2);
+            let parent_id = id_in_shard("close-policy-parent", &namespace_id, parent_shard, SHARDS);
+            let child_id = id_in_shard("close-policy-child", &namespace_id, child_shard, SHARDS);
+            transfer_leader(via, parent_shard, 1);
+            transfer_leader(via, child_shard, 2);
+            delay_to(&nodes[1], &[1], 1500);
+
+            let mut request = dura_tests::cluster::start_request(&parent_id);
+            request.task_queue = dura_tests::cluster::queue("close-policy-parents");
+            start_with(&via.client().await.unwrap(), request).await;
+            let first = loop {
+                if let Some(task) =
+                    poll_task(via, "close-policy-parents", Duration::from_secs(10)).await
+                {
+                    break task;
+                }
+            };
+            let start_child = Command {
+                command_type: CommandType::StartChildWorkflowExecution as i32,
+                attributes: Some(
+                    command::Attributes::StartChildWorkflowExecutionCommandAttributes(
+                        StartChildWorkflowExecutionCommandAttributes {
+                            workflow_id: child_id.clone(),
+                            workflow_type: Some(WorkflowType {
+                                name: "Child".into(),
+                            }),
+                            task_queue: dura_tests::cluster::queue("close-policy-children"),
+                            parent_close_policy: ParentClosePolicy::Terminate as i32,
+                            ..Default::default()
+                        },
+                    ),
+                ),
+                ..Default::default()
+            };
+            respond(via, first.task_token, vec![start_child]).await;
+            // The child's start, reported to the parent, schedules its next task: the parent
+            // completes at once, well within the lag.
+            let second = loop {
+                if let Some(task) =
+                    poll_task(via, "close-policy-parents", Duration::from_secs(10)).await
+                {
+                    break task;
+                }
+            };
+            assert!(
+                history_types(via, &parent_id)
+                    .await
+                    .contains(&EventType::ChildWorkflowExecutionStarted),
+                "the parent's second task follows its child's start"
+            );
+            respond(via, second.task_token, vec![complete_command()]).await;
+
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let status = describe(via, &child_id).await.map(|info| info.status);
+                if matches!(status, Ok(s) if s == WorkflowExecutionStatus::Terminated as i32) {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the child was never terminated by its parent's close policy: {status:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            assert_eq!(
+                history_types(via, &child_id).await.last(),
+                Some(&EventType::WorkflowExecutionTerminated)
+            );
         },
     )
     .await
