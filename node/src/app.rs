@@ -3,12 +3,12 @@
 use dura_codec::Persisted;
 use dura_raft_store::{Application, ApplyTxn, GroupId};
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::{
     clock::Clock,
     leader::AppliedEffects,
-    namespace::{self, MetaCommand, MetaReply, NamespaceError},
+    namespace::{self, MetaCommand, MetaReply, NamespaceError, NamespaceRegistry},
     shard,
 };
 
@@ -19,6 +19,9 @@ pub struct NodeApplication {
     pub effects: Arc<AppliedEffects>,
     /// A time-skipping clock learns here which runs the server owes work to.
     pub clock: Clock,
+    /// Namespace names for the outcome metrics' labels; set once the store (which this
+    /// application is given to) is open.
+    pub namespaces: Arc<OnceLock<NamespaceRegistry>>,
 }
 
 impl Application for NodeApplication {
@@ -51,8 +54,12 @@ impl Application for NodeApplication {
             }
             // Counted once, where the shard is led, as the real server's history service does.
             if !applied.closed.is_empty() && self.effects.leads(group) {
-                for status in &applied.closed {
-                    crate::metrics::workflow_closed(*status);
+                for (namespace_id, status) in &applied.closed {
+                    let namespace = self.namespaces.get().map_or_else(
+                        || crate::metrics::UNKNOWN_NAMESPACE.to_string(),
+                        |n| n.metric_label(namespace_id),
+                    );
+                    crate::metrics::workflow_closed(&namespace, *status);
                 }
             }
             // Replies go only to the local proposer, never to disk or another node.

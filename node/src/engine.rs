@@ -46,6 +46,7 @@ use crate::{
     error::{ApiError, ApiResult},
     leader::{AppliedEffects, Effect, Fence, ShardLeader, WorkflowWatch},
     metrics::TASK_DISPATCH,
+    namespace::NamespaceRegistry,
     scheduler::Scheduler,
     shard::{
         ReaderKv, ShardCommand, ShardOutcome, ShardReply, ShardView, partition_shard, shard_for,
@@ -187,6 +188,8 @@ struct Inner {
     scheduler: Scheduler,
     effects: Arc<AppliedEffects>,
     clock: Clock,
+    /// For the `namespace` label of the leader work's metrics.
+    namespaces: NamespaceRegistry,
 }
 
 /// Failpoint `outbox-ack`: a test loses the acknowledgement of an outbox record whose task
@@ -199,7 +202,13 @@ fn ack_lost() -> bool {
 
 impl Engine {
     /// `effects` is the channel from the store's state machine (`app::NodeApplication`).
-    pub fn new(store: RaftStore, shards: u32, effects: Arc<AppliedEffects>, clock: Clock) -> Self {
+    pub fn new(
+        store: RaftStore,
+        shards: u32,
+        effects: Arc<AppliedEffects>,
+        clock: Clock,
+        namespaces: NamespaceRegistry,
+    ) -> Self {
         let (cleanups, cleanup_rx) = mpsc::channel(cleanup::QUEUE_CAPACITY);
         let engine = Engine {
             inner: Arc::new(Inner {
@@ -210,6 +219,7 @@ impl Engine {
                 scheduler: Scheduler::default(),
                 effects,
                 clock,
+                namespaces,
             }),
         };
         tokio::spawn(cleanup::run(engine.clone(), cleanup_rx));
@@ -230,6 +240,11 @@ impl Engine {
 
     pub(crate) fn clock(&self) -> &Clock {
         &self.inner.clock
+    }
+
+    /// The `namespace` label of a metric about namespace `namespace_id`.
+    pub(crate) fn namespace_label(&self, namespace_id: &str) -> String {
+        self.inner.namespaces.metric_label(namespace_id)
     }
 
     /// Now, as commands carry it: time enters the log here, never in apply.

@@ -11,17 +11,20 @@
 //!   after a restart is not ready until it is current.
 //!
 //! Per-group and RocksDB values are read from the store at scrape time (a collector), not
-//! pushed on every change. Label values are bounded: operations, group ids, outcomes, never a
-//! workflow id.
+//! pushed on every change. Label values are bounded: operations, group ids, outcomes,
+//! registered namespaces (a request naming none that exists counts as `_unknown_`, as in
+//! Temporal), never a workflow id.
 
-use std::{net::SocketAddr, sync::LazyLock};
+use std::{
+    net::SocketAddr,
+    sync::{Arc, LazyLock, OnceLock},
+};
 
 use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
 use dura_matching::{Matcher, TaskKind, TaskQueueKey};
 use dura_raft_store::{GroupView, RaftStore};
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
-    TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
     core::{Collector, Desc},
     proto::MetricFamily,
 };
@@ -70,7 +73,7 @@ fn frontend_opts(name: &str, help: &str) -> Opts {
 pub static SERVICE_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter(
         frontend_opts("service_requests", "gRPC requests handled by the frontend"),
-        &["operation"],
+        &["operation", "namespace"],
     )
 });
 
@@ -81,7 +84,7 @@ pub static SERVICE_LATENCY: LazyLock<HistogramVec> = LazyLock::new(|| {
             "service_latency",
             "seconds from a gRPC request to its response",
         ),
-        &["operation"],
+        &["operation", "namespace"],
     )
 });
 
@@ -89,7 +92,7 @@ pub static SERVICE_LATENCY: LazyLock<HistogramVec> = LazyLock::new(|| {
 pub static SERVICE_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter(
         frontend_opts("service_errors", "gRPC requests answered with an error"),
-        &["operation"],
+        &["operation", "namespace"],
     )
 });
 
@@ -100,7 +103,7 @@ pub static SERVICE_ERRORS_BY_TYPE: LazyLock<IntCounterVec> = LazyLock::new(|| {
             "service_error_with_type",
             "gRPC requests answered with an error, by status code",
         ),
-        &["operation", "error_type"],
+        &["operation", "namespace", "error_type"],
     )
 });
 
@@ -122,27 +125,64 @@ static SERVICE_ERROR_KINDS: LazyLock<[(tonic::Code, IntCounterVec); 5]> = LazyLo
             code,
             counter(
                 frontend_opts(name, "gRPC requests answered with this error"),
-                &["operation"],
+                &["operation", "namespace"],
             ),
         )
     })
 });
 
+/// The label of metrics about no namespace, or about one that does not exist (Temporal's).
+pub const UNKNOWN_NAMESPACE: &str = "_unknown_";
+
+tokio::task_local! {
+    /// The namespace the request being served resolved, once its handler has (set by the
+    /// namespace registry, read by the RPC edge for the request's metrics).
+    static REQUEST_NAMESPACE: RequestNamespace;
+}
+
+/// Where a request's handler notes the namespace it resolved.
+pub type RequestNamespace = Arc<OnceLock<String>>;
+
+/// `handler` run in a request's scope, and where to find the namespace it resolved once done.
+pub fn in_request_scope<F: Future>(
+    handler: F,
+) -> (
+    RequestNamespace,
+    tokio::task::futures::TaskLocalFuture<RequestNamespace, F>,
+) {
+    let noted = RequestNamespace::default();
+    (noted.clone(), REQUEST_NAMESPACE.scope(noted, handler))
+}
+
+/// Records that the request being served (if any: background work has none) is about
+/// namespace `name`, which exists. The first namespace a request resolves is its label.
+pub fn note_request_namespace(name: &str) {
+    let _ = REQUEST_NAMESPACE.try_with(|noted| {
+        noted.get_or_init(|| name.to_string());
+    });
+}
+
 /// Counts one answered request.
-pub fn request_served(operation: &str, code: tonic::Code, latency: std::time::Duration) {
-    SERVICE_REQUESTS.with_label_values(&[operation]).inc();
+pub fn request_served(
+    operation: &str,
+    namespace: &str,
+    code: tonic::Code,
+    latency: std::time::Duration,
+) {
+    let labels = [operation, namespace];
+    SERVICE_REQUESTS.with_label_values(&labels).inc();
     SERVICE_LATENCY
-        .with_label_values(&[operation])
+        .with_label_values(&labels)
         .observe(latency.as_secs_f64());
     if code == tonic::Code::Ok {
         return;
     }
-    SERVICE_ERRORS.with_label_values(&[operation]).inc();
+    SERVICE_ERRORS.with_label_values(&labels).inc();
     SERVICE_ERRORS_BY_TYPE
-        .with_label_values(&[operation, &format!("{code:?}")])
+        .with_label_values(&[operation, namespace, &format!("{code:?}")])
         .inc();
     if let Some((_, counter)) = SERVICE_ERROR_KINDS.iter().find(|(c, _)| *c == code) {
-        counter.with_label_values(&[operation]).inc();
+        counter.with_label_values(&labels).inc();
     }
 }
 
@@ -199,7 +239,7 @@ pub static TASK_SCHEDULE_TO_START: LazyLock<HistogramVec> = LazyLock::new(|| {
 /// Runs closed, counted by the leader of their shard under Temporal's names
 /// (`workflow_success`, `workflow_failed`, `workflow_timeout`, `workflow_terminate`,
 /// `workflow_cancel`, `workflow_continued_as_new`).
-pub static WORKFLOW_CLOSED: LazyLock<[IntCounter; 6]> = LazyLock::new(|| {
+pub static WORKFLOW_CLOSED: LazyLock<[IntCounterVec; 6]> = LazyLock::new(|| {
     [
         ("workflow_success", "runs completed"),
         ("workflow_failed", "runs failed"),
@@ -211,12 +251,20 @@ pub static WORKFLOW_CLOSED: LazyLock<[IntCounter; 6]> = LazyLock::new(|| {
     .map(|(name, help)| {
         // Temporal's completion counters carry `operation="CompletionStats"`.
         let opts = Opts::new(name, help).const_label("operation", "CompletionStats");
-        register(IntCounter::with_opts(opts).expect("valid metric"))
+        counter(opts, &["namespace"])
     })
 });
 
-/// Counts one closed run under its Temporal name.
-pub fn workflow_closed(status: dura_history::mutable_state::WorkflowStatus) {
+/// Shows every outcome counter of `namespace`, at zero until a run ends so, once the node
+/// knows the namespace: a dashboard's panel then reads 0 rather than no data.
+pub fn namespace_known(namespace: &str) {
+    for counter in WORKFLOW_CLOSED.iter() {
+        counter.with_label_values(&[namespace]);
+    }
+}
+
+/// Counts one closed run of `namespace` under its Temporal name.
+pub fn workflow_closed(namespace: &str, status: dura_history::mutable_state::WorkflowStatus) {
     use dura_history::mutable_state::WorkflowStatus as S;
     let index = match status {
         S::Running => return,
@@ -227,7 +275,86 @@ pub fn workflow_closed(status: dura_history::mutable_state::WorkflowStatus) {
         S::Canceled => 4,
         S::ContinuedAsNew => 5,
     };
-    WORKFLOW_CLOSED[index].inc();
+    WORKFLOW_CLOSED[index].with_label_values(&[namespace]).inc();
+}
+
+/// What the schedules' leader work did, under the names of Temporal's scheduler:
+/// `schedule_action_success` / `schedule_action_errors` (`schedule_action="start_workflow"`),
+/// `schedule_missed_catchup_window` (`reason="not_buffered"`), `schedule_overlap_skipped`
+/// (`schedule_overlap_policy`) and `schedule_action_delay` (seconds from a scheduled action's
+/// nominal time to its start; triggered actions are not counted, as on the real server).
+pub struct ScheduleMetrics {
+    action_success: IntCounterVec,
+    action_errors: IntCounterVec,
+    missed_catchup_window: IntCounterVec,
+    overlap_skipped: IntCounterVec,
+    action_delay: HistogramVec,
+}
+
+pub static SCHEDULES: LazyLock<ScheduleMetrics> = LazyLock::new(|| {
+    let action = |name, help| {
+        counter(
+            Opts::new(name, help).const_label("schedule_action", "start_workflow"),
+            &["namespace"],
+        )
+    };
+    ScheduleMetrics {
+        action_success: action("schedule_action_success", "workflows started by a schedule"),
+        action_errors: action(
+            "schedule_action_errors",
+            "failed attempts to start a schedule's workflow",
+        ),
+        missed_catchup_window: counter(
+            Opts::new(
+                "schedule_missed_catchup_window",
+                "schedule actions missed for the catch-up window",
+            )
+            .const_label("reason", "not_buffered"),
+            &["namespace"],
+        ),
+        overlap_skipped: counter(
+            Opts::new(
+                "schedule_overlap_skipped",
+                "schedule actions skipped for the overlap policy",
+            ),
+            &["namespace", "schedule_overlap_policy"],
+        ),
+        action_delay: histogram(
+            Opts::new(
+                "schedule_action_delay",
+                "seconds from a scheduled action's nominal time to its start",
+            ),
+            &["namespace"],
+        ),
+    }
+});
+
+impl ScheduleMetrics {
+    pub fn started(&self, namespace: &str, delay: Option<std::time::Duration>) {
+        self.action_success.with_label_values(&[namespace]).inc();
+        if let Some(delay) = delay {
+            self.action_delay
+                .with_label_values(&[namespace])
+                .observe(delay.as_secs_f64());
+        }
+    }
+
+    pub fn start_failed(&self, namespace: &str) {
+        self.action_errors.with_label_values(&[namespace]).inc();
+    }
+
+    pub fn missed_catchup_window(&self, namespace: &str) {
+        self.missed_catchup_window
+            .with_label_values(&[namespace])
+            .inc();
+    }
+
+    /// `policy`: the enum's Go name (`Skip`), as Temporal's label carries it.
+    pub fn overlap_skipped(&self, namespace: &str, policy: &str) {
+        self.overlap_skipped
+            .with_label_values(&[namespace, policy])
+            .inc();
+    }
 }
 
 /// Per-group Raft state, RocksDB's own numbers and the task-queue backlogs, read at each

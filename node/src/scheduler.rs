@@ -12,7 +12,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use dura_history::{
     HistoryError,
     api::start::StartWorkflowRequest,
-    events::json_string_payloads,
+    events::{go_enum_name, json_string_payloads},
     schedules::{self, ScheduleRecord, ScheduleRequest},
     time::{Nanos, SECOND, format_rfc3339_seconds, from_duration},
 };
@@ -27,6 +27,7 @@ use crate::{
     engine::Engine,
     error::{ApiError, ApiResult},
     leader::{Fence, ShardLeader},
+    metrics::SCHEDULES,
     shard::{ShardCommand, ShardOutcome},
 };
 
@@ -108,6 +109,7 @@ impl Engine {
         let now = self.now();
         let request_id = uuid::Uuid::new_v4().to_string();
         let started = start_action(self, &record, now, request_id, None).await?;
+        let counted = started.is_some();
         self.execute_schedule(
             namespace_id,
             schedule_id,
@@ -118,6 +120,9 @@ impl Engine {
             },
         )
         .await?;
+        if counted {
+            SCHEDULES.started(&self.namespace_label(namespace_id), None);
+        }
         Ok(())
     }
 }
@@ -212,6 +217,7 @@ async fn fire(
     nominal: i64,
     fence: Fence,
 ) -> ApiResult<()> {
+    let namespace = engine.namespace_label(&record.namespace_id);
     let start = match decide(record.schedule.policies.as_ref(), nominal, engine.now()) {
         Firing::MissedCatchupWindow => {
             engine
@@ -223,6 +229,7 @@ async fn fire(
                     },
                 )
                 .await?;
+            SCHEDULES.missed_catchup_window(&namespace);
             return Ok(());
         }
         Firing::Start => true,
@@ -237,18 +244,40 @@ async fn fire(
     } else {
         None
     };
+    let actual_time = engine.now();
+    let skipped = started.is_none();
     engine
         .execute_schedule(
             &record.namespace_id,
             &record.schedule_id,
             ScheduleRequest::RecordAction {
                 nominal_time: Some(nominal),
-                actual_time: engine.now(),
+                actual_time,
                 started,
             },
         )
         .await?;
+    // Counted once recorded: a start repeated after a failed record finds its own run.
+    if skipped {
+        SCHEDULES.overlap_skipped(
+            &namespace,
+            &overlap_policy_name(record.schedule.policies.as_ref()),
+        );
+    } else {
+        let late = u64::try_from(actual_time - nominal).unwrap_or(0);
+        SCHEDULES.started(&namespace, Some(Duration::from_nanos(late)));
+    }
     Ok(())
+}
+
+/// The policy as Temporal's `schedule_overlap_policy` label names it (Go's enum form,
+/// `Skip`); unset is SKIP.
+fn overlap_policy_name(policies: Option<&SchedulePolicies>) -> String {
+    let policy = match policies.map_or(0, |p| p.overlap_policy) {
+        0 => ScheduleOverlapPolicy::Skip,
+        p => ScheduleOverlapPolicy::try_from(p).unwrap_or(ScheduleOverlapPolicy::Unspecified),
+    };
+    go_enum_name(policy.as_str_name(), "SCHEDULE_OVERLAP_POLICY_")
 }
 
 /// Whether the run is still open; it lives in whatever shard its workflow id falls in.
@@ -353,7 +382,10 @@ async fn start_action(
         Ok(other) => Err(ApiError::Internal(format!(
             "unexpected outcome of a scheduled start: {other:?}"
         ))),
-        Err(e) => Err(e),
+        Err(e) => {
+            SCHEDULES.start_failed(&engine.namespace_label(&record.namespace_id));
+            Err(e)
+        }
     }
 }
 

@@ -111,6 +111,7 @@ pub async fn run_node(
             config.node_id
         );
     }
+    let namespace_names = Arc::new(std::sync::OnceLock::new());
     let store = RaftStore::open(
         StoreOptions {
             dir: dir.join("rocksdb"),
@@ -126,6 +127,7 @@ pub async fn run_node(
         Arc::new(NodeApplication {
             effects: effects.clone(),
             clock: clock.clone(),
+            namespaces: namespace_names.clone(),
         }),
     )
     .await
@@ -137,6 +139,7 @@ pub async fn run_node(
         None => None,
     };
     let namespaces = NamespaceRegistry::new(store.clone());
+    let _ = namespace_names.set(namespaces.clone());
     // A data directory that was ever part of a cluster knows its id before any quorum.
     let known = namespaces.cluster_id()?;
     if !known.is_empty() {
@@ -156,7 +159,13 @@ pub async fn run_node(
     }
     store.set_cluster_id(&namespaces.cluster_id()?);
     refuse_another_placement(&namespaces, &placement)?;
-    let engine = Engine::new(store.clone(), shards, effects, clock.clone());
+    let engine = Engine::new(
+        store.clone(),
+        shards,
+        effects,
+        clock.clone(),
+        namespaces.clone(),
+    );
     let leaders = ShardLeaders::start(&engine).context("following shard leadership")?;
     let stop_clock = tokio_util::sync::CancellationToken::new();
     let (clock_pump, test_service) = match &clock {

@@ -1,13 +1,21 @@
 """Temporal's metric names on `/metrics` after real SDK traffic: a workflow that runs an
-activity and completes is counted as Temporal's server counts it."""
+activity and completes, and a schedule, are counted as Temporal's server counts them."""
 
+import asyncio
 import json
 import re
 import urllib.request
+import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
-
+from temporalio.client import (
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleIntervalSpec,
+    ScheduleSpec,
+)
 
 from harness import Server, free_port, run_hello
 
@@ -35,7 +43,14 @@ async def test_a_completed_workflow_shows_in_temporals_metrics(tmp_path):
         assert await run_hello(client, "m") == "Hello, m!"
         metrics = scrape(metrics_port)
         for name, labels in [
-            ("workflow_success", ""),
+            ("workflow_success", 'namespace="default"'),
+            # Labels come in name order.
+            ("service_requests", 'namespace="default",operation="StartWorkflowExecution"'),
+            # Token calls carry the token's namespace.
+            ("service_requests", 'namespace="default",operation="RespondWorkflowTaskCompleted"'),
+            ("service_requests", 'namespace="default",operation="RespondActivityTaskCompleted"'),
+            # The SDK asks for it on connecting; it names no namespace.
+            ("service_requests", 'namespace="_unknown_",operation="GetSystemInfo"'),
             ("service_requests", 'operation="StartWorkflowExecution"'),
             ("service_requests", 'operation="RespondWorkflowTaskCompleted"'),
             ("service_latency_count", 'operation="PollWorkflowTaskQueue"'),
@@ -58,7 +73,10 @@ async def test_a_completed_workflow_shows_in_temporals_metrics(tmp_path):
         # A refused call, so the errors panel has a series too.
         with pytest.raises(Exception):
             await client.get_workflow_handle("no-such-workflow").describe()
-        check_dashboard(scrape(metrics_port))
+        metrics = scrape(metrics_port)
+        assert value(metrics, "service_errors_entity_not_found",
+                     'namespace="default",operation="DescribeWorkflowExecution"') == 1
+        check_dashboard(metrics)
     finally:
         server.stop()
 
@@ -109,5 +127,57 @@ async def test_under_bench_load_the_traffic_metrics_move(tmp_path):
             ("dura_raft_write_batch_requests_count", ""),
         ]:
             assert value(metrics, name, labels) > 0, f"{name}{{{labels}}} is zero under load"
+    finally:
+        server.stop()
+
+
+async def test_a_schedule_is_counted_as_temporals_scheduler_counts_it(tmp_path):
+    """A schedule firing every second whose workflow never finishes (no worker polls its
+    queue): the first action starts it, the next ones are skipped by the overlap policy, and a
+    trigger starts another."""
+    metrics_port = free_port()
+    server = Server(str(tmp_path / "db"), extra_args=("--metrics-port", str(metrics_port)))
+    try:
+        client = await server.start()
+        schedule_id = f"metrics-{uuid.uuid4()}"
+        handle = await client.create_schedule(
+            schedule_id,
+            Schedule(
+                action=ScheduleActionStartWorkflow("Unpolled", id=f"{schedule_id}-wf", task_queue="nobody-polls"),
+                spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(seconds=1))]),
+            ),
+        )
+        namespace = 'namespace="default"'
+        skipped = namespace + ',schedule_overlap_policy="Skip"'
+
+        async def fired_and_skipped() -> str:
+            while True:
+                metrics = scrape(metrics_port)
+                if value(metrics, "schedule_overlap_skipped", skipped) >= 1:
+                    return metrics
+                await asyncio.sleep(0.5)
+
+        metrics = await asyncio.wait_for(fired_and_skipped(), 30)
+        success = namespace + ',schedule_action="start_workflow"'
+        assert value(metrics, "schedule_action_success", success) == 1
+        assert value(metrics, "schedule_action_delay_count", namespace) == 1
+        assert value(metrics, "schedule_action_errors", success) == 0
+        await handle.pause()
+        for running in (await handle.describe()).info.running_actions:
+            await client.get_workflow_handle(running.workflow_id).terminate()
+        await handle.trigger()
+
+        async def triggered() -> str:
+            while True:
+                metrics = scrape(metrics_port)
+                if value(metrics, "schedule_action_success", success) >= 2:
+                    return metrics
+                await asyncio.sleep(0.2)
+
+        # A trigger counts as an action but not as a scheduled one's delay.
+        metrics = await asyncio.wait_for(triggered(), 10)
+        assert value(metrics, "schedule_action_success", success) == 2
+        assert value(metrics, "schedule_action_delay_count", namespace) == 1
+        await handle.delete()
     finally:
         server.stop()

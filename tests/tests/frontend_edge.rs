@@ -57,13 +57,13 @@ async fn unsupported_start_options_are_refused_and_requests_counted() -> anyhow:
 
     let metrics = scrape_metrics(metrics_port).await?;
     for line in [
-        // Temporal's names and labels.
-        r#"service_requests{operation="StartWorkflowExecution",service_name="frontend"} 1"#,
-        r#"service_requests{operation="DescribeWorkflowExecution",service_name="frontend"} 1"#,
-        r#"service_errors{operation="DescribeWorkflowExecution",service_name="frontend"} 1"#,
-        r#"service_errors_entity_not_found{operation="DescribeWorkflowExecution",service_name="frontend"} 1"#,
-        r#"service_error_with_type{error_type="Unimplemented",operation="StartWorkflowExecution",service_name="frontend"} 1"#,
-        r#"service_latency_count{operation="DescribeNamespace",service_name="frontend"}"#,
+        // Temporal's names and labels, the namespace the handler resolved among them.
+        r#"service_requests{namespace="default",operation="StartWorkflowExecution",service_name="frontend"} 1"#,
+        r#"service_requests{namespace="default",operation="DescribeWorkflowExecution",service_name="frontend"} 1"#,
+        r#"service_errors{namespace="default",operation="DescribeWorkflowExecution",service_name="frontend"} 1"#,
+        r#"service_errors_entity_not_found{namespace="default",operation="DescribeWorkflowExecution",service_name="frontend"} 1"#,
+        r#"service_error_with_type{error_type="Unimplemented",namespace="default",operation="StartWorkflowExecution",service_name="frontend"} 1"#,
+        r#"service_latency_count{namespace="default",operation="DescribeNamespace",service_name="frontend"}"#,
         // The store's numbers, read at the scrape, and the process's.
         r#"dura_raft_leader{group="1"} 1"#,
         r#"dura_raft_term{group="0"}"#,

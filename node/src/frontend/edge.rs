@@ -1,5 +1,6 @@
 //! What every RPC passes through, whatever its handler: the request metrics
-//! (`metrics::request_served`), and the RPC's name in every `UNIMPLEMENTED` answer.
+//! (`metrics::request_served`, labelled with the namespace the handler resolved), and the
+//! RPC's name in every `UNIMPLEMENTED` answer.
 //!
 //! The generated stubs answer RPCs Dura does not implement with a fixed "Not yet implemented";
 //! a caller deserves to know *which* call is missing, and no RPC may fake success. This layer
@@ -60,7 +61,9 @@ where
     fn call(&mut self, req: http::Request<ReqBody>) -> Self::Future {
         let path = req.uri().path().to_string();
         let started = std::time::Instant::now();
-        let fut = self.inner.call(req);
+        // Unary handlers run inside this future (tonic spawns nothing for them), so what they
+        // note in the task-local scope is this request's.
+        let (namespace, fut) = metrics::in_request_scope(self.inner.call(req));
         Box::pin(async move {
             let response = fut.await?;
             let operation = method_name(&path);
@@ -73,7 +76,10 @@ where
                 .and_then(|v| v.parse::<i32>().ok())
                 .map_or(Code::Ok, Code::from);
             // Until the response head: a streamed body's time is the client's to read.
-            metrics::request_served(operation, code, started.elapsed());
+            let namespace = namespace
+                .get()
+                .map_or(metrics::UNKNOWN_NAMESPACE, String::as_str);
+            metrics::request_served(operation, namespace, code, started.elapsed());
             let is_stub = code == Code::Unimplemented
                 && headers
                     .get("grpc-message")

@@ -335,10 +335,12 @@ impl Workflows {
         (!workflow_id.is_empty()).then(|| self.engine.shard_for(&namespace_id, workflow_id))
     }
 
-    /// The shard of the run a workflow or activity task token names.
+    /// The shard of the run a workflow or activity task token names. Every token RPC asks it
+    /// first, so this is also where it learns its namespace (the token's) for its metrics.
     pub(super) fn shard_of_token(&self, token: &[u8]) -> Option<GroupId> {
         match TaskToken::parse(token).ok()? {
             TaskToken::Workflow { run, .. } | TaskToken::Activity { run, .. } => {
+                self.namespaces.note_request_namespace_id(&run.namespace_id);
                 Some(self.engine.shard_for(&run.namespace_id, &run.workflow_id))
             }
             TaskToken::Query { .. } | TaskToken::QueryOn { .. } => None,

@@ -19,6 +19,8 @@ pub struct NamespaceRegistry {
     /// at registration (Dura neither renames nor deletes namespaces; deleting one must evict
     /// it here), so the hot path skips reading and decoding the whole record.
     ids: Arc<RwLock<HashMap<String, String>>>,
+    /// Id -> name, the other way, for the same reason.
+    names: Arc<RwLock<HashMap<String, String>>>,
 }
 
 impl NamespaceRegistry {
@@ -26,20 +28,59 @@ impl NamespaceRegistry {
         Self {
             store,
             ids: Arc::default(),
+            names: Arc::default(),
         }
     }
 
-    /// The id of the namespace called `name`.
+    /// The id of the namespace called `name`. A request's handler resolves its namespace
+    /// here (or with [`Self::by_name`]), which labels the request's metrics with it.
     pub fn id_of(&self, name: &str) -> ApiResult<String> {
-        if let Some(id) = self.ids.read().unwrap_or_else(|e| e.into_inner()).get(name) {
-            return Ok(id.clone());
+        let cached = self
+            .ids
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned();
+        let id = match cached {
+            Some(id) => id,
+            None => {
+                let id = self.by_name(name)?.id;
+                self.ids
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(name.to_string(), id.clone());
+                id
+            }
+        };
+        crate::metrics::note_request_namespace(name);
+        Ok(id)
+    }
+
+    /// The `namespace` label of a metric about namespace `id`: its name, from this node's
+    /// replica of the metadata group (every node holds one), cached once found.
+    pub fn metric_label(&self, id: &str) -> String {
+        self.name_of(id)
+            .unwrap_or_else(|| crate::metrics::UNKNOWN_NAMESPACE.to_string())
+    }
+
+    /// Labels the request being served with namespace `id`, when it exists.
+    pub fn note_request_namespace_id(&self, id: &str) {
+        if let Some(name) = self.name_of(id) {
+            crate::metrics::note_request_namespace(&name);
         }
-        let id = self.by_name(name)?.id;
-        self.ids
+    }
+
+    fn name_of(&self, id: &str) -> Option<String> {
+        if let Some(name) = self.names.read().unwrap_or_else(|e| e.into_inner()).get(id) {
+            return Some(name.clone());
+        }
+        let name = self.by_id(id).ok()?.name;
+        crate::metrics::namespace_known(&name);
+        self.names
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(name.to_string(), id.clone());
-        Ok(id)
+            .insert(id.to_string(), name.clone());
+        Some(name)
     }
 
     /// Proposes a metadata command and returns its outcome once it is committed and applied.
@@ -55,6 +96,7 @@ impl NamespaceRegistry {
         let bytes = reader
             .get(&keys::by_name(name))?
             .ok_or_else(|| NamespaceError::NotFound(name.to_string()))?;
+        crate::metrics::note_request_namespace(name);
         decode(&bytes)
     }
 

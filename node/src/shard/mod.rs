@@ -150,8 +150,9 @@ pub struct TxnKv<'a, 'b> {
     /// Only when tracked (a time-skipping clock): every run written, and whether the server
     /// owes it work.
     runs: Option<Vec<(RunKey, bool)>>,
-    /// How the runs this entry closed ended, for the leader's outcome metrics.
-    closed: Vec<WorkflowStatus>,
+    /// How the runs this entry closed ended, with their namespace ids, for the leader's
+    /// outcome metrics.
+    closed: Vec<(String, WorkflowStatus)>,
 }
 
 impl KvRead for TxnKv<'_, '_> {
@@ -231,8 +232,8 @@ pub struct Applied {
     pub effects: Vec<Effect>,
     /// With `track_runs`: the runs written and whether the server owes each work.
     pub runs: Vec<(RunKey, bool)>,
-    /// How the runs the entry closed ended.
-    pub closed: Vec<WorkflowStatus>,
+    /// How the runs the entry closed ended, with their namespace ids.
+    pub closed: Vec<(String, WorkflowStatus)>,
 }
 
 fn start_outcome(
@@ -329,8 +330,9 @@ fn apply_command(kv: &mut TxnKv, command: ShardCommand, effects: &mut Vec<Effect
             request,
         } => {
             let applied = store::apply_to_run(kv, &namespace_id, &workflow_id, &run_id, request)?;
-            kv.closed
-                .extend(applied.transition.events.iter().find_map(closing_status));
+            if let Some(status) = applied.transition.events.iter().find_map(closing_status) {
+                kv.closed.push((namespace_id, status));
+            }
             let run = applied.run;
             effects.extend(
                 applied
@@ -421,6 +423,7 @@ mod tests {
         let app = crate::app::NodeApplication {
             effects: Default::default(),
             clock: Default::default(),
+            namespaces: Default::default(),
         };
         let store = RaftStore::open(
             StoreOptions {
