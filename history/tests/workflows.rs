@@ -548,10 +548,9 @@ fn bad_command_fails_the_task() {
 }
 
 #[test]
-fn unsupported_command_is_unimplemented_and_changes_nothing() {
+fn a_command_this_server_cannot_carry_out_fails_the_task_visibly() {
     let mut h = Harness::new();
     let wt = h.poll_wt();
-    let before = h.ms.clone();
     let cmd = Command {
         command_type: CommandType::SignalExternalWorkflowExecution as i32,
         attributes: Some(CA::SignalExternalWorkflowExecutionCommandAttributes(
@@ -559,11 +558,50 @@ fn unsupported_command_is_unimplemented_and_changes_nothing() {
         )),
         ..Default::default()
     };
+    let reply = h.complete_wt(&wt, vec![start_timer("t", 10), cmd]).unwrap();
+    let message = "FeatureDisabled: SignalExternalWorkflowExecution commands are not supported \
+                   by this server (Dura) yet";
+    assert_eq!(
+        reply.task_failed,
+        Some(HistoryError::InvalidArgument(message.into()))
+    );
+    // Nothing of the completion stays; the failure is in history, and a new (transient)
+    // attempt of the task follows.
+    assert!(h.ms.timers.is_empty());
+    assert_eq!(h.ms.workflow_task.as_ref().map(|t| t.attempt), Some(2));
+    assert_eq!(
+        h.history_text(),
+        lines(
+            "1 WorkflowExecutionStarted
+             2 WorkflowTaskScheduled
+             3 WorkflowTaskStarted
+             4 WorkflowTaskFailed"
+        )
+    );
+    match &h.event(4).attributes {
+        Some(Attributes::WorkflowTaskFailedEventAttributes(a)) => {
+            assert_eq!(a.cause, WorkflowTaskFailedCause::FeatureDisabled as i32);
+            assert_eq!(a.failure.as_ref().unwrap().message, message);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn an_unknown_command_type_or_a_misplaced_close_changes_nothing() {
+    let mut h = Harness::new();
+    let wt = h.poll_wt();
+    let before = h.ms.clone();
+    let unknown = Command {
+        command_type: CommandType::Unspecified as i32,
+        ..Default::default()
+    };
     let err = h
-        .complete_wt(&wt, vec![start_timer("t", 10), cmd])
+        .complete_wt(&wt, vec![start_timer("t", 10), unknown])
         .unwrap_err();
-    assert!(
-        matches!(err, HistoryError::Unimplemented(m) if m.contains("SIGNAL_EXTERNAL_WORKFLOW_EXECUTION"))
+    assert_eq!(
+        err,
+        HistoryError::InvalidArgument("Unknown command type: 0".into())
     );
     assert_eq!(h.ms, before);
     // A close command that is not last is refused outright.
@@ -573,6 +611,7 @@ fn unsupported_command_is_unimplemented_and_changes_nothing() {
     assert!(
         matches!(err, HistoryError::InvalidArgument(m) if m.contains("must be the last command"))
     );
+    assert_eq!(h.ms, before);
 }
 
 #[test]

@@ -100,3 +100,27 @@ class ParentOnQueueWorkflow:
     @workflow.run
     async def run(self, kid_queue: str) -> list:
         return await _run_kids(kid_queue)
+
+
+@workflow.defn
+class WaitingKidWorkflow:
+    @workflow.run
+    async def run(self) -> None:
+        await workflow.wait_condition(lambda: False)
+
+
+@workflow.defn
+class CancellingParentWorkflow:
+    """Starts a child, then cancels it: a RequestCancelExternalWorkflowExecution command."""
+
+    @workflow.run
+    async def run(self) -> str:
+        child = await workflow.start_child_workflow(
+            WaitingKidWorkflow.run, id=f"{workflow.info().workflow_id}-kid"
+        )
+        child.cancel()
+        try:
+            await child
+        except ChildWorkflowError:
+            return "child cancelled"
+        return "child finished"

@@ -24,7 +24,7 @@ use super::workflow_task::cause_name;
 use crate::{
     api::start::normalized_timeouts,
     error::HistoryError,
-    events::json_string_payloads,
+    events::{go_enum_name, json_string_payloads},
     mutable_state::{ActivityInfo, MutableState, TimerInfo, WorkflowStatus},
     retry,
     tasks::{TaskQueueRef, TimerKind},
@@ -101,32 +101,24 @@ fn command_type(c: &Command) -> CommandType {
     CommandType::try_from(c.command_type).unwrap_or(CommandType::Unspecified)
 }
 
-/// A command type Dura cannot execute: the whole completion is refused as UNIMPLEMENTED rather
-/// than silently dropping what the workflow asked for.
-pub(crate) fn unsupported(commands: &[Command]) -> Option<HistoryError> {
-    commands.iter().find_map(|c| match command_type(c) {
-        CommandType::ScheduleActivityTask
-        | CommandType::RequestCancelActivityTask
-        | CommandType::StartTimer
-        | CommandType::CancelTimer
-        | CommandType::RecordMarker
-        | CommandType::CompleteWorkflowExecution
-        | CommandType::FailWorkflowExecution
-        | CommandType::CancelWorkflowExecution
-        | CommandType::ContinueAsNewWorkflowExecution
-        | CommandType::UpsertWorkflowSearchAttributes
-        | CommandType::ModifyWorkflowProperties
-        | CommandType::StartChildWorkflowExecution
-        | CommandType::ProtocolMessage => None,
-        CommandType::Unspecified => Some(HistoryError::InvalidArgument(format!(
-            "Unknown command type: {}",
-            c.command_type
-        ))),
-        other => Some(HistoryError::Unimplemented(format!(
-            "command {} is not supported by this server",
-            other.as_str_name()
-        ))),
-    })
+/// A command of no known type refuses the whole completion, as on the real server ("Unknown
+/// command type"), before any state changes.
+pub(crate) fn unknown_command_type(commands: &[Command]) -> Option<HistoryError> {
+    commands
+        .iter()
+        .find(|c| command_type(c) == CommandType::Unspecified)
+        .map(|c| HistoryError::InvalidArgument(format!("Unknown command type: {}", c.command_type)))
+}
+
+/// A command Temporal defines that this server cannot carry out yet fails the workflow task
+/// visibly, with the cause the real server gives a command whose feature it has disabled,
+/// rather than leave the workflow waiting on something that will never happen.
+fn not_supported(command: CommandType) -> CommandFailure {
+    let name = go_enum_name(command.as_str_name(), "COMMAND_TYPE_");
+    CommandFailure::new(
+        WorkflowTaskFailedCause::FeatureDisabled,
+        format!("{name} commands are not supported by this server (Dura) yet"),
+    )
 }
 
 /// A close command must be the last one.
@@ -525,11 +517,9 @@ pub(crate) fn handle(tx: &mut Tx, ctx: &mut CommandContext, command: &Command) -
             }
             Ok(())
         }
-        // `unsupported` filtered everything else before any state changed.
-        (other, _) => Err(CommandFailure::new(
-            C::Unspecified,
-            format!("Unknown command type: {}", other.as_str_name()),
-        )),
+        // SignalExternal/RequestCancelExternal, the Nexus operations; `unknown_command_type`
+        // refused the completion before any state changed if there is none of these.
+        (other, _) => Err(not_supported(other)),
     }
 }
 

@@ -330,7 +330,7 @@ pub fn complete_workflow_task(
 ) -> Result<Transition<CompleteWorkflowTaskReply>> {
     run(ms, req.now, |tx| {
         let wt = started_task(&tx.ms, &req.token)?;
-        if let Some(err) = commands::unsupported(&req.commands) {
+        if let Some(err) = commands::unknown_command_type(&req.commands) {
             return Err(err);
         }
         commands::validate_sequence(&req.commands)?;
