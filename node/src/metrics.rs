@@ -255,8 +255,8 @@ pub static WORKFLOW_CLOSED: LazyLock<[IntCounterVec; 6]> = LazyLock::new(|| {
     })
 });
 
-/// Shows every outcome counter of `namespace`, at zero until a run ends so, once the node
-/// knows the namespace: a dashboard's panel then reads 0 rather than no data.
+/// Creates every outcome counter of `namespace` at zero once the node knows the namespace,
+/// so a dashboard's panel reads 0 rather than no data.
 pub fn namespace_known(namespace: &str) {
     for counter in WORKFLOW_CLOSED.iter() {
         counter.with_label_values(&[namespace]);

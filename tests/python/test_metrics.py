@@ -35,6 +35,19 @@ def value(metrics: str, name: str, labels: str = "") -> float:
     return total
 
 
+async def scrape_until(port: int, name: str, labels: str, at_least: float, within: float) -> str:
+    """The node's metrics once `name{labels}` reached `at_least`."""
+
+    async def reached() -> str:
+        while True:
+            metrics = scrape(port)
+            if value(metrics, name, labels) >= at_least:
+                return metrics
+            await asyncio.sleep(0.2)
+
+    return await asyncio.wait_for(reached(), within)
+
+
 async def test_a_completed_workflow_shows_in_temporals_metrics(tmp_path):
     metrics_port = free_port()
     server = Server(str(tmp_path / "db"), extra_args=("--metrics-port", str(metrics_port)))
@@ -150,14 +163,7 @@ async def test_a_schedule_is_counted_as_temporals_scheduler_counts_it(tmp_path):
         namespace = 'namespace="default"'
         skipped = namespace + ',schedule_overlap_policy="Skip"'
 
-        async def fired_and_skipped() -> str:
-            while True:
-                metrics = scrape(metrics_port)
-                if value(metrics, "schedule_overlap_skipped", skipped) >= 1:
-                    return metrics
-                await asyncio.sleep(0.5)
-
-        metrics = await asyncio.wait_for(fired_and_skipped(), 30)
+        metrics = await scrape_until(metrics_port, "schedule_overlap_skipped", skipped, 1, within=30)
         success = namespace + ',schedule_action="start_workflow"'
         assert value(metrics, "schedule_action_success", success) == 1
         assert value(metrics, "schedule_action_delay_count", namespace) == 1
@@ -167,15 +173,8 @@ async def test_a_schedule_is_counted_as_temporals_scheduler_counts_it(tmp_path):
             await client.get_workflow_handle(running.workflow_id).terminate()
         await handle.trigger()
 
-        async def triggered() -> str:
-            while True:
-                metrics = scrape(metrics_port)
-                if value(metrics, "schedule_action_success", success) >= 2:
-                    return metrics
-                await asyncio.sleep(0.2)
-
         # A trigger counts as an action but not as a scheduled one's delay.
-        metrics = await asyncio.wait_for(triggered(), 10)
+        metrics = await scrape_until(metrics_port, "schedule_action_success", success, 2, within=10)
         assert value(metrics, "schedule_action_success", success) == 2
         assert value(metrics, "schedule_action_delay_count", namespace) == 1
         await handle.delete()

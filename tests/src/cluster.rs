@@ -444,16 +444,7 @@ pub async fn workflow_task_across_nodes(nodes: [&Node; 3], workflow_id: &str, ta
     request.task_queue = queue(task_queue);
     start_with(&nodes[0].client().await.unwrap(), request).await;
 
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let task = loop {
-        if let Some(task) = poll_task(nodes[1], task_queue, Duration::from_secs(10)).await {
-            break task;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{workflow_id}'s task never reached a poller"
-        );
-    };
+    let task = next_task(nodes[1], task_queue).await;
     assert_eq!(task.workflow_execution.unwrap().workflow_id, workflow_id);
     // The poller is known to the partition leader's matcher; every node describes it.
     for node in nodes {
@@ -490,6 +481,22 @@ pub async fn workflow_task_across_nodes(nodes: [&Node; 3], workflow_id: &str, ta
                 .status,
             WorkflowExecutionStatus::Completed as i32,
             "{workflow_id} through node {}",
+            node.id
+        );
+    }
+}
+
+/// The next workflow task of `task_queue`, polled through `node` as a worker does (again
+/// after an empty answer) for up to a minute.
+pub async fn next_task(node: &Node, task_queue: &str) -> PollWorkflowTaskQueueResponse {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(task) = poll_task(node, task_queue, Duration::from_secs(10)).await {
+            return task;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no task of {task_queue} reached a poller through node {}",
             node.id
         );
     }

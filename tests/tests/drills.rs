@@ -11,7 +11,7 @@ use std::{
 
 use dura_tests::cluster::{
     Node, cluster, cluster_status, complete_command, converged, describe, fault, history_types,
-    poll_task, queue, replicated, respond, start, start_request, transfer_leader,
+    next_task, poll_task, queue, replicated, respond, start, start_request, transfer_leader,
 };
 use temporalio_protos::temporal::api::{
     command::v1::{Command as WorkflowCommand, StartTimerCommandAttributes, command},
@@ -152,13 +152,7 @@ async fn a_paused_follower_catches_up_by_snapshot_and_leads_on_its_state() {
                 .start_workflow_execution(timer_start)
                 .await
                 .unwrap();
-            let asked = Instant::now();
-            let task = loop {
-                if let Some(task) = poll_task(&nodes[0], "timer-q", Duration::from_secs(10)).await {
-                    break task;
-                }
-                assert!(asked.elapsed() < Duration::from_secs(60), "no timer task");
-            };
+            let task = next_task(&nodes[0], "timer-q").await;
             respond(&nodes[0], task.task_token, vec![start_timer(TIMER)]).await;
 
             let paused = 2;

@@ -153,7 +153,7 @@ fn id_in_shard(prefix: &str, namespace_id: &str, shard: u32, shards: u32) -> Str
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_parent_close_policy_reaches_a_child_known_only_to_a_lagging_local_replica() {
     use dura_tests::cluster::{
-        cluster, complete_command, delay_to, describe, history_types, poll_task, respond,
+        cluster, complete_command, delay_to, describe, history_types, next_task, respond,
         start_with, transfer_leader,
     };
     use temporalio_protos::temporal::api::{
@@ -201,13 +201,7 @@ async fn a_parent_close_policy_reaches_a_child_known_only_to_a_lagging_local_rep
             let mut request = dura_tests::cluster::start_request(&parent_id);
             request.task_queue = dura_tests::cluster::queue("close-policy-parents");
             start_with(&via.client().await.unwrap(), request).await;
-            let first = loop {
-                if let Some(task) =
-                    poll_task(via, "close-policy-parents", Duration::from_secs(10)).await
-                {
-                    break task;
-                }
-            };
+            let first = next_task(via, "close-policy-parents").await;
             let start_child = Command {
                 command_type: CommandType::StartChildWorkflowExecution as i32,
                 attributes: Some(
@@ -228,13 +222,7 @@ async fn a_parent_close_policy_reaches_a_child_known_only_to_a_lagging_local_rep
             respond(via, first.task_token, vec![start_child]).await;
             // The child's start, reported to the parent, schedules its next task: the parent
             // completes at once, well within the lag.
-            let second = loop {
-                if let Some(task) =
-                    poll_task(via, "close-policy-parents", Duration::from_secs(10)).await
-                {
-                    break task;
-                }
-            };
+            let second = next_task(via, "close-policy-parents").await;
             assert!(
                 history_types(via, &parent_id)
                     .await
