@@ -517,8 +517,8 @@ pub(crate) fn handle(tx: &mut Tx, ctx: &mut CommandContext, command: &Command) -
             }
             Ok(())
         }
-        // SignalExternal/RequestCancelExternal, the Nexus operations; `unknown_command_type`
-        // refused the completion before any state changed if there is none of these.
+        // Known types without a handler here (SignalExternal, RequestCancelExternal, the Nexus
+        // operations); an unknown type never gets this far (`unknown_command_type`).
         (other, _) => Err(not_supported(other)),
     }
 }
