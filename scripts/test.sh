@@ -48,11 +48,7 @@ on_exit() {
 }
 trap on_exit EXIT
 
-# librocksdb-sys generates its bindings with bindgen, which needs libclang.
-if ! ldconfig -p | grep -q 'libclang\(-[0-9.]*\)\?\.so'; then
-  echo "test.sh: installing libclang-dev (needed to build RocksDB bindings)" >&2
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libclang-dev >/dev/null
-fi
+source "$ROOT/scripts/build-prerequisites.sh"
 
 # End-to-end tests spawn the real binary, so it is built first. Both commands select the
 # whole workspace with all targets, so they resolve features identically and share every

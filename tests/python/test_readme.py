@@ -1,7 +1,7 @@
 """Every code block of README.md a user would copy runs as written, so the README cannot rot:
 the start command, the local cluster, the Python quick start, the `temporal` CLI commands and
 the time-skipping snippet. `dura` is the build under test ($DURA_BIN, on PATH as `dura`), and
-the release build `cargo run --release … --` stands for is that binary too.
+`scripts/start-dev.sh` runs it too ($DURA_BIN instead of its release build).
 
 A block this file does not know fails the test, so a new one gets a test or a stated reason."""
 
@@ -19,7 +19,6 @@ from harness import DURA_BIN
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
-CARGO_RUN = "cargo run --release -p dura-node --bin dura --"
 
 # Blocks not run here, and why.
 NOT_RUN = {
@@ -81,6 +80,7 @@ def user_env(tmp_path):
     (site_dir / "sitecustomize.py").write_text(SKIP_TEARDOWN)
     env = dict(os.environ)
     env["PATH"] = f"{bin_dir}:{Path(sys.executable).parent}:{env['PATH']}"
+    env["DURA_BIN"] = str(bin_dir / "dura")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site_dir), env.get("PYTHONPATH")]))
     return env
 
@@ -95,7 +95,7 @@ def run_shell(script: str, cwd: Path, env: dict, timeout: float = 120) -> str:
 
 
 def test_every_block_is_covered():
-    covered = ["server start-dev --db-filename", "local-cluster.sh start 3", "from temporalio.worker import Worker",
+    covered = ["start-dev.sh --db-filename", "local-cluster.sh start 3", "from temporalio.worker import Worker",
                "temporal operator namespace create", "start_time_skipping(", *NOT_RUN]
     for language, body in blocks():
         assert any(marker in body for marker in covered), f"README block not run by any test:\n{body}"
@@ -126,7 +126,7 @@ def wait_for_server(env: dict, address: str = "localhost:7233", seconds: float =
 
 
 def test_the_start_command_the_quick_start_and_the_cli(tmp_path, user_env):
-    start = block_with("server start-dev --db-filename").strip().replace(CARGO_RUN, "dura")
+    start = block_with("start-dev.sh --db-filename").strip().replace("scripts/", f"{ROOT}/scripts/")
     # In a directory of the test's: the command's data directory is relative.
     server = spawn(["bash", "-c", f'cd "{tmp_path}" && exec {start}'], str(tmp_path / "server.log"), user_env)
     try:
