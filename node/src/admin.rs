@@ -1,17 +1,19 @@
 //! `dura cluster status` and `dura cluster transfer-leader`.
 //!
-//! Status is the cluster as its nodes see it. The node the CLI reaches asks every
-//! registered node (its client port, `dura.admin.ClusterAdmin`) for its own view of its groups
-//! and merges them: a group's line comes from the node that leads it, which alone knows its
-//! followers' lag; a node that does not answer is unreachable.
+//! Status is the cluster as its nodes see it. The node the CLI reaches (on its client port)
+//! asks every member (on its peer port, which serves `dura.admin.ClusterAdmin` too) for its
+//! own view of its groups and merges them: a group's line comes from the node that leads it,
+//! which alone knows its followers' lag; a node that does not answer is unreachable.
 
 use std::{collections::BTreeMap, time::Duration};
 
-use dura_raft_store::{GroupId, GroupView, RaftStore};
-use serde::{Deserialize, Serialize};
-use tonic::transport::Endpoint;
+use anyhow::Context;
 
-use crate::namespace::NamespaceRegistry;
+use dura_raft_store::{GroupId, GroupView, RaftStore};
+use dura_tls::ClientTls;
+use serde::{Deserialize, Serialize};
+
+use crate::{cli::ClientConnection, namespace::NamespaceRegistry};
 
 mod generated {
     include!(concat!(env!("OUT_DIR"), "/dura.admin.ClusterAdmin.rs"));
@@ -21,6 +23,8 @@ pub use generated::cluster_admin_client::ClusterAdminClient;
 use generated::cluster_admin_server::ClusterAdmin;
 pub use generated::cluster_admin_server::ClusterAdminServer;
 
+/// How long the CLI waits to reach the node it was pointed at.
+const CLI_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the answering node waits for each other node's view.
 const PEER_VIEW_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -87,9 +91,12 @@ pub struct GroupStatus {
     pub lag: BTreeMap<String, u64>,
 }
 
+#[derive(Clone)]
 pub struct AdminService {
     pub store: RaftStore,
     pub namespaces: NamespaceRegistry,
+    /// How this node reaches the other nodes' peer ports.
+    pub peer_tls: Option<ClientTls>,
 }
 
 impl AdminService {
@@ -100,16 +107,14 @@ impl AdminService {
         }
     }
 
-    async fn view_of(address: &str) -> Option<NodeView> {
-        let channel = Endpoint::from_shared(format!("http://{address}"))
-            .ok()?
-            .connect_timeout(PEER_VIEW_TIMEOUT)
-            .timeout(PEER_VIEW_TIMEOUT)
-            .connect()
+    async fn view_of(&self, peer_address: &str) -> Option<NodeView> {
+        let channel = dura_tls::connect(peer_address, self.peer_tls.as_ref(), PEER_VIEW_TIMEOUT)
             .await
             .ok()?;
+        let mut request = tonic::Request::new(StatusRequest { local_only: true });
+        request.set_timeout(PEER_VIEW_TIMEOUT);
         let reply = ClusterAdminClient::new(channel)
-            .status(StatusRequest { local_only: true })
+            .status(request)
             .await
             .ok()?;
         serde_json::from_str(&reply.into_inner().json).ok()
@@ -128,10 +133,8 @@ impl AdminService {
                 .unwrap_or_default();
             let view = if id == me {
                 Some(self.local())
-            } else if client_address.is_empty() {
-                None
             } else {
-                Self::view_of(&client_address).await
+                self.view_of(&peer_address).await
             };
             nodes.push(NodeStatus {
                 id,
@@ -235,10 +238,34 @@ impl ClusterAdmin for AdminService {
     }
 }
 
+/// A channel to the node the CLI was pointed at, over TLS when a CA is given.
+async fn connect(connection: &ClientConnection) -> anyhow::Result<tonic::transport::Channel> {
+    let tls = match &connection.tls_ca_path {
+        Some(ca) => Some(ClientTls::new(
+            ca.clone(),
+            connection
+                .tls_cert_path
+                .clone()
+                .zip(connection.tls_key_path.clone())
+                .map(|(cert, key)| dura_tls::Identity { cert, key }),
+            connection.tls_server_name.clone(),
+        )?),
+        None => None,
+    };
+    let address = &connection.address;
+    dura_tls::connect(address, tls.as_ref(), CLI_CONNECT_TIMEOUT)
+        .await
+        .with_context(|| format!("connecting to {address}"))
+}
+
 /// `dura cluster transfer-leader`: moves `group`'s leadership to node `to` and waits until
 /// it leads.
-pub async fn transfer_leader(address: &str, group: u32, to: u64) -> anyhow::Result<()> {
-    let mut client = ClusterAdminClient::connect(format!("http://{address}")).await?;
+pub async fn transfer_leader(
+    connection: &ClientConnection,
+    group: u32,
+    to: u64,
+) -> anyhow::Result<()> {
+    let mut client = ClusterAdminClient::new(connect(connection).await?);
     client
         .transfer_leader(TransferLeaderRequest { group, to })
         .await?;
@@ -247,8 +274,8 @@ pub async fn transfer_leader(address: &str, group: u32, to: u64) -> anyhow::Resu
 }
 
 /// `dura cluster status`: prints the cluster as the node at `address` gathers it.
-pub async fn print_status(address: &str, json: bool) -> anyhow::Result<()> {
-    let mut client = ClusterAdminClient::connect(format!("http://{address}")).await?;
+pub async fn print_status(connection: &ClientConnection, json: bool) -> anyhow::Result<()> {
+    let mut client = ClusterAdminClient::new(connect(connection).await?);
     let reply = client
         .status(StatusRequest { local_only: false })
         .await?

@@ -46,11 +46,30 @@ pub enum ClusterCommand {
     Fault(FaultArgs),
 }
 
+/// Where the `dura cluster` commands connect, with the `temporal` CLI's TLS flags.
 #[derive(Debug, Clone, Args)]
-pub struct TransferLeaderArgs {
+pub struct ClientConnection {
     /// The client gRPC address of any node.
     #[arg(long, default_value = "127.0.0.1:7233")]
     pub address: String,
+    /// Connect over TLS, verifying the server against this CA (PEM).
+    #[arg(long, env = "TEMPORAL_TLS_SERVER_CA_CERT_PATH")]
+    pub tls_ca_path: Option<PathBuf>,
+    /// The client certificate (PEM) for a server that requires mutual TLS.
+    #[arg(long, env = "TEMPORAL_TLS_CLIENT_CERT_PATH", requires_all = ["tls_key_path", "tls_ca_path"])]
+    pub tls_cert_path: Option<PathBuf>,
+    /// The private key of --tls-cert-path (PEM).
+    #[arg(long, env = "TEMPORAL_TLS_CLIENT_KEY_PATH", requires = "tls_cert_path")]
+    pub tls_key_path: Option<PathBuf>,
+    /// The name the server's certificate must carry (default: the address's host).
+    #[arg(long, env = "TEMPORAL_TLS_SERVER_NAME", requires = "tls_ca_path")]
+    pub tls_server_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TransferLeaderArgs {
+    #[command(flatten)]
+    pub connection: ClientConnection,
     /// The group (0 is the metadata group, shards from 1).
     #[arg(long)]
     pub group: u32,
@@ -89,9 +108,8 @@ pub enum OutputFormat {
 
 #[derive(Debug, Clone, Args)]
 pub struct ClusterStatusArgs {
-    /// The client gRPC address of any node.
-    #[arg(long, default_value = "127.0.0.1:7233")]
-    pub address: String,
+    #[command(flatten)]
+    pub connection: ClientConnection,
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
 }
@@ -205,6 +223,33 @@ pub struct StartArgs {
     pub log_format: LogFormat,
     #[arg(long, env = "DURA_LOG_LEVEL", value_enum, default_value_t = LogLevel::Info)]
     pub log_level: LogLevel,
+    /// Serve the client port over TLS with this certificate chain (PEM). Re-read when the
+    /// file changes.
+    #[arg(long, env = "DURA_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "DURA_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Mutual TLS on the client port: a client must present a certificate signed by this CA
+    /// (PEM) or is refused at the handshake.
+    #[arg(long, env = "DURA_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Mutual TLS between nodes: this node's certificate (PEM), valid for its advertised host,
+    /// presented both as the peer port's server and as a client of the other nodes.
+    #[arg(long, env = "DURA_PEER_TLS_CERT", requires_all = ["peer_tls_key", "peer_tls_ca"])]
+    pub peer_tls_cert: Option<PathBuf>,
+    /// The private key of --peer-tls-cert (PEM).
+    #[arg(long, env = "DURA_PEER_TLS_KEY", requires = "peer_tls_cert")]
+    pub peer_tls_key: Option<PathBuf>,
+    /// The cluster's CA (PEM): a node whose certificate it did not sign can neither join nor
+    /// send Raft traffic.
+    #[arg(long, env = "DURA_PEER_TLS_CA", requires = "peer_tls_cert")]
+    pub peer_tls_ca: Option<PathBuf>,
+    /// Run the node-to-node port without TLS. Whoever reaches that port can read and change
+    /// every workflow: only for a network no one else reaches. A node needs this or the
+    /// --peer-tls-* flags.
+    #[arg(long, env = "DURA_PEER_PLAINTEXT", conflicts_with = "peer_tls_cert")]
+    pub peer_plaintext: bool,
     /// Test only: let `dura cluster fault` drop or delay this node's peer traffic. Refused
     /// with a non-loopback peer address.
     #[arg(long, env = "DURA_ENABLE_FAULT_INJECTION")]

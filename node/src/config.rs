@@ -50,6 +50,25 @@ pub struct NodeConfig {
     /// `server start-test`: the engine runs on a time-skipping clock, unlocked at start when
     /// `Some(true)` (`--enable-time-skipping`). `None`: the wall clock.
     pub time_skipping: Option<bool>,
+    /// TLS on the client port (`None`: plaintext).
+    pub client_tls: Option<ClientPortTls>,
+    /// Mutual TLS on the peer port and the node's channels to its peers (`None`: plaintext,
+    /// start-dev's only choice and a cluster's only with `--peer-plaintext`).
+    pub peer_tls: Option<PeerTls>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientPortTls {
+    pub identity: dura_tls::Identity,
+    /// Mutual TLS: the CA a client's certificate must be signed by.
+    pub client_ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerTls {
+    pub identity: dura_tls::Identity,
+    /// The cluster's CA: signs every node's certificate.
+    pub ca: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +99,11 @@ pub enum ConfigError {
          peer address {0}"
     )]
     FaultInjection(IpAddr),
+    #[error(
+        "the peer port carries every workflow's data: give --peer-tls-cert, --peer-tls-key and \
+         --peer-tls-ca, or --peer-plaintext on a network no one else reaches"
+    )]
+    PeerSecurity,
 }
 
 impl NodeConfig {
@@ -146,6 +170,8 @@ impl NodeConfig {
             fault_injection: false,
             snapshot_every: DEFAULT_SNAPSHOT_EVERY,
             time_skipping: None,
+            client_tls: None,
+            peer_tls: None,
         })
     }
 
@@ -171,6 +197,8 @@ impl NodeConfig {
             fault_injection: false,
             snapshot_every: DEFAULT_SNAPSHOT_EVERY,
             time_skipping: Some(args.enable_time_skipping),
+            client_tls: None,
+            peer_tls: None,
         }
     }
 
@@ -208,6 +236,28 @@ impl NodeConfig {
         if args.enable_fault_injection && !peer_ip.is_loopback() {
             return Err(ConfigError::FaultInjection(peer_ip));
         }
+        // clap has paired the files; what is left is the choice between TLS and plaintext.
+        let peer_tls = match (&args.peer_tls_cert, &args.peer_tls_key, &args.peer_tls_ca) {
+            (Some(cert), Some(key), Some(ca)) => Some(PeerTls {
+                identity: dura_tls::Identity {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                },
+                ca: ca.clone(),
+            }),
+            _ if args.peer_plaintext => None,
+            _ => return Err(ConfigError::PeerSecurity),
+        };
+        let client_tls = match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => Some(ClientPortTls {
+                identity: dura_tls::Identity {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                },
+                client_ca: args.tls_client_ca.clone(),
+            }),
+            _ => None,
+        };
         Ok(Self {
             node_id,
             listen: SocketAddr::new(args.ip, args.port),
@@ -229,6 +279,8 @@ impl NodeConfig {
             fault_injection: args.enable_fault_injection,
             snapshot_every: args.raft_snapshot_every,
             time_skipping: None,
+            client_tls,
+            peer_tls,
         })
     }
 }
@@ -273,17 +325,23 @@ mod tests {
     use super::*;
     use crate::cli::{Cli, Command, ServerCommand};
 
+    /// A node's flags; plaintext peers unless `args` say otherwise.
     fn start_args(args: &[&str]) -> StartArgs {
+        let secured = args.iter().any(|a| a.starts_with("--peer-tls"));
+        let plaintext: &[&str] = if secured { &[] } else { &["--peer-plaintext"] };
+        try_start_args(&[plaintext, args].concat()).unwrap()
+    }
+
+    fn try_start_args(args: &[&str]) -> Result<StartArgs, clap::Error> {
         let cli = Cli::try_parse_from(
             ["dura", "server", "start", "--data-dir", "/tmp/d"]
                 .iter()
                 .chain(args),
-        )
-        .unwrap();
-        match cli.command {
+        )?;
+        Ok(match cli.command {
             Command::Server(ServerCommand::Start(args)) => args,
             other => panic!("{other:?}"),
-        }
+        })
     }
 
     const CLUSTER: &str = "1=a:7234,2=b:7234,3=c:7234";
@@ -381,5 +439,60 @@ mod tests {
         assert_eq!(start_args(&[]).shards, 8);
         assert_eq!(start_args(&["--shards", "4"]).shards, 4);
         unsafe { std::env::remove_var("DURA_SHARDS") };
+    }
+
+    #[test]
+    fn a_cluster_node_runs_its_peer_port_over_mutual_tls_or_says_it_will_not() {
+        let bare = try_start_args(&["--initial-cluster", CLUSTER]).unwrap();
+        assert!(matches!(
+            NodeConfig::from_start_args(&bare, "dura-0"),
+            Err(ConfigError::PeerSecurity)
+        ));
+        let plaintext =
+            NodeConfig::from_start_args(&start_args(&["--initial-cluster", CLUSTER]), "dura-0");
+        assert_eq!(plaintext.unwrap().peer_tls, None);
+        let tls = [
+            "--initial-cluster",
+            CLUSTER,
+            "--peer-tls-cert",
+            "n.crt",
+            "--peer-tls-key",
+            "n.key",
+            "--peer-tls-ca",
+            "ca.crt",
+        ];
+        let secured = NodeConfig::from_start_args(&start_args(&tls), "dura-0").unwrap();
+        assert_eq!(secured.peer_tls.unwrap().ca, PathBuf::from("ca.crt"));
+        // Half a configuration, or both choices at once, is refused by the parser.
+        assert!(try_start_args(&tls[..6]).is_err());
+        assert!(try_start_args(&[&tls[..], &["--peer-plaintext"]].concat()).is_err());
+    }
+
+    #[test]
+    fn the_client_port_serves_tls_when_given_a_certificate_and_its_key() {
+        let plain = start_args(&["--initial-cluster", CLUSTER]);
+        assert_eq!(
+            NodeConfig::from_start_args(&plain, "dura-0")
+                .unwrap()
+                .client_tls,
+            None
+        );
+        let mutual = start_args(&[
+            "--initial-cluster",
+            CLUSTER,
+            "--tls-cert",
+            "s.crt",
+            "--tls-key",
+            "s.key",
+            "--tls-client-ca",
+            "ca.crt",
+        ]);
+        let config = NodeConfig::from_start_args(&mutual, "dura-0").unwrap();
+        assert_eq!(
+            config.client_tls.unwrap().client_ca,
+            Some(PathBuf::from("ca.crt"))
+        );
+        assert!(try_start_args(&["--peer-plaintext", "--tls-cert", "s.crt"]).is_err());
+        assert!(try_start_args(&["--peer-plaintext", "--tls-client-ca", "ca.crt"]).is_err());
     }
 }

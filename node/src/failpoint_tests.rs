@@ -116,6 +116,9 @@ impl DevNode {
         match self.client.poll_workflow_task_queue(request).await {
             Ok(reply) => reply.into_inner(),
             Err(status) if status.code() == tonic::Code::DeadlineExceeded => Default::default(),
+            // The client's own timer can beat the server's empty answer on a loaded machine;
+            // either way the wait ended without a task.
+            Err(status) if status.code() == tonic::Code::Cancelled => Default::default(),
             Err(status) => panic!("poll: {status}"),
         }
     }

@@ -15,7 +15,7 @@ pub fn init(format: LogFormat, level: LogLevel) {
     // RUST_LOG, when set, refines the level for debugging individual crates.
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         EnvFilter::new(format!(
-            "{level},openraft=error,h2=warn,tower=warn,hyper=warn"
+            "{level},openraft=error,h2=warn,tower=warn,hyper=warn,rustls=error"
         ))
     });
     let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);

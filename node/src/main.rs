@@ -17,6 +17,7 @@ mod leader;
 mod logging;
 mod metrics;
 mod namespace;
+mod once_ready;
 mod placement;
 mod router;
 mod scheduler;
@@ -59,7 +60,7 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()?
                 .block_on(admin::print_status(
-                    &args.address,
+                    &args.connection,
                     args.output == OutputFormat::Json,
                 ))
         }
@@ -67,7 +68,11 @@ fn main() -> anyhow::Result<()> {
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?
-                .block_on(admin::transfer_leader(&args.address, args.group, args.to))
+                .block_on(admin::transfer_leader(
+                    &args.connection,
+                    args.group,
+                    args.to,
+                ))
         }
         Command::Cluster(ClusterCommand::Fault(args)) => {
             let rules = dura_raft_store::FaultRules {

@@ -4,6 +4,8 @@ use std::{future::Future, net::SocketAddr, path::Path, sync::Arc, time::Duration
 
 use anyhow::Context;
 use dura_raft_store::{RaftStore, StoreOptions};
+use dura_tls::{ClientTls, ServerTls};
+use futures::FutureExt;
 use tokio::net::TcpListener;
 use tonic::{
     codec::CompressionEncoding,
@@ -15,7 +17,7 @@ use crate::{
     clock::{Clock, VirtualClock},
     config::NodeConfig,
     engine::Engine,
-    frontend::{ClusterFacts, Frontend, RpcEdgeLayer, Workflows},
+    frontend::{ClusterFacts, Forwarder, Frontend, RpcEdgeLayer, Workflows},
     grpc::{
         operatorservice::operator_service_server::OperatorServiceServer,
         testservice::test_service_server::TestServiceServer,
@@ -24,6 +26,7 @@ use crate::{
     leader::{AppliedEffects, ShardLeaders},
     metrics,
     namespace::{MetaCommand, NamespaceRecord, NamespaceRegistry},
+    once_ready::OnceReady,
     placement::Placement,
     test_server::TestService,
 };
@@ -66,6 +69,43 @@ fn shard_count(dir: &Path, requested: u32) -> anyhow::Result<u32> {
     }
 }
 
+/// The node's side of the cluster's mutual TLS: what its peer port presents and requires, and
+/// what its channels to the other peer ports present and verify.
+struct PeerTls {
+    server: ServerTls,
+    client: ClientTls,
+}
+
+/// Loads the TLS files the configuration names; a file that does not load stops the start.
+fn load_tls(config: &NodeConfig) -> anyhow::Result<(Option<ServerTls>, Option<PeerTls>)> {
+    let client_port = match &config.client_tls {
+        Some(tls) => Some(
+            ServerTls::new(tls.identity.clone(), tls.client_ca.clone())
+                .context("loading the client port's TLS files")?,
+        ),
+        None => None,
+    };
+    let peer = match &config.peer_tls {
+        Some(tls) => Some(PeerTls {
+            server: ServerTls::new(tls.identity.clone(), Some(tls.ca.clone()))
+                .context("loading the peer TLS files")?,
+            client: ClientTls::new(tls.ca.clone(), Some(tls.identity.clone()), None)
+                .context("loading the peer TLS files")?,
+        }),
+        None => None,
+    };
+    Ok((client_port, peer))
+}
+
+fn workflow_service(frontend: &Frontend) -> WorkflowServiceServer<Frontend> {
+    WorkflowServiceServer::new(frontend.clone())
+        // The SDKs' Rust core sends gzip-compressed requests.
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip)
+        .max_decoding_message_size(MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(MAX_MESSAGE_SIZE)
+}
+
 /// Runs one node — the single-node dev server, or a member of a cluster when the config has a
 /// peer address — serving clients on `listener` until `shutdown` resolves.
 pub async fn run_node(
@@ -73,6 +113,8 @@ pub async fn run_node(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let (client_tls, peer_tls) = load_tls(&config)?;
+    let peer_client_tls = peer_tls.as_ref().map(|tls| tls.client.clone());
     // Without --db-filename the state lives in a directory that is removed on exit.
     let temp_dir;
     let dir = match &config.data_dir {
@@ -123,6 +165,7 @@ pub async fn run_node(
             durability: config.durability,
             snapshot_every: config.snapshot_every,
             fault_injection: config.fault_injection,
+            peer_tls: peer_client_tls.clone(),
         },
         Arc::new(NodeApplication {
             effects: effects.clone(),
@@ -132,18 +175,32 @@ pub async fn run_node(
     )
     .await
     .context("opening the Raft store")?;
+    let namespaces = NamespaceRegistry::new(store.clone());
+    let _ = namespace_names.set(namespaces.clone());
+    let admin = crate::admin::AdminService {
+        store: store.clone(),
+        namespaces: namespaces.clone(),
+        peer_tls: peer_client_tls.clone(),
+    };
+    let forwarded_here = OnceReady::new();
     // The peer service must answer before any election can finish: the other voters' votes
     // and appends come through it.
     let peers = match config.peer_listen {
-        Some(addr) => Some(serve_peers(&store, addr).await?),
+        Some(addr) => {
+            let services = PeerServices {
+                raft: store.peer_service(),
+                admin: crate::admin::ClusterAdminServer::new(admin.clone()),
+                forwarded: forwarded_here.clone(),
+            };
+            let tls = peer_tls.as_ref().map(|tls| tls.server.clone());
+            Some(serve_peers(addr, services, tls).await?)
+        }
         None => None,
     };
-    let namespaces = NamespaceRegistry::new(store.clone());
-    let _ = namespace_names.set(namespaces.clone());
     // A data directory that was ever part of a cluster knows its id before any quorum.
     let known = namespaces.cluster_id()?;
     if !known.is_empty() {
-        refuse_a_foreign_data_dir(&config, &known).await?;
+        refuse_a_foreign_data_dir(&config, &known, peer_client_tls.as_ref()).await?;
         store.set_cluster_id(&known);
     }
     wait_for_leaders(&store, peers.is_some()).await?;
@@ -194,14 +251,16 @@ pub async fn run_node(
         eager_workflow_start: config.eager_workflow_start,
         stopping: Default::default(),
     };
-    let admin_namespaces = namespaces.clone();
+    let forwarder = Forwarder::new(store.clone(), namespaces.clone(), peer_client_tls);
     let frontend = Frontend::new(
         namespaces,
         workflows,
         ClusterFacts {
             shard_count: shards,
         },
+        forwarder,
     );
+    forwarded_here.set(workflow_service(&frontend));
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
         .set_service_status(
@@ -221,16 +280,9 @@ pub async fn run_node(
 
     tracing::info!(%listen, %metrics_addr, data_dir = %dir.display(), shards, node_id = config.node_id, "Dura node ready");
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(());
-    let serve = Server::builder()
+    let router = Server::builder()
         .layer(RpcEdgeLayer)
-        .add_service(
-            WorkflowServiceServer::new(frontend.clone())
-                // The SDKs' Rust core sends gzip-compressed requests.
-                .accept_compressed(CompressionEncoding::Gzip)
-                .send_compressed(CompressionEncoding::Gzip)
-                .max_decoding_message_size(MAX_MESSAGE_SIZE)
-                .max_encoding_message_size(MAX_MESSAGE_SIZE),
-        )
+        .add_service(workflow_service(&frontend))
         .add_service(
             OperatorServiceServer::new(frontend.clone())
                 .accept_compressed(CompressionEncoding::Gzip)
@@ -244,20 +296,23 @@ pub async fn run_node(
                 .send_compressed(CompressionEncoding::Gzip),
         )
         .add_optional_service(test_service)
-        .add_service(crate::admin::ClusterAdminServer::new(
-            crate::admin::AdminService {
-                store: store.clone(),
-                namespaces: admin_namespaces,
-            },
-        ))
+        .add_service(crate::admin::ClusterAdminServer::new(admin));
+    let stopped = async move {
+        let _ = stop_rx.changed().await;
+    };
+    let serve = match client_tls {
+        Some(tls) => router
+            .serve_with_incoming_shutdown(dura_tls::incoming(listener, tls), stopped)
+            .boxed(),
         // Nagle's algorithm would hold small responses back until the client's delayed ACK
         // (~40 ms on Linux): every short RPC paid that wait. gRPC servers disable it.
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            async move {
-                let _ = stop_rx.changed().await;
-            },
-        );
+        None => router
+            .serve_with_incoming_shutdown(
+                TcpIncoming::from(listener).with_nodelay(Some(true)),
+                stopped,
+            )
+            .boxed(),
+    };
     // Graceful shutdown waits for open calls (e.g. long polls) to finish, but only for so
     // long: the store must still be closed cleanly if a client never lets go.
     tokio::pin!(serve);
@@ -293,20 +348,40 @@ pub async fn run_node(
     Ok(())
 }
 
-/// Serves the node-to-node Raft service on `addr`.
+/// What the peer port serves: Raft traffic, the other nodes' questions for `dura cluster
+/// status`, and client calls other nodes forward here (once the frontend exists).
+struct PeerServices {
+    raft: dura_raft_store::RaftPeerServer<dura_raft_store::PeerService>,
+    admin: crate::admin::ClusterAdminServer<crate::admin::AdminService>,
+    forwarded: OnceReady<WorkflowServiceServer<Frontend>>,
+}
+
+/// Serves the node-to-node services on `addr`, over mutual TLS when `tls` is given.
 async fn serve_peers(
-    store: &RaftStore,
     addr: SocketAddr,
+    services: PeerServices,
+    tls: Option<ServerTls>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding the peer port {addr}"))?;
-    let service = store.peer_service();
+    let router = Server::builder()
+        .add_service(services.raft)
+        .add_service(services.admin)
+        .add_service(services.forwarded);
     Ok(tokio::spawn(async move {
-        let served = Server::builder()
-            .add_service(service)
-            .serve_with_incoming(TcpIncoming::from(listener).with_nodelay(Some(true)))
-            .await;
+        let served = match tls {
+            Some(tls) => {
+                router
+                    .serve_with_incoming(dura_tls::incoming(listener, tls))
+                    .await
+            }
+            None => {
+                router
+                    .serve_with_incoming(TcpIncoming::from(listener).with_nodelay(Some(true)))
+                    .await
+            }
+        };
         if let Err(e) = served {
             tracing::error!(error = %e, "peer service stopped");
         }
@@ -316,12 +391,17 @@ async fn serve_peers(
 /// A data directory of cluster `known` must not join peers of another cluster (nor serve as
 /// a cluster of its own next to them): each initial member that answers must know no cluster
 /// yet or the same one. One that does not answer cannot tell, and is not waited for.
-async fn refuse_a_foreign_data_dir(config: &NodeConfig, known: &str) -> anyhow::Result<()> {
+async fn refuse_a_foreign_data_dir(
+    config: &NodeConfig,
+    known: &str,
+    tls: Option<&ClientTls>,
+) -> anyhow::Result<()> {
     for (id, addr) in &config.initial_members {
         if *id == config.node_id {
             continue;
         }
-        if let Ok(theirs) = dura_raft_store::cluster_id_of(addr, Duration::from_secs(2)).await {
+        if let Ok(theirs) = dura_raft_store::cluster_id_of(addr, tls, Duration::from_secs(2)).await
+        {
             if !theirs.is_empty() && theirs != known {
                 anyhow::bail!(
                     "the data directory belongs to cluster {known}, but node {id} ({addr}) \

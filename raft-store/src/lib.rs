@@ -142,6 +142,9 @@ pub struct StoreOptions {
     pub snapshot_every: u64,
     /// Whether the peer service takes fault-injection rules (tests only; see [`faults`]).
     pub fault_injection: bool,
+    /// Mutual TLS for this node's channels to its peers (`None`: plaintext). The peer port's
+    /// server side is the caller's (it serves this store's [`RaftStore::peer_service`]).
+    pub peer_tls: Option<dura_tls::ClientTls>,
 }
 
 /// The application's deterministic state machine, shared by every group.

@@ -47,7 +47,6 @@ use openraft::raft::VoteResponse;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::transport::Channel;
-use tonic::transport::Endpoint;
 
 use crate::GroupId;
 use crate::ProposeError;
@@ -604,6 +603,7 @@ pub(crate) struct PeerConnections {
     pub(crate) batch_stats: Arc<BatchStats>,
     pub(crate) faults: Arc<Faults>,
     cluster: Arc<ClusterIdentity>,
+    tls: Option<dura_tls::ClientTls>,
 }
 
 /// Which cluster this node belongs to, and whether a peer of another one was seen.
@@ -614,8 +614,9 @@ struct ClusterIdentity {
 }
 
 impl PeerConnections {
-    pub(crate) fn new(node_id: u64, faults: Faults) -> Self {
+    pub(crate) fn new(node_id: u64, faults: Faults, tls: Option<dura_tls::ClientTls>) -> Self {
         PeerConnections {
+            tls,
             node_id,
             channels: Arc::default(),
             batchers: Arc::default(),
@@ -712,10 +713,8 @@ impl PeerConnections {
         }
         // Lazy: connects on first use and reconnects after a failure, so a peer that is not
         // up yet (bootstrap in any order) or restarting is just unreachable for a while.
-        let channel = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| format!("bad peer address {addr:?}: {e}"))?
-            .tcp_nodelay(true)
-            .connect_lazy();
+        let channel = dura_tls::lazy_channel(addr, self.tls.as_ref())
+            .map_err(|e| format!("bad peer address {addr:?}: {e}"))?;
         channels.insert(addr.to_string(), channel.clone());
         Ok(channel)
     }
@@ -922,7 +921,7 @@ pub async fn set_peer_faults(
     rules: &FaultRules,
     timeout: std::time::Duration,
 ) -> Result<(), tonic::Status> {
-    call_by_address(peer_addr, Rpc::SetFaults, encode(rules), timeout)
+    call_by_address(peer_addr, None, Rpc::SetFaults, encode(rules), timeout)
         .await
         .map(|_| ())
 }
@@ -930,23 +929,22 @@ pub async fn set_peer_faults(
 /// The cluster id of the node serving the peer port `peer_addr` ("" when it knows none yet).
 pub async fn cluster_id_of(
     peer_addr: &str,
+    tls: Option<&dura_tls::ClientTls>,
     timeout: std::time::Duration,
 ) -> Result<String, tonic::Status> {
-    let body = call_by_address(peer_addr, Rpc::ClusterId, Vec::new(), timeout).await?;
+    let body = call_by_address(peer_addr, tls, Rpc::ClusterId, Vec::new(), timeout).await?;
     decode(&body)
 }
 
 /// One request to a node known only by its peer address (not a group member's connection).
 async fn call_by_address(
     peer_addr: &str,
+    tls: Option<&dura_tls::ClientTls>,
     rpc: Rpc,
     body: Vec<u8>,
     timeout: std::time::Duration,
 ) -> Result<Vec<u8>, tonic::Status> {
-    let channel = Endpoint::from_shared(format!("http://{peer_addr}"))
-        .map_err(|e| tonic::Status::invalid_argument(format!("peer address {peer_addr:?}: {e}")))?
-        .connect_timeout(timeout)
-        .connect()
+    let channel = dura_tls::connect(peer_addr, tls, timeout)
         .await
         .map_err(|e| tonic::Status::unavailable(format!("connecting to {peer_addr}: {e}")))?;
     let mut request = tonic::Request::new(PeerRequest {

@@ -162,6 +162,7 @@ impl RaftStore {
         let connections = PeerConnections::new(
             opts.node_id,
             crate::faults::Faults::new(opts.fault_injection),
+            opts.peer_tls.clone(),
         );
         for group in wanted {
             let network = PeerNetwork {

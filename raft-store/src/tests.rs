@@ -128,6 +128,7 @@ fn opts(dir: &Path, groups: &[u32], snapshot_every: u64) -> StoreOptions {
         durability: Durability::Fsync,
         snapshot_every,
         fault_injection: false,
+        peer_tls: None,
     }
 }
 
@@ -846,6 +847,7 @@ async fn start_peer_node(
         advertise_addr: members[&id].clone(),
         initial_members: members.clone(),
         fault_injection: true,
+        peer_tls: None,
         ..opts(&dir.join(format!("node-{id}")), groups, 0)
     };
     let store = RaftStore::open(opts, Arc::new(KvApp::default()))

@@ -64,6 +64,7 @@ async fn open(dir: &Path) -> RaftStore {
             durability: Durability::Fsync,
             snapshot_every: 0,
             fault_injection: false,
+            peer_tls: None,
         },
         Arc::new(CounterApp),
     )

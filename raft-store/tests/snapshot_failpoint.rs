@@ -53,6 +53,7 @@ async fn start(dir: &Path, id: u64, members: &BTreeMap<u64, String>) -> Node {
             durability: Durability::Fsync,
             snapshot_every: 20,
             fault_injection: false,
+            peer_tls: None,
         },
         Arc::new(PutApp),
     )

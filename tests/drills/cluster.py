@@ -106,7 +106,7 @@ class Cluster:
             DURA_BIN, "server", "start", "--node-id", str(i), "--data-dir", nd.data_dir,
             "--ip", "127.0.0.1", "--port", str(nd.client_port), "--peer-port", str(nd.peer_port),
             "--metrics-port", str(nd.metrics_port), "--initial-cluster", self.initial_cluster,
-            "--replication", str(len(self.nodes)), "--shards", "4", "--log-level", "info",
+            "--replication", str(len(self.nodes)), "--shards", "4", "--log-level", "info", "--peer-plaintext",
             *self.extra_args,
         ]
         # Own session: a signal meant for the node never reaches pytest, and pytest's Ctrl-C

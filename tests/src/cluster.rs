@@ -197,6 +197,8 @@ pub fn cluster_of(members: usize, dir: &Path, extra: &[&str]) -> Vec<Node> {
                 &peer_ports[i].to_string(),
                 "--metrics-port",
                 &free_port().to_string(),
+                // Loopback only: nobody else reaches these ports.
+                "--peer-plaintext",
                 "--initial-cluster",
                 &initial,
                 // Info: the test reads which shards each node leads from the log.

@@ -1,8 +1,14 @@
 //! Calls this node hands to another: a task-queue poll (and a query, which rides on a
 //! workflow task queue) is served by the node leading the queue's partition shard, whose
-//! matcher holds the queue's tasks; a query's answer goes to the node waiting for it. The call travels as the
-//! client made it, with its deadline, to that node's client port (as registered in the
-//! metadata group), and its answer — success or status — comes back unchanged.
+//! matcher holds the queue's tasks; a query's answer goes to the node waiting for it. The call
+//! travels as the client made it, with its deadline, to that node's peer port (its address in
+//! the metadata group's membership, over the cluster's mutual TLS when it has one), and its
+//! answer — success or status — comes back unchanged.
+//!
+//! Builds before this one served forwarded calls on their client port only. During a rolling
+//! upgrade of a plaintext cluster, a node whose peer port answers a forwarded call
+//! `UNIMPLEMENTED` is reached on its registered client port for a while; the call that found
+//! out fails `UNAVAILABLE`, which clients retry.
 //!
 //! In a cluster placing fewer replicas than members, a call about one workflow arriving at a
 //! node that holds no replica of its shard is handed to one that does ([`Hop::Shard`]).
@@ -11,12 +17,18 @@
 //! most once per kind of hop and a queue hop is served where it lands, so two nodes that
 //! disagree for a moment about a leader cannot pass a call back and forth.
 
-use std::{collections::HashMap, sync::Mutex, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
 
+use dura_raft_store::RaftStore;
+use dura_tls::ClientTls;
 use temporalio_protos::temporal::api::workflowservice::v1::{
     self as pb, workflow_service_client::WorkflowServiceClient,
 };
-use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, transport::Channel};
 
 use crate::{
     error::{ApiError, ApiResult},
@@ -53,8 +65,11 @@ impl Hop {
 /// The [`FORWARDED`] value of a [`Hop::Shard`] call; anything else means [`Hop::Queue`].
 const SHARD_HOP: &str = "shard";
 
-/// One method per forwarded RPC: the call goes to `node`'s client port with the caller's
-/// deadline, marked as a `$hop` hop, and comes back as that node answered it.
+/// How long a node found running an earlier build is reached on its client port.
+const EARLIER_BUILD_FOR: Duration = Duration::from_secs(60);
+
+/// One method per forwarded RPC: the call goes to `node` with the caller's deadline, marked
+/// as a `$hop` hop, and comes back as that node answered it.
 macro_rules! forwarded_rpcs {
     ($hop:ident; $($name:ident: $rpc:ident($req:ident) -> $resp:ident;)*) => {$(
         pub async fn $name(
@@ -63,46 +78,92 @@ macro_rules! forwarded_rpcs {
             req: pb::$req,
             timeout: Option<Duration>,
         ) -> ApiResult<pb::$resp> {
-            let mut client = self.client(node)?;
-            Ok(client
-                .$rpc(Self::request(req, timeout, Hop::$hop))
-                .await
-                .map_err(ApiError::Forwarded)?
-                .into_inner())
+            let (mut client, port) = self.client(node)?;
+            match client.$rpc(Self::request(req, timeout, Hop::$hop)).await {
+                Ok(response) => Ok(response.into_inner()),
+                Err(status) => Err(self.failed(node, port, status)),
+            }
         }
     )*};
 }
 
+/// Which of a node's ports a forwarded call went to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Port {
+    Peer,
+    /// An earlier build's, since the instant it was found out.
+    Client(Instant),
+}
+
 pub struct Forwarder {
+    store: RaftStore,
     namespaces: NamespaceRegistry,
-    clients: Mutex<HashMap<u64, WorkflowServiceClient<Channel>>>,
+    /// The cluster's mutual TLS for peer ports (`None`: a plaintext cluster).
+    tls: Option<ClientTls>,
+    clients: Mutex<HashMap<u64, (WorkflowServiceClient<Channel>, Port)>>,
 }
 
 impl Forwarder {
-    pub fn new(namespaces: NamespaceRegistry) -> Self {
+    pub fn new(store: RaftStore, namespaces: NamespaceRegistry, tls: Option<ClientTls>) -> Self {
         Forwarder {
+            store,
             namespaces,
+            tls,
             clients: Mutex::default(),
         }
     }
 
-    fn client(&self, node: u64) -> ApiResult<WorkflowServiceClient<Channel>> {
+    fn client(&self, node: u64) -> ApiResult<(WorkflowServiceClient<Channel>, Port)> {
         let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(client) = clients.get(&node) {
-            return Ok(client.clone());
+        match clients.get(&node) {
+            Some((_, Port::Client(since))) if since.elapsed() >= EARLIER_BUILD_FOR => {
+                clients.remove(&node);
+            }
+            Some(known) => return Ok(known.clone()),
+            None => {}
         }
-        let address = self.namespaces.node_client_address(node)?.ok_or_else(|| {
-            ApiError::Unavailable(format!("node {node} has not registered its address yet"))
+        let address = self.store.peer_addresses().remove(&node).ok_or_else(|| {
+            ApiError::Unavailable(format!("node {node} is not a member of the cluster"))
         })?;
-        let channel = Endpoint::from_shared(format!("http://{address}"))
-            .map_err(|e| ApiError::Internal(format!("node {node}'s address {address:?}: {e}")))?
-            .tcp_nodelay(true)
-            .connect_lazy();
-        let client = WorkflowServiceClient::new(channel)
+        let client = self.connect(node, &address, self.tls.as_ref())?;
+        clients.insert(node, (client.clone(), Port::Peer));
+        Ok((client, Port::Peer))
+    }
+
+    fn connect(
+        &self,
+        node: u64,
+        address: &str,
+        tls: Option<&ClientTls>,
+    ) -> ApiResult<WorkflowServiceClient<Channel>> {
+        let channel = dura_tls::lazy_channel(address, tls)
+            .map_err(|e| ApiError::Internal(format!("node {node}'s address {address:?}: {e}")))?;
+        Ok(WorkflowServiceClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_SIZE)
-            .max_encoding_message_size(MAX_MESSAGE_SIZE);
-        clients.insert(node, client.clone());
-        Ok(client)
+            .max_encoding_message_size(MAX_MESSAGE_SIZE))
+    }
+
+    /// A forwarded call's failure as this node answers it. A plaintext peer port that serves
+    /// no WorkflowService is an earlier build's: its client port is used for a while.
+    fn failed(&self, node: u64, port: Port, status: tonic::Status) -> ApiError {
+        if port != Port::Peer || status.code() != Code::Unimplemented || self.tls.is_some() {
+            return ApiError::Forwarded(status);
+        }
+        let address = match self.namespaces.node_client_address(node) {
+            Ok(Some(address)) => address,
+            _ => return ApiError::Forwarded(status),
+        };
+        match self.connect(node, &address, None) {
+            Ok(client) => {
+                tracing::info!(node, %address, "node runs an earlier build; forwarding to its client port");
+                let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+                clients.insert(node, (client, Port::Client(Instant::now())));
+                ApiError::Unavailable(format!(
+                    "node {node} runs an earlier build; retry (calls now go to its client port)"
+                ))
+            }
+            Err(e) => e,
+        }
     }
 
     fn request<T>(message: T, timeout: Option<Duration>, hop: Hop) -> tonic::Request<T> {

@@ -17,6 +17,7 @@ mod workflows;
 use std::sync::Arc;
 
 pub use edge::RpcEdgeLayer;
+pub use forward::Forwarder;
 use temporalio_protos::temporal::api::{
     operatorservice::v1 as opsvc,
     workflowservice::v1::{self as wfsvc, get_system_info_response},
@@ -53,16 +54,21 @@ struct Inner {
     namespaces: NamespaceRegistry,
     workflows: Workflows,
     cluster: ClusterFacts,
-    forwarder: forward::Forwarder,
+    forwarder: Forwarder,
     /// Cancelled when the node stops: open long polls answer empty at once.
     stopping: tokio_util::sync::CancellationToken,
 }
 
 impl Frontend {
-    pub fn new(namespaces: NamespaceRegistry, workflows: Workflows, cluster: ClusterFacts) -> Self {
+    pub fn new(
+        namespaces: NamespaceRegistry,
+        workflows: Workflows,
+        cluster: ClusterFacts,
+        forwarder: Forwarder,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
-                forwarder: forward::Forwarder::new(namespaces.clone()),
+                forwarder,
                 namespaces,
                 stopping: workflows.stopping.clone(),
                 workflows,

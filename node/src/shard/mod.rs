@@ -436,6 +436,7 @@ mod tests {
                 durability: Durability::Fsync,
                 snapshot_every: 0,
                 fault_injection: false,
+                peer_tls: None,
             },
             Arc::new(app),
         )
