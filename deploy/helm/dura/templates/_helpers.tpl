@@ -23,10 +23,22 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 
+{{/*
+The domain of the pods' peer names. With peer TLS it is namespace-qualified: a certificate's
+wildcard needs two labels after it, so `*.<peers>.<namespace>.svc` can name every pod.
+*/}}
+{{- define "dura.peerDomain" -}}
+{{- if .Values.tls.peer.enabled -}}
+{{- printf "%s.%s.svc" (include "dura.peers" .) .Release.Namespace -}}
+{{- else -}}
+{{- include "dura.peers" . -}}
+{{- end -}}
+{{- end -}}
+
 {{/* Every pod, by its stable peer name: node N+1 is pod N. */}}
 {{- define "dura.initialCluster" -}}
 {{- $fullname := include "dura.fullname" . -}}
-{{- $peers := include "dura.peers" . -}}
+{{- $peers := include "dura.peerDomain" . -}}
 {{- $members := list -}}
 {{- range $ordinal := until (int .Values.replicaCount) -}}
 {{- $members = append $members (printf "%d=%s-%d.%s:%d" (add1 $ordinal) $fullname $ordinal $peers (int $.Values.ports.peer)) -}}
@@ -47,7 +59,13 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- if not (has .Values.cluster.durability (list "fsync" "relaxed")) -}}
 {{- fail (printf "cluster.durability must be fsync or relaxed, not %q" .Values.cluster.durability) -}}
 {{- end -}}
-{{- if .Values.tls.enabled -}}
-{{- fail "tls.enabled: Dura does not serve TLS yet; the cluster would stay plaintext" -}}
+{{- range $port := list "client" "peer" -}}
+{{- $tls := index $.Values.tls $port -}}
+{{- if and $tls.enabled (not $tls.secretName) -}}
+{{- fail (printf "tls.%s.enabled needs tls.%s.secretName: the Secret holding its certificates" $port $port) -}}
+{{- end -}}
+{{- end -}}
+{{- if and .Values.tls.client.requireClientCert (not .Values.tls.client.enabled) -}}
+{{- fail "tls.client.requireClientCert needs tls.client.enabled" -}}
 {{- end -}}
 {{- end -}}
