@@ -21,6 +21,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed={path}");
     println!("cargo:rerun-if-env-changed=DEP_TEMPORALIO_PROTOS_DESCRIPTOR_PATH");
     let mut fds = FileDescriptorSet::decode(fs::read(&path)?.as_slice())?;
+    write_namespace_fields(&fds)?;
     fds.file.retain(|f| SERVICE_FILES.contains(&f.name()));
     if fds.file.len() != SERVICE_FILES.len() {
         return Err(format!("descriptor set at {path} lacks one of {SERVICE_FILES:?}").into());
@@ -56,5 +57,48 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .build();
     tonic_prost_build::manual::Builder::new().compile(&[admin]);
+    Ok(())
+}
+
+/// `namespace_fields.rs`: for every method of the services whose request has a string
+/// `namespace` field, that field's number (`auth::request` reads it off the wire), sorted by
+/// path for a binary search.
+fn write_namespace_fields(fds: &FileDescriptorSet) -> Result<(), Box<dyn std::error::Error>> {
+    use prost_types_descriptor::field_descriptor_proto::Type;
+    let mut fields = std::collections::HashMap::new();
+    for file in &fds.file {
+        for message in &file.message_type {
+            let name = format!(".{}.{}", file.package(), message.name());
+            if let Some(f) = message
+                .field
+                .iter()
+                .find(|f| f.name() == "namespace" && f.r#type() == Type::String)
+            {
+                fields.insert(name, f.number());
+            }
+        }
+    }
+    let mut rows = Vec::new();
+    for file in fds
+        .file
+        .iter()
+        .filter(|f| SERVICE_FILES.contains(&f.name()))
+    {
+        for service in &file.service {
+            for method in &service.method {
+                if let Some(number) = fields.get(method.input_type()) {
+                    let path = format!("/{}.{}/{}", file.package(), service.name(), method.name());
+                    rows.push((path, *number));
+                }
+            }
+        }
+    }
+    rows.sort();
+    let mut out = String::from("pub const NAMESPACE_FIELDS: &[(&str, u32)] = &[\n");
+    for (path, number) in rows {
+        out.push_str(&format!("    ({path:?}, {number}),\n"));
+    }
+    out.push_str("];\n");
+    fs::write(format!("{}/namespace_fields.rs", env::var("OUT_DIR")?), out)?;
     Ok(())
 }

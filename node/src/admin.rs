@@ -258,6 +258,18 @@ async fn connect(connection: &ClientConnection) -> anyhow::Result<tonic::transpo
         .with_context(|| format!("connecting to {address}"))
 }
 
+/// `message` with the connection's API key, if any, as `authorization: Bearer`.
+fn authorized<T>(connection: &ClientConnection, message: T) -> anyhow::Result<tonic::Request<T>> {
+    let mut request = tonic::Request::new(message);
+    if let Some(key) = &connection.api_key {
+        let value = format!("Bearer {key}")
+            .parse()
+            .context("--api-key is not a valid header value")?;
+        request.metadata_mut().insert("authorization", value);
+    }
+    Ok(request)
+}
+
 /// `dura cluster transfer-leader`: moves `group`'s leadership to node `to` and waits until
 /// it leads.
 pub async fn transfer_leader(
@@ -267,7 +279,7 @@ pub async fn transfer_leader(
 ) -> anyhow::Result<()> {
     let mut client = ClusterAdminClient::new(connect(connection).await?);
     client
-        .transfer_leader(TransferLeaderRequest { group, to })
+        .transfer_leader(authorized(connection, TransferLeaderRequest { group, to })?)
         .await?;
     println!("group {group} is led by node {to}");
     Ok(())
@@ -277,7 +289,7 @@ pub async fn transfer_leader(
 pub async fn print_status(connection: &ClientConnection, json: bool) -> anyhow::Result<()> {
     let mut client = ClusterAdminClient::new(connect(connection).await?);
     let reply = client
-        .status(StatusRequest { local_only: false })
+        .status(authorized(connection, StatusRequest { local_only: false })?)
         .await?
         .into_inner();
     if json {

@@ -64,6 +64,10 @@ pub struct ClientConnection {
     /// The name the server's certificate must carry (default: the address's host).
     #[arg(long, env = "TEMPORAL_TLS_SERVER_NAME", requires = "tls_ca_path")]
     pub tls_server_name: Option<String>,
+    /// A token sent as `authorization: Bearer <KEY>`, for a node started with --auth-jwks
+    /// (the cluster commands need `system:admin`).
+    #[arg(long, env = "TEMPORAL_API_KEY")]
+    pub api_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -245,6 +249,12 @@ pub struct StartArgs {
     /// send Raft traffic.
     #[arg(long, env = "DURA_PEER_TLS_CA", requires = "peer_tls_cert")]
     pub peer_tls_ca: Option<PathBuf>,
+    /// Authorize every call as Temporal's default JWT claim mapper and authorizer do: the
+    /// `authorization: Bearer <JWT>` header, signed by a key of this JWKS file (RS256 or
+    /// ES256), its `permissions` claim granting `<namespace>:<read|write|worker|admin>` (and
+    /// `system:<role>` over all). Without it every caller may do everything.
+    #[arg(long, env = "DURA_AUTH_JWKS")]
+    pub auth_jwks: Option<PathBuf>,
     /// Run the node-to-node port without TLS. Whoever reaches that port can read and change
     /// every workflow: only for a network no one else reaches. A node needs this or the
     /// --peer-tls-* flags.

@@ -55,6 +55,8 @@ pub struct NodeConfig {
     /// Mutual TLS on the peer port and the node's channels to its peers (`None`: plaintext,
     /// start-dev's only choice and a cluster's only with `--peer-plaintext`).
     pub peer_tls: Option<PeerTls>,
+    /// `--auth-jwks`: authorize calls with JWTs signed by these keys (`None`: no checks).
+    pub auth_jwks: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,6 +174,7 @@ impl NodeConfig {
             time_skipping: None,
             client_tls: None,
             peer_tls: None,
+            auth_jwks: None,
         })
     }
 
@@ -199,6 +202,7 @@ impl NodeConfig {
             time_skipping: Some(args.enable_time_skipping),
             client_tls: None,
             peer_tls: None,
+            auth_jwks: None,
         }
     }
 
@@ -281,6 +285,7 @@ impl NodeConfig {
             time_skipping: None,
             client_tls,
             peer_tls,
+            auth_jwks: args.auth_jwks.clone(),
         })
     }
 }

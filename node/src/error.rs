@@ -10,7 +10,7 @@ use temporalio_protos::{
     google::rpc::Status as RpcStatus,
     temporal::api::errordetails::v1::{
         NamespaceAlreadyExistsFailure, NamespaceNotFoundFailure, NotFoundFailure,
-        QueryFailedFailure, WorkflowExecutionAlreadyStartedFailure,
+        PermissionDeniedFailure, QueryFailedFailure, WorkflowExecutionAlreadyStartedFailure,
     },
 };
 use tonic::{Code, Status};
@@ -37,6 +37,10 @@ pub enum ApiError {
     },
     #[error("{0}")]
     Unimplemented(String),
+    /// The caller's credentials do not allow the call; why is logged, not told (as the real
+    /// server's generic refusal).
+    #[error("Request unauthorized.")]
+    PermissionDenied,
     #[error("{0}")]
     DeadlineExceeded(String),
     /// The workflow's query handler failed; the SDK raises it as WorkflowQueryFailedError.
@@ -128,6 +132,12 @@ impl From<ApiError> for Status {
             // or a leader change needs.
             ApiError::Unavailable(_) | ApiError::NotLeader { .. } => Status::unavailable(message),
             ApiError::Unimplemented(_) => Status::unimplemented(message),
+            ApiError::PermissionDenied => with_detail(
+                Code::PermissionDenied,
+                message,
+                "temporal.api.errordetails.v1.PermissionDeniedFailure",
+                PermissionDeniedFailure::default(),
+            ),
             ApiError::DeadlineExceeded(_) => Status::deadline_exceeded(message),
             ApiError::QueryFailed { failure, .. } => with_detail(
                 Code::InvalidArgument,

@@ -2,6 +2,7 @@
 
 mod admin;
 mod app;
+mod auth;
 mod cleanup;
 mod cli;
 mod clock;

@@ -114,6 +114,15 @@ pub async fn run_node(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (client_tls, peer_tls) = load_tls(&config)?;
+    let authority = match &config.auth_jwks {
+        Some(path) => {
+            let mapper = crate::auth::JwtClaimMapper::from_jwks_file(path)
+                .map_err(anyhow::Error::msg)
+                .context("loading --auth-jwks")?;
+            Some(crate::auth::Authority::new(Arc::new(mapper)))
+        }
+        None => None,
+    };
     let peer_client_tls = peer_tls.as_ref().map(|tls| tls.client.clone());
     // Without --db-filename the state lives in a directory that is removed on exit.
     let temp_dir;
@@ -281,7 +290,7 @@ pub async fn run_node(
     tracing::info!(%listen, %metrics_addr, data_dir = %dir.display(), shards, node_id = config.node_id, "Dura node ready");
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(());
     let router = Server::builder()
-        .layer(RpcEdgeLayer)
+        .layer(RpcEdgeLayer::new(authority))
         .add_service(workflow_service(&frontend))
         .add_service(
             OperatorServiceServer::new(frontend.clone())

@@ -1,6 +1,6 @@
 import pytest
 
-from dura_processes import timeout_hook
+from dura_processes import kill_group, timeout_hook
 from harness import Server
 
 
@@ -12,6 +12,15 @@ def server(tmp_path):
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def nodes():
+    """`nodes.Node`s the test starts, killed when it ends."""
+    started = []
+    yield started
+    for node in started:
+        kill_group(node.proc)
 
 
 pytest_timeout_set_timer = timeout_hook("servers")

@@ -1,6 +1,7 @@
-//! What every RPC passes through, whatever its handler: the request metrics
-//! (`metrics::request_served`, labelled with the namespace the handler resolved), and the
-//! RPC's name in every `UNIMPLEMENTED` answer.
+//! What every RPC of the client port passes through, whatever its handler: authorization
+//! when the node has an [`Authority`] (before the handler runs, from the request's bytes),
+//! the request metrics (`metrics::request_served`, labelled with the namespace the handler
+//! resolved), and the RPC's name in every `UNIMPLEMENTED` answer.
 //!
 //! The generated stubs answer RPCs Dura does not implement with a fixed "Not yet implemented";
 //! a caller deserves to know *which* call is missing, and no RPC may fake success. This layer
@@ -12,27 +13,76 @@ use std::{
     task::{Context, Poll},
 };
 
+use http_body_util::BodyExt;
 use tonic::{Code, Status, body::Body};
 use tower::{Layer, Service};
 
-use crate::metrics;
+use crate::{auth::Authority, error::ApiError, metrics};
+
+/// The largest request body read for authorization (the message size limit).
+const MAX_AUTHORIZED_BODY: usize = 128 * 1024 * 1024;
 
 /// What the generated default stubs put in `grpc-message` (percent-encoded on the wire).
 const STUB_MESSAGE: &str = "Not%20yet%20implemented";
 
-#[derive(Debug, Clone, Default)]
-pub struct RpcEdgeLayer;
+#[derive(Clone, Default)]
+pub struct RpcEdgeLayer {
+    authority: Option<Authority>,
+}
+
+impl RpcEdgeLayer {
+    pub fn new(authority: Option<Authority>) -> Self {
+        RpcEdgeLayer { authority }
+    }
+}
 
 impl<S> Layer<S> for RpcEdgeLayer {
     type Service = RpcEdge<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        RpcEdge { inner }
+        RpcEdge {
+            inner,
+            authority: self.authority.clone(),
+        }
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RpcEdge<S> {
     inner: S,
+    authority: Option<Authority>,
+}
+
+/// The request, its body read whole, if `authority` allows it; else the refusal to send.
+async fn authorized(
+    authority: &Authority,
+    request: http::Request<Body>,
+) -> Result<http::Request<Body>, http::Response<Body>> {
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path().to_string();
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let authorization = header("authorization").map(str::to_string);
+    let gzip = header("grpc-encoding") == Some("gzip");
+    let bytes = match http_body_util::Limited::new(body, MAX_AUTHORIZED_BODY)
+        .collect()
+        .await
+    {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) => {
+            let status = Status::resource_exhausted(format!("reading the request: {e}"));
+            return Err(status.into_http());
+        }
+    };
+    let namespace = crate::auth::namespace_of(&path, &bytes, gzip, MAX_AUTHORIZED_BODY);
+    match authority.decide(&path, authorization.as_deref(), namespace.as_deref()) {
+        Ok(()) => Ok(http::Request::from_parts(
+            parts,
+            Body::new(http_body_util::Full::new(bytes)),
+        )),
+        Err(denied) => {
+            tracing::info!(rpc = %path, reason = %denied, "request unauthorized");
+            Err(Status::from(ApiError::PermissionDenied).into_http())
+        }
+    }
 }
 
 /// `/temporal.api.workflowservice.v1.WorkflowService/StartWorkflowExecution` -> the method.
@@ -45,9 +95,9 @@ fn unimplemented_message(path: &str) -> String {
     format!("{} is not implemented by Dura ({rpc})", method_name(path))
 }
 
-impl<S, ReqBody> Service<http::Request<ReqBody>> for RpcEdge<S>
+impl<S> Service<http::Request<Body>> for RpcEdge<S>
 where
-    S: Service<http::Request<ReqBody>, Response = http::Response<Body>> + Send,
+    S: Service<http::Request<Body>, Response = http::Response<Body>> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
     type Response = http::Response<Body>;
@@ -58,15 +108,36 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: http::Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
         let path = req.uri().path().to_string();
         let started = std::time::Instant::now();
-        // Unary handlers run inside this future (tonic spawns nothing for them), so what they
-        // note in the task-local scope is this request's.
-        let (namespace, fut) = metrics::in_request_scope(self.inner.call(req));
+        // The service polled ready is the one to call; its clone waits for the next request.
+        let ready = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, ready);
+        let authority = self.authority.clone();
         Box::pin(async move {
-            let response = fut.await?;
             let operation = method_name(&path);
+            let req = match &authority {
+                Some(authority) => match authorized(authority, req).await {
+                    Ok(req) => req,
+                    Err(refusal) => {
+                        let elapsed = started.elapsed();
+                        let namespace = metrics::UNKNOWN_NAMESPACE;
+                        metrics::request_served(
+                            operation,
+                            namespace,
+                            Code::PermissionDenied,
+                            elapsed,
+                        );
+                        return Ok(refusal);
+                    }
+                },
+                None => req,
+            };
+            // Unary handlers run inside this future (tonic spawns nothing for them), so what
+            // they note in the task-local scope is this request's.
+            let (namespace, fut) = metrics::in_request_scope(inner.call(req));
+            let response = fut.await?;
             let headers = response.headers();
             // Unary errors are trailers-only responses, so their status is in the headers; a
             // response without one carries data and ends OK.
