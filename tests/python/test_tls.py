@@ -46,13 +46,18 @@ def cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([TEMPORAL, *args], capture_output=True, text=True, timeout=60)
 
 
-async def test_the_sdk_and_the_cli_reach_a_tls_client_port_and_verify_its_certificate(tmp_path, nodes):
-    ca = CA(tmp_path)
-    server = ca.issue("server")
+async def tls_node(tmp_path: Path, nodes: list, server: Issued, *extra: str) -> Node:
+    """A node alone whose client port serves `server`'s certificate, ready."""
     node = Node(tmp_path, 1, "127.0.0.1", ports(),
-                [*ALONE, "--tls-cert", str(server.cert), "--tls-key", str(server.key)])
+                [*ALONE, "--tls-cert", str(server.cert), "--tls-key", str(server.key), *extra])
     nodes.append(node)
     await node.wait_ready()
+    return node
+
+
+async def test_the_sdk_and_the_cli_reach_a_tls_client_port_and_verify_its_certificate(tmp_path, nodes):
+    ca = CA(tmp_path)
+    node = await tls_node(tmp_path, nodes, ca.issue("server"))
     client = await Client.connect(node.address, tls=tls(ca))
     assert await run_hello(client, "tls") == "Hello, tls!"
 
@@ -70,11 +75,7 @@ async def test_the_sdk_and_the_cli_reach_a_tls_client_port_and_verify_its_certif
 async def test_mutual_tls_refuses_a_client_without_a_certificate_its_ca_signed(tmp_path, nodes):
     ca = CA(tmp_path)
     server, client_cert = ca.issue("server"), ca.issue("client")
-    node = Node(tmp_path, 1, "127.0.0.1", ports(),
-                [*ALONE, "--tls-cert", str(server.cert), "--tls-key", str(server.key),
-                 "--tls-client-ca", str(ca.path)])
-    nodes.append(node)
-    await node.wait_ready()
+    node = await tls_node(tmp_path, nodes, server, "--tls-client-ca", str(ca.path))
     client = await Client.connect(node.address, tls=tls(ca, client_cert))
     assert await run_hello(client, "mtls") == "Hello, mtls!"
 
@@ -99,10 +100,7 @@ async def test_mutual_tls_refuses_a_client_without_a_certificate_its_ca_signed(t
 async def test_a_renewed_certificate_is_served_without_a_restart(tmp_path, nodes):
     old_ca, new_ca = CA(tmp_path, "old"), CA(tmp_path, "new")
     server = old_ca.issue("server")
-    node = Node(tmp_path, 1, "127.0.0.1", ports(),
-                [*ALONE, "--tls-cert", str(server.cert), "--tls-key", str(server.key)])
-    nodes.append(node)
-    await node.wait_ready()
+    node = await tls_node(tmp_path, nodes, server)
     kept = await Client.connect(node.address, tls=tls(old_ca))
     await refused(node.address, tls(new_ca))
 
