@@ -29,7 +29,8 @@ pub struct NodeConfig {
     pub peer_listen: Option<SocketAddr>,
     /// This node's peer address as the other nodes reach it.
     pub advertise_peer: String,
-    /// This node's client address as the other nodes reach it (to forward calls).
+    /// This node's client address, registered for `dura cluster status` (and where forwarded
+    /// calls reach a node of an earlier build, which took them on its client port only).
     pub advertise_client: String,
     /// The members of a cluster created from scratch (empty: this node alone).
     pub initial_members: BTreeMap<u64, String>,
