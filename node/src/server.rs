@@ -71,13 +71,13 @@ fn shard_count(dir: &Path, requested: u32) -> anyhow::Result<u32> {
 
 /// The node's side of the cluster's mutual TLS: what its peer port presents and requires, and
 /// what its channels to the other peer ports present and verify.
-struct PeerTls {
+struct PeerCredentials {
     server: ServerTls,
     client: ClientTls,
 }
 
 /// Loads the TLS files the configuration names; a file that does not load stops the start.
-fn load_tls(config: &NodeConfig) -> anyhow::Result<(Option<ServerTls>, Option<PeerTls>)> {
+fn load_tls(config: &NodeConfig) -> anyhow::Result<(Option<ServerTls>, Option<PeerCredentials>)> {
     let client_port = match &config.client_tls {
         Some(tls) => Some(
             ServerTls::new(tls.identity.clone(), tls.client_ca.clone())
@@ -86,7 +86,7 @@ fn load_tls(config: &NodeConfig) -> anyhow::Result<(Option<ServerTls>, Option<Pe
         None => None,
     };
     let peer = match &config.peer_tls {
-        Some(tls) => Some(PeerTls {
+        Some(tls) => Some(PeerCredentials {
             server: ServerTls::new(tls.identity.clone(), Some(tls.ca.clone()))
                 .context("loading the peer TLS files")?,
             client: ClientTls::new(tls.ca.clone(), Some(tls.identity.clone()), None)

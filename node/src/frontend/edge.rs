@@ -111,54 +111,62 @@ where
     fn call(&mut self, req: http::Request<Body>) -> Self::Future {
         let path = req.uri().path().to_string();
         let started = std::time::Instant::now();
-        // The service polled ready is the one to call; its clone waits for the next request.
-        let ready = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, ready);
-        let authority = self.authority.clone();
-        Box::pin(async move {
-            let operation = method_name(&path);
-            let req = match &authority {
-                Some(authority) => match authorized(authority, req).await {
-                    Ok(req) => req,
-                    Err(refusal) => {
-                        let elapsed = started.elapsed();
-                        let namespace = metrics::UNKNOWN_NAMESPACE;
-                        metrics::request_served(
-                            operation,
-                            namespace,
-                            Code::PermissionDenied,
-                            elapsed,
-                        );
-                        return Ok(refusal);
-                    }
-                },
-                None => req,
-            };
+        let Some(authority) = self.authority.clone() else {
             // Unary handlers run inside this future (tonic spawns nothing for them), so what
             // they note in the task-local scope is this request's.
-            let (namespace, fut) = metrics::in_request_scope(inner.call(req));
-            let response = fut.await?;
-            let headers = response.headers();
-            // Unary errors are trailers-only responses, so their status is in the headers; a
-            // response without one carries data and ends OK.
-            let code = headers
-                .get("grpc-status")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<i32>().ok())
-                .map_or(Code::Ok, Code::from);
-            // Until the response head: a streamed body's time is the client's to read.
-            let namespace = namespace
-                .get()
-                .map_or(metrics::UNKNOWN_NAMESPACE, String::as_str);
-            metrics::request_served(operation, namespace, code, started.elapsed());
-            let is_stub = code == Code::Unimplemented
-                && headers
-                    .get("grpc-message")
-                    .is_some_and(|v| v == STUB_MESSAGE);
-            if is_stub {
-                return Ok(Status::unimplemented(unimplemented_message(&path)).into_http());
+            let served = metrics::in_request_scope(self.inner.call(req));
+            return Box::pin(answered(path, started, served));
+        };
+        // The request is called after its body is read: the service polled ready is the one to
+        // call, and its clone waits for the next request.
+        let ready = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, ready);
+        Box::pin(async move {
+            match authorized(&authority, req).await {
+                Ok(req) => {
+                    answered(path, started, metrics::in_request_scope(inner.call(req))).await
+                }
+                Err(refusal) => {
+                    let operation = method_name(&path);
+                    let namespace = metrics::UNKNOWN_NAMESPACE;
+                    let elapsed = started.elapsed();
+                    metrics::request_served(operation, namespace, Code::PermissionDenied, elapsed);
+                    Ok(refusal)
+                }
             }
-            Ok(response)
         })
     }
+}
+
+/// The handler's answer, counted, with the RPC named in a stub's `UNIMPLEMENTED`.
+async fn answered<F, E>(
+    path: String,
+    started: std::time::Instant,
+    (namespace, handler): (metrics::RequestNamespace, F),
+) -> Result<http::Response<Body>, E>
+where
+    F: Future<Output = Result<http::Response<Body>, E>>,
+{
+    let response = handler.await?;
+    let headers = response.headers();
+    // Unary errors are trailers-only responses, so their status is in the headers; a
+    // response without one carries data and ends OK.
+    let code = headers
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i32>().ok())
+        .map_or(Code::Ok, Code::from);
+    // Until the response head: a streamed body's time is the client's to read.
+    let namespace = namespace
+        .get()
+        .map_or(metrics::UNKNOWN_NAMESPACE, String::as_str);
+    metrics::request_served(method_name(&path), namespace, code, started.elapsed());
+    let is_stub = code == Code::Unimplemented
+        && headers
+            .get("grpc-message")
+            .is_some_and(|v| v == STUB_MESSAGE);
+    if is_stub {
+        return Ok(Status::unimplemented(unimplemented_message(&path)).into_http());
+    }
+    Ok(response)
 }

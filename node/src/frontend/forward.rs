@@ -95,6 +95,18 @@ enum Port {
     Client(Instant),
 }
 
+fn workflow_client(
+    node: u64,
+    address: &str,
+    tls: Option<&ClientTls>,
+) -> ApiResult<WorkflowServiceClient<Channel>> {
+    let channel = dura_tls::lazy_channel(address, tls)
+        .map_err(|e| ApiError::Internal(format!("node {node}'s address {address:?}: {e}")))?;
+    Ok(WorkflowServiceClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(MAX_MESSAGE_SIZE))
+}
+
 pub struct Forwarder {
     store: RaftStore,
     namespaces: NamespaceRegistry,
@@ -125,22 +137,9 @@ impl Forwarder {
         let address = self.store.peer_addresses().remove(&node).ok_or_else(|| {
             ApiError::Unavailable(format!("node {node} is not a member of the cluster"))
         })?;
-        let client = self.connect(node, &address, self.tls.as_ref())?;
+        let client = workflow_client(node, &address, self.tls.as_ref())?;
         clients.insert(node, (client.clone(), Port::Peer));
         Ok((client, Port::Peer))
-    }
-
-    fn connect(
-        &self,
-        node: u64,
-        address: &str,
-        tls: Option<&ClientTls>,
-    ) -> ApiResult<WorkflowServiceClient<Channel>> {
-        let channel = dura_tls::lazy_channel(address, tls)
-            .map_err(|e| ApiError::Internal(format!("node {node}'s address {address:?}: {e}")))?;
-        Ok(WorkflowServiceClient::new(channel)
-            .max_decoding_message_size(MAX_MESSAGE_SIZE)
-            .max_encoding_message_size(MAX_MESSAGE_SIZE))
     }
 
     /// A forwarded call's failure as this node answers it. A plaintext peer port that serves
@@ -153,7 +152,7 @@ impl Forwarder {
             Ok(Some(address)) => address,
             _ => return ApiError::Forwarded(status),
         };
-        match self.connect(node, &address, None) {
+        match workflow_client(node, &address, None) {
             Ok(client) => {
                 tracing::info!(node, %address, "node runs an earlier build; forwarding to its client port");
                 let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
