@@ -200,6 +200,14 @@ fn ack_lost() -> bool {
     false
 }
 
+/// Failpoint `timer-fire-refused`: a test has a timer's fire refused as `NotLeader` while
+/// this node still leads the shard, as openraft refuses writes while a leader's lease has
+/// lapsed (see `failpoint_tests`).
+fn fire_refused() -> bool {
+    fail::fail_point!("timer-fire-refused", |_| true);
+    false
+}
+
 impl Engine {
     /// `effects` is the channel from the store's state machine (`app::NodeApplication`).
     pub fn new(
@@ -802,10 +810,22 @@ pub(crate) async fn timer_service(engine: Engine, leader: ShardLeader) {
                     new_run_id: uuid::Uuid::new_v4().to_string(),
                     now: engine.now(),
                 });
-                match engine.execute_run_as(fence, &run, request).await {
+                let fired = if fire_refused() {
+                    Err(ApiError::NotLeader {
+                        group: fence.shard,
+                        leader: None,
+                    })
+                } else {
+                    engine.execute_run_as(fence, &run, request).await
+                };
+                match fired {
                     Ok(_) => {}
-                    // Deposed: the new leader arms this timer again from state.
-                    Err(ApiError::NotLeader { .. }) => {}
+                    // Deposed: the new leader arms this timer again from state. A refusal
+                    // while the term still holds (openraft refuses writes while the leader's
+                    // lease has lapsed or a transfer is under way) is retried below: no new
+                    // leader would arm it, and if the transfer goes through, the cancelled
+                    // retry costs nothing.
+                    Err(ApiError::NotLeader { .. }) if !engine.is_current(fence) => {}
                     // The state machine's verdict (run gone, ...) is final.
                     Err(e @ ApiError::History(_)) => {
                         tracing::debug!(workflow_id = %run.workflow_id, run_id = %run.run_id, error = %e, "timer not applied");

@@ -86,16 +86,24 @@ impl DevNode {
     }
 
     async fn start_workflow(&mut self, workflow_id: &str, queue: &str) {
+        self.start_with(StartWorkflowExecutionRequest {
+            workflow_id: workflow_id.into(),
+            task_queue: task_queue(queue),
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// Starts `request` in the default namespace, waiting for the node to have bootstrapped.
+    async fn start_with(&mut self, request: StartWorkflowExecutionRequest) {
         let deadline = tokio::time::Instant::now() + BOUND;
         let request = StartWorkflowExecutionRequest {
             namespace: "default".into(),
-            workflow_id: workflow_id.into(),
             workflow_type: Some(WorkflowType {
                 name: "Failpoint".into(),
             }),
-            task_queue: task_queue(queue),
-            request_id: format!("request-{workflow_id}"),
-            ..Default::default()
+            request_id: format!("request-{}", request.workflow_id),
+            ..request
         };
         // The namespace appears once the node has bootstrapped.
         while let Err(status) = self.client.start_workflow_execution(request.clone()).await {
@@ -275,6 +283,42 @@ async fn a_task_taken_while_its_spill_was_on_the_way_is_handed_out_once() {
             .await,
         1
     );
+    node.stop().await;
+    scenario.teardown();
+}
+
+/// "Timer fire refused while still leading": openraft answers `ForwardToLeader` while the
+/// leader's lease has lapsed, in the same term. No new leadership arms the timer again, so
+/// the service itself must try it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timer_fire_refused_while_still_leading_is_tried_again() {
+    let scenario = fail::FailScenario::setup();
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = DevNode::start(dir.path()).await;
+    fail::cfg("timer-fire-refused", "1*return").unwrap();
+    node.start_with(StartWorkflowExecutionRequest {
+        workflow_id: "refused-fire".into(),
+        task_queue: task_queue("fp-refused"),
+        workflow_run_timeout: Some(prost_types::Duration {
+            seconds: 1,
+            nanos: 0,
+        }),
+        ..Default::default()
+    })
+    .await;
+    let deadline = tokio::time::Instant::now() + BOUND;
+    while node
+        .events("refused-fire", EventType::WorkflowExecutionTimedOut)
+        .await
+        == 0
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the run timeout never fired"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    fail::remove("timer-fire-refused");
     node.stop().await;
     scenario.teardown();
 }
