@@ -20,7 +20,9 @@
 //!   is refused ([`CodecError::NewerVersion`]), never guessed at.
 //! * **Upgrade order.** A build that introduces version N+1 of a type must still *write* N (it
 //!   only learns to read N+1); a later build, run once every node reads N+1, switches writing.
-//!   So at no point during a rolling upgrade does a node meet a version it cannot read.
+//!   Or, for what travels between nodes, the build writes N+1 only once every member has said
+//!   it reads it (the shard log's entries, `node::shard::entry`). So at no point during a
+//!   rolling upgrade does a node meet a version it cannot read.
 //! * **Values from before envelopes** (bare bincode, written by builds before this crate) decode
 //!   as version 0 of the current shape. They are told apart by the first byte: no bare
 //!   encoding Dura ever wrote starts with `MAGIC` followed by a valid kind and version, except by

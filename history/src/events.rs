@@ -11,6 +11,9 @@ use temporalio_protos::temporal::api::{
 
 use crate::time::{Nanos, to_timestamp};
 
+/// The identity the real server writes into events it makes on its own (`consts.IdentityHistoryService`).
+pub const HISTORY_SERVICE_IDENTITY: &str = "history-service";
+
 /// The event type implied by an attributes variant.
 pub fn event_type_of(attrs: &Attributes) -> EventType {
     use Attributes as A;

@@ -33,6 +33,8 @@
 //! - [`api`]: one module per request family (`start`, `workflow_task`, `activity`, `signal`,
 //!   `timer`, `lifecycle`, `children`, `updates`); command handling lives in `api::commands`.
 //! - [`mutable_state`], [`tasks`], [`events`] (builders), [`retry`], [`error`], [`describe`].
+//! - [`limits`]: the real server's per-workflow limits, which travel with the requests they
+//!   govern.
 //! - [`keys`], [`store`]: key encodings and the key/value mapping, history paging.
 //! - [`outbox`]: tasks waiting to reach their task queue or another shard.
 //! - [`schedules`]: stored schedules and the times their specs ask for.
@@ -43,6 +45,7 @@ pub mod describe;
 pub mod error;
 pub mod events;
 pub mod keys;
+pub mod limits;
 pub mod mutable_state;
 pub mod outbox;
 pub mod pb;

@@ -18,6 +18,7 @@ use crate::{
     },
     error::{HistoryError, Result},
     keys::{self, RunKey},
+    limits::Limits,
     mutable_state::MutableState,
     outbox::{self, OutboxKind},
     transition::Transition,
@@ -231,15 +232,16 @@ pub struct RunApplied {
     pub new_run: Option<(RunKey, NewRun)>,
 }
 
-/// Applies a run-scoped request to a stored run (`run_id` empty = current run) and persists
-/// the result, including the run that continues it if it closed into one. On error nothing
-/// is written.
+/// Applies a run-scoped request to a stored run (`run_id` empty = current run), held to
+/// `limits`, and persists the result, including the run that continues it if it closed into
+/// one. On error nothing is written.
 pub fn apply_to_run(
     kv: &mut impl KvWrite,
     namespace_id: &str,
     workflow_id: &str,
     run_id: &str,
     req: RunRequest,
+    limits: &Limits,
 ) -> Result<RunApplied> {
     let (key, mut ms) = resolve_run(kv, namespace_id, workflow_id, run_id)?;
     let visible_before = VisibilityRecord::of(&ms);
@@ -254,7 +256,7 @@ pub fn apply_to_run(
         RunRequest::ChildStartFailed(r) => Some((OutboxKind::StartChild, r.initiated_event_id)),
         _ => None,
     };
-    let t = api::apply(&mut ms, req)?;
+    let t = api::apply(&mut ms, req, limits)?;
     let new_run = match &t.continuation {
         Some(c) => {
             let started = match read_start_event(kv, &key)?.attributes {

@@ -287,7 +287,7 @@ impl Tx {
             self.fail_started_workflow_task(
                 WorkflowTaskFailedCause::ForceCloseCommand,
                 None,
-                "history-service",
+                crate::events::HISTORY_SERVICE_IDENTITY,
             );
         }
         self.flush_buffer();

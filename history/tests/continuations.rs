@@ -4,6 +4,7 @@
 
 mod support;
 
+use dura_history::limits::Limits;
 use dura_history::{
     api::{
         RunReply, RunRequest,
@@ -62,6 +63,7 @@ fn complete_current_run(
             poll_task_queue: TaskQueueRef::normal(TQ),
             now,
         }),
+        &Limits::temporal(),
     )
     .unwrap();
     let RunReply::WorkflowTaskStarted(started) = started.transition.reply else {
@@ -76,6 +78,7 @@ fn complete_current_run(
             new_run_id: new_run_id.into(),
             ..complete_request(&started, vec![command], now)
         }),
+        &Limits::temporal(),
     )
     .unwrap()
 }
@@ -145,6 +148,7 @@ fn failed_run_retries_until_maximum_attempts() {
             timer: backoff,
             now: T0 + 2 * SECOND,
         }),
+        &Limits::temporal(),
     )
     .unwrap();
     let names: Vec<_> = fired.transition.events.iter().map(event_name).collect();
@@ -195,6 +199,7 @@ fn run_timeout_retries_but_execution_timeout_does_not() {
                 new_run_id: new_run_id.into(),
                 now,
             }),
+            &Limits::temporal(),
         )
         .unwrap()
     };

@@ -3,6 +3,7 @@
 
 mod support;
 
+use dura_history::limits::Limits;
 use dura_history::{
     RunReply, RunRequest, Task,
     api::{
@@ -28,6 +29,7 @@ fn record_wt_started(kv: &mut MemKv, scheduled_event_id: i64, stamp: i32, now: i
             poll_task_queue: normal(TQ),
             now,
         }),
+        &Limits::temporal(),
     )
     .unwrap()
     .transition
@@ -72,6 +74,7 @@ fn tasks_enter_the_outbox_with_their_transition_and_leave_when_started() {
             vec![schedule_activity("a1", "act", 10)],
             T0 + 2,
         )),
+        &Limits::temporal(),
     )
     .unwrap();
     let record = only_record(&kv);
@@ -90,6 +93,7 @@ fn tasks_enter_the_outbox_with_their_transition_and_leave_when_started() {
             identity: "w".into(),
             now: T0 + 3,
         }),
+        &Limits::temporal(),
     )
     .unwrap();
     assert!(outbox::scan(&kv).unwrap().is_empty());

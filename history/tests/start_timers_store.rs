@@ -2,6 +2,7 @@
 
 mod support;
 
+use dura_history::limits::Limits;
 use dura_history::{
     MutableState,
     api::{
@@ -405,6 +406,7 @@ fn script(ms: &mut MutableState) -> Vec<u8> {
             poll_task_queue: normal(TQ),
             now: T0 + 1,
         }),
+        &Limits::temporal(),
     )
     .unwrap();
     record(bincode::serialize(&r).unwrap());
@@ -418,6 +420,7 @@ fn script(ms: &mut MutableState) -> Vec<u8> {
             vec![schedule_activity("1", "a", 10), start_timer("t", 100)],
             T0 + 2,
         )),
+        &Limits::temporal(),
     )
     .unwrap();
     record(bincode::serialize(&r).unwrap());
@@ -436,6 +439,7 @@ fn script(ms: &mut MutableState) -> Vec<u8> {
             timer,
             now: T0 + SECOND,
         }),
+        &Limits::temporal(),
     )
     .unwrap();
     record(bincode::serialize(&r).unwrap());
@@ -534,6 +538,7 @@ fn store_start_apply_and_page_history() {
             poll_task_queue: normal(TQ),
             now: T0 + 1,
         }),
+        &Limits::temporal(),
     )
     .unwrap();
     assert_eq!(key, RunKey::new("ns", "wf", "run-1"));
@@ -554,6 +559,7 @@ fn store_start_apply_and_page_history() {
                 request_id: format!("s{i}"),
                 now: T0 + 2,
             }),
+            &Limits::temporal(),
         )
         .unwrap();
     }
@@ -563,6 +569,7 @@ fn store_start_apply_and_page_history() {
         "wf",
         "run-1",
         RunRequest::CompleteWorkflowTask(complete_request(&started, vec![], T0 + 3)),
+        &Limits::temporal(),
     )
     .unwrap();
     assert_eq!(t.events.len(), 7);

@@ -3,6 +3,7 @@
 
 mod support;
 
+use dura_history::limits::Limits;
 use dura_history::{
     RunRequest,
     api::lifecycle::TerminateRequest,
@@ -50,6 +51,7 @@ fn record_is_written_at_start_and_close() {
             identity: "me".into(),
             now: T0 + 5,
         }),
+        &Limits::temporal(),
     )
     .unwrap();
     assert_ne!(kv.get(&key).unwrap(), at_start);

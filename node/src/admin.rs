@@ -61,7 +61,18 @@ const TRANSFER_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct NodeView {
     pub node_id: u64,
     pub groups: Vec<GroupView>,
+    /// The highest version of shard log entries the node reads (earlier builds say nothing:
+    /// they read version 1).
+    #[serde(default = "first_entry_version")]
+    pub reads_entries: u8,
 }
+
+fn first_entry_version() -> u8 {
+    1
+}
+
+/// How often a node asks the members what they read until all read what it would write.
+const ENTRY_FORMAT_EVERY: Duration = Duration::from_secs(5);
 
 /// What `dura cluster status --output json` prints.
 #[derive(Debug, Serialize, Deserialize)]
@@ -104,6 +115,35 @@ impl AdminService {
         NodeView {
             node_id: self.store.node_id(),
             groups: self.store.group_views(),
+            reads_entries: crate::shard::ENTRY_VERSION,
+        }
+    }
+
+    /// Lets `engine` write entries with limits once every member says it reads them; until
+    /// `stop`. A member that does not answer is asked again: it may be of an earlier build.
+    pub async fn learn_entry_format(
+        self,
+        engine: crate::engine::Engine,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
+        let me = self.store.node_id();
+        loop {
+            let mut all_read = true;
+            for (id, peer_address) in self.store.peer_addresses() {
+                if id == me {
+                    continue;
+                }
+                let reads = self.view_of(&peer_address).await.map(|v| v.reads_entries);
+                all_read &= reads >= Some(crate::shard::ENTRY_VERSION);
+            }
+            if all_read {
+                engine.entry_format().allow_limits();
+                return;
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(ENTRY_FORMAT_EVERY) => {}
+            }
         }
     }
 

@@ -255,6 +255,10 @@ pub struct StartArgs {
     /// `system:<role>` over all). Without it every caller may do everything.
     #[arg(long, env = "DURA_AUTH_JWKS")]
     pub auth_jwks: Option<PathBuf>,
+    /// Dynamic configuration KEY=VALUE (VALUE is JSON), as `temporal server start-dev`
+    /// takes it; keys Dura does not use are ignored. Every node should be given the same.
+    #[arg(long = "dynamic-config-value", value_name = "KEY=VALUE")]
+    pub dynamic_config_values: Vec<String>,
     /// Run the node-to-node port without TLS. Whoever reaches that port can read and change
     /// every workflow: only for a network no one else reaches. A node needs this or the
     /// --peer-tls-* flags.

@@ -12,6 +12,7 @@ use dura_raft_store::Durability;
 
 use crate::{
     cli::{DurabilityArg, StartArgs, StartDevArgs, StartTestArgs},
+    dynamic_config::DynamicConfig,
     namespace::{DEFAULT_NAMESPACE, SearchAttributeType},
 };
 
@@ -42,8 +43,8 @@ pub struct NodeConfig {
     pub search_attributes: Vec<(String, SearchAttributeType)>,
     pub shards: u32,
     pub durability: Durability,
-    /// `system.enableEagerWorkflowStart` (default true, as on the real server).
-    pub eager_workflow_start: bool,
+    /// The real server's dynamic-config keys Dura acts on.
+    pub dynamic: DynamicConfig,
     /// Whether the peer service takes fault-injection rules (tests only).
     pub fault_injection: bool,
     /// Entries applied between a group's snapshots.
@@ -76,7 +77,9 @@ pub struct PeerTls {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("invalid --dynamic-config-value {0:?}: expected KEY=VALUE with a JSON value")]
+    #[error(
+        "invalid --dynamic-config-value {0:?}: expected KEY=VALUE, VALUE JSON of the key's type"
+    )]
     DynamicConfig(String),
     #[error(
         "invalid --search-attribute {0:?}: expected KEY=TYPE, TYPE one of Text, Keyword, Int, Double, Bool, Datetime, KeywordList"
@@ -111,23 +114,7 @@ pub enum ConfigError {
 
 impl NodeConfig {
     pub fn from_args(args: &StartDevArgs) -> Result<Self, ConfigError> {
-        let mut eager_workflow_start = true;
-        for value in &args.dynamic_config_values {
-            let (key, json) = value
-                .split_once('=')
-                .ok_or_else(|| ConfigError::DynamicConfig(value.clone()))?;
-            let json = serde_json::from_str::<serde_json::Value>(json)
-                .map_err(|_| ConfigError::DynamicConfig(value.clone()))?;
-            match key {
-                "system.enableEagerWorkflowStart" => {
-                    eager_workflow_start = json
-                        .as_bool()
-                        .ok_or_else(|| ConfigError::DynamicConfig(value.clone()))?;
-                }
-                // The real server's other keys tune what Dura does not have (yet).
-                _ => tracing::debug!(key, "ignoring dynamic config value Dura does not use"),
-            }
-        }
+        let dynamic = DynamicConfig::parse(&args.dynamic_config_values)?;
         let search_attributes = args
             .search_attributes
             .iter()
@@ -169,7 +156,7 @@ impl NodeConfig {
                 DurabilityArg::Fsync => Durability::Fsync,
                 DurabilityArg::Relaxed => Durability::Relaxed,
             },
-            eager_workflow_start,
+            dynamic,
             fault_injection: false,
             snapshot_every: DEFAULT_SNAPSHOT_EVERY,
             time_skipping: None,
@@ -197,7 +184,7 @@ impl NodeConfig {
             search_attributes: Vec::new(),
             shards: DEFAULT_TEST_SERVER_SHARDS,
             durability: Durability::Relaxed,
-            eager_workflow_start: true,
+            dynamic: DynamicConfig::default(),
             fault_injection: false,
             snapshot_every: DEFAULT_SNAPSHOT_EVERY,
             time_skipping: Some(args.enable_time_skipping),
@@ -280,7 +267,7 @@ impl NodeConfig {
                 DurabilityArg::Fsync => Durability::Fsync,
                 DurabilityArg::Relaxed => Durability::Relaxed,
             },
-            eager_workflow_start: true,
+            dynamic: DynamicConfig::parse(&args.dynamic_config_values)?,
             fault_injection: args.enable_fault_injection,
             snapshot_every: args.raft_snapshot_every,
             time_skipping: None,

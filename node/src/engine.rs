@@ -23,9 +23,10 @@ use std::{
 
 use dura_codec::{Kind, Persisted};
 use dura_history::{
-    MutableState, Task,
+    MutableState, RunReply, Task,
     api::{RunRequest, timer::FireTimerRequest},
     keys::RunKey,
+    limits::Limits,
     outbox::{self, OutboxEntry, OutboxKind, OutboxRecord},
     pending_tasks,
     store::{self, MemKv},
@@ -49,7 +50,8 @@ use crate::{
     namespace::NamespaceRegistry,
     scheduler::Scheduler,
     shard::{
-        ReaderKv, ShardCommand, ShardOutcome, ShardReply, ShardView, partition_shard, shard_for,
+        self, EntryFormat, ReaderKv, ShardCommand, ShardOutcome, ShardReply, ShardView,
+        partition_shard, shard_for,
     },
     transfers,
 };
@@ -190,6 +192,10 @@ struct Inner {
     clock: Clock,
     /// For the `namespace` label of the leader work's metrics.
     namespaces: NamespaceRegistry,
+    /// What the members read, so what this node may write into shard logs.
+    entry_format: EntryFormat,
+    /// What runs are held to (`limit.*`): logged with every run command this node proposes.
+    limits: Limits,
 }
 
 /// Failpoint `outbox-ack`: a test loses the acknowledgement of an outbox record whose task
@@ -216,6 +222,7 @@ impl Engine {
         effects: Arc<AppliedEffects>,
         clock: Clock,
         namespaces: NamespaceRegistry,
+        limits: Limits,
     ) -> Self {
         let (cleanups, cleanup_rx) = mpsc::channel(cleanup::QUEUE_CAPACITY);
         let engine = Engine {
@@ -228,6 +235,8 @@ impl Engine {
                 effects,
                 clock,
                 namespaces,
+                entry_format: EntryFormat::default(),
+                limits,
             }),
         };
         tokio::spawn(cleanup::run(engine.clone(), cleanup_rx));
@@ -248,6 +257,10 @@ impl Engine {
 
     pub(crate) fn clock(&self) -> &Clock {
         &self.inner.clock
+    }
+
+    pub(crate) fn entry_format(&self) -> &EntryFormat {
+        &self.inner.entry_format
     }
 
     /// The `namespace` label of a metric about namespace `namespace_id`.
@@ -359,10 +372,11 @@ impl Engine {
     /// applied. What the entry asks for beyond the reply is the shard leader's to carry out,
     /// from the applied entry (see `leader`): this call may be cancelled at any point.
     pub async fn execute(&self, shard: GroupId, command: ShardCommand) -> ApiResult<ShardOutcome> {
-        let reply = self.propose(shard, command.encode()).await?;
+        let entry = shard::encode_entry(command, &self.inner.limits, &self.inner.entry_format);
+        let reply = self.propose(shard, entry).await?;
         let reply: ShardReply =
             bincode::deserialize(&reply).map_err(|e| ApiError::Internal(e.to_string()))?;
-        Ok(reply?)
+        answered(reply?)
     }
 
     async fn propose(&self, shard: GroupId, command: Vec<u8>) -> ApiResult<Vec<u8>> {
@@ -398,7 +412,11 @@ impl Engine {
             let reply = self
                 .inner
                 .store
-                .propose_in_term(shard, fence.term, command.encode())
+                .propose_in_term(
+                    shard,
+                    fence.term,
+                    shard::encode_entry(command, &self.inner.limits, &self.inner.entry_format),
+                )
                 .await?;
             let reply: ShardReply =
                 bincode::deserialize(&reply).map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -416,7 +434,7 @@ impl Engine {
                 group: fence.shard,
                 leader: None,
             }),
-            outcome => Ok(outcome),
+            outcome => answered(outcome),
         }
     }
 
@@ -784,6 +802,18 @@ impl Engine {
             let engine = self.clone();
             tokio::spawn(async move { engine.spill_direct(queue, task, None).await });
         }
+    }
+}
+
+/// A committed outcome, or the error its request is answered with although its transition was
+/// committed (a run terminated in its place).
+fn answered(outcome: ShardOutcome) -> ApiResult<ShardOutcome> {
+    match outcome {
+        ShardOutcome::Run {
+            reply: RunReply::Refused(refusal),
+            ..
+        } => Err(ApiError::History(refusal)),
+        outcome => Ok(outcome),
     }
 }
 

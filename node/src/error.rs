@@ -8,9 +8,13 @@
 use prost::Message;
 use temporalio_protos::{
     google::rpc::Status as RpcStatus,
-    temporal::api::errordetails::v1::{
-        NamespaceAlreadyExistsFailure, NamespaceNotFoundFailure, NotFoundFailure,
-        PermissionDeniedFailure, QueryFailedFailure, WorkflowExecutionAlreadyStartedFailure,
+    temporal::api::{
+        enums::v1::{ResourceExhaustedCause, ResourceExhaustedScope},
+        errordetails::v1::{
+            NamespaceAlreadyExistsFailure, NamespaceNotFoundFailure, NotFoundFailure,
+            PermissionDeniedFailure, QueryFailedFailure, ResourceExhaustedFailure,
+            WorkflowExecutionAlreadyStartedFailure,
+        },
     },
 };
 use tonic::{Code, Status};
@@ -41,6 +45,9 @@ pub enum ApiError {
     /// server's generic refusal).
     #[error("Request unauthorized.")]
     PermissionDenied,
+    /// The namespace made more requests of this node than `frontend.namespaceRPS` allows.
+    #[error("namespace rate limit exceeded")]
+    NamespaceRateLimited,
     #[error("{0}")]
     DeadlineExceeded(String),
     /// The workflow's query handler failed; the SDK raises it as WorkflowQueryFailedError.
@@ -137,6 +144,15 @@ impl From<ApiError> for Status {
                 message,
                 "temporal.api.errordetails.v1.PermissionDeniedFailure",
                 PermissionDeniedFailure::default(),
+            ),
+            ApiError::NamespaceRateLimited => with_detail(
+                Code::ResourceExhausted,
+                message,
+                "temporal.api.errordetails.v1.ResourceExhaustedFailure",
+                ResourceExhaustedFailure {
+                    cause: ResourceExhaustedCause::RpsLimit as i32,
+                    scope: ResourceExhaustedScope::Namespace as i32,
+                },
             ),
             ApiError::DeadlineExceeded(_) => Status::deadline_exceeded(message),
             ApiError::QueryFailed { failure, .. } => with_detail(

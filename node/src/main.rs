@@ -8,6 +8,7 @@ mod cli;
 mod clock;
 mod config;
 mod config_file;
+mod dynamic_config;
 mod engine;
 mod error;
 #[cfg(test)]

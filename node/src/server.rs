@@ -17,7 +17,7 @@ use crate::{
     clock::{Clock, VirtualClock},
     config::NodeConfig,
     engine::Engine,
-    frontend::{ClusterFacts, Forwarder, Frontend, RpcEdgeLayer, Workflows},
+    frontend::{ClusterFacts, Forwarder, Frontend, NamespaceRateLimiter, RpcEdgeLayer, Workflows},
     grpc::{
         operatorservice::operator_service_server::OperatorServiceServer,
         testservice::test_service_server::TestServiceServer,
@@ -231,8 +231,15 @@ pub async fn run_node(
         effects,
         clock.clone(),
         namespaces.clone(),
+        config.dynamic.limits.clone(),
     );
     let leaders = ShardLeaders::start(&engine).context("following shard leadership")?;
+    let stop_learning = tokio_util::sync::CancellationToken::new();
+    let learning = tokio::spawn(
+        admin
+            .clone()
+            .learn_entry_format(engine.clone(), stop_learning.clone()),
+    );
     let stop_clock = tokio_util::sync::CancellationToken::new();
     let (clock_pump, test_service) = match &clock {
         Clock::Virtual(v) => (
@@ -257,7 +264,8 @@ pub async fn run_node(
         engine,
         namespaces: namespaces.clone(),
         queries: Default::default(),
-        eager_workflow_start: config.eager_workflow_start,
+        eager_workflow_start: config.dynamic.eager_workflow_start,
+        limits: config.dynamic.limits.clone(),
         stopping: Default::default(),
     };
     let forwarder = Forwarder::new(store.clone(), namespaces.clone(), peer_client_tls);
@@ -289,8 +297,13 @@ pub async fn run_node(
 
     tracing::info!(%listen, %metrics_addr, data_dir = %dir.display(), shards, node_id = config.node_id, "Dura node ready");
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(());
+    let (rate, burst) = config
+        .dynamic
+        .namespace_rate
+        .for_node(store.peer_addresses().len());
+    let namespace_rates = NamespaceRateLimiter::new(rate, burst);
     let router = Server::builder()
-        .layer(RpcEdgeLayer::new(authority))
+        .layer(RpcEdgeLayer::new(authority, namespace_rates))
         .add_service(workflow_service(&frontend))
         .add_service(
             OperatorServiceServer::new(frontend.clone())
@@ -342,6 +355,8 @@ pub async fn run_node(
         }
     };
     tracing::info!("shutting down");
+    stop_learning.cancel();
+    let _ = learning.await;
     leaders.shutdown().await;
     stop_clock.cancel();
     if let Some(pump) = clock_pump {

@@ -271,13 +271,13 @@ async fn parent_close_policy(
         RunRequest::Terminate(TerminateRequest {
             reason: "by parent close policy".into(),
             details: None,
-            identity: "history-service".into(),
+            identity: dura_history::events::HISTORY_SERVICE_IDENTITY.into(),
             now,
         })
     } else {
         RunRequest::RequestCancel(RequestCancelRequest {
             reason: String::new(),
-            identity: "history-service".into(),
+            identity: dura_history::events::HISTORY_SERVICE_IDENTITY.into(),
             request_id: uuid::Uuid::new_v4().to_string(),
             now,
         })

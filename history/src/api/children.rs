@@ -33,9 +33,13 @@ use temporalio_protos::temporal::api::{
     },
 };
 
-use super::commands::{CommandContext, CommandFailure};
+use super::{
+    command_limits::payloads_size,
+    commands::{CommandContext, CommandFailure},
+};
 use crate::{
     error::{HistoryError, Result},
+    limits::Limit,
     mutable_state::{ChildInfo, MutableState},
     retry,
     tasks::{ParentClosePolicyTask, Task, TaskQueueRef},
@@ -112,6 +116,24 @@ pub(crate) fn start_child(
             ))
         })?;
     }
+    let cause = WorkflowTaskFailedCause::BadStartChildExecutionAttributes;
+    ctx.check_payload(
+        payloads_size(a.input.as_ref()),
+        cause,
+        "StartChildWorkflowExecutionCommandAttributes. Input",
+    )?;
+    ctx.check_memo(
+        a.memo.as_ref(),
+        cause,
+        "StartChildWorkflowExecutionCommandAttributes.Memo",
+    )?;
+    ctx.check_search_attribute_sizes(a.search_attributes.as_ref(), cause)?;
+    ctx.check_pending(
+        tx.ms.children.len(),
+        Limit::PendingChildExecutions,
+        WorkflowTaskFailedCause::PendingChildWorkflowsLimitExceeded,
+        "pending child workflow executions",
+    )?;
     let tq = a.task_queue.get_or_insert_with(Default::default);
     if tq.name.is_empty() {
         *tq = TaskQueueRef::normal(tx.ms.task_queue.clone()).to_proto();

@@ -2,6 +2,7 @@
 //! (temporalio/temporal `api/respondworkflowtaskcompleted/workflow_task_completed_handler.go`,
 //! `api/command_attr_validator.go`, `chasm/lib/activity/validator.go`).
 
+use prost::Message as _;
 use temporalio_protos::temporal::api::{
     command::v1::{
         Command, ContinueAsNewWorkflowExecutionCommandAttributes,
@@ -20,11 +21,15 @@ use temporalio_protos::temporal::api::{
     },
 };
 
-use super::workflow_task::cause_name;
+use super::{
+    command_limits::{payload_map_size, payloads_map_size, payloads_size},
+    workflow_task::cause_name,
+};
 use crate::{
     api::start::normalized_timeouts,
     error::HistoryError,
     events::{go_enum_name, json_string_payloads},
+    limits::Limit,
     mutable_state::{ActivityInfo, MutableState, TimerInfo, WorkflowStatus},
     retry,
     tasks::{TaskQueueRef, TimerKind},
@@ -52,12 +57,17 @@ pub(crate) struct CommandContext {
     /// Events arrived while the task ran: the workflow may not close on this completion.
     pub has_buffered: bool,
     pub activity_not_started_cancelled: bool,
+    /// What the commands may carry and leave pending (see `command_limits`).
+    pub limits: crate::limits::Limits,
 }
 
 /// A command the server refuses: the completion becomes a WorkflowTaskFailed with `cause`.
 pub(crate) struct CommandFailure {
     pub cause: WorkflowTaskFailedCause,
     pub detail: Option<String>,
+    /// The run is terminated after the failure (a size limit broken): retrying the task
+    /// would only break it again.
+    pub terminate: bool,
 }
 
 impl CommandFailure {
@@ -65,6 +75,7 @@ impl CommandFailure {
         CommandFailure {
             cause,
             detail: Some(detail.into()),
+            terminate: false,
         }
     }
 
@@ -88,12 +99,15 @@ impl CommandContext {
         let Some(attributes) = attributes else {
             return Ok(());
         };
-        crate::visibility::validate_search_attributes(
-            &self.namespace,
-            &self.custom_search_attributes,
-            attributes,
-        )
-        .map_err(|e| CommandFailure::new(WorkflowTaskFailedCause::BadSearchAttributes, e))
+        crate::visibility::check_search_attribute_count(attributes, &self.limits)
+            .and_then(|()| {
+                crate::visibility::validate_search_attributes(
+                    &self.namespace,
+                    &self.custom_search_attributes,
+                    attributes,
+                )
+            })
+            .map_err(|e| CommandFailure::new(WorkflowTaskFailedCause::BadSearchAttributes, e))
     }
 }
 
@@ -167,7 +181,10 @@ pub(crate) fn handle(tx: &mut Tx, ctx: &mut CommandContext, command: &Command) -
             CommandType::ProtocolMessage,
             Some(CommandAttributes::ProtocolMessageCommandAttributes(a)),
         ) => match ctx.messages.remove(&a.message_id) {
-            Some(message) => super::updates::apply_message(tx, &message),
+            Some(message) => {
+                ctx.check_message(&message)?;
+                super::updates::apply_message(tx, &message)
+            }
             None => Err(CommandFailure::new(
                 C::BadUpdateWorkflowExecutionMessage,
                 format!(
@@ -277,6 +294,11 @@ pub(crate) fn handle(tx: &mut Tx, ctx: &mut CommandContext, command: &Command) -
                     "MarkerName on RecordMarkerCommand exceeds length limit.",
                 ));
             }
+            ctx.check_payload(
+                payloads_map_size(&a.details),
+                C::BadRecordMarkerAttributes,
+                "RecordMarkerCommandAttributes.Details",
+            )?;
             tx.add(Attributes::MarkerRecordedEventAttributes(
                 MarkerRecordedEventAttributes {
                     marker_name: a.marker_name.clone(),
@@ -311,15 +333,22 @@ pub(crate) fn handle(tx: &mut Tx, ctx: &mut CommandContext, command: &Command) -
                 ));
             };
             ctx.check_search_attributes(Some(&sa))?;
-            let current = tx.ms.search_attributes.get_or_insert_with(Default::default);
+            ctx.check_payload(
+                payload_map_size(&sa.indexed_fields),
+                C::BadSearchAttributes,
+                "UpsertWorkflowSearchAttributesCommandAttributes",
+            )?;
+            let mut merged = tx.ms.search_attributes.clone().unwrap_or_default();
             for (k, v) in &sa.indexed_fields {
                 // An empty payload unsets the attribute.
                 if v.data.is_empty() {
-                    current.indexed_fields.remove(k);
+                    merged.indexed_fields.remove(k);
                 } else {
-                    current.indexed_fields.insert(k.clone(), v.clone());
+                    merged.indexed_fields.insert(k.clone(), v.clone());
                 }
             }
+            ctx.check_search_attribute_sizes(Some(&merged), C::BadSearchAttributes)?;
+            tx.ms.search_attributes = Some(merged);
             tx.add(Attributes::UpsertWorkflowSearchAttributesEventAttributes(
                 UpsertWorkflowSearchAttributesEventAttributes {
                     workflow_task_completed_event_id: ctx.completed_event_id,
@@ -337,14 +366,25 @@ pub(crate) fn handle(tx: &mut Tx, ctx: &mut CommandContext, command: &Command) -
                 ));
             };
             if let Some(memo) = &a.upserted_memo {
-                let current = tx.ms.memo.get_or_insert_with(Default::default);
+                ctx.check_payload(
+                    payload_map_size(&memo.fields),
+                    C::BadModifyWorkflowPropertiesAttributes,
+                    "ModifyWorkflowPropertiesCommandAttributes",
+                )?;
+                let mut merged = tx.ms.memo.clone().unwrap_or_default();
                 for (k, v) in &memo.fields {
                     if v.data.is_empty() {
-                        current.fields.remove(k);
+                        merged.fields.remove(k);
                     } else {
-                        current.fields.insert(k.clone(), v.clone());
+                        merged.fields.insert(k.clone(), v.clone());
                     }
                 }
+                ctx.check_memo(
+                    Some(&merged),
+                    C::BadModifyWorkflowPropertiesAttributes,
+                    "ModifyWorkflowPropertiesCommandAttributes. Memo",
+                )?;
+                tx.ms.memo = Some(merged);
             }
             tx.add(Attributes::WorkflowPropertiesModifiedEventAttributes(
                 WorkflowPropertiesModifiedEventAttributes {
@@ -365,6 +405,12 @@ pub(crate) fn handle(tx: &mut Tx, ctx: &mut CommandContext, command: &Command) -
                     "CompleteWorkflowExecutionCommandAttributes is not set on CompleteWorkflowExecutionCommand.",
                 ));
             };
+            // The real server names the activity cause here (its own slip, kept for parity).
+            ctx.check_payload(
+                payloads_size(a.result.as_ref()),
+                C::BadScheduleActivityAttributes,
+                "CompleteWorkflowExecutionCommandAttributes.Result",
+            )?;
             if tx.ms.is_running() {
                 tx.close(
                     WorkflowStatus::Completed,
@@ -395,6 +441,11 @@ pub(crate) fn handle(tx: &mut Tx, ctx: &mut CommandContext, command: &Command) -
                     "Failure is not set on FailWorkflowExecutionCommand.",
                 ));
             };
+            ctx.check_payload(
+                failure.encoded_len(),
+                C::BadFailWorkflowExecutionAttributes,
+                "FailWorkflowExecutionCommandAttributes.Failure",
+            )?;
             if tx.ms.is_running() {
                 let (retry_state, backoff) = match &tx.ms.retry_policy {
                     None => (RetryState::RetryPolicyNotSet, 0),
@@ -451,6 +502,20 @@ pub(crate) fn handle(tx: &mut Tx, ctx: &mut CommandContext, command: &Command) -
                 ));
             }
             ctx.check_search_attributes(a.search_attributes.as_ref())?;
+            ctx.check_payload(
+                payloads_size(a.input.as_ref()),
+                C::BadContinueAsNewAttributes,
+                "ContinueAsNewWorkflowExecutionCommandAttributes. Input",
+            )?;
+            ctx.check_memo(
+                a.memo.as_ref(),
+                C::BadContinueAsNewAttributes,
+                "ContinueAsNewWorkflowExecutionCommandAttributes. Memo",
+            )?;
+            ctx.check_search_attribute_sizes(
+                a.search_attributes.as_ref(),
+                C::BadContinueAsNewAttributes,
+            )?;
             if tx.ms.is_running() {
                 let requested_initiator = a.initiator;
                 let a = continue_as_new_defaults(&tx.ms, a.clone())?;
@@ -527,6 +592,7 @@ fn unhandled() -> CommandFailure {
     CommandFailure {
         cause: WorkflowTaskFailedCause::UnhandledCommand,
         detail: None,
+        terminate: false,
     }
 }
 
@@ -626,6 +692,17 @@ fn schedule_activity(
     normalize_activity(&mut a, &task_queue, tx.ms.run_timeout).map_err(|e| {
         CommandFailure::new(WorkflowTaskFailedCause::BadScheduleActivityAttributes, e)
     })?;
+    ctx.check_payload(
+        payloads_size(a.input.as_ref()),
+        WorkflowTaskFailedCause::BadScheduleActivityAttributes,
+        "ScheduleActivityTaskCommandAttributes.Input",
+    )?;
+    ctx.check_pending(
+        tx.ms.activities.len(),
+        Limit::PendingActivities,
+        WorkflowTaskFailedCause::PendingActivitiesLimitExceeded,
+        "pending activities",
+    )?;
     if tx.ms.activity_by_id(&a.activity_id).is_some() {
         return Err(CommandFailure::new(
             WorkflowTaskFailedCause::ScheduleActivityDuplicateId,

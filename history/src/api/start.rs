@@ -237,7 +237,7 @@ fn start_inner(
                         Some(json_string_payloads(&format!(
                             "terminated by new runID: {new_run_id}"
                         ))),
-                        "history-service".into(),
+                        crate::events::HISTORY_SERVICE_IDENTITY.into(),
                     );
                     Ok(())
                 })?);
@@ -569,7 +569,13 @@ fn create_run(
             // The caller's worker takes this task from the reply: it is started here and
             // never offered to matching (the real server bypasses task generation too).
             tx.tasks.retain(|t| !matches!(t, Task::WorkflowTask(_)));
-            super::workflow_task::start_workflow_task(&mut tx, &req.request_id, &req.identity)?;
+            super::workflow_task::start_workflow_task(
+                &mut tx,
+                &req.request_id,
+                &req.identity,
+                // A start's entry carries no limits; three events suggest nothing anyway.
+                &crate::limits::Limits::none(),
+            )?;
         }
     }
     if tx.ms.run_expiration_time > 0 {

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use temporalio_protos::temporal::api::{
     command::v1::Command,
     common::v1::{MeteringMetadata, WorkerVersionStamp},
-    enums::v1::WorkflowTaskFailedCause,
+    enums::v1::{SuggestContinueAsNewReason, WorkflowTaskFailedCause},
     failure::v1::Failure,
     history::v1::{
         HistoryEvent, WorkflowTaskCompletedEventAttributes, WorkflowTaskScheduledEventAttributes,
@@ -23,6 +23,7 @@ use super::{
 use crate::{
     error::{HistoryError, Result},
     events::{go_enum_name, new_event, server_failure},
+    limits::{Limit, Limits},
     mutable_state::{MutableState, StickyQueue, WorkflowTaskInfo},
     tasks::{Task, TaskQueueRef, TimerKind, WorkflowTaskTimeoutKind},
     time::{Nanos, to_duration},
@@ -171,6 +172,7 @@ pub struct FailWorkflowTaskRequest {
 pub fn record_workflow_task_started(
     ms: &mut MutableState,
     req: RecordWorkflowTaskStartedRequest,
+    limits: &Limits,
 ) -> Result<Transition<WorkflowTaskStartedReply>> {
     run(ms, req.now, |tx| {
         tx.ensure_running()?;
@@ -204,15 +206,18 @@ pub fn record_workflow_task_started(
                 "rejecting sticky poller because workflow has moved to normal queue".into(),
             ));
         }
-        start_workflow_task(tx, &req.request_id, &req.identity)
+        start_workflow_task(tx, &req.request_id, &req.identity, limits)
     })
 }
 
 /// Marks the pending workflow task started (the real server's `AddWorkflowTaskStartedEvent`).
+/// Its Started event suggests continue-as-new once the history reaches `limits`' thresholds
+/// (only when it is written now: a transient attempt's is made up later, without).
 pub(super) fn start_workflow_task(
     tx: &mut Tx,
     request_id: &str,
     identity: &str,
+    limits: &Limits,
 ) -> Result<WorkflowTaskStartedReply> {
     let Some(mut wt) = tx.ms.workflow_task.clone() else {
         return Err(HistoryError::Internal("no workflow task to start".into()));
@@ -241,6 +246,8 @@ pub(super) fn start_workflow_task(
     wt.started_event_id = if wt.is_transient() {
         wt.scheduled_event_id + 1
     } else {
+        // The started event's id is the history's length once it is written.
+        let reasons = suggest_continue_as_new(limits, tx.ms.next_event_id, wt.history_size_bytes);
         tx.append(new_event(
             tx.now,
             Attributes::WorkflowTaskStartedEventAttributes(WorkflowTaskStartedEventAttributes {
@@ -248,6 +255,8 @@ pub(super) fn start_workflow_task(
                 identity: identity.to_string(),
                 request_id: request_id.to_string(),
                 history_size_bytes: wt.history_size_bytes,
+                suggest_continue_as_new: !reasons.is_empty(),
+                suggest_continue_as_new_reasons: reasons,
                 ..Default::default()
             }),
         ))
@@ -263,6 +272,19 @@ pub(super) fn start_workflow_task(
     );
     tx.ms.workflow_task = Some(wt);
     Ok(started_reply(&tx.ms))
+}
+
+/// Why a workflow task started with `history_count` events and `history_size` bytes in its
+/// history suggests continue-as-new (`workflow_task_state_machine.go`, getHistorySizeInfo).
+fn suggest_continue_as_new(limits: &Limits, history_count: i64, history_size: i64) -> Vec<i32> {
+    let mut reasons = Vec::new();
+    if limits.reached(Limit::HistorySizeSuggestContinueAsNew, history_size) {
+        reasons.push(SuggestContinueAsNewReason::HistorySizeTooLarge as i32);
+    }
+    if limits.reached(Limit::HistoryCountSuggestContinueAsNew, history_count) {
+        reasons.push(SuggestContinueAsNewReason::TooManyHistoryEvents as i32);
+    }
+    reasons
 }
 
 pub(super) fn started_reply(ms: &MutableState) -> WorkflowTaskStartedReply {
@@ -327,6 +349,7 @@ fn started_task(ms: &MutableState, token: &WorkflowTaskToken) -> Result<Workflow
 pub fn complete_workflow_task(
     ms: &mut MutableState,
     req: CompleteWorkflowTaskRequest,
+    limits: &Limits,
 ) -> Result<Transition<CompleteWorkflowTaskReply>> {
     run(ms, req.now, |tx| {
         let wt = started_task(&tx.ms, &req.token)?;
@@ -403,6 +426,7 @@ pub fn complete_workflow_task(
             new_run_id: req.new_run_id.clone(),
             has_buffered: had_buffered,
             activity_not_started_cancelled: false,
+            limits: limits.clone(),
             messages: req
                 .messages
                 .iter()
@@ -422,14 +446,18 @@ pub fn complete_workflow_task(
             .iter()
             .try_for_each(|command| commands::handle(tx, &mut ctx, command))
             .and_then(|()| {
-                unnamed(&ctx)
-                    .iter()
-                    .try_for_each(|message| updates::apply_message(tx, message))
+                unnamed(&ctx).iter().try_for_each(|message| {
+                    ctx.check_message(message)?;
+                    updates::apply_message(tx, message)
+                })
             });
         {
             if let Err(failure) = outcome {
                 let message = failure.message();
-                if wt.is_transient() && failure.cause != WorkflowTaskFailedCause::UnhandledCommand {
+                if wt.is_transient()
+                    && !failure.terminate
+                    && failure.cause != WorkflowTaskFailedCause::UnhandledCommand
+                {
                     // A task that keeps failing is dropped; it times out and is retried.
                     return Err(HistoryError::InvalidArgument(message));
                 }
@@ -443,7 +471,16 @@ pub fn complete_workflow_task(
                     Some(server_failure(message.clone(), false)),
                     &req.identity,
                 );
-                tx.schedule_workflow_task();
+                if failure.terminate {
+                    super::start::terminate(
+                        tx,
+                        message.clone(),
+                        None,
+                        crate::events::HISTORY_SERVICE_IDENTITY.into(),
+                    );
+                } else {
+                    tx.schedule_workflow_task();
+                }
                 return Ok(CompleteWorkflowTaskReply {
                     new_workflow_task: None,
                     task_failed: Some(HistoryError::InvalidArgument(message)),
@@ -465,7 +502,7 @@ pub fn complete_workflow_task(
                     // Started inline: matching never sees it, so it needs no dispatch task.
                     tx.tasks.retain(|t| !is_dispatch_of(t, stamp));
                     let mut reply =
-                        start_workflow_task(tx, INLINE_START_REQUEST_ID, &req.identity)?;
+                        start_workflow_task(tx, INLINE_START_REQUEST_ID, &req.identity, limits)?;
                     reply.sticky_execution_enabled = true;
                     new_workflow_task = Some(reply);
                 }

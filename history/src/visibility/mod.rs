@@ -25,6 +25,7 @@ use temporalio_protos::temporal::api::{
 use crate::{
     error::{HistoryError, Result},
     keys,
+    limits::{Limit, Limits},
     mutable_state::{MutableState, WorkflowStatus},
     store::{KvRead, KvWrite},
     time::{Nanos, to_duration, to_timestamp},
@@ -133,7 +134,8 @@ pub fn validate_search_attributes(
     custom: &BTreeMap<String, SearchAttributeType>,
     attributes: &SearchAttributes,
 ) -> std::result::Result<(), String> {
-    for (name, value) in &attributes.indexed_fields {
+    // By name: the first bad one is named in a failure replicas must agree on.
+    for (name, value) in sorted(attributes) {
         let kind = match system_attribute(name) {
             Some(kind) if USER_SETTABLE_SYSTEM_ATTRIBUTES.contains(&name.as_str()) => kind,
             Some(_) => return Err(format!("{name} attribute can't be set in SearchAttributes")),
@@ -159,6 +161,51 @@ pub fn validate_search_attributes(
         ));
     }
     Ok(())
+}
+
+fn sorted(attributes: &SearchAttributes) -> Vec<(&String, &Payload)> {
+    let mut fields: Vec<_> = attributes.indexed_fields.iter().collect();
+    fields.sort_by_key(|(name, _)| *name);
+    fields
+}
+
+/// `frontend.searchAttributesNumberOfKeysLimit`, checked before the attributes' types as the
+/// real server does (`searchattribute.Validator.Validate`).
+pub fn check_search_attribute_count(
+    attributes: &SearchAttributes,
+    limits: &Limits,
+) -> std::result::Result<(), String> {
+    let count = attributes.indexed_fields.len();
+    match limits.get(Limit::SearchAttributesNumberOfKeys) {
+        Some(max) if limits.exceeded(Limit::SearchAttributesNumberOfKeys, count) => Err(format!(
+            "number of search attributes {count} exceeds limit {max}"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The value and total size limits (`searchattribute.Validator.ValidateSize`).
+pub fn check_search_attribute_sizes(
+    attributes: &SearchAttributes,
+    limits: &Limits,
+) -> std::result::Result<(), String> {
+    if let Some(max) = limits.get(Limit::SearchAttributesSizeOfValue) {
+        for (name, value) in sorted(attributes) {
+            if limits.exceeded(Limit::SearchAttributesSizeOfValue, value.data.len()) {
+                return Err(format!(
+                    "search attribute {name} value size {} exceeds size limit {max}",
+                    value.data.len()
+                ));
+            }
+        }
+    }
+    let total = prost::Message::encoded_len(attributes);
+    match limits.get(Limit::SearchAttributesTotalSize) {
+        Some(max) if limits.exceeded(Limit::SearchAttributesTotalSize, total) => Err(format!(
+            "total size of search attributes {total} exceeds size limit {max}"
+        )),
+        _ => Ok(()),
+    }
 }
 
 pub fn system_attribute(name: &str) -> Option<SearchAttributeType> {

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+use dura_history::limits::Limits;
 use dura_history::{
     MutableState, Task, Transition,
     api::{
@@ -199,6 +200,7 @@ impl Harness {
                     poll_task_queue: tq,
                     now,
                 },
+                &Limits::temporal(),
             )
         })
     }
@@ -225,7 +227,7 @@ impl Harness {
     ) -> Result<CompleteWorkflowTaskReply, HistoryError> {
         let mut req = complete_request(task, commands, self.now);
         edit(&mut req);
-        self.run(|ms, _| complete_workflow_task(ms, req))
+        self.run(|ms, _| complete_workflow_task(ms, req, &Limits::temporal()))
     }
 
     pub fn poll_activity(&mut self, scheduled_event_id: i64) -> ActivityTaskStartedReply {

@@ -1,6 +1,6 @@
 //! What every RPC of the client port passes through, whatever its handler: authorization
-//! when the node has an [`Authority`] (before the handler runs, from the request's bytes),
-//! the request metrics (`metrics::request_served`, labelled with the namespace the handler
+//! when the node has an [`Authority`] and the namespace's request rate (both before the
+//! handler runs, from the request's bytes), the request metrics (`metrics::request_served`, labelled with the namespace the handler
 //! resolved), and the RPC's name in every `UNIMPLEMENTED` answer.
 //!
 //! The generated stubs answer RPCs Dura does not implement with a fixed "Not yet implemented";
@@ -10,6 +10,7 @@
 use std::{
     future::Future,
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
 };
 
@@ -17,22 +18,27 @@ use http_body_util::BodyExt;
 use tonic::{Code, Status, body::Body};
 use tower::{Layer, Service};
 
+use super::rate_limit::NamespaceRateLimiter;
 use crate::{auth::Authority, error::ApiError, metrics};
 
-/// The largest request body read for authorization (the message size limit).
-const MAX_AUTHORIZED_BODY: usize = 128 * 1024 * 1024;
+/// The largest request body read for its namespace (the message size limit).
+const MAX_INSPECTED_BODY: usize = 128 * 1024 * 1024;
 
 /// What the generated default stubs put in `grpc-message` (percent-encoded on the wire).
 const STUB_MESSAGE: &str = "Not%20yet%20implemented";
 
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct RpcEdgeLayer {
     authority: Option<Authority>,
+    rates: Arc<NamespaceRateLimiter>,
 }
 
 impl RpcEdgeLayer {
-    pub fn new(authority: Option<Authority>) -> Self {
-        RpcEdgeLayer { authority }
+    pub fn new(authority: Option<Authority>, rates: NamespaceRateLimiter) -> Self {
+        RpcEdgeLayer {
+            authority,
+            rates: Arc::new(rates),
+        }
     }
 }
 
@@ -42,6 +48,7 @@ impl<S> Layer<S> for RpcEdgeLayer {
         RpcEdge {
             inner,
             authority: self.authority.clone(),
+            rates: self.rates.clone(),
         }
     }
 }
@@ -50,39 +57,50 @@ impl<S> Layer<S> for RpcEdgeLayer {
 pub struct RpcEdge<S> {
     inner: S,
     authority: Option<Authority>,
+    rates: Arc<NamespaceRateLimiter>,
 }
 
-/// The request, its body read whole, if `authority` allows it; else the refusal to send.
-async fn authorized(
-    authority: &Authority,
+/// The request, its body read whole, if `authority` allows it and its namespace's rate admits
+/// it; else the refusal to send, with the code it is counted under.
+async fn admitted(
+    authority: Option<&Authority>,
+    rates: &NamespaceRateLimiter,
     request: http::Request<Body>,
-) -> Result<http::Request<Body>, http::Response<Body>> {
+) -> Result<http::Request<Body>, (Code, http::Response<Body>)> {
     let (parts, body) = request.into_parts();
     let path = parts.uri.path().to_string();
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
     let authorization = header("authorization").map(str::to_string);
     let gzip = header("grpc-encoding") == Some("gzip");
-    let bytes = match http_body_util::Limited::new(body, MAX_AUTHORIZED_BODY)
+    let bytes = match http_body_util::Limited::new(body, MAX_INSPECTED_BODY)
         .collect()
         .await
     {
         Ok(collected) => collected.to_bytes(),
         Err(e) => {
             let status = Status::resource_exhausted(format!("reading the request: {e}"));
-            return Err(status.into_http());
+            return Err((Code::ResourceExhausted, status.into_http()));
         }
     };
-    let namespace = crate::auth::namespace_of(&path, &bytes, gzip, MAX_AUTHORIZED_BODY);
-    match authority.decide(&path, authorization.as_deref(), namespace.as_deref()) {
-        Ok(()) => Ok(http::Request::from_parts(
-            parts,
-            Body::new(http_body_util::Full::new(bytes)),
-        )),
-        Err(denied) => {
-            tracing::info!(rpc = %path, reason = %denied, "request unauthorized");
-            Err(Status::from(ApiError::PermissionDenied).into_http())
-        }
+    let namespace = crate::auth::namespace_of(&path, &bytes, gzip, MAX_INSPECTED_BODY);
+    if let Some(authority) = authority
+        && let Err(denied) = authority.decide(&path, authorization.as_deref(), namespace.as_deref())
+    {
+        tracing::info!(rpc = %path, reason = %denied, "request unauthorized");
+        let refusal = Status::from(ApiError::PermissionDenied).into_http();
+        return Err((Code::PermissionDenied, refusal));
     }
+    if let Some(namespace) = namespace.as_deref().filter(|n| !n.is_empty())
+        && NamespaceRateLimiter::counts(&path)
+        && !rates.admit(namespace)
+    {
+        let refusal = Status::from(ApiError::NamespaceRateLimited).into_http();
+        return Err((Code::ResourceExhausted, refusal));
+    }
+    Ok(http::Request::from_parts(
+        parts,
+        Body::new(http_body_util::Full::new(bytes)),
+    ))
 }
 
 /// `/temporal.api.workflowservice.v1.WorkflowService/StartWorkflowExecution` -> the method.
@@ -111,26 +129,26 @@ where
     fn call(&mut self, req: http::Request<Body>) -> Self::Future {
         let path = req.uri().path().to_string();
         let started = std::time::Instant::now();
-        let Some(authority) = self.authority.clone() else {
+        if self.authority.is_none() && !NamespaceRateLimiter::counts(&path) {
             // Unary handlers run inside this future (tonic spawns nothing for them), so what
             // they note in the task-local scope is this request's.
             let served = metrics::in_request_scope(self.inner.call(req));
             return Box::pin(answered(path, started, served));
-        };
+        }
         // The request is called after its body is read: the service polled ready is the one to
         // call, and its clone waits for the next request.
         let ready = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, ready);
+        let (authority, rates) = (self.authority.clone(), self.rates.clone());
         Box::pin(async move {
-            match authorized(&authority, req).await {
+            match admitted(authority.as_ref(), &rates, req).await {
                 Ok(req) => {
                     answered(path, started, metrics::in_request_scope(inner.call(req))).await
                 }
-                Err(refusal) => {
+                Err((code, refusal)) => {
                     let operation = method_name(&path);
                     let namespace = metrics::UNKNOWN_NAMESPACE;
-                    let elapsed = started.elapsed();
-                    metrics::request_served(operation, namespace, Code::PermissionDenied, elapsed);
+                    metrics::request_served(operation, namespace, code, started.elapsed());
                     Ok(refusal)
                 }
             }

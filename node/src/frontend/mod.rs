@@ -5,9 +5,11 @@
 
 mod edge;
 mod forward;
+mod limits;
 mod namespaces;
 mod polls;
 mod queries;
+mod rate_limit;
 mod schedules;
 mod search_attributes;
 mod token;
@@ -18,6 +20,7 @@ use std::sync::Arc;
 
 pub use edge::RpcEdgeLayer;
 pub use forward::Forwarder;
+pub use rate_limit::NamespaceRateLimiter;
 use temporalio_protos::temporal::api::{
     operatorservice::v1 as opsvc,
     workflowservice::v1::{self as wfsvc, get_system_info_response},
@@ -242,7 +245,11 @@ impl WorkflowService for Frontend {
         if let Err(e) = self.namespaces().read_barrier().await {
             return reply(Err(e));
         }
-        reply(namespaces::describe(self.namespaces(), request.get_ref()))
+        reply(namespaces::describe(
+            self.namespaces(),
+            request.get_ref(),
+            &self.workflows().limits,
+        ))
     }
 
     async fn list_namespaces(
@@ -252,14 +259,25 @@ impl WorkflowService for Frontend {
         if let Err(e) = self.namespaces().read_barrier().await {
             return reply(Err(e));
         }
-        reply(namespaces::list(self.namespaces(), request.get_ref()))
+        reply(namespaces::list(
+            self.namespaces(),
+            request.get_ref(),
+            &self.workflows().limits,
+        ))
     }
 
     async fn update_namespace(
         &self,
         request: Request<wfsvc::UpdateNamespaceRequest>,
     ) -> RpcResult<wfsvc::UpdateNamespaceResponse> {
-        reply(namespaces::update(self.namespaces(), request.into_inner()).await)
+        reply(
+            namespaces::update(
+                self.namespaces(),
+                request.into_inner(),
+                &self.workflows().limits,
+            )
+            .await,
+        )
     }
 
     async fn get_system_info(
@@ -483,7 +501,7 @@ impl WorkflowService for Frontend {
                     r.identity,
                 )
                 .await
-                .map(|()| Default::default()),
+                .map(|failures| wfsvc::RespondActivityTaskFailedResponse { failures }),
         )
     }
 
@@ -500,7 +518,7 @@ impl WorkflowService for Frontend {
             self.workflows()
                 .fail_activity(&[], by_id, r.failure, r.last_heartbeat_details, r.identity)
                 .await
-                .map(|()| Default::default()),
+                .map(|failures| wfsvc::RespondActivityTaskFailedByIdResponse { failures }),
         )
     }
 

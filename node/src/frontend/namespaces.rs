@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use dura_history::limits::{Limit, Limits};
+
 use temporalio_protos::temporal::api::{
     enums::v1::{ArchivalState as PbArchivalState, NamespaceState as PbNamespaceState},
     namespace::v1::{BadBinaries, NamespaceConfig, NamespaceInfo, namespace_info},
@@ -22,9 +24,7 @@ use crate::{
     },
 };
 
-/// Same limits the real server advertises (2 MiB payloads, 40 MiB task completions).
-const BLOB_SIZE_LIMIT: i64 = 2 * 1024 * 1024;
-const MEMO_SIZE_LIMIT: i64 = 2 * 1024 * 1024;
+/// The real server's default limit on a workflow task completion, which it advertises.
 const WFT_COMPLETION_SIZE_LIMIT: i64 = 40 * 1024 * 1024;
 const DEFAULT_LIST_PAGE_SIZE: usize = 100;
 
@@ -103,7 +103,12 @@ fn state_from_pb(state: i32) -> ApiResult<Option<NamespaceState>> {
     })
 }
 
-fn info_to_pb(record: &NamespaceRecord) -> NamespaceInfo {
+fn info_to_pb(record: &NamespaceRecord, limits: &Limits) -> NamespaceInfo {
+    let advertised = |limit| {
+        limits
+            .get(limit)
+            .map_or(0, |v| i64::try_from(v).unwrap_or(i64::MAX))
+    };
     NamespaceInfo {
         name: record.name.clone(),
         state: state_to_pb(record.state),
@@ -114,8 +119,8 @@ fn info_to_pb(record: &NamespaceRecord) -> NamespaceInfo {
         // Only what Dura actually implements is claimed; the SDKs change behaviour on these.
         capabilities: Some(namespace_info::Capabilities::default()),
         limits: Some(namespace_info::Limits {
-            blob_size_limit_error: BLOB_SIZE_LIMIT,
-            memo_size_limit_error: MEMO_SIZE_LIMIT,
+            blob_size_limit_error: advertised(Limit::BlobSize),
+            memo_size_limit_error: advertised(Limit::MemoSize),
             workflow_task_completion_size_limit_error: WFT_COMPLETION_SIZE_LIMIT,
         }),
         supports_schedules: false,
@@ -148,9 +153,12 @@ fn replication_to_pb() -> NamespaceReplicationConfig {
     }
 }
 
-pub(crate) fn describe_response(record: &NamespaceRecord) -> DescribeNamespaceResponse {
+pub(crate) fn describe_response(
+    record: &NamespaceRecord,
+    limits: &Limits,
+) -> DescribeNamespaceResponse {
     DescribeNamespaceResponse {
-        namespace_info: Some(info_to_pb(record)),
+        namespace_info: Some(info_to_pb(record, limits)),
         config: Some(config_to_pb(record)),
         replication_config: Some(replication_to_pb()),
         ..Default::default()
@@ -200,6 +208,7 @@ pub(crate) async fn register(
 pub(crate) fn describe(
     registry: &NamespaceRegistry,
     req: &DescribeNamespaceRequest,
+    limits: &Limits,
 ) -> ApiResult<DescribeNamespaceResponse> {
     let record = match (req.namespace.is_empty(), req.id.is_empty()) {
         (false, false) => {
@@ -211,12 +220,13 @@ pub(crate) fn describe(
         (true, false) => registry.by_id(&req.id)?,
         (true, true) => return Err(namespace_not_set()),
     };
-    Ok(describe_response(&record))
+    Ok(describe_response(&record, limits))
 }
 
 pub(crate) fn list(
     registry: &NamespaceRegistry,
     req: &ListNamespacesRequest,
+    limits: &Limits,
 ) -> ApiResult<ListNamespacesResponse> {
     let page_size = match req.page_size {
         n if n <= 0 => DEFAULT_LIST_PAGE_SIZE,
@@ -239,7 +249,7 @@ pub(crate) fn list(
         namespaces: records
             .iter()
             .filter(|r| include_deleted || r.state != NamespaceState::Deleted)
-            .map(describe_response)
+            .map(|record| describe_response(record, limits))
             .collect(),
         next_page_token: next.map(String::into_bytes).unwrap_or_default(),
     })
@@ -248,6 +258,7 @@ pub(crate) fn list(
 pub(crate) async fn update(
     registry: &NamespaceRegistry,
     req: UpdateNamespaceRequest,
+    limits: &Limits,
 ) -> ApiResult<UpdateNamespaceResponse> {
     validate_name(&req.namespace)?;
     if req.promote_namespace {
@@ -295,7 +306,7 @@ pub(crate) async fn update(
         })
         .await?
         .ok_or_else(|| ApiError::Internal("update returned no namespace".into()))?;
-    let described = describe_response(&record);
+    let described = describe_response(&record, limits);
     Ok(UpdateNamespaceResponse {
         namespace_info: described.namespace_info,
         config: described.config,

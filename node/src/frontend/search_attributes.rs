@@ -11,17 +11,31 @@ use temporalio_protos::temporal::api::{
     },
 };
 
-use dura_history::visibility::{SYSTEM_ATTRIBUTES, system_attribute, validate_search_attributes};
+use dura_history::{
+    limits::Limits,
+    visibility::{
+        SYSTEM_ATTRIBUTES, check_search_attribute_count, check_search_attribute_sizes,
+        system_attribute, validate_search_attributes,
+    },
+};
 
 use crate::{
     error::{ApiError, ApiResult},
     namespace::{MetaCommand, NamespaceRecord, NamespaceRegistry, SearchAttributeType},
 };
 
-/// Checks the search attributes a workflow is started with (see
-/// `dura_history::visibility::validate_search_attributes`).
-pub(crate) fn validate(record: &NamespaceRecord, attributes: &SearchAttributes) -> ApiResult<()> {
-    validate_search_attributes(&record.name, &record.custom_search_attributes, attributes)
+/// Checks the search attributes a workflow is started with as the real server's frontend
+/// does: their number, their types (see `validate_search_attributes`), then their sizes.
+pub(crate) fn validate(
+    record: &NamespaceRecord,
+    attributes: &SearchAttributes,
+    limits: &Limits,
+) -> ApiResult<()> {
+    check_search_attribute_count(attributes, limits)
+        .and_then(|()| {
+            validate_search_attributes(&record.name, &record.custom_search_attributes, attributes)
+        })
+        .and_then(|()| check_search_attribute_sizes(attributes, limits))
         .map_err(ApiError::InvalidArgument)
 }
 

@@ -24,6 +24,7 @@ use dura_history::{
     },
     describe,
     keys::RunKey,
+    limits::Limits,
     store,
     tasks::TaskQueueRef,
     time::{from_duration, from_timestamp, to_duration, to_timestamp},
@@ -38,6 +39,7 @@ use temporalio_protos::temporal::api::{
     enums::v1::{
         HistoryEventFilterType, QueryRejectCondition, TaskQueueKind, WorkflowExecutionStatus,
     },
+    failure::v1::Failure,
     history::v1::History,
     sdk::v1::UserMetadata,
     taskqueue::v1::{PollerInfo, TaskQueue},
@@ -46,7 +48,7 @@ use temporalio_protos::temporal::api::{
 };
 use tokio::time::Instant;
 
-use super::{queries::QueryRegistry, search_attributes, token::TaskToken};
+use super::{limits::ActivityReport, queries::QueryRegistry, search_attributes, token::TaskToken};
 use crate::{
     engine::{Engine, QueuedTask, TaskOrigin},
     error::{ApiError, ApiResult},
@@ -76,6 +78,9 @@ pub struct Workflows {
     pub queries: std::sync::Arc<QueryRegistry>,
     /// `system.enableEagerWorkflowStart`: honour `request_eager_execution`.
     pub eager_workflow_start: bool,
+    /// The real server's limits (`limit.*`), checked here or handed to the state machine with
+    /// the requests they govern.
+    pub limits: Limits,
     /// Cancelled when the node stops: task-queue polls stop waiting and answer empty.
     pub stopping: tokio_util::sync::CancellationToken,
 }
@@ -231,7 +236,7 @@ impl Workflows {
     ) -> ApiResult<()> {
         match attributes {
             Some(sa) if !sa.indexed_fields.is_empty() => {
-                search_attributes::validate(&self.namespaces.by_name(namespace)?, sa)
+                search_attributes::validate(&self.namespaces.by_name(namespace)?, sa, &self.limits)
             }
             _ => Ok(()),
         }
@@ -470,6 +475,8 @@ impl Workflows {
         )?;
         let ns = self.namespace_id(&req.namespace)?;
         self.validate_search_attributes(&req.namespace, req.search_attributes.as_ref())?;
+        self.check_blob(req.input.as_ref())?;
+        self.check_memo(req.memo.as_ref())?;
         let eager = req.request_eager_execution && self.eager_workflow_start;
         let mut start = self.start_request(ns, start_fields!(req, header: req.header))?;
         start.eager = eager;
@@ -517,6 +524,9 @@ impl Workflows {
         let ns = self.namespace_id(&req.namespace)?;
         required(&req.signal_name, "SignalName")?;
         self.validate_search_attributes(&req.namespace, req.search_attributes.as_ref())?;
+        self.check_blob(req.signal_input.as_ref())?;
+        self.check_blob(req.input.as_ref())?;
+        self.check_memo(req.memo.as_ref())?;
         let signal_header = req.header.clone();
         let start = self.start_request(ns, start_fields!(req, header: req.header))?;
         let signal = SignalRequest {
@@ -551,6 +561,7 @@ impl Workflows {
     pub async fn signal(&self, req: pb::SignalWorkflowExecutionRequest) -> ApiResult<()> {
         let (workflow_id, run_id) = execution(req.workflow_execution.as_ref())?;
         required(&req.signal_name, "SignalName")?;
+        self.check_blob(req.input.as_ref())?;
         let run = self.run_key(&req.namespace, workflow_id, run_id)?;
         let request = RunRequest::Signal(SignalRequest {
             signal_name: req.signal_name,
@@ -1225,25 +1236,40 @@ impl Workflows {
         identity: String,
     ) -> ApiResult<()> {
         let (run, activity) = self.activity_target(token, by_id)?;
-        let request = RunRequest::CompleteActivityTask(CompleteActivityTaskRequest {
-            activity,
-            result,
-            identity,
-            now: self.engine.now(),
-        });
+        let request = match self.completed_activity(result.as_ref()) {
+            ActivityReport::Kept => RunRequest::CompleteActivityTask(CompleteActivityTaskRequest {
+                activity,
+                result,
+                identity,
+                now: self.engine.now(),
+            }),
+            ActivityReport::Failed(failure) => self.failing(activity, failure, identity),
+        };
         self.engine.execute_run(&run, request).await?;
         Ok(())
+    }
+
+    /// The activity fails with `failure`, in place of what its worker reported.
+    fn failing(&self, activity: ActivityRef, failure: Failure, identity: String) -> RunRequest {
+        RunRequest::FailActivityTask(FailActivityTaskRequest {
+            activity,
+            failure: Some(failure),
+            last_heartbeat_details: None,
+            identity,
+            now: self.engine.now(),
+        })
     }
 
     pub async fn fail_activity(
         &self,
         token: &[u8],
         by_id: Option<ActivityById>,
-        failure: Option<temporalio_protos::temporal::api::failure::v1::Failure>,
-        last_heartbeat_details: Option<temporalio_protos::temporal::api::common::v1::Payloads>,
+        mut failure: Option<Failure>,
+        mut last_heartbeat_details: Option<temporalio_protos::temporal::api::common::v1::Payloads>,
         identity: String,
-    ) -> ApiResult<()> {
+    ) -> ApiResult<Vec<Failure>> {
         let (run, activity) = self.activity_target(token, by_id)?;
+        let told = self.failed_activity(&mut failure, &mut last_heartbeat_details);
         let request = RunRequest::FailActivityTask(FailActivityTaskRequest {
             activity,
             failure,
@@ -1252,7 +1278,7 @@ impl Workflows {
             now: self.engine.now(),
         });
         self.engine.execute_run(&run, request).await?;
-        Ok(())
+        Ok(told)
     }
 
     pub async fn cancel_activity(
@@ -1263,12 +1289,15 @@ impl Workflows {
         identity: String,
     ) -> ApiResult<()> {
         let (run, activity) = self.activity_target(token, by_id)?;
-        let request = RunRequest::CancelActivityTask(CancelActivityTaskRequest {
-            activity,
-            details,
-            identity,
-            now: self.engine.now(),
-        });
+        let request = match self.canceled_activity(details.as_ref()) {
+            ActivityReport::Kept => RunRequest::CancelActivityTask(CancelActivityTaskRequest {
+                activity,
+                details,
+                identity,
+                now: self.engine.now(),
+            }),
+            ActivityReport::Failed(failure) => self.failing(activity, failure, identity),
+        };
         self.engine.execute_run(&run, request).await?;
         Ok(())
     }
@@ -1281,6 +1310,13 @@ impl Workflows {
         identity: String,
     ) -> ApiResult<bool> {
         let (run, activity) = self.activity_target(token, by_id)?;
+        if let ActivityReport::Failed(failure) = self.heartbeat_details(details.as_ref()) {
+            // As the real server: the activity is failed, and its worker told to stop.
+            self.engine
+                .execute_run(&run, self.failing(activity, failure, identity))
+                .await?;
+            return Ok(true);
+        }
         let request = RunRequest::HeartbeatActivityTask(HeartbeatActivityTaskRequest {
             activity,
             details,

@@ -9,7 +9,8 @@
 //! backlogs and mutable state alone. Backlog commands of the task-queue partitions the shard
 //! owns are applied by `dura_matching::backlog`.
 
-use dura_codec::{Kind, Persisted};
+mod entry;
+
 use dura_history::{
     HistoryError, RunReply, RunRequest,
     api::{
@@ -17,6 +18,7 @@ use dura_history::{
         start::{StartReply, StartWorkflowRequest},
     },
     keys::RunKey,
+    limits::Limits,
     mutable_state::WorkflowStatus,
     outbox::{self, OutboxEntry},
     schedules::{self, ScheduleRecord, ScheduleRequest},
@@ -27,6 +29,7 @@ use dura_matching::{
     backlog::{self, BacklogCommand, BacklogReply},
 };
 use dura_raft_store::{ApplyTxn, GroupId, StateReader};
+pub use entry::{ENTRY_VERSION, EntryFormat, decode as decode_entry, encode as encode_entry};
 use temporalio_protos::temporal::api::{enums::v1::EventType, history::v1::HistoryEvent};
 
 use crate::leader::Effect;
@@ -259,8 +262,8 @@ fn start_outcome(
 /// A panic in history's handlers becomes an INTERNAL reply for this one entry (see
 /// `app::catch_apply_panic`); the handlers decide on copies and write only at the end.
 pub fn apply(txn: &mut ApplyTxn<'_>, command: &[u8], track_runs: bool) -> Applied {
-    let command = match ShardCommand::decode(command) {
-        Ok(command) => command,
+    let (command, limits) = match decode_entry(command) {
+        Ok(decoded) => decoded,
         // Deterministic on every replica: a command this build cannot read is refused.
         Err(e) => {
             return Applied {
@@ -281,7 +284,7 @@ pub fn apply(txn: &mut ApplyTxn<'_>, command: &[u8], track_runs: bool) -> Applie
         runs: track_runs.then(Vec::new),
         closed: Vec::new(),
     };
-    let reply = panic_to_internal(|| apply_command(&mut kv, command, &mut effects));
+    let reply = panic_to_internal(|| apply_command(&mut kv, command, &limits, &mut effects));
     let mut runs = kv.runs.unwrap_or_default();
     let mut closed = kv.closed;
     if reply.is_err() {
@@ -315,7 +318,12 @@ fn panic_to_internal(f: impl FnOnce() -> ShardReply) -> ShardReply {
     crate::app::catch_apply_panic(f, |what| Err(HistoryError::Internal(what)))
 }
 
-fn apply_command(kv: &mut TxnKv, command: ShardCommand, effects: &mut Vec<Effect>) -> ShardReply {
+fn apply_command(
+    kv: &mut TxnKv,
+    command: ShardCommand,
+    limits: &Limits,
+    effects: &mut Vec<Effect>,
+) -> ShardReply {
     match command {
         ShardCommand::Start(req) => {
             store::start_workflow(kv, req).map(|o| start_outcome(o, effects))
@@ -329,7 +337,8 @@ fn apply_command(kv: &mut TxnKv, command: ShardCommand, effects: &mut Vec<Effect
             run_id,
             request,
         } => {
-            let applied = store::apply_to_run(kv, &namespace_id, &workflow_id, &run_id, request)?;
+            let applied =
+                store::apply_to_run(kv, &namespace_id, &workflow_id, &run_id, request, limits)?;
             if let Some(status) = applied.transition.events.iter().find_map(closing_status) {
                 kv.closed.push((namespace_id, status));
             }
@@ -402,7 +411,7 @@ fn apply_command(kv: &mut TxnKv, command: ShardCommand, effects: &mut Vec<Effect
             if term > seen {
                 kv.put(&key, &term.to_be_bytes());
             }
-            apply_command(kv, *command, effects)
+            apply_command(kv, *command, limits, effects)
         }
     }
 }
@@ -457,7 +466,10 @@ mod tests {
         let applied = async |command: ShardCommand| {
             let reply = tokio::time::timeout(
                 std::time::Duration::from_secs(60),
-                store.propose(GroupId(1), command.encode()),
+                store.propose(
+                    GroupId(1),
+                    encode_entry(command, &Limits::none(), &EntryFormat::default()),
+                ),
             )
             .await
             .expect("proposal hung")
@@ -516,8 +528,4 @@ mod tests {
             assert!((1..=4).contains(&id));
         }
     }
-}
-
-impl Persisted for ShardCommand {
-    const KIND: Kind = Kind::ShardCommand;
 }
