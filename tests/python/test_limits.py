@@ -6,6 +6,7 @@ same on both, and is also pinned here as the literal the real server gave when t
 written (so the test still says something on a machine without the real CLI)."""
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -98,12 +99,11 @@ class RealServer:
         kill_group(self.proc)
 
 
-@pytest.fixture(scope="module")
-async def servers(tmp_path_factory):
-    """{"dura": client, "temporal": client}: both servers with LIMITS; "temporal" only when
-    the real CLI is installed."""
-    tmp = tmp_path_factory.mktemp("limits")
-    flags = dev_flags(LIMITS, SEARCH_ATTRIBUTES)
+@contextlib.asynccontextmanager
+async def side_by_side(tmp: Path, dynamic: dict, search_attributes: dict):
+    """{"dura": client, "temporal": client}, both servers given the same flags; "temporal"
+    only when the real CLI is installed."""
+    flags = dev_flags(dynamic, search_attributes)
     dura = Server(str(tmp / "db"), extra_args=tuple(flags))
     real = RealServer(str(tmp / "temporal.log"), flags) if TEMPORAL else None
     try:
@@ -115,6 +115,12 @@ async def servers(tmp_path_factory):
         dura.stop()
         if real:
             real.stop()
+
+
+@pytest.fixture(scope="module")
+async def servers(tmp_path_factory):
+    async with side_by_side(tmp_path_factory.mktemp("limits"), LIMITS, SEARCH_ATTRIBUTES) as clients:
+        yield clients
 
 
 async def on_both(servers, scenario, expected):
@@ -340,19 +346,8 @@ async def test_a_history_too_big_terminates_the_run_and_refuses_the_request(serv
 
 @pytest.fixture(scope="module")
 async def rate_limited(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("rate")
-    flags = dev_flags({"frontend.namespaceRPS": 5}, {})
-    dura = Server(str(tmp / "db"), extra_args=tuple(flags))
-    real = RealServer(str(tmp / "temporal.log"), flags) if TEMPORAL else None
-    try:
-        clients = {"dura": await dura.start()}
-        if real:
-            clients["temporal"] = await real.connect()
+    async with side_by_side(tmp_path_factory.mktemp("rate"), {"frontend.namespaceRPS": 5}, {}) as clients:
         yield clients
-    finally:
-        dura.stop()
-        if real:
-            real.stop()
 
 
 async def start_flood(client: Client) -> dict:

@@ -27,10 +27,7 @@ impl CommandContext {
         cause: WorkflowTaskFailedCause,
         what: &str,
     ) -> CommandResult {
-        if self.limits.blob_refused(size) {
-            return Err(terminating(cause, format!("{what} exceeds size limit.")));
-        }
-        Ok(())
+        refused_over(self.limits.blob_refused(size), cause, what)
     }
 
     /// A memo against `limit.memoSize.error`.
@@ -41,10 +38,7 @@ impl CommandContext {
         what: &str,
     ) -> CommandResult {
         let size = memo.map_or(0, |m| m.encoded_len());
-        if self.limits.memo_refused(size) {
-            return Err(terminating(cause, format!("{what} exceeds size limit.")));
-        }
-        Ok(())
+        refused_over(self.limits.memo_refused(size), cause, what)
     }
 
     /// Search attributes against the value and total size limits.
@@ -94,6 +88,14 @@ impl CommandContext {
             _ => Ok(()),
         }
     }
+}
+
+/// The run-terminating failure of a size limit `what` broke, if `refused`.
+fn refused_over(refused: bool, cause: WorkflowTaskFailedCause, what: &str) -> CommandResult {
+    if refused {
+        return Err(terminating(cause, format!("{what} exceeds size limit.")));
+    }
+    Ok(())
 }
 
 fn terminating(cause: WorkflowTaskFailedCause, detail: String) -> CommandFailure {

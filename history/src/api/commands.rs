@@ -339,14 +339,7 @@ pub(crate) fn handle(tx: &mut Tx, ctx: &mut CommandContext, command: &Command) -
                 "UpsertWorkflowSearchAttributesCommandAttributes",
             )?;
             let mut merged = tx.ms.search_attributes.clone().unwrap_or_default();
-            for (k, v) in &sa.indexed_fields {
-                // An empty payload unsets the attribute.
-                if v.data.is_empty() {
-                    merged.indexed_fields.remove(k);
-                } else {
-                    merged.indexed_fields.insert(k.clone(), v.clone());
-                }
-            }
+            upsert_fields(&mut merged.indexed_fields, &sa.indexed_fields);
             ctx.check_search_attribute_sizes(Some(&merged), C::BadSearchAttributes)?;
             tx.ms.search_attributes = Some(merged);
             tx.add(Attributes::UpsertWorkflowSearchAttributesEventAttributes(
@@ -372,13 +365,7 @@ pub(crate) fn handle(tx: &mut Tx, ctx: &mut CommandContext, command: &Command) -
                     "ModifyWorkflowPropertiesCommandAttributes",
                 )?;
                 let mut merged = tx.ms.memo.clone().unwrap_or_default();
-                for (k, v) in &memo.fields {
-                    if v.data.is_empty() {
-                        merged.fields.remove(k);
-                    } else {
-                        merged.fields.insert(k.clone(), v.clone());
-                    }
-                }
+                upsert_fields(&mut merged.fields, &memo.fields);
                 ctx.check_memo(
                     Some(&merged),
                     C::BadModifyWorkflowPropertiesAttributes,
@@ -585,6 +572,26 @@ pub(crate) fn handle(tx: &mut Tx, ctx: &mut CommandContext, command: &Command) -
         // Known types without a handler here (SignalExternal, RequestCancelExternal, the Nexus
         // operations); an unknown type never gets this far (`unknown_command_type`).
         (other, _) => Err(not_supported(other)),
+    }
+}
+
+/// Search attributes or memo fields upserted: an empty payload unsets its field.
+fn upsert_fields(
+    into: &mut std::collections::HashMap<
+        String,
+        temporalio_protos::temporal::api::common::v1::Payload,
+    >,
+    upserted: &std::collections::HashMap<
+        String,
+        temporalio_protos::temporal::api::common::v1::Payload,
+    >,
+) {
+    for (k, v) in upserted {
+        if v.data.is_empty() {
+            into.remove(k);
+        } else {
+            into.insert(k.clone(), v.clone());
+        }
     }
 }
 
