@@ -3,7 +3,7 @@
 //! node opens to its peers.
 //!
 //! Invariants:
-//! - Certificates, keys and CAs are PEM files read again when they change (size or mtime,
+//! - Certificates, keys and CAs are PEM files read again when they change (their bytes,
 //!   looked at no more than once a second, on the next handshake): a renewed certificate
 //!   serves new connections without a restart. A changed file that does not load (half
 //!   written, a key not yet matching its certificate) keeps the previous configuration and is

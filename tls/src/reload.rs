@@ -3,27 +3,22 @@
 use std::{
     path::PathBuf,
     sync::{Arc, Mutex},
-    time::{Duration, Instant, SystemTime},
+    time::{Duration, Instant},
 };
 
 use crate::TlsError;
 
-/// How often the files are looked at, at most: a handshake storm stats them once a second.
+/// How often the files are looked at, at most: a handshake storm reads them once a second.
 const RECHECK_EVERY: Duration = Duration::from_secs(1);
 
-/// What identifies one version of a file; a file that cannot be read has none.
-type Stamp = Option<(SystemTime, u64)>;
+/// What identifies one version of a file: its bytes, since a renewed certificate can have the
+/// same length and, on a file system with coarse timestamps, the same mtime as the one it
+/// replaces. A file that cannot be read has none.
+type Stamp = Option<Vec<u8>>;
 
 fn stamps(paths: &[PathBuf]) -> Vec<Stamp> {
-    paths
-        .iter()
-        .map(|p| {
-            // Follows symlinks: a Kubernetes Secret volume swaps a `..data` link.
-            std::fs::metadata(p)
-                .ok()
-                .and_then(|m| Some((m.modified().ok()?, m.len())))
-        })
-        .collect()
+    // Follows symlinks: a Kubernetes Secret volume swaps a `..data` link.
+    paths.iter().map(|p| std::fs::read(p).ok()).collect()
 }
 
 type Build<T> = Box<dyn Fn() -> Result<T, TlsError> + Send + Sync>;
