@@ -114,13 +114,23 @@ impl Clock {
     /// Waits until `deadline` on this clock, a deadline the virtual clock may jump to (the
     /// test service's `Sleep`, a schedule's next time). The hold it returns keeps virtual time
     /// from moving on until the work due at `deadline` is done.
-    pub async fn sleep_until(&self, deadline: Nanos) -> ClockHold {
-        match self {
-            Clock::Wall => {
-                tokio::time::sleep(self.wall_wait(deadline)).await;
-                ClockHold(None)
+    ///
+    /// The deadline is known to the virtual clock from this call on, not from the first poll:
+    /// a caller may release its own hold as soon as it has the future, and no jump passes
+    /// over the deadline in between.
+    pub fn sleep_until(&self, deadline: Nanos) -> impl Future<Output = ClockHold> + Send + 'static {
+        let wait = match self {
+            Clock::Wall => Err(self.wall_wait(deadline)),
+            Clock::Virtual(v) => Ok(v.clone().sleep_until(deadline)),
+        };
+        async move {
+            match wait {
+                Err(wall) => {
+                    tokio::time::sleep(wall).await;
+                    ClockHold(None)
+                }
+                Ok(virtual_wait) => virtual_wait.await,
             }
-            Clock::Virtual(v) => v.sleep_until(deadline).await,
         }
     }
 }
@@ -162,9 +172,9 @@ impl Drop for HoldGuard {
 }
 
 /// Removes a sleeper whose wait was given up.
-struct Forget<'a>(&'a VirtualClock, (Nanos, u64));
+struct Forget(Arc<VirtualClock>, (Nanos, u64));
 
-impl Drop for Forget<'_> {
+impl Drop for Forget {
     fn drop(&mut self) {
         self.0.state().sleepers.remove(&self.1);
     }
@@ -268,15 +278,21 @@ impl VirtualClock {
 
     /// Resolves once virtual time reaches `deadline`, holding the clock for the work that
     /// follows (see [`Clock::sleep_until`]).
-    pub async fn sleep_until(&self, deadline: Nanos) -> ClockHold {
+    pub fn sleep_until(
+        self: Arc<Self>,
+        deadline: Nanos,
+    ) -> impl Future<Output = ClockHold> + Send + 'static {
         let (key, woken) = self.add_sleeper(&mut self.state(), deadline, false);
         self.changed.notify_one();
         // A wait given up (a schedule changed meanwhile) leaves no deadline to jump to.
         let forget = Forget(self, key);
-        // Dropped unanswered only if the pump stopped (shutdown); the wait ends either way.
-        let hold = woken.await.unwrap_or(ClockHold(None));
-        std::mem::forget(forget);
-        hold
+        async move {
+            // Dropped unanswered only if the pump stopped (shutdown); the wait ends either way.
+            let hold = woken.await.unwrap_or(ClockHold(None));
+            // Already removed by the pump that woke it.
+            drop(forget);
+            hold
+        }
     }
 
     /// Unlocks time skipping and waits until `deadline`, locked again when it returns

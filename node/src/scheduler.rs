@@ -24,6 +24,7 @@ use temporalio_protos::temporal::api::{
 use tokio::sync::Notify;
 
 use crate::{
+    clock::ClockHold,
     engine::Engine,
     error::{ApiError, ApiResult},
     leader::{Fence, ShardLeader},
@@ -42,7 +43,31 @@ pub struct Scheduler {
 
 struct Armed {
     leader: ShardLeader,
-    wake: Arc<Notify>,
+    wake: Arc<Wake>,
+}
+
+/// Tells a schedule's task to read its record again. On a time-skipping clock each wake
+/// carries a hold, released only once the task waits on its next time again: a change (a new
+/// schedule, a recorded action) is never jumped over between its commit and that wait.
+#[derive(Default)]
+struct Wake {
+    notify: Notify,
+    holds: std::sync::Mutex<Vec<ClockHold>>,
+}
+
+impl Wake {
+    fn wake(&self, hold: ClockHold) {
+        self.holds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(hold);
+        self.notify.notify_one();
+    }
+
+    /// The holds of the wakes so far; the task keeps them until it waits again.
+    fn take_holds(&self) -> Vec<ClockHold> {
+        std::mem::take(&mut *self.holds.lock().unwrap_or_else(|e| e.into_inner()))
+    }
 }
 
 impl Engine {
@@ -86,11 +111,13 @@ impl Engine {
             .armed
             .lock()
             .unwrap_or_else(|e| e.into_inner());
+        let hold = self.clock().hold();
         if let Some(task) = armed.get(&key).filter(|a| a.leader.is_current()) {
-            task.wake.notify_one();
+            task.wake.wake(hold);
             return;
         }
-        let wake = Arc::new(Notify::new());
+        let wake = Arc::new(Wake::default());
+        wake.wake(hold);
         armed.insert(
             key.clone(),
             Armed {
@@ -127,9 +154,10 @@ impl Engine {
     }
 }
 
-async fn run(engine: Engine, key: (String, String), notify: Arc<Notify>, fence: Fence) {
+async fn run(engine: Engine, key: (String, String), wake: Arc<Wake>, fence: Fence) {
     let (namespace_id, schedule_id) = (&key.0, &key.1);
     loop {
+        let woken_by = wake.take_holds();
         let record = {
             let mut armed = engine
                 .scheduler()
@@ -155,13 +183,16 @@ async fn run(engine: Engine, key: (String, String), notify: Arc<Notify>, fence: 
         let next = schedules::next_times(record.schedule.spec.as_ref(), record.processed_until, 1);
         let Some(&nominal) = next.first().filter(|_| !record.paused()) else {
             // Paused, or the spec has no more times: wait for a change.
-            notify.notified().await;
+            drop(woken_by);
+            wake.notify.notified().await;
             continue;
         };
         // A time-skipping clock may jump to the nominal time; it waits for the action.
+        let next_time = engine.clock().sleep_until(nominal);
+        drop(woken_by);
         let _firing = tokio::select! {
-            hold = engine.clock().sleep_until(nominal) => hold,
-            _ = notify.notified() => continue,
+            hold = next_time => hold,
+            _ = wake.notify.notified() => continue,
         };
         if let Err(e) = fire(&engine, &record, nominal, fence).await {
             tracing::warn!(schedule_id, error = %e, "schedule action failed; retrying");

@@ -83,7 +83,7 @@ impl test_service_server::TestService for TestService {
         request: Request<pb::SleepRequest>,
     ) -> Result<Response<pb::SleepResponse>, Status> {
         let deadline = self.clock.now() + from_duration(request.into_inner().duration.as_ref());
-        drop(self.clock.sleep_until(deadline).await);
+        drop(self.clock.clone().sleep_until(deadline).await);
         Ok(Response::new(pb::SleepResponse {}))
     }
 
@@ -96,7 +96,7 @@ impl test_service_server::TestService for TestService {
                 "SleepUntil needs a timestamp".into(),
             )));
         };
-        drop(self.clock.sleep_until(from_timestamp(&at)).await);
+        drop(self.clock.clone().sleep_until(from_timestamp(&at)).await);
         Ok(Response::new(pb::SleepResponse {}))
     }
 
