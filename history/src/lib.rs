@@ -39,11 +39,15 @@
 //! - [`outbox`]: tasks waiting to reach their task queue or another shard.
 //! - [`schedules`]: stored schedules and the times their specs ask for.
 //! - [`visibility`]: the per-run index record and the List/Count query language.
+//! - [`tokens`]: task and history page tokens, decoded from whatever a client sends back.
+//! - `fuzzing` (tests and the `fuzzing` feature only): fuzz targets over all of the above.
 
 pub mod api;
 pub mod describe;
 pub mod error;
 pub mod events;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod keys;
 pub mod limits;
 pub mod mutable_state;
@@ -54,6 +58,7 @@ pub mod schedules;
 pub mod store;
 pub mod tasks;
 pub mod time;
+pub mod tokens;
 mod transition;
 pub mod visibility;
 

@@ -144,7 +144,7 @@ impl ActivityInfo {
     /// Deadline after which no further attempt may start (schedule-to-close), if any.
     pub fn expiration_time(&self) -> Option<Nanos> {
         (self.schedule_to_close_timeout > 0)
-            .then(|| self.first_scheduled_time + self.schedule_to_close_timeout)
+            .then(|| self.first_scheduled_time.saturating_add(self.schedule_to_close_timeout))
     }
 }
 

@@ -284,7 +284,7 @@ pub fn next_times(spec: Option<&ScheduleSpec>, after: Nanos, n: usize) -> Vec<Na
         .as_ref()
         .map(from_timestamp)
         .unwrap_or(Nanos::MAX);
-    let after = after.max(start - 1);
+    let after = after.max(start.saturating_sub(1));
     let mut times: Vec<Nanos> = Vec::new();
     for interval in &spec.interval {
         let every = from_duration(interval.interval.as_ref());
@@ -292,8 +292,11 @@ pub fn next_times(spec: Option<&ScheduleSpec>, after: Nanos, n: usize) -> Vec<Na
         if every <= 0 {
             continue;
         }
+        // Wide, so a phase or interval near the ends of time cannot overflow; times past
+        // them do not exist.
+        let (after, phase, every) = (i128::from(after), i128::from(phase), i128::from(every));
         let k = (after - phase).div_euclid(every) + 1;
-        times.extend((0..n as i64).map(|i| phase + (k + i) * every));
+        times.extend((0..n as i128).map_while(|i| Nanos::try_from(phase + (k + i) * every).ok()));
     }
     let calendars = spec
         .cron_string
@@ -421,7 +424,11 @@ impl Calendar {
                         for second in set(self.seconds, 59) {
                             let t = day * 86_400 + hour * 3600 + minute * 60 + second;
                             if t >= first && out.len() < n {
-                                out.push(t * SECOND);
+                                let Some(t) = t.checked_mul(SECOND) else {
+                                    // Past the end of time.
+                                    return out;
+                                };
+                                out.push(t);
                             }
                         }
                     }
@@ -448,7 +455,7 @@ fn range_bits(r: &Range, min: i32, max: i32) -> u64 {
 
 fn in_range(r: &Range, v: i32) -> bool {
     let end = if r.end < r.start { r.start } else { r.end };
-    v >= r.start && v <= end && (v - r.start) % r.step.max(1) == 0
+    v >= r.start && v <= end && (i64::from(v) - i64::from(r.start)) % i64::from(r.step.max(1)) == 0
 }
 
 /// Runs of consecutive allowed values as ranges (a single value: start only, as Go omits 0s).
@@ -520,6 +527,43 @@ mod tests {
 
     fn at(y: i64, m: i64, d: i64, h: i64, min: i64) -> Nanos {
         (days_from_civil(y, m, d) * 86_400 + h * 3600 + min * 60) * SECOND
+    }
+
+    /// Found by the `requests` fuzz target: an interval, phase, start or year range at the
+    /// ends of time overflowed instead of giving no times.
+    #[test]
+    fn specs_at_the_ends_of_time_give_no_time_rather_than_overflow() {
+        let huge = prost_types::Duration {
+            seconds: i64::MAX,
+            nanos: 0,
+        };
+        let spec = ScheduleSpec {
+            interval: vec![IntervalSpec {
+                interval: Some(huge),
+                phase: Some(prost_types::Duration {
+                    seconds: i64::MIN,
+                    nanos: 0,
+                }),
+            }],
+            cron_string: vec!["* * * * *".into()],
+            structured_calendar: vec![StructuredCalendarSpec {
+                year: vec![Range {
+                    start: i32::MIN,
+                    end: i32::MAX,
+                    step: i32::MAX,
+                }],
+                ..Default::default()
+            }],
+            start_time: Some(prost_types::Timestamp {
+                seconds: i64::MIN,
+                nanos: 0,
+            }),
+            ..Default::default()
+        };
+        for after in [i64::MIN, -1, 0, at(2026, 1, 1, 0, 0), i64::MAX - 1, i64::MAX] {
+            let times = next_times(Some(&spec), after, 3);
+            assert!(times.iter().all(|t| *t > after), "{times:?} after {after}");
+        }
     }
 
     #[test]

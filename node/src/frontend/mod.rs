@@ -12,7 +12,6 @@ mod queries;
 mod rate_limit;
 mod schedules;
 mod search_attributes;
-mod token;
 mod visibility;
 mod workflows;
 

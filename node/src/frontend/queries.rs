@@ -5,7 +5,7 @@
 use std::{
     collections::HashMap,
     sync::{
-        Mutex,
+        Mutex, MutexGuard,
         atomic::{AtomicU64, Ordering},
     },
 };
@@ -29,45 +29,35 @@ struct PendingQuery {
 }
 
 impl QueryRegistry {
+    /// No section under this lock panics; a poisoned lock is as good as any.
+    fn pending(&self) -> MutexGuard<'_, HashMap<u64, PendingQuery>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub fn register(
         &self,
         query: WorkflowQuery,
     ) -> (u64, oneshot::Receiver<RespondQueryTaskCompletedRequest>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let (reply, rx) = oneshot::channel();
-        self.pending
-            .lock()
-            .expect("query registry lock")
-            .insert(id, PendingQuery { query, reply });
+        self.pending().insert(id, PendingQuery { query, reply });
         (id, rx)
     }
 
     /// The query a task carries, if its caller is still waiting.
     pub fn query(&self, id: u64) -> Option<WorkflowQuery> {
-        self.pending
-            .lock()
-            .expect("query registry lock")
-            .get(&id)
-            .map(|p| p.query.clone())
+        self.pending().get(&id).map(|p| p.query.clone())
     }
 
     /// Delivers a worker's answer; false when nobody waits any more (timed out).
     pub fn answer(&self, id: u64, answer: RespondQueryTaskCompletedRequest) -> bool {
-        match self
-            .pending
-            .lock()
-            .expect("query registry lock")
-            .remove(&id)
-        {
+        match self.pending().remove(&id) {
             Some(pending) => pending.reply.send(answer).is_ok(),
             None => false,
         }
     }
 
     pub fn forget(&self, id: u64) {
-        self.pending
-            .lock()
-            .expect("query registry lock")
-            .remove(&id);
+        self.pending().remove(&id);
     }
 }

@@ -28,6 +28,7 @@ use dura_history::{
     store,
     tasks::TaskQueueRef,
     time::{from_duration, from_timestamp, to_duration, to_timestamp},
+    tokens::{TaskToken, decode_event_cursor, encode_event_cursor},
 };
 use dura_matching::{Polled, TaskKind, TaskQueueKey};
 use dura_raft_store::GroupId;
@@ -48,7 +49,7 @@ use temporalio_protos::temporal::api::{
 };
 use tokio::time::Instant;
 
-use super::{limits::ActivityReport, queries::QueryRegistry, search_attributes, token::TaskToken};
+use super::{limits::ActivityReport, queries::QueryRegistry, search_attributes};
 use crate::{
     engine::{Engine, QueuedTask, TaskOrigin},
     error::{ApiError, ApiResult},
@@ -1407,7 +1408,7 @@ impl Workflows {
             }),
             next_page_token: page
                 .next_cursor
-                .map(|c| c.to_be_bytes().to_vec())
+                .map(encode_event_cursor)
                 .unwrap_or_default(),
         })
     }
@@ -1505,24 +1506,13 @@ fn sets_search_attributes(
     }
 }
 
-/// History page tokens are the event id to continue at.
-fn decode_event_cursor(token: &[u8]) -> ApiResult<Option<i64>> {
-    if token.is_empty() {
-        return Ok(None);
-    }
-    let bytes: [u8; 8] = token
-        .try_into()
-        .map_err(|_| ApiError::InvalidArgument("Invalid NextPageToken.".into()))?;
-    Ok(Some(i64::from_be_bytes(bytes)))
-}
-
 fn history_response(
     events: Vec<temporalio_protos::temporal::api::history::v1::HistoryEvent>,
     next: Option<i64>,
 ) -> pb::GetWorkflowExecutionHistoryResponse {
     pb::GetWorkflowExecutionHistoryResponse {
         history: Some(History { events }),
-        next_page_token: next.map(|n| n.to_be_bytes().to_vec()).unwrap_or_default(),
+        next_page_token: next.map(encode_event_cursor).unwrap_or_default(),
         ..Default::default()
     }
 }

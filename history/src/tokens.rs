@@ -1,11 +1,13 @@
-//! Task tokens: opaque to workers, they name the run and the exact task instance, so a stale
-//! or replayed completion is recognised by the state machine and rejected.
+//! Tokens handed to clients and workers and sent back by them: opaque to them, so whatever
+//! bytes come back are decoded defensively and refused as `INVALID_ARGUMENT`.
+//!
+//! Task tokens name the run and the exact task instance, so a stale or replayed completion is
+//! recognised by the state machine and rejected.
 
 use dura_codec::{Kind, Persisted};
-use dura_history::keys::RunKey;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ApiError, ApiResult};
+use crate::{HistoryError, keys::RunKey};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TaskToken {
@@ -38,15 +40,32 @@ impl Persisted for TaskToken {
 }
 
 impl TaskToken {
-    pub fn parse(bytes: &[u8]) -> ApiResult<Self> {
+    pub fn parse(bytes: &[u8]) -> Result<Self, HistoryError> {
         if bytes.is_empty() {
-            return Err(ApiError::InvalidArgument(
+            return Err(HistoryError::InvalidArgument(
                 "Task token not set on request.".into(),
             ));
         }
         Self::decode(bytes)
-            .map_err(|_| ApiError::InvalidArgument("Error deserializing task token.".into()))
+            .map_err(|_| HistoryError::InvalidArgument("Error deserializing task token.".into()))
     }
+}
+
+/// A GetWorkflowExecutionHistory page token: the event id the next page starts at (reading
+/// forward) or ends before (in reverse).
+pub fn encode_event_cursor(event_id: i64) -> Vec<u8> {
+    event_id.to_be_bytes().to_vec()
+}
+
+/// None for an empty token (the first page).
+pub fn decode_event_cursor(token: &[u8]) -> Result<Option<i64>, HistoryError> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let bytes: [u8; 8] = token
+        .try_into()
+        .map_err(|_| HistoryError::InvalidArgument("Invalid NextPageToken.".into()))?;
+    Ok(Some(i64::from_be_bytes(bytes)))
 }
 
 #[cfg(test)]
@@ -64,5 +83,10 @@ mod tests {
         assert_eq!(TaskToken::parse(&token.encode()).unwrap(), token);
         assert!(TaskToken::parse(b"\xff\xff").is_err());
         assert!(TaskToken::parse(b"").is_err());
+        assert_eq!(
+            decode_event_cursor(&encode_event_cursor(7)).unwrap(),
+            Some(7)
+        );
+        assert!(decode_event_cursor(b"\x01").is_err());
     }
 }
