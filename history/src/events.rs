@@ -85,6 +85,19 @@ pub fn event_type_of(attrs: &Attributes) -> EventType {
     }
 }
 
+/// An event that closes a run: nothing may follow it in the run's history.
+pub fn is_close_event(t: EventType) -> bool {
+    matches!(
+        t,
+        EventType::WorkflowExecutionCompleted
+            | EventType::WorkflowExecutionFailed
+            | EventType::WorkflowExecutionTimedOut
+            | EventType::WorkflowExecutionTerminated
+            | EventType::WorkflowExecutionCanceled
+            | EventType::WorkflowExecutionContinuedAsNew
+    )
+}
+
 /// Whether an event that arrives while a workflow task is started waits in the buffer.
 ///
 /// Mirrors the real server's history builder: workflow-task events, close events and events

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use temporalio_protos::temporal::api::{
     command::v1::ContinueAsNewWorkflowExecutionCommandAttributes,
-    enums::v1::{EventType, WorkflowTaskFailedCause},
+    enums::v1::WorkflowTaskFailedCause,
     failure::v1::Failure,
     history::v1::{
         HistoryEvent, WorkflowTaskFailedEventAttributes, WorkflowTaskScheduledEventAttributes,
@@ -15,7 +15,7 @@ use temporalio_protos::temporal::api::{
 
 use crate::{
     error::{HistoryError, Result},
-    events::{event_type_of, is_bufferable, is_reordered_completion, new_event},
+    events::{event_type_of, is_bufferable, is_close_event, is_reordered_completion, new_event},
     mutable_state::{MutableState, WorkflowStatus, WorkflowTaskInfo},
     tasks::{
         ActivityTaskDispatch, Task, TimerKind, TimerTask, WorkflowTaskDispatch,
@@ -296,15 +296,7 @@ impl Tx {
 
     /// Appends a close event and retires everything that was pending on the run.
     pub fn close(&mut self, status: WorkflowStatus, attrs: Attributes) -> i64 {
-        debug_assert!(matches!(
-            event_type_of(&attrs),
-            EventType::WorkflowExecutionCompleted
-                | EventType::WorkflowExecutionFailed
-                | EventType::WorkflowExecutionTimedOut
-                | EventType::WorkflowExecutionTerminated
-                | EventType::WorkflowExecutionCanceled
-                | EventType::WorkflowExecutionContinuedAsNew
-        ));
+        debug_assert!(is_close_event(event_type_of(&attrs)));
         let id = self.append(new_event(self.now, attrs));
         self.ms.status = status;
         self.ms.close_time = self.now;

@@ -50,6 +50,7 @@ use crate::{
             WorkflowTaskToken,
         },
     },
+    events::is_close_event,
     limits::{Limit, Limits},
     tasks::{Task, TaskQueueRef, TimerKind, TimerTask},
     time::{Nanos, SECOND, to_duration},
@@ -323,7 +324,7 @@ fn check_state(ms: &MutableState, history: &[HistoryEvent]) {
         );
         let closed_by = event(ms.completion_event_id);
         assert!(
-            closed_by.is_some_and(is_close),
+            closed_by.is_some_and(is_close_event),
             "the completion event {} is {closed_by:?}",
             ms.completion_event_id
         );
@@ -782,18 +783,6 @@ fn type_of(attributes: &CA) -> CommandType {
         }
         _ => CommandType::Unspecified,
     }
-}
-
-fn is_close(t: EventType) -> bool {
-    matches!(
-        t,
-        EventType::WorkflowExecutionCompleted
-            | EventType::WorkflowExecutionFailed
-            | EventType::WorkflowExecutionCanceled
-            | EventType::WorkflowExecutionTerminated
-            | EventType::WorkflowExecutionTimedOut
-            | EventType::WorkflowExecutionContinuedAsNew
-    )
 }
 
 fn any(type_name: &str, message: &impl prost::Message) -> Any {
