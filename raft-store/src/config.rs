@@ -17,6 +17,9 @@ pub(crate) const HEARTBEAT_INTERVAL_MS: u64 = 50;
 pub(crate) const ELECTION_TIMEOUT_MIN_MS: u64 = 150;
 /// Upper bound of the randomized election timeout.
 pub(crate) const ELECTION_TIMEOUT_MAX_MS: u64 = 300;
+/// How long a leader waits for a quorum to confirm its leadership before a linearizable read
+/// fails: many heartbeat rounds, so only a leader really cut off from its quorum fails one.
+pub(crate) const READ_QUORUM_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 /// Log entries already covered by a snapshot that are kept (not purged) so that a slightly
 /// lagging follower can still be caught up from the log instead of a full snapshot.
 pub(crate) const MAX_IN_SNAPSHOT_LOG_TO_KEEP: u64 = 32;

@@ -51,6 +51,7 @@ use tonic::transport::Channel;
 use crate::GroupId;
 use crate::ProposeError;
 use crate::RaftStore;
+use crate::config::READ_QUORUM_WAIT;
 use crate::faults::FaultRules;
 use crate::faults::Faults;
 use crate::peer_batch::BatchStats;
@@ -311,7 +312,9 @@ impl PeerService {
             .admit(request.from, &request.cluster)?;
         // Requests of this node's store rather than of openraft: their outcome travels back.
         let outcome = if request.rpc == Rpc::ReadIndex as u32 {
-            Some(encode(&Outcome::of(self.store.read_index(group).await)))
+            Some(encode(&Outcome::of(
+                self.store.read_index(group, READ_QUORUM_WAIT).await,
+            )))
         } else if request.rpc == Rpc::TakeLeadership as u32 {
             let timeout: std::time::Duration = decode(&request.body)?;
             Some(encode(&Outcome::of(
@@ -469,7 +472,10 @@ impl RaftStore {
                 self.ask(node, group, Rpc::ReadIndex, Vec::new(), timeout)
                     .await?
             }
-            _ => self.read_index(group).await?,
+            _ => {
+                self.read_index(group, timeout.min(READ_QUORUM_WAIT))
+                    .await?
+            }
         };
         raft.wait(Some(timeout))
             .applied_index_at_least(index, "read barrier")
@@ -564,13 +570,22 @@ impl RaftStore {
         outcome.into_result(group)
     }
 
-    /// On the leader: the index a linearizable read must see applied, once leadership is
-    /// confirmed by a quorum.
-    async fn read_index(&self, group: GroupId) -> Result<Option<u64>, ProposeError> {
+    /// On the leader: the index a linearizable read must see applied, once a quorum has
+    /// answered a heartbeat sent after the call, waiting up to `wait` for that answer.
+    async fn read_index(
+        &self,
+        group: GroupId,
+        wait: std::time::Duration,
+    ) -> Result<Option<u64>, ProposeError> {
         let raft = self
             .raft_of(group)
             .ok_or(ProposeError::UnknownGroup(group))?;
-        match raft.get_read_log_id(openraft::ReadPolicy::ReadIndex).await {
+        // openraft's ReadIndex waits one leader lease (an election timeout) for the quorum's
+        // answer; a loaded node's round trip can take longer, and failing then would answer
+        // UNAVAILABLE from a healthy cluster.
+        let fresh_quorum = openraft::LinearizerOption::new(Some(std::time::Duration::ZERO), true)
+            .with_wait_timeout(wait);
+        match raft.get_read_log_id(fresh_quorum).await {
             Ok((read_log_id, _)) => Ok(Some(read_log_id.log_id().index())),
             Err(openraft::errors::RaftError::APIError(
                 openraft::errors::LinearizableReadError::ForwardToLeader(f),
