@@ -192,7 +192,9 @@ fn split(kind: Kind, bytes: &[u8]) -> Result<(u8, &[u8]), CodecError> {
     }
 }
 
-fn payload_of<T: DeserializeOwned>(kind: Kind, payload: &[u8]) -> Result<T, CodecError> {
+/// Decodes the bare payload of a value of `kind` (what follows the envelope): for a
+/// [`Persisted::decode_older`] that rebuilds an older version's payload into the current shape.
+pub fn payload_of<T: DeserializeOwned>(kind: Kind, payload: &[u8]) -> Result<T, CodecError> {
     bincode::deserialize(payload).map_err(|e| CodecError::Malformed {
         kind,
         reason: e.to_string(),

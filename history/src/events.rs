@@ -81,6 +81,24 @@ pub fn event_type_of(attrs: &Attributes) -> EventType {
         A::WorkflowExecutionUpdateCompletedEventAttributes(_) => {
             EventType::WorkflowExecutionUpdateCompleted
         }
+        A::SignalExternalWorkflowExecutionInitiatedEventAttributes(_) => {
+            EventType::SignalExternalWorkflowExecutionInitiated
+        }
+        A::SignalExternalWorkflowExecutionFailedEventAttributes(_) => {
+            EventType::SignalExternalWorkflowExecutionFailed
+        }
+        A::ExternalWorkflowExecutionSignaledEventAttributes(_) => {
+            EventType::ExternalWorkflowExecutionSignaled
+        }
+        A::RequestCancelExternalWorkflowExecutionInitiatedEventAttributes(_) => {
+            EventType::RequestCancelExternalWorkflowExecutionInitiated
+        }
+        A::RequestCancelExternalWorkflowExecutionFailedEventAttributes(_) => {
+            EventType::RequestCancelExternalWorkflowExecutionFailed
+        }
+        A::ExternalWorkflowExecutionCancelRequestedEventAttributes(_) => {
+            EventType::ExternalWorkflowExecutionCancelRequested
+        }
         _ => EventType::Unspecified,
     }
 }
@@ -125,6 +143,8 @@ pub fn is_bufferable(t: EventType) -> bool {
             | EventType::TimerCanceled
             | EventType::MarkerRecorded
             | EventType::StartChildWorkflowExecutionInitiated
+            | EventType::SignalExternalWorkflowExecutionInitiated
+            | EventType::RequestCancelExternalWorkflowExecutionInitiated
             | EventType::WorkflowExecutionUpdateAccepted
             | EventType::WorkflowExecutionUpdateCompleted
             | EventType::UpsertWorkflowSearchAttributes

@@ -121,6 +121,12 @@ impl Limit {
 pub struct Limits {
     preset: Preset,
     overrides: BTreeMap<String, u64>,
+    /// Commands acting on other workflows (signal, cancel) fail the workflow task as
+    /// unsupported. Not logged with the values: the log entry's version says it (see
+    /// `node::shard::entry`), since their tasks and reports are new requests that a replica
+    /// of an earlier build could not apply.
+    #[serde(skip)]
+    external_commands_refused: bool,
 }
 
 /// A set of limits at fixed values. The numbers are part of the log format: a later build
@@ -139,13 +145,23 @@ impl Limits {
     pub fn temporal() -> Limits {
         Limits {
             preset: Preset::Temporal1,
-            overrides: BTreeMap::new(),
+            ..Limits::default()
         }
     }
 
     /// No limit enforced: what a request logged without limits is held to.
     pub fn none() -> Limits {
         Limits::default()
+    }
+
+    /// These limits, with commands acting on other workflows refused.
+    pub fn refusing_external_commands(mut self) -> Limits {
+        self.external_commands_refused = true;
+        self
+    }
+
+    pub fn external_commands_refused(&self) -> bool {
+        self.external_commands_refused
     }
 
     pub fn set(&mut self, limit: Limit, value: u64) {

@@ -143,8 +143,10 @@ impl ActivityInfo {
 
     /// Deadline after which no further attempt may start (schedule-to-close), if any.
     pub fn expiration_time(&self) -> Option<Nanos> {
-        (self.schedule_to_close_timeout > 0)
-            .then(|| self.first_scheduled_time.saturating_add(self.schedule_to_close_timeout))
+        (self.schedule_to_close_timeout > 0).then(|| {
+            self.first_scheduled_time
+                .saturating_add(self.schedule_to_close_timeout)
+        })
     }
 }
 
@@ -264,6 +266,26 @@ pub struct MutableState {
     pub cancel_request_id: String,
     /// Id of the event that closed the run (0 while running).
     pub completion_event_id: i64,
+
+    // Version 2 of the encoding: these two stay last (see `store`'s `Persisted` impl).
+    /// Signals to other workflows not yet delivered, keyed by initiated event id.
+    pub signals_external: BTreeMap<i64, ExternalTarget>,
+    /// Cancellation requests to other workflows not yet delivered, keyed by initiated event id.
+    pub cancels_external: BTreeMap<i64, ExternalTarget>,
+}
+
+/// The workflow a SignalExternal or RequestCancelExternal command names, as its outcome
+/// event repeats it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExternalTarget {
+    pub namespace: String,
+    pub namespace_id: String,
+    pub workflow_id: String,
+    /// Empty: whatever run is current when it is delivered.
+    pub run_id: String,
+    pub control: String,
+    /// The target must be a child of this run.
+    pub child_workflow_only: bool,
 }
 
 impl MutableState {
@@ -298,12 +320,15 @@ impl MutableState {
     /// Whether the server owes the run work that a time-skipping clock must wait for before
     /// it jumps (Temporal's Java test server locks time skipping for the same things): a
     /// workflow task scheduled or running, an activity scheduled or running (not one waiting
-    /// out its retry backoff), a child whose start is in flight.
+    /// out its retry backoff), a child whose start is in flight, a signal or cancellation
+    /// request to another workflow not yet delivered.
     pub fn owes_work(&self) -> bool {
         self.is_running()
             && (self.workflow_task.is_some()
                 || self.activities.values().any(|a| !a.retry_backoff)
-                || self.children.values().any(|c| !c.is_started()))
+                || self.children.values().any(|c| !c.is_started())
+                || !self.signals_external.is_empty()
+                || !self.cancels_external.is_empty())
     }
 
     /// Number of events in history.

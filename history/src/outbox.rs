@@ -31,6 +31,8 @@ pub enum OutboxKind {
     StartChild,
     NotifyParent,
     ParentClosePolicy,
+    SignalExternal,
+    CancelExternal,
 }
 
 impl OutboxKind {
@@ -41,11 +43,14 @@ impl OutboxKind {
             OutboxKind::StartChild => b'c',
             OutboxKind::NotifyParent => b'n',
             OutboxKind::ParentClosePolicy => b'p',
+            OutboxKind::SignalExternal => b's',
+            OutboxKind::CancelExternal => b'x',
         }
     }
 }
 
-/// A task waiting to reach its task queue (or, for child workflows, the other shard).
+/// A task waiting to reach its task queue (or, for child workflows and signals or cancels of
+/// other workflows, the other shard).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutboxRecord {
     pub run: RunKey,
@@ -85,6 +90,12 @@ impl OutboxEntry {
             } => (OutboxKind::NotifyParent, *completion_event_id, 0, 0),
             Task::ParentClosePolicy(p) => {
                 (OutboxKind::ParentClosePolicy, p.initiated_event_id, 0, 0)
+            }
+            Task::SignalExternal { initiated_event_id } => {
+                (OutboxKind::SignalExternal, *initiated_event_id, 0, 0)
+            }
+            Task::CancelExternal { initiated_event_id } => {
+                (OutboxKind::CancelExternal, *initiated_event_id, 0, 0)
             }
             Task::Timer(_) => return None,
         };

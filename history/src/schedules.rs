@@ -560,7 +560,14 @@ mod tests {
             }),
             ..Default::default()
         };
-        for after in [i64::MIN, -1, 0, at(2026, 1, 1, 0, 0), i64::MAX - 1, i64::MAX] {
+        for after in [
+            i64::MIN,
+            -1,
+            0,
+            at(2026, 1, 1, 0, 0),
+            i64::MAX - 1,
+            i64::MAX,
+        ] {
             let times = next_times(Some(&spec), after, 3);
             assert!(times.iter().all(|t| *t > after), "{times:?} after {after}");
         }

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use dura_codec::{Kind, Persisted};
+use dura_codec::{CodecError, Kind, Persisted};
 use prost::Message;
 use serde::{Deserialize, Serialize};
 use temporalio_protos::temporal::api::history::v1::{HistoryEvent, history_event::Attributes};
@@ -13,6 +13,7 @@ use temporalio_protos::temporal::api::history::v1::{HistoryEvent, history_event:
 use crate::{
     api::{
         self, RunReply, RunRequest,
+        external::ExternalKind,
         signal::SignalRequest,
         start::{NewRun, StartOutcome, StartWorkflowRequest},
     },
@@ -254,6 +255,13 @@ pub fn apply_to_run(
         }
         RunRequest::ChildStarted(r) => Some((OutboxKind::StartChild, r.initiated_event_id)),
         RunRequest::ChildStartFailed(r) => Some((OutboxKind::StartChild, r.initiated_event_id)),
+        RunRequest::ExternalReported(r) => Some((
+            match r.kind {
+                ExternalKind::Signal => OutboxKind::SignalExternal,
+                ExternalKind::Cancel => OutboxKind::CancelExternal,
+            },
+            r.initiated_event_id,
+        )),
         _ => None,
     };
     let t = api::apply(&mut ms, req, limits)?;
@@ -365,6 +373,40 @@ impl Persisted for CurrentExecution {
     const KIND: Kind = Kind::CurrentExecution;
 }
 
+/// Version 2 added `signals_external` and `cancels_external`, the last fields. bincode writes
+/// a struct's fields in order with nothing after them, and an empty map as its length (8 zero
+/// bytes), so version 1 is version 2 without its last [`V1_TRAILER`] bytes when both are
+/// empty. A run that never used the commands behind them is written as version 1, which every
+/// earlier build reads (a snapshot may carry it to one); only a run that used them — which a
+/// node proposes once every member reads version 3 log entries (`node::shard::entry`), and
+/// with them this encoding — is written as version 2.
 impl Persisted for MutableState {
     const KIND: Kind = Kind::MutableState;
+    const VERSION: u8 = 2;
+
+    fn decode_older(version: u8, payload: &[u8]) -> std::result::Result<Self, CodecError> {
+        // 0: bare bincode from before envelopes, of the version-1 shape.
+        if version > 1 {
+            return Err(CodecError::UnreadableVersion {
+                kind: Self::KIND,
+                version,
+            });
+        }
+        let mut upgraded = Vec::with_capacity(payload.len() + V1_TRAILER);
+        upgraded.extend_from_slice(payload);
+        upgraded.extend_from_slice(&[0; V1_TRAILER]);
+        dura_codec::payload_of(Self::KIND, &upgraded)
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        if !self.signals_external.is_empty() || !self.cancels_external.is_empty() {
+            return dura_codec::encode_as(Self::KIND, Self::VERSION, self);
+        }
+        let mut v1 = dura_codec::encode_as(Self::KIND, 1, self);
+        v1.truncate(v1.len() - V1_TRAILER);
+        v1
+    }
 }
+
+/// What version 2 of an encoded [`MutableState`] adds after version 1: two empty maps.
+const V1_TRAILER: usize = 2 * std::mem::size_of::<u64>();

@@ -56,6 +56,12 @@ pub enum Task {
     NotifyParent { completion_event_id: i64 },
     /// This run closed: carry out a started child's parent close policy.
     ParentClosePolicy(ParentClosePolicyTask),
+    /// Deliver the signal this run's event `initiated_event_id` initiated, then tell this run
+    /// (`ExternalReported`).
+    SignalExternal { initiated_event_id: i64 },
+    /// Deliver the cancellation request this run's event `initiated_event_id` initiated, then
+    /// tell this run (`ExternalReported`).
+    CancelExternal { initiated_event_id: i64 },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

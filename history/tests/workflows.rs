@@ -552,14 +552,14 @@ fn a_command_this_server_cannot_carry_out_fails_the_task_visibly() {
     let mut h = Harness::new();
     let wt = h.poll_wt();
     let cmd = Command {
-        command_type: CommandType::SignalExternalWorkflowExecution as i32,
-        attributes: Some(CA::SignalExternalWorkflowExecutionCommandAttributes(
+        command_type: CommandType::ScheduleNexusOperation as i32,
+        attributes: Some(CA::ScheduleNexusOperationCommandAttributes(
             Default::default(),
         )),
         ..Default::default()
     };
     let reply = h.complete_wt(&wt, vec![start_timer("t", 10), cmd]).unwrap();
-    let message = "FeatureDisabled: SignalExternalWorkflowExecution commands are not supported \
+    let message = "FeatureDisabled: ScheduleNexusOperation commands are not supported \
                    by this server (Dura) yet";
     assert_eq!(
         reply.task_failed,

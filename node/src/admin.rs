@@ -119,7 +119,7 @@ impl AdminService {
         }
     }
 
-    /// Lets `engine` write entries with limits once every member says it reads them; until
+    /// Lets `engine` write each log entry version once every member says it reads it; until
     /// `stop`. A member that does not answer is asked again: it may be of an earlier build.
     pub async fn learn_entry_format(
         self,
@@ -128,16 +128,20 @@ impl AdminService {
     ) {
         let me = self.store.node_id();
         loop {
-            let mut all_read = true;
+            let mut all_read = crate::shard::ENTRY_VERSION;
             for (id, peer_address) in self.store.peer_addresses() {
                 if id == me {
                     continue;
                 }
-                let reads = self.view_of(&peer_address).await.map(|v| v.reads_entries);
-                all_read &= reads >= Some(crate::shard::ENTRY_VERSION);
+                // Not answering: ask again, and write what all the others read meanwhile.
+                let reads = self
+                    .view_of(&peer_address)
+                    .await
+                    .map_or(1, |v| v.reads_entries);
+                all_read = all_read.min(reads);
             }
-            if all_read {
-                engine.entry_format().allow_limits();
+            engine.entry_format().allow(all_read);
+            if all_read >= crate::shard::ENTRY_VERSION {
                 return;
             }
             tokio::select! {

@@ -524,7 +524,11 @@ impl Engine {
         let shard = leader.shard;
         if matches!(
             record.task,
-            Task::StartChild { .. } | Task::NotifyParent { .. } | Task::ParentClosePolicy(_)
+            Task::StartChild { .. }
+                | Task::NotifyParent { .. }
+                | Task::ParentClosePolicy(_)
+                | Task::SignalExternal { .. }
+                | Task::CancelExternal { .. }
         ) {
             // A time-skipping clock waits for the transfer (its target's work is noted only
             // once the transfer lands there).

@@ -1,14 +1,17 @@
-//! The child-workflow tasks of the outbox: work one shard's leader does in another shard (or
-//! another workflow of the same shard) on behalf of a committed transition.
+//! The outbox tasks that act on another workflow: work one shard's leader does in another
+//! shard (or another workflow of the same shard) on behalf of a committed transition.
 //!
 //! - `StartChild`: start the child the parent's initiated event describes, then report
 //!   `ChildStarted` (or `ChildStartFailed`) to the parent; that apply removes the record.
 //! - `NotifyParent`: report a closed child's outcome to its parent (`ChildClosed`).
 //! - `ParentClosePolicy`: terminate or cancel a closed parent's child.
+//! - `SignalExternal` / `CancelExternal`: deliver a workflow's signal or cancellation request
+//!   to its target, then report the outcome to the caller (`ExternalReported`), which removes
+//!   the record.
 //!
 //! Each is retried while proposals fail (the outbox record is its only trigger) and is idempotent:
-//! the child start reuses a request id derived from the initiation, and the parent ignores
-//! reports about children it no longer waits for. A report the target refuses as stale
+//! the child start and the deliveries reuse a request id derived from the initiation, and the
+//! caller ignores reports about what it no longer waits for. A report the target refuses as stale
 //! (closed parent, child already gone) ends the task; the record is then acknowledged.
 
 use std::time::Duration;
@@ -20,7 +23,12 @@ use dura_history::{
             ChildClosedRequest, ChildStartFailedRequest, ChildStartedRequest,
             outcome_of_close_event,
         },
+        external::{
+            Caller, CancelFromWorkflowRequest, ExternalKind, ExternalOutcome,
+            ExternalReportRequest, SignalFromWorkflowRequest, delivery_request_id,
+        },
         lifecycle::{RequestCancelRequest, TerminateRequest},
+        signal::SignalRequest,
         start::StartWorkflowRequest,
     },
     keys::RunKey,
@@ -31,7 +39,7 @@ use dura_history::{
     time::from_duration,
 };
 use temporalio_protos::temporal::api::{
-    enums::v1::ParentClosePolicy,
+    enums::v1::{ParentClosePolicy, SignalExternalWorkflowExecutionFailedCause},
     history::v1::{HistoryEvent, history_event::Attributes},
 };
 
@@ -58,6 +66,14 @@ pub async fn run(engine: Engine, fence: Fence, record: OutboxRecord) {
                 completion_event_id,
             } => notify_parent(&engine, fence, &record.run, *completion_event_id).await,
             Task::ParentClosePolicy(task) => parent_close_policy(&engine, fence, task).await,
+            Task::SignalExternal { initiated_event_id }
+            | Task::CancelExternal { initiated_event_id } => {
+                let kind = match record.task {
+                    Task::SignalExternal { .. } => ExternalKind::Signal,
+                    _ => ExternalKind::Cancel,
+                };
+                deliver_external(&engine, fence, &record.run, kind, *initiated_event_id).await
+            }
             _ => Ok(()),
         };
         let workflow_id = &record.run.workflow_id;
@@ -286,6 +302,110 @@ async fn parent_close_policy(
         .execute_run_as(fence, &run, request)
         .await
         .map(|_| ())
+}
+
+/// Delivers the signal or cancellation request the caller's event `initiated_event_id`
+/// initiated, then reports the outcome to the caller (temporalio/temporal
+/// `transferQueueActiveTaskExecutor.processSignalExecution`/`processCancelExecution`).
+async fn deliver_external(
+    engine: &Engine,
+    fence: Fence,
+    caller: &RunKey,
+    kind: ExternalKind,
+    initiated_event_id: i64,
+) -> ApiResult<()> {
+    let (reader, ms) = read_run(engine, caller)?;
+    let pending = match kind {
+        ExternalKind::Signal => ms.signals_external.get(&initiated_event_id),
+        ExternalKind::Cancel => ms.cancels_external.get(&initiated_event_id),
+    };
+    // Reported already, or the caller closed: the real server drops the delivery then.
+    let Some(target) = pending.filter(|_| ms.is_running()).cloned() else {
+        return Ok(());
+    };
+    let now = engine.now();
+    let from = Caller {
+        workflow_id: caller.workflow_id.clone(),
+        run_id: caller.run_id.clone(),
+        initiated_event_id,
+        child_workflow_only: target.child_workflow_only,
+    };
+    let request_id = delivery_request_id(&caller.run_id, kind, initiated_event_id);
+    let delivery = match (
+        kind,
+        read_event(&reader, caller, initiated_event_id)?.attributes,
+    ) {
+        (
+            ExternalKind::Signal,
+            Some(Attributes::SignalExternalWorkflowExecutionInitiatedEventAttributes(a)),
+        ) => RunRequest::SignalFromWorkflow(SignalFromWorkflowRequest {
+            signal: SignalRequest {
+                signal_name: a.signal_name,
+                input: a.input,
+                identity: dura_history::events::HISTORY_SERVICE_IDENTITY.into(),
+                header: a.header,
+                request_id,
+                now,
+            },
+            caller: from,
+        }),
+        (
+            ExternalKind::Cancel,
+            Some(Attributes::RequestCancelExternalWorkflowExecutionInitiatedEventAttributes(a)),
+        ) => RunRequest::CancelFromWorkflow(CancelFromWorkflowRequest {
+            cancel: RequestCancelRequest {
+                reason: a.reason,
+                identity: dura_history::events::HISTORY_SERVICE_IDENTITY.into(),
+                request_id,
+                now,
+            },
+            caller: from,
+        }),
+        _ => {
+            return Err(ApiError::Internal(format!(
+                "event {initiated_event_id} does not initiate a {kind:?} of another workflow"
+            )));
+        }
+    };
+    // A workflow is never its own external target, whatever run the command names.
+    let itself =
+        target.namespace_id == caller.namespace_id && target.workflow_id == caller.workflow_id;
+    let outcome = if itself {
+        not_found()
+    } else {
+        let target_run = RunKey::new(&target.namespace_id, &target.workflow_id, &target.run_id);
+        match engine.execute_run_as(fence, &target_run, delivery).await {
+            Ok(_) => ExternalOutcome::Delivered,
+            // No such run, closed (for a signal), or not the caller's child.
+            Err(ApiError::History(HistoryError::NotFound(_))) => not_found(),
+            Err(ApiError::History(HistoryError::InvalidArgument(_)))
+                if kind == ExternalKind::Signal =>
+            {
+                ExternalOutcome::Failed {
+                    cause: SignalExternalWorkflowExecutionFailedCause::SignalCountLimitExceeded
+                        as i32,
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let report = RunRequest::ExternalReported(ExternalReportRequest {
+        kind,
+        initiated_event_id,
+        outcome,
+        now: engine.now(),
+    });
+    engine
+        .execute_run_as(fence, caller, report)
+        .await
+        .map(|_| ())
+}
+
+/// `EXTERNAL_WORKFLOW_EXECUTION_NOT_FOUND`, the same number for signals and cancels.
+fn not_found() -> ExternalOutcome {
+    ExternalOutcome::Failed {
+        cause: SignalExternalWorkflowExecutionFailedCause::ExternalWorkflowExecutionNotFound as i32,
+    }
 }
 
 #[cfg(test)]

@@ -17,12 +17,17 @@ from google.protobuf.json_format import MessageToDict
 from harness import Server, within
 
 from workflows_under_test import (
+    CancellingOtherWorkflow,
+    CancellingParentWorkflow,
     ContinueTwiceWorkflow,
     FailOnceWorkflow,
     HelloWorkflow,
     KidWorkflow,
     ParentWorkflow,
     RetryWorkflow,
+    SignalledWorkflow,
+    SignallingWorkflow,
+    WaitingKidWorkflow,
     flaky,
     say_hello,
 )
@@ -124,6 +129,60 @@ async def run_children(client: Client) -> list[str]:
     )
 
 
+def external_shapes(history) -> list[str]:
+    """The shapes of a history's events about other workflows (signals, cancellation, children)."""
+    names = ("EXTERNAL", "SIGNALED", "CANCEL", "CHILD")
+    return [event_shape(e) for e in history.events if any(n in EventType.Name(e.event_type) for n in names)]
+
+
+async def run_external_signal(client: Client) -> list[str]:
+    """A workflow signalling another, then one signalling a workflow that does not exist: each
+    caller's result and events about the other workflow, and the target's signal event."""
+    queue = f"shapes-{uuid.uuid4()}"
+    async with Worker(client, task_queue=queue, workflows=[SignalledWorkflow, SignallingWorkflow]):
+        target = await client.start_workflow(SignalledWorkflow.run, id=f"shapes-{uuid.uuid4()}", task_queue=queue)
+        caller = await client.start_workflow(SignallingWorkflow.run, target.id, id=f"shapes-{uuid.uuid4()}", task_queue=queue)
+        results = [await result_of(caller), await result_of(target)]
+        lost = await client.start_workflow(
+            SignallingWorkflow.run, f"nobody-{uuid.uuid4()}", id=f"shapes-{uuid.uuid4()}", task_queue=queue
+        )
+        results.append(await result_of(lost))
+    return (
+        results
+        + ["--"]
+        + external_shapes(await caller.fetch_history())
+        + ["--"]
+        + external_shapes(await target.fetch_history())
+        + ["--"]
+        + external_shapes(await lost.fetch_history())
+    )
+
+
+async def run_external_cancel(client: Client) -> list[str]:
+    """A parent cancelling its started child, and a workflow asking another to cancel: results,
+    the callers' events about the other workflow, and the targets' cancellation events."""
+    queue = f"shapes-{uuid.uuid4()}"
+    workflows = [CancellingParentWorkflow, WaitingKidWorkflow, CancellingOtherWorkflow]
+    async with Worker(client, task_queue=queue, workflows=workflows):
+        parent = await client.start_workflow(CancellingParentWorkflow.run, id=f"shapes-{uuid.uuid4()}", task_queue=queue)
+        results = [await result_of(parent)]
+        target = await client.start_workflow(WaitingKidWorkflow.run, id=f"shapes-{uuid.uuid4()}", task_queue=queue)
+        caller = await client.start_workflow(CancellingOtherWorkflow.run, target.id, id=f"shapes-{uuid.uuid4()}", task_queue=queue)
+        results.append(await result_of(caller))
+    kid = client.get_workflow_handle(f"{parent.id}-kid")
+    return (
+        results
+        + ["--"]
+        + external_shapes(await parent.fetch_history())
+        + ["--"]
+        + external_shapes(await kid.fetch_history())
+        + ["--"]
+        + external_shapes(await caller.fetch_history())
+        + ["--"]
+        + external_shapes(await target.fetch_history())
+    )
+
+
 def assert_matches(actual: list[str], recorded: str) -> None:
     expected = (EXPECTED / recorded).read_text().splitlines()  # one event (or '--') a line
     assert actual == expected, f"history differs from {recorded}:\nactual   {actual}\nexpected {expected}"
@@ -152,3 +211,13 @@ async def test_continue_as_new_histories_match_the_real_server(client: Client):
 async def test_child_workflow_histories_match_the_real_server(client: Client):
     actual = await run_children(client)
     assert_matches(actual, "child_workflows.txt")
+
+
+async def test_external_signal_histories_match_the_real_server(client: Client):
+    actual = await run_external_signal(client)
+    assert_matches(actual, "external_signal.txt")
+
+
+async def test_external_cancel_histories_match_the_real_server(client: Client):
+    actual = await run_external_cancel(client)
+    assert_matches(actual, "external_cancel.txt")

@@ -124,3 +124,47 @@ class CancellingParentWorkflow:
         except ChildWorkflowError:
             return "child cancelled"
         return "child finished"
+
+
+@workflow.defn
+class SignalledWorkflow:
+    """Waits for one `poke` signal and returns its argument."""
+
+    def __init__(self) -> None:
+        self.poked: str | None = None
+
+    @workflow.signal
+    def poke(self, value: str) -> None:
+        self.poked = value
+
+    @workflow.run
+    async def run(self) -> str:
+        await workflow.wait_condition(lambda: self.poked is not None)
+        return f"poked with {self.poked}"
+
+
+@workflow.defn
+class SignallingWorkflow:
+    """Signals another workflow: a SignalExternalWorkflowExecution command. A target that does
+    not exist fails the signal; the workflow returns what the SDK raised."""
+
+    @workflow.run
+    async def run(self, target_id: str) -> str:
+        try:
+            await workflow.get_external_workflow_handle(target_id).signal(SignalledWorkflow.poke, "hi")
+        except Exception as e:
+            return f"{type(e).__name__}: {e}"
+        return "signalled"
+
+
+@workflow.defn
+class CancellingOtherWorkflow:
+    """Asks another (not a child) workflow to cancel: RequestCancelExternalWorkflowExecution."""
+
+    @workflow.run
+    async def run(self, target_id: str) -> str:
+        try:
+            await workflow.get_external_workflow_handle(target_id).cancel()
+        except Exception as e:
+            return f"{type(e).__name__}: {e}"
+        return "cancel requested"

@@ -2,6 +2,8 @@
 //! it: a start whose caller gave up while it was being committed still delivers its first
 //! workflow task, without a restart. And that work decides on another shard's state as of
 //! now: a parent close policy reaches a child its node sees only through a lagging replica.
+//! A signal and a cancellation request one workflow sends another travel from the caller's
+//! leader to the target's on another node, and back, once each.
 
 use std::{
     collections::BTreeSet,
@@ -247,6 +249,123 @@ async fn a_parent_close_policy_reaches_a_child_known_only_to_a_lagging_local_rep
                 history_types(via, &child_id).await.last(),
                 Some(&EventType::WorkflowExecutionTerminated)
             );
+        },
+    )
+    .await
+}
+
+/// The caller's shard is led by node 1, the target's by node 2; every call goes through node 3.
+/// The caller's commands reach the target once each, and their outcomes come back to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_and_a_cancel_request_cross_nodes_to_another_workflow_once() {
+    use dura_tests::cluster::{
+        cluster, history_types, next_task, queue, respond, start_request, start_with,
+        transfer_leader,
+    };
+    use temporalio_protos::temporal::api::{
+        command::v1::{
+            Command, RequestCancelExternalWorkflowExecutionCommandAttributes,
+            SignalExternalWorkflowExecutionCommandAttributes, command,
+        },
+        enums::v1::{CommandType, EventType},
+        workflowservice::v1::DescribeNamespaceRequest,
+    };
+
+    dura_tests::bounded(
+        "a_signal_and_a_cancel_request_cross_nodes_to_another_workflow_once",
+        dura_tests::TEST_BUDGET,
+        async {
+            const SHARDS: u32 = 4;
+            let dir = tempfile::tempdir().unwrap();
+            let mut nodes = cluster(dir.path(), &[]);
+            for node in nodes.iter_mut() {
+                node.spawn();
+            }
+            for node in nodes.iter_mut() {
+                node.wait_ready().await;
+            }
+            let via = &nodes[2];
+            let namespace_id = via
+                .client()
+                .await
+                .unwrap()
+                .describe_namespace(DescribeNamespaceRequest {
+                    namespace: "default".into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .namespace_info
+                .unwrap()
+                .id;
+            let caller_id = id_in_shard("external-caller", &namespace_id, 1, SHARDS);
+            let target_id = id_in_shard("external-target", &namespace_id, 2, SHARDS);
+            transfer_leader(via, 1, 1);
+            transfer_leader(via, 2, 2);
+
+            for (id, task_queue) in [(&target_id, "external-targets"), (&caller_id, "external-callers")] {
+                let mut request = start_request(id);
+                request.task_queue = queue(task_queue);
+                start_with(&via.client().await.unwrap(), request).await;
+            }
+            let first = next_task(via, "external-callers").await;
+            #[allow(deprecated)] // the SDKs still set the commands' namespace
+            let commands = vec![
+                Command {
+                    command_type: CommandType::SignalExternalWorkflowExecution as i32,
+                    attributes: Some(
+                        command::Attributes::SignalExternalWorkflowExecutionCommandAttributes(
+                            SignalExternalWorkflowExecutionCommandAttributes {
+                                namespace: "default".into(),
+                                execution: Some(WorkflowExecution {
+                                    workflow_id: target_id.clone(),
+                                    run_id: String::new(),
+                                }),
+                                signal_name: "poke".into(),
+                                ..Default::default()
+                            },
+                        ),
+                    ),
+                    ..Default::default()
+                },
+                Command {
+                    command_type: CommandType::RequestCancelExternalWorkflowExecution as i32,
+                    attributes: Some(
+                        command::Attributes::RequestCancelExternalWorkflowExecutionCommandAttributes(
+                            RequestCancelExternalWorkflowExecutionCommandAttributes {
+                                namespace: "default".into(),
+                                workflow_id: target_id.clone(),
+                                reason: "enough".into(),
+                                ..Default::default()
+                            },
+                        ),
+                    ),
+                    ..Default::default()
+                },
+            ];
+            respond(via, first.task_token, commands).await;
+
+            let count = |events: &[EventType], t: EventType| events.iter().filter(|e| **e == t).count();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let caller = history_types(via, &caller_id).await;
+                let target = history_types(via, &target_id).await;
+                let reported = count(&caller, EventType::ExternalWorkflowExecutionSignaled)
+                    + count(&caller, EventType::ExternalWorkflowExecutionCancelRequested);
+                if reported == 2 {
+                    assert_eq!(count(&target, EventType::WorkflowExecutionSignaled), 1, "{target:?}");
+                    assert_eq!(count(&target, EventType::WorkflowExecutionCancelRequested), 1, "{target:?}");
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "outcomes never reported: caller {caller:?}, target {target:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            // The reports woke the caller.
+            next_task(via, "external-callers").await;
         },
     )
     .await

@@ -124,9 +124,10 @@ pub(crate) fn unknown_command_type(commands: &[Command]) -> Option<HistoryError>
         .map(|c| HistoryError::InvalidArgument(format!("Unknown command type: {}", c.command_type)))
 }
 
-/// A command Temporal defines that this server cannot carry out yet fails the workflow task
-/// visibly, with the cause the real server gives a command whose feature it has disabled,
-/// rather than leave the workflow waiting on something that will never happen.
+/// A command Temporal defines that this server cannot carry out (yet, or while a member of an
+/// earlier build could not apply what it leads to) fails the workflow task visibly, with the
+/// cause the real server gives a command whose feature it has disabled, rather than leave the
+/// workflow waiting on something that will never happen.
 fn not_supported(command: CommandType) -> CommandFailure {
     let name = go_enum_name(command.as_str_name(), "COMMAND_TYPE_");
     CommandFailure::new(
@@ -569,8 +570,29 @@ pub(crate) fn handle(tx: &mut Tx, ctx: &mut CommandContext, command: &Command) -
             }
             Ok(())
         }
-        // Known types without a handler here (SignalExternal, RequestCancelExternal, the Nexus
-        // operations); an unknown type never gets this far (`unknown_command_type`).
+        (
+            other @ (CommandType::SignalExternalWorkflowExecution
+            | CommandType::RequestCancelExternalWorkflowExecution),
+            _,
+        ) if ctx.limits.external_commands_refused() => Err(not_supported(other)),
+        (
+            CommandType::SignalExternalWorkflowExecution,
+            Some(CommandAttributes::SignalExternalWorkflowExecutionCommandAttributes(a)),
+        ) => super::external::signal_external(tx, ctx, a),
+        (CommandType::SignalExternalWorkflowExecution, _) => Err(CommandFailure::new(
+            C::BadSignalWorkflowExecutionAttributes,
+            "SignalExternalWorkflowExecutionCommandAttributes is not set on SignalExternalWorkflowExecutionCommand.",
+        )),
+        (
+            CommandType::RequestCancelExternalWorkflowExecution,
+            Some(CommandAttributes::RequestCancelExternalWorkflowExecutionCommandAttributes(a)),
+        ) => super::external::cancel_external(tx, ctx, a),
+        (CommandType::RequestCancelExternalWorkflowExecution, _) => Err(CommandFailure::new(
+            C::BadRequestCancelExternalWorkflowExecutionAttributes,
+            "RequestCancelExternalWorkflowExecutionCommandAttributes is not set on RequestCancelExternalWorkflowExecutionCommand.",
+        )),
+        // Known types without a handler here (the Nexus operations); an unknown type never
+        // gets this far (`unknown_command_type`).
         (other, _) => Err(not_supported(other)),
     }
 }

@@ -6,11 +6,12 @@ use temporalio_protos::temporal::api::{
     history::v1::{WorkflowExecutionCancelRequestedEventAttributes, history_event::Attributes},
 };
 
+use super::external::{Caller, CancelFromWorkflowRequest};
 use crate::{
     error::Result,
     mutable_state::MutableState,
     time::Nanos,
-    transition::{Transition, run},
+    transition::{Transition, Tx, run},
 };
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,22 +48,44 @@ pub fn request_cancel_workflow(
 ) -> Result<Transition<()>> {
     run(ms, req.now, |tx| {
         tx.ensure_running()?;
-        if tx.ms.cancel_requested {
-            // Repeats (same or different request id) are accepted without a second event.
-            return Ok(());
-        }
-        tx.ms.cancel_requested = true;
-        tx.ms.cancel_request_id = req.request_id.clone();
-        tx.add(Attributes::WorkflowExecutionCancelRequestedEventAttributes(
-            WorkflowExecutionCancelRequestedEventAttributes {
-                cause: req.reason.clone(),
-                identity: req.identity.clone(),
-                ..Default::default()
-            },
-        ));
-        if !tx.ms.start_delay_pending {
-            tx.schedule_workflow_task();
-        }
+        add_cancel_request(tx, &req, None);
         Ok(())
     })
+}
+
+/// A cancellation request from another workflow. As on the real server
+/// (`api/requestcancelworkflow/api.go`) a run already closed takes it as done, and a
+/// child-only request reaches only the caller's child.
+pub fn cancel_from_workflow(
+    ms: &mut MutableState,
+    req: CancelFromWorkflowRequest,
+) -> Result<Transition<()>> {
+    run(ms, req.cancel.now, |tx| {
+        if !tx.ms.is_running() {
+            return Ok(());
+        }
+        req.caller.check_parent_of(&tx.ms)?;
+        add_cancel_request(tx, &req.cancel, Some(&req.caller));
+        Ok(())
+    })
+}
+
+fn add_cancel_request(tx: &mut Tx, req: &RequestCancelRequest, caller: Option<&Caller>) {
+    if tx.ms.cancel_requested {
+        // Repeats (same or different request id) are accepted without a second event.
+        return;
+    }
+    tx.ms.cancel_requested = true;
+    tx.ms.cancel_request_id = req.request_id.clone();
+    tx.add(Attributes::WorkflowExecutionCancelRequestedEventAttributes(
+        WorkflowExecutionCancelRequestedEventAttributes {
+            cause: req.reason.clone(),
+            identity: req.identity.clone(),
+            external_initiated_event_id: caller.map_or(0, |c| c.initiated_event_id),
+            external_workflow_execution: caller.map(Caller::execution),
+        },
+    ));
+    if !tx.ms.start_delay_pending {
+        tx.schedule_workflow_task();
+    }
 }

@@ -5,6 +5,7 @@ pub mod activity;
 pub mod children;
 mod command_limits;
 pub(crate) mod commands;
+pub mod external;
 pub mod lifecycle;
 pub mod signal;
 pub mod start;
@@ -42,6 +43,11 @@ pub enum RunRequest {
     ChildStartFailed(children::ChildStartFailedRequest),
     ChildClosed(children::ChildClosedRequest),
     AdmitUpdate(updates::AdmitUpdateRequest),
+    // Requests of the external-workflow commands: written only in log entries of version 3
+    // (`node::shard::entry`), so they stay last.
+    SignalFromWorkflow(external::SignalFromWorkflowRequest),
+    CancelFromWorkflow(external::CancelFromWorkflowRequest),
+    ExternalReported(external::ExternalReportRequest),
 }
 
 /// The reply matching a [`RunRequest`].
@@ -88,6 +94,9 @@ impl RunRequest {
             R::ChildStartFailed(r) => r.now,
             R::ChildClosed(r) => r.now,
             R::AdmitUpdate(r) => r.now,
+            R::SignalFromWorkflow(r) => r.signal.now,
+            R::CancelFromWorkflow(r) => r.cancel.now,
+            R::ExternalReported(r) => r.now,
         }
     }
 }
@@ -209,5 +218,10 @@ fn dispatch(
         R::ChildStartFailed(r) => map(children::child_start_failed(ms, r), |_| RunReply::Empty),
         R::ChildClosed(r) => map(children::child_closed(ms, r), |_| RunReply::Empty),
         R::AdmitUpdate(r) => map(updates::admit_update(ms, r), RunReply::Update),
+        R::SignalFromWorkflow(r) => map(signal::signal_from_workflow(ms, r), |_| RunReply::Empty),
+        R::CancelFromWorkflow(r) => {
+            map(lifecycle::cancel_from_workflow(ms, r), |_| RunReply::Empty)
+        }
+        R::ExternalReported(r) => map(external::external_reported(ms, r), |_| RunReply::Empty),
     }
 }

@@ -2,10 +2,11 @@
 
 use serde::{Deserialize, Serialize};
 use temporalio_protos::temporal::api::{
-    common::v1::{Header, Payloads},
+    common::v1::{Header, Payloads, WorkflowExecution},
     history::v1::{WorkflowExecutionSignaledEventAttributes, history_event::Attributes},
 };
 
+use super::external::{Caller, SignalFromWorkflowRequest};
 use crate::{
     error::Result,
     mutable_state::MutableState,
@@ -29,6 +30,23 @@ pub struct SignalRequest {
 /// Appends WorkflowExecutionSignaled (buffered while a workflow task runs) and schedules a
 /// workflow task if none is pending.
 pub fn signal_workflow(ms: &mut MutableState, req: SignalRequest) -> Result<Transition<()>> {
+    signal(ms, req, None)
+}
+
+/// A signal from another workflow: the event names it, and a child-only signal reaches only
+/// the caller's child (temporalio/temporal `api/signalworkflow/api.go`).
+pub fn signal_from_workflow(
+    ms: &mut MutableState,
+    req: SignalFromWorkflowRequest,
+) -> Result<Transition<()>> {
+    signal(ms, req.signal, Some(&req.caller))
+}
+
+fn signal(
+    ms: &mut MutableState,
+    req: SignalRequest,
+    caller: Option<&Caller>,
+) -> Result<Transition<()>> {
     run(ms, req.now, |tx| {
         // A retried signal that already took effect succeeds, also once the run closed (the
         // real server checks the request id first too).
@@ -36,7 +54,10 @@ pub fn signal_workflow(ms: &mut MutableState, req: SignalRequest) -> Result<Tran
             return Ok(());
         }
         tx.ensure_running()?;
-        add_signal(tx, &req);
+        if let Some(caller) = caller {
+            caller.check_parent_of(&tx.ms)?;
+        }
+        add_signal(tx, &req, caller.map(Caller::execution));
         // During a start delay the first workflow task waits for its timer.
         if !tx.ms.start_delay_pending {
             tx.schedule_workflow_task();
@@ -45,7 +66,11 @@ pub fn signal_workflow(ms: &mut MutableState, req: SignalRequest) -> Result<Tran
     })
 }
 
-pub(crate) fn add_signal(tx: &mut Tx, req: &SignalRequest) {
+pub(crate) fn add_signal(
+    tx: &mut Tx,
+    req: &SignalRequest,
+    external_workflow_execution: Option<WorkflowExecution>,
+) {
     if !req.request_id.is_empty() {
         tx.ms.signal_request_ids.insert(req.request_id.clone());
     }
@@ -56,6 +81,7 @@ pub(crate) fn add_signal(tx: &mut Tx, req: &SignalRequest) {
             identity: req.identity.clone(),
             header: req.header.clone(),
             request_id: req.request_id.clone(),
+            external_workflow_execution,
             ..Default::default()
         },
     ));

@@ -491,6 +491,8 @@ fn create_run(
         cancel_requested: false,
         cancel_request_id: String::new(),
         completion_event_id: 0,
+        signals_external: Default::default(),
+        cancels_external: Default::default(),
     };
     let parent = req.parent.as_ref();
     let mut tx = Tx::new(ms, now);
@@ -559,7 +561,7 @@ fn create_run(
     started.user_metadata = req.user_metadata.clone();
     tx.append(started);
     if let Some(signal) = signal {
-        add_signal(&mut tx, signal);
+        add_signal(&mut tx, signal, None);
     }
     if req.start_delay > 0 {
         tx.timer(execution_time, TimerKind::WorkflowStartDelay);

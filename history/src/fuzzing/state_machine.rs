@@ -12,12 +12,13 @@ use temporalio_protos::temporal::api::{
         ModifyWorkflowPropertiesCommandAttributes, ProtocolMessageCommandAttributes,
         RecordMarkerCommandAttributes, RequestCancelActivityTaskCommandAttributes,
         RequestCancelExternalWorkflowExecutionCommandAttributes,
-        ScheduleActivityTaskCommandAttributes, StartChildWorkflowExecutionCommandAttributes,
-        StartTimerCommandAttributes, UpsertWorkflowSearchAttributesCommandAttributes,
-        command::Attributes as CA,
+        ScheduleActivityTaskCommandAttributes, SignalExternalWorkflowExecutionCommandAttributes,
+        StartChildWorkflowExecutionCommandAttributes, StartTimerCommandAttributes,
+        UpsertWorkflowSearchAttributesCommandAttributes, command::Attributes as CA,
     },
     common::v1::{
-        ActivityType, Memo, Payload, Payloads, RetryPolicy, SearchAttributes, WorkflowType,
+        ActivityType, Memo, Payload, Payloads, RetryPolicy, SearchAttributes, WorkflowExecution,
+        WorkflowType,
     },
     enums::v1::{CommandType, EventType},
     failure::v1::Failure,
@@ -39,6 +40,10 @@ use crate::{
         },
         children::{
             ChildClosedRequest, ChildOutcome, ChildStartFailedRequest, ChildStartedRequest,
+        },
+        external::{
+            Caller, CancelFromWorkflowRequest, ExternalKind, ExternalOutcome,
+            ExternalReportRequest, SignalFromWorkflowRequest,
         },
         lifecycle::{RequestCancelRequest, TerminateRequest},
         signal::SignalRequest,
@@ -122,6 +127,9 @@ fn limits(source: &mut Source) -> Limits {
     while source.chance(3) {
         let limit = *source.pick(&Limit::ALL);
         limits.set(limit, *source.pick(&[0, 1, 2, 8, 64, 512, 4096]));
+    }
+    if source.chance(8) {
+        limits = limits.refusing_external_commands();
     }
     limits
 }
@@ -372,6 +380,18 @@ fn check_state(ms: &MutableState, history: &[HistoryEvent]) {
             );
         }
     }
+    for id in ms.signals_external.keys() {
+        assert_eq!(
+            event(*id),
+            Some(EventType::SignalExternalWorkflowExecutionInitiated)
+        );
+    }
+    for id in ms.cancels_external.keys() {
+        assert_eq!(
+            event(*id),
+            Some(EventType::RequestCancelExternalWorkflowExecutionInitiated)
+        );
+    }
     for e in &ms.buffered_events {
         assert!(crate::events::is_bufferable(e.event_type()));
     }
@@ -568,6 +588,62 @@ fn request(source: &mut Source, run: &Run, now: Nanos) -> RunRequest {
                 new_run_id: format!("run-{}", run.runs + 1),
             })
         }
+        18 if source.chance(2) => {
+            let kind = if source.chance(2) {
+                ExternalKind::Signal
+            } else {
+                ExternalKind::Cancel
+            };
+            let known: Vec<i64> = match kind {
+                ExternalKind::Signal => ms.signals_external.keys().copied().collect(),
+                ExternalKind::Cancel => ms.cancels_external.keys().copied().collect(),
+            };
+            let initiated_event_id = if known.is_empty() || source.chance(4) {
+                source.i64() % 64
+            } else {
+                *source.pick(&known)
+            };
+            let caller = Caller {
+                workflow_id: "caller".into(),
+                run_id: "caller-run".into(),
+                initiated_event_id,
+                child_workflow_only: source.chance(2),
+            };
+            match source.below(3) {
+                0 => RunRequest::ExternalReported(ExternalReportRequest {
+                    kind,
+                    initiated_event_id,
+                    outcome: if source.chance(2) {
+                        ExternalOutcome::Delivered
+                    } else {
+                        ExternalOutcome::Failed {
+                            cause: source.below(4) as i32,
+                        }
+                    },
+                    now,
+                }),
+                1 => RunRequest::SignalFromWorkflow(SignalFromWorkflowRequest {
+                    signal: SignalRequest {
+                        signal_name: "sig".into(),
+                        input: payloads(source),
+                        identity,
+                        header: None,
+                        request_id: format!("external-{}", source.byte() % 4),
+                        now,
+                    },
+                    caller,
+                }),
+                _ => RunRequest::CancelFromWorkflow(CancelFromWorkflowRequest {
+                    cancel: RequestCancelRequest {
+                        reason: "asked".into(),
+                        identity,
+                        request_id: format!("external-{}", source.byte() % 4),
+                        now,
+                    },
+                    caller,
+                }),
+            }
+        }
         18 => {
             let initiated_event_id = child(source);
             match source.below(3) {
@@ -733,10 +809,23 @@ fn command(source: &mut Source, ms: &MutableState) -> Command {
             message_id: format!("m{}", source.below(4)),
         }),
         _ => {
-            if source.chance(2) {
+            if source.chance(3) {
                 CA::RequestCancelExternalWorkflowExecutionCommandAttributes(
                     RequestCancelExternalWorkflowExecutionCommandAttributes {
-                        workflow_id: "other".into(),
+                        workflow_id: source.pick(&["other", "", "wf"]).to_string(),
+                        child_workflow_only: source.chance(2),
+                        ..Default::default()
+                    },
+                )
+            } else if source.chance(2) {
+                CA::SignalExternalWorkflowExecutionCommandAttributes(
+                    SignalExternalWorkflowExecutionCommandAttributes {
+                        execution: (!source.chance(8)).then(|| WorkflowExecution {
+                            workflow_id: source.pick(&["other", ""]).to_string(),
+                            run_id: source.pick(&["", "not-a-uuid"]).to_string(),
+                        }),
+                        signal_name: source.pick(&["sig", ""]).to_string(),
+                        input: payloads(source),
                         ..Default::default()
                     },
                 )
@@ -780,6 +869,9 @@ fn type_of(attributes: &CA) -> CommandType {
         CA::ProtocolMessageCommandAttributes(_) => CommandType::ProtocolMessage,
         CA::RequestCancelExternalWorkflowExecutionCommandAttributes(_) => {
             CommandType::RequestCancelExternalWorkflowExecution
+        }
+        CA::SignalExternalWorkflowExecutionCommandAttributes(_) => {
+            CommandType::SignalExternalWorkflowExecution
         }
         _ => CommandType::Unspecified,
     }

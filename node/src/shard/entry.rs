@@ -1,13 +1,19 @@
 //! A shard's Raft log entry: a [`ShardCommand`] and, for a run command, the [`Limits`] the run
 //! is held to (as the proposing node is configured).
 //!
-//! Version 1 is the command alone: what earlier builds write, and read. Version 2 adds the
-//! limits after it. This build writes version 2 only once every member reads it
-//! ([`EntryFormat::limits_logged`]): a node of an earlier build would refuse the entry, and its
-//! replica would part from the others. Until then it writes version 1, and every replica
-//! applies the command without limits, as the earlier build does.
+//! - Version 1 is the command alone: what the earliest builds write, and read. Applied
+//!   without limits.
+//! - Version 2 adds the limits after it.
+//! - Version 3 has the shape of version 2; it says that every member reads the requests of
+//!   the commands acting on other workflows (SignalExternal, RequestCancelExternal: their
+//!   deliveries and reports, and the mutable state of version 2 that records them pending).
+//!   A completion in an entry of an earlier version is held to limits refusing those
+//!   commands, so no replica of an earlier build ever meets what it cannot apply.
+//!
+//! This build writes the highest version every member reads ([`EntryFormat::allow`]): a node
+//! of an earlier build would refuse a later entry, and its replica would part from the others.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use dura_codec::{CodecError, Kind, Persisted};
 use dura_history::limits::Limits;
@@ -17,24 +23,37 @@ use super::ShardCommand;
 
 /// The highest version of a shard log entry this build reads (told to the other members in
 /// its status, see `admin::NodeView`).
-pub const ENTRY_VERSION: u8 = 2;
+pub const ENTRY_VERSION: u8 = 3;
 
 /// What this node may write into shard logs, learnt from what the members read.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct EntryFormat {
-    limits: AtomicBool,
+    writes: AtomicU8,
+}
+
+impl Default for EntryFormat {
+    fn default() -> Self {
+        EntryFormat {
+            writes: AtomicU8::new(1),
+        }
+    }
 }
 
 impl EntryFormat {
-    /// Every member reads version 2: entries carry their limits from now on.
-    pub fn allow_limits(&self) {
-        if !self.limits.swap(true, Ordering::AcqRel) {
-            tracing::info!("every member reads limits in log entries: enforcing them");
+    /// Every member reads entries up to `version`: write those from now on.
+    pub fn allow(&self, version: u8) {
+        let version = version.min(ENTRY_VERSION);
+        let before = self.writes.fetch_max(version, Ordering::AcqRel);
+        if version > before {
+            tracing::info!(
+                version,
+                "every member reads this log entry version: writing it"
+            );
         }
     }
 
-    pub fn limits_logged(&self) -> bool {
-        self.limits.load(Ordering::Acquire)
+    fn writes(&self) -> u8 {
+        self.writes.load(Ordering::Acquire)
     }
 }
 
@@ -49,19 +68,22 @@ impl Persisted for LoggedCommand {
     const VERSION: u8 = ENTRY_VERSION;
 
     fn decode_older(version: u8, payload: &[u8]) -> Result<Self, CodecError> {
-        if version > 1 {
-            return Err(CodecError::UnreadableVersion {
-                kind: Self::KIND,
-                version,
-            });
-        }
-        let command = bincode::deserialize(payload).map_err(|e| CodecError::Malformed {
-            kind: Self::KIND,
-            reason: e.to_string(),
-        })?;
+        let logged = match version {
+            0 | 1 => LoggedCommand {
+                command: dura_codec::payload_of(Self::KIND, payload)?,
+                limits: Limits::none(),
+            },
+            2 => dura_codec::payload_of(Self::KIND, payload)?,
+            _ => {
+                return Err(CodecError::UnreadableVersion {
+                    kind: Self::KIND,
+                    version,
+                });
+            }
+        };
         Ok(LoggedCommand {
-            command,
-            limits: Limits::none(),
+            command: logged.command,
+            limits: logged.limits.refusing_external_commands(),
         })
     }
 }
@@ -77,11 +99,15 @@ fn is_run_command(command: &ShardCommand) -> bool {
 
 /// The log entry of `command`; `limits` go with a run command only when `format` allows.
 pub fn encode(command: ShardCommand, limits: &Limits, format: &EntryFormat) -> Vec<u8> {
-    if is_run_command(&command) && format.limits_logged() {
-        let limits = limits.clone();
-        LoggedCommand { command, limits }.encode()
-    } else {
-        dura_codec::encode_as(Kind::ShardCommand, 1, &command)
+    match format.writes() {
+        version @ 2.. if is_run_command(&command) => {
+            let logged = LoggedCommand {
+                command,
+                limits: limits.clone(),
+            };
+            dura_codec::encode_as(Kind::ShardCommand, version, &logged)
+        }
+        _ => dura_codec::encode_as(Kind::ShardCommand, 1, &command),
     }
 }
 
@@ -121,19 +147,30 @@ mod tests {
     }
 
     #[test]
-    fn limits_travel_only_once_every_member_reads_them() {
+    fn each_version_is_written_only_once_every_member_reads_it() {
         let format = EntryFormat::default();
         let closed = encode(run_command(), &Limits::temporal(), &format);
         assert_eq!(
             &closed[..3],
             &[dura_codec::MAGIC, Kind::ShardCommand as u8, 1]
         );
-        assert_eq!(decode(&closed).unwrap().1, Limits::none());
+        let (_, limits) = decode(&closed).unwrap();
+        assert_eq!(limits, Limits::none().refusing_external_commands());
 
-        format.allow_limits();
+        format.allow(2);
+        let limited = encode(run_command(), &Limits::temporal(), &format);
+        assert_eq!(limited[2], 2);
+        let (_, limits) = decode(&limited).unwrap();
+        assert_eq!(limits, Limits::temporal().refusing_external_commands());
+
+        format.allow(3);
+        // What a member reads never goes back down.
+        format.allow(2);
         let open = encode(run_command(), &Limits::temporal(), &format);
         assert_eq!(open[2], ENTRY_VERSION);
-        assert_eq!(decode(&open).unwrap().1, Limits::temporal());
+        let (_, limits) = decode(&open).unwrap();
+        assert_eq!(limits, Limits::temporal());
+        assert!(!limits.external_commands_refused());
         // A command that changes no run has no limits to carry.
         let ack = encode(
             ShardCommand::AckOutbox(Vec::new()),
@@ -148,6 +185,6 @@ mod tests {
         let earlier = dura_codec::encode_as(Kind::ShardCommand, 1, &run_command());
         let (command, limits) = decode(&earlier).unwrap();
         assert!(matches!(command, ShardCommand::Run { .. }));
-        assert_eq!(limits, Limits::none());
+        assert_eq!(limits, Limits::none().refusing_external_commands());
     }
 }
