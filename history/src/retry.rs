@@ -102,13 +102,21 @@ pub fn is_retryable(failure: &Failure, non_retryable_types: &[String]) -> bool {
 }
 
 /// `initial × coefficient^(attempt-1)`, computed by repeated multiplication so every replica
-/// gets bit-identical results (no libm `pow`), clamped to `i64::MAX`.
+/// gets bit-identical results (no libm `pow`), clamped to `i64::MAX`. Once a product no longer
+/// changes the value (a coefficient of 1, an initial interval of 0, NaN) the rest would not:
+/// it stops there, so an attempt count in the billions costs nothing.
 pub fn exponential_backoff(initial: Nanos, coefficient: f64, attempt: i32) -> Nanos {
     let mut v = initial as f64;
     for _ in 1..attempt.max(1) {
-        v *= coefficient;
-        if v >= i64::MAX as f64 {
+        let next = v * coefficient;
+        if next >= i64::MAX as f64 {
             return i64::MAX;
+        }
+        // NaN (a NaN coefficient passes validation, as on the real server) stays NaN.
+        let settled = next == v || next.is_nan();
+        v = next;
+        if settled {
+            break;
         }
     }
     v.max(0.0) as i64
@@ -196,6 +204,15 @@ mod tests {
             )),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_huge_attempt_costs_no_more_than_a_small_one() {
+        assert_eq!(exponential_backoff(SECOND, 1.0, i32::MAX), SECOND);
+        assert_eq!(exponential_backoff(0, 2.0, i32::MAX), 0);
+        assert_eq!(exponential_backoff(SECOND, f64::NAN, i32::MAX), 0);
+        assert_eq!(exponential_backoff(SECOND, 2.0, i32::MAX), i64::MAX);
+        assert_eq!(exponential_backoff(SECOND, 2.0, 3), 4 * SECOND);
     }
 
     #[test]
