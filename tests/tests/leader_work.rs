@@ -142,6 +142,37 @@ fn shard_of(namespace_id: &str, workflow_id: &str, shards: u32) -> u32 {
     hash % shards + 1
 }
 
+/// A ready three-node cluster, and the id of its default namespace (shards hash it).
+async fn started_cluster(
+    dir: &std::path::Path,
+    extra: &[&str],
+) -> (Vec<dura_tests::cluster::Node>, String) {
+    use temporalio_protos::temporal::api::workflowservice::v1::DescribeNamespaceRequest;
+
+    let mut nodes = dura_tests::cluster::cluster(dir, extra);
+    for node in nodes.iter_mut() {
+        node.spawn();
+    }
+    for node in nodes.iter_mut() {
+        node.wait_ready().await;
+    }
+    let namespace_id = nodes[0]
+        .client()
+        .await
+        .unwrap()
+        .describe_namespace(DescribeNamespaceRequest {
+            namespace: "default".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .namespace_info
+        .unwrap()
+        .id;
+    (nodes, namespace_id)
+}
+
 fn id_in_shard(prefix: &str, namespace_id: &str, shard: u32, shards: u32) -> String {
     (0..)
         .map(|i| format!("{prefix}-{i}"))
@@ -155,13 +186,12 @@ fn id_in_shard(prefix: &str, namespace_id: &str, shard: u32, shards: u32) -> Str
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_parent_close_policy_reaches_a_child_known_only_to_a_lagging_local_replica() {
     use dura_tests::cluster::{
-        cluster, complete_command, delay_to, describe, history_types, next_task, respond,
-        start_with, transfer_leader,
+        complete_command, delay_to, describe, history_types, next_task, respond, start_with,
+        transfer_leader,
     };
     use temporalio_protos::temporal::api::{
         command::v1::{Command, StartChildWorkflowExecutionCommandAttributes, command},
         enums::v1::{CommandType, EventType, ParentClosePolicy, WorkflowExecutionStatus},
-        workflowservice::v1::DescribeNamespaceRequest,
     };
 
     dura_tests::bounded(
@@ -170,29 +200,10 @@ async fn a_parent_close_policy_reaches_a_child_known_only_to_a_lagging_local_rep
         async {
             const SHARDS: u32 = 4;
             let dir = tempfile::tempdir().unwrap();
-            let mut nodes = cluster(dir.path(), &["--enable-fault-injection"]);
-            for node in nodes.iter_mut() {
-                node.spawn();
-            }
-            for node in nodes.iter_mut() {
-                node.wait_ready().await;
-            }
+            let (nodes, namespace_id) =
+                started_cluster(dir.path(), &["--enable-fault-injection"]).await;
             // Every call goes through node 3, which the fault leaves alone.
             let via = &nodes[2];
-            let namespace_id = via
-                .client()
-                .await
-                .unwrap()
-                .describe_namespace(DescribeNamespaceRequest {
-                    namespace: "default".into(),
-                    ..Default::default()
-                })
-                .await
-                .unwrap()
-                .into_inner()
-                .namespace_info
-                .unwrap()
-                .id;
             let (parent_shard, child_shard) = (1, 2);
             let parent_id = id_in_shard("close-policy-parent", &namespace_id, parent_shard, SHARDS);
             let child_id = id_in_shard("close-policy-child", &namespace_id, child_shard, SHARDS);
@@ -259,8 +270,7 @@ async fn a_parent_close_policy_reaches_a_child_known_only_to_a_lagging_local_rep
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signal_and_a_cancel_request_cross_nodes_to_another_workflow_once() {
     use dura_tests::cluster::{
-        cluster, history_types, next_task, queue, respond, start_request, start_with,
-        transfer_leader,
+        history_types, next_task, queue, respond, start_request, start_with, transfer_leader,
     };
     use temporalio_protos::temporal::api::{
         command::v1::{
@@ -268,7 +278,6 @@ async fn a_signal_and_a_cancel_request_cross_nodes_to_another_workflow_once() {
             SignalExternalWorkflowExecutionCommandAttributes, command,
         },
         enums::v1::{CommandType, EventType},
-        workflowservice::v1::DescribeNamespaceRequest,
     };
 
     dura_tests::bounded(
@@ -277,28 +286,8 @@ async fn a_signal_and_a_cancel_request_cross_nodes_to_another_workflow_once() {
         async {
             const SHARDS: u32 = 4;
             let dir = tempfile::tempdir().unwrap();
-            let mut nodes = cluster(dir.path(), &[]);
-            for node in nodes.iter_mut() {
-                node.spawn();
-            }
-            for node in nodes.iter_mut() {
-                node.wait_ready().await;
-            }
+            let (nodes, namespace_id) = started_cluster(dir.path(), &[]).await;
             let via = &nodes[2];
-            let namespace_id = via
-                .client()
-                .await
-                .unwrap()
-                .describe_namespace(DescribeNamespaceRequest {
-                    namespace: "default".into(),
-                    ..Default::default()
-                })
-                .await
-                .unwrap()
-                .into_inner()
-                .namespace_info
-                .unwrap()
-                .id;
             let caller_id = id_in_shard("external-caller", &namespace_id, 1, SHARDS);
             let target_id = id_in_shard("external-target", &namespace_id, 2, SHARDS);
             transfer_leader(via, 1, 1);

@@ -191,35 +191,28 @@ pub(crate) fn signal_external(
         cause,
         "SignalExternalWorkflowExecutionCommandAttributes.Input",
     )?;
-    let id = tx
-        .add(
-            Attributes::SignalExternalWorkflowExecutionInitiatedEventAttributes(
-                SignalExternalWorkflowExecutionInitiatedEventAttributes {
-                    workflow_task_completed_event_id: ctx.completed_event_id,
-                    namespace: a.namespace.clone(),
-                    namespace_id: tx.ms.namespace_id.clone(),
-                    workflow_execution: Some(execution.clone()),
-                    signal_name: a.signal_name.clone(),
-                    input: a.input.clone(),
-                    control: a.control.clone(),
-                    child_workflow_only: a.child_workflow_only,
-                    header: a.header.clone(),
-                },
-            ),
-        )
-        .expect("command events are never buffered");
-    let target = ExternalTarget {
-        namespace: ctx.namespace.clone(),
-        namespace_id: tx.ms.namespace_id.clone(),
-        workflow_id: execution.workflow_id.clone(),
-        run_id: execution.run_id.clone(),
-        control: a.control.clone(),
-        child_workflow_only: a.child_workflow_only,
-    };
-    tx.ms.signals_external.insert(id, target);
-    tx.tasks.push(Task::SignalExternal {
-        initiated_event_id: id,
-    });
+    let initiated = Attributes::SignalExternalWorkflowExecutionInitiatedEventAttributes(
+        SignalExternalWorkflowExecutionInitiatedEventAttributes {
+            workflow_task_completed_event_id: ctx.completed_event_id,
+            namespace: a.namespace.clone(),
+            namespace_id: tx.ms.namespace_id.clone(),
+            workflow_execution: Some(execution.clone()),
+            signal_name: a.signal_name.clone(),
+            input: a.input.clone(),
+            control: a.control.clone(),
+            child_workflow_only: a.child_workflow_only,
+            header: a.header.clone(),
+        },
+    );
+    initiate(
+        tx,
+        ctx,
+        ExternalKind::Signal,
+        initiated,
+        execution,
+        &a.control,
+        a.child_workflow_only,
+    );
     Ok(())
 }
 
@@ -256,37 +249,70 @@ pub(crate) fn cancel_external(
         WorkflowTaskFailedCause::PendingRequestCancelLimitExceeded,
         "pending requests to cancel external workflows",
     )?;
+    let execution = WorkflowExecution {
+        workflow_id: a.workflow_id.clone(),
+        run_id: a.run_id.clone(),
+    };
+    let initiated = Attributes::RequestCancelExternalWorkflowExecutionInitiatedEventAttributes(
+        RequestCancelExternalWorkflowExecutionInitiatedEventAttributes {
+            workflow_task_completed_event_id: ctx.completed_event_id,
+            namespace: a.namespace.clone(),
+            namespace_id: tx.ms.namespace_id.clone(),
+            workflow_execution: Some(execution.clone()),
+            control: a.control.clone(),
+            child_workflow_only: a.child_workflow_only,
+            reason: a.reason.clone(),
+        },
+    );
+    initiate(
+        tx,
+        ctx,
+        ExternalKind::Cancel,
+        initiated,
+        &execution,
+        &a.control,
+        a.child_workflow_only,
+    );
+    Ok(())
+}
+
+/// Records the initiated event, the target as pending, and the task that delivers it.
+fn initiate(
+    tx: &mut Tx,
+    ctx: &CommandContext,
+    kind: ExternalKind,
+    initiated: Attributes,
+    execution: &WorkflowExecution,
+    control: &str,
+    child_workflow_only: bool,
+) {
     let id = tx
-        .add(
-            Attributes::RequestCancelExternalWorkflowExecutionInitiatedEventAttributes(
-                RequestCancelExternalWorkflowExecutionInitiatedEventAttributes {
-                    workflow_task_completed_event_id: ctx.completed_event_id,
-                    namespace: a.namespace.clone(),
-                    namespace_id: tx.ms.namespace_id.clone(),
-                    workflow_execution: Some(WorkflowExecution {
-                        workflow_id: a.workflow_id.clone(),
-                        run_id: a.run_id.clone(),
-                    }),
-                    control: a.control.clone(),
-                    child_workflow_only: a.child_workflow_only,
-                    reason: a.reason.clone(),
-                },
-            ),
-        )
+        .add(initiated)
         .expect("command events are never buffered");
     let target = ExternalTarget {
         namespace: ctx.namespace.clone(),
         namespace_id: tx.ms.namespace_id.clone(),
-        workflow_id: a.workflow_id.clone(),
-        run_id: a.run_id.clone(),
-        control: a.control.clone(),
-        child_workflow_only: a.child_workflow_only,
+        workflow_id: execution.workflow_id.clone(),
+        run_id: execution.run_id.clone(),
+        control: control.to_string(),
+        child_workflow_only,
     };
-    tx.ms.cancels_external.insert(id, target);
-    tx.tasks.push(Task::CancelExternal {
-        initiated_event_id: id,
-    });
-    Ok(())
+    let (pending, task) = match kind {
+        ExternalKind::Signal => (
+            &mut tx.ms.signals_external,
+            Task::SignalExternal {
+                initiated_event_id: id,
+            },
+        ),
+        ExternalKind::Cancel => (
+            &mut tx.ms.cancels_external,
+            Task::CancelExternal {
+                initiated_event_id: id,
+            },
+        ),
+    };
+    pending.insert(id, target);
+    tx.tasks.push(task);
 }
 
 /// What became of a delivery.
