@@ -119,37 +119,27 @@ fn same_namespace(
     Ok(())
 }
 
-fn check_ids(
-    namespace: &str,
-    workflow_id: &str,
-    run_id: &str,
-    command: &str,
-    context: &str,
-    bad: impl Fn(String) -> CommandFailure,
-) -> std::result::Result<(), CommandFailure> {
+/// The first check of a command's target ids that fails; each command words it as the real
+/// server does (the two word them differently).
+enum BadIds {
+    NoWorkflowId,
+    NamespaceTooLong,
+    WorkflowIdTooLong,
+    InvalidRunId,
+}
+
+fn check_ids(namespace: &str, workflow_id: &str, run_id: &str) -> Option<BadIds> {
     if workflow_id.is_empty() {
-        return Err(bad(format!(
-            "WorkflowId is not set on {command}. Namespace={namespace} RunId={run_id}{context}"
-        )));
+        Some(BadIds::NoWorkflowId)
+    } else if namespace.len() > MAX_ID_LENGTH {
+        Some(BadIds::NamespaceTooLong)
+    } else if workflow_id.len() > MAX_ID_LENGTH {
+        Some(BadIds::WorkflowIdTooLong)
+    } else if !run_id.is_empty() && uuid::Uuid::parse_str(run_id).is_err() {
+        Some(BadIds::InvalidRunId)
+    } else {
+        None
     }
-    if namespace.len() > MAX_ID_LENGTH {
-        return Err(bad(format!(
-            "Namespace on {command} exceeds length limit. WorkflowId={workflow_id} Namespace={namespace} Length={} Limit={MAX_ID_LENGTH} RunId={run_id}{context}",
-            namespace.len()
-        )));
-    }
-    if workflow_id.len() > MAX_ID_LENGTH {
-        return Err(bad(format!(
-            "WorkflowId on {command} exceeds length limit. WorkflowId={workflow_id} Length={} Limit={MAX_ID_LENGTH} Namespace={namespace} RunId={run_id}{context}",
-            workflow_id.len()
-        )));
-    }
-    if !run_id.is_empty() && uuid::Uuid::parse_str(run_id).is_err() {
-        return Err(bad(format!(
-            "Invalid RunId set on {command}. WorkflowId={workflow_id} Namespace={namespace} RunId={run_id}{context}"
-        )));
-    }
-    Ok(())
 }
 
 /// SignalExternalWorkflowExecution: validated like the real server, then initiated.
@@ -165,15 +155,29 @@ pub(crate) fn signal_external(
         return Err(bad(format!("Execution is not set on {COMMAND}.")));
     };
     same_namespace(ctx, &a.namespace, bad, "SignalExternalWorkflowExecution")?;
-    let signal_context = format!(" SignalName={}", a.signal_name);
-    check_ids(
+    let (ns, id, run, name) = (
         &a.namespace,
         &execution.workflow_id,
         &execution.run_id,
-        COMMAND,
-        &signal_context,
-        bad,
-    )?;
+        &a.signal_name,
+    );
+    if let Some(bad_ids) = check_ids(ns, id, run) {
+        let (ns_len, id_len, limit) = (ns.len(), id.len(), MAX_ID_LENGTH);
+        return Err(bad(match bad_ids {
+            BadIds::NoWorkflowId => format!(
+                "WorkflowId is not set on {COMMAND}. Namespace={ns} RunId={run} SignalName={name}"
+            ),
+            BadIds::NamespaceTooLong => format!(
+                "Namespace on {COMMAND} exceeds length limit. WorkflowId={id} Namespace={ns} Length={ns_len} Limit={limit} RunId={run} SignalName={name}"
+            ),
+            BadIds::WorkflowIdTooLong => format!(
+                "WorkflowId on {COMMAND} exceeds length limit. WorkflowId={id} Length={id_len} Limit={limit} Namespace={ns} RunId={run} SignalName={name}"
+            ),
+            BadIds::InvalidRunId => format!(
+                "Invalid RunId set on {COMMAND}. WorkflowId={id} Namespace={ns} RunId={run} SignalName={name}"
+            ),
+        }));
+    }
     if a.signal_name.is_empty() {
         return Err(bad(format!(
             "SignalName is not set on {COMMAND}. WorkflowId={} Namespace={} RunId={}",
@@ -231,7 +235,24 @@ pub(crate) fn cancel_external(
         bad,
         "RequestCancelExternalWorkflowExecution",
     )?;
-    check_ids(&a.namespace, &a.workflow_id, &a.run_id, COMMAND, "", bad)?;
+    let (ns, id, run) = (&a.namespace, &a.workflow_id, &a.run_id);
+    if let Some(bad_ids) = check_ids(ns, id, run) {
+        let (ns_len, id_len, limit) = (ns.len(), id.len(), MAX_ID_LENGTH);
+        return Err(bad(match bad_ids {
+            BadIds::NoWorkflowId => {
+                format!("WorkflowId is not set on {COMMAND}. Namespace={ns} RunId={run}")
+            }
+            BadIds::NamespaceTooLong => format!(
+                "Namespace on {COMMAND} exceeds length limit. WorkflowId={id} RunId={run} Namespace={ns} Length={ns_len} Limit={limit}"
+            ),
+            BadIds::WorkflowIdTooLong => format!(
+                "WorkflowId on {COMMAND} exceeds length limit. WorkflowId={id} Length={id_len} Limit={limit} RunId={run} Namespace={ns}"
+            ),
+            BadIds::InvalidRunId => format!(
+                "Invalid RunId set on {COMMAND}. WorkflowId={id} RunId={run} Namespace={ns}"
+            ),
+        }));
+    }
     // A child initiated by this same completion has no run to cancel yet.
     let initiated_now = tx.ms.children.values().any(|c| {
         c.workflow_id == a.workflow_id
