@@ -704,6 +704,16 @@ fn cancel_workflow_request_and_command() {
         )
     );
     assert_eq!(h.ms.status, WorkflowStatus::Canceled);
+    // Asked again once closed: done, as on the real server, and nothing is written.
+    let len = h.history.len();
+    let again = RequestCancelRequest {
+        reason: String::new(),
+        identity: "client".into(),
+        request_id: "c2".into(),
+        now: h.now,
+    };
+    h.run(|ms, _| request_cancel_workflow(ms, again)).unwrap();
+    assert_eq!(h.history.len(), len);
 }
 
 #[test]

@@ -47,20 +47,23 @@ pub fn request_cancel_workflow(
     req: RequestCancelRequest,
 ) -> Result<Transition<()>> {
     run(ms, req.now, |tx| {
-        tx.ensure_running()?;
-        add_cancel_request(tx, &req, None);
+        // As on the real server (`api/requestcancelworkflow/api.go`), a run already closed
+        // takes the request as done.
+        if tx.ms.is_running() {
+            add_cancel_request(tx, &req, None);
+        }
         Ok(())
     })
 }
 
-/// A cancellation request from another workflow. As on the real server
-/// (`api/requestcancelworkflow/api.go`) a run already closed takes it as done, and a
-/// child-only request reaches only the caller's child.
+/// A cancellation request from another workflow: a child-only request reaches only the
+/// caller's child.
 pub fn cancel_from_workflow(
     ms: &mut MutableState,
     req: CancelFromWorkflowRequest,
 ) -> Result<Transition<()>> {
     run(ms, req.cancel.now, |tx| {
+        // Closed: done, as for any cancellation request.
         if !tx.ms.is_running() {
             return Ok(());
         }
