@@ -10,7 +10,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dura_raft_store::{Application, ApplyTxn, Durability, GroupId, RaftStore, StoreOptions};
+use dura_raft_store::{
+    Application, ApplyTxn, Durability, GroupId, ProposeError, RaftStore, StoreOptions,
+};
 
 const GROUP: GroupId = GroupId(1);
 
@@ -103,14 +105,27 @@ impl Node {
     }
 }
 
-async fn propose(node: &Node, command: String) {
-    tokio::time::timeout(
-        Duration::from_secs(60),
-        node.store.propose(GROUP, command.clone().into_bytes()),
-    )
-    .await
-    .unwrap_or_else(|_| panic!("proposal {command:?} hung"))
-    .unwrap();
+/// Proposes `command` through whichever node leads the group, following a change of leader:
+/// a refusal (`NotLeader`) appended nothing, so trying again cannot apply it twice. A group
+/// just formed may depose its first leader right after electing it.
+async fn propose(nodes: &[Node], command: String) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let node = &nodes[leader(nodes).await];
+        let proposed = tokio::time::timeout(
+            Duration::from_secs(60),
+            node.store.propose(GROUP, command.clone().into_bytes()),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("proposal {command:?} hung"));
+        match proposed {
+            Ok(_) => return,
+            Err(ProposeError::NotLeader { .. }) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("proposal {command:?}: {e}"),
+        }
+    }
 }
 
 async fn leader(nodes: &[Node]) -> usize {
@@ -142,11 +157,10 @@ async fn an_interrupted_snapshot_install_finishes_when_the_node_reopens() {
     for id in 1..=3 {
         nodes.push(start(dir.path(), id, &members).await);
     }
-    let first = leader(&nodes).await;
     for i in 0..5 {
-        propose(&nodes[first], format!("k{i}=early")).await;
+        propose(&nodes, format!("k{i}=early")).await;
     }
-    let behind = (first + 1) % 3;
+    let behind = (leader(&nodes).await + 1) % 3;
     let behind_id = behind as u64 + 1;
     nodes[behind]
         .wait_for("it holds the early writes", |n| n.get("k4").is_some())
@@ -154,9 +168,8 @@ async fn an_interrupted_snapshot_install_finishes_when_the_node_reopens() {
     nodes.remove(behind).stop().await;
 
     // Far past the log the leader keeps behind its snapshots (every 20 entries).
-    let now = leader(&nodes).await;
     for i in 0..200 {
-        propose(&nodes[now], format!("k{i}=v{i}")).await;
+        propose(&nodes, format!("k{i}=v{i}")).await;
     }
 
     fail::cfg("snapshot-install-mid", "return").unwrap();
