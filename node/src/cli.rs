@@ -209,6 +209,10 @@ pub struct StartArgs {
     /// Port for the Prometheus `/metrics` endpoint.
     #[arg(long, env = "DURA_METRICS_PORT", default_value_t = 9090)]
     pub metrics_port: u16,
+    /// Port for Temporal's HTTP API (JSON over HTTP/1.1, `/api/v1/...`) on --ip; absent: not
+    /// served.
+    #[arg(long, env = "DURA_HTTP_PORT")]
+    pub http_port: Option<u16>,
     /// The members that bootstrap an empty cluster, `1=HOST:PEERPORT,2=HOST:PEERPORT,...`
     /// (etcd-style). Ignored once the data directory holds a cluster. Absent: a cluster of this
     /// node alone.
@@ -322,7 +326,7 @@ pub struct StartDevArgs {
     /// IP address for the Web UI (accepted for compatibility).
     #[arg(long)]
     pub ui_ip: Option<String>,
-    /// Port for the HTTP API (accepted for compatibility; not served yet).
+    /// Port for Temporal's HTTP API (`/api/v1/...`); absent or 0 picks a free port.
     #[arg(long)]
     pub http_port: Option<u16>,
     /// Port for the Prometheus `/metrics` endpoint; 0 or absent picks a free port.

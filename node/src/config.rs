@@ -26,6 +26,8 @@ pub struct NodeConfig {
     pub node_id: u64,
     pub listen: SocketAddr,
     pub metrics_listen: SocketAddr,
+    /// Where Temporal's HTTP API listens (`--http-port`); `None`: not served.
+    pub http_listen: Option<SocketAddr>,
     /// Where the node-to-node service listens; `None` for start-dev, which has no peers.
     pub peer_listen: Option<SocketAddr>,
     /// This node's peer address as the other nodes reach it.
@@ -110,6 +112,11 @@ pub enum ConfigError {
          --peer-tls-ca, or --peer-plaintext on a network no one else reaches"
     )]
     PeerSecurity,
+    #[error(
+        "--http-port with --tls-cert: the HTTP API is served in plaintext only, which would \
+         bypass the client port's TLS; drop one of them"
+    )]
+    HttpApiWithoutTls,
 }
 
 impl NodeConfig {
@@ -143,6 +150,8 @@ impl NodeConfig {
             node_id: 1,
             listen: SocketAddr::new(args.ip, args.port),
             metrics_listen: SocketAddr::new(args.ip, args.metrics_port.unwrap_or(0)),
+            // As the real dev server: always served, on a free port unless given one.
+            http_listen: Some(SocketAddr::new(args.ip, args.http_port.unwrap_or(0))),
             peer_listen: None,
             advertise_peer: SocketAddr::new(args.ip, args.port).to_string(),
             advertise_client: SocketAddr::new(args.ip, args.port).to_string(),
@@ -174,6 +183,8 @@ impl NodeConfig {
             node_id: 1,
             listen,
             metrics_listen: SocketAddr::new(args.ip, 0),
+            // The Java test server it stands in for has no HTTP API.
+            http_listen: None,
             peer_listen: None,
             advertise_peer: listen.to_string(),
             advertise_client: listen.to_string(),
@@ -250,10 +261,15 @@ impl NodeConfig {
             }),
             _ => None,
         };
+        let http_listen = args.http_port.map(|port| SocketAddr::new(args.ip, port));
+        if http_listen.is_some() && client_tls.is_some() {
+            return Err(ConfigError::HttpApiWithoutTls);
+        }
         Ok(Self {
             node_id,
             listen: SocketAddr::new(args.ip, args.port),
             metrics_listen: SocketAddr::new(args.ip, args.metrics_port),
+            http_listen,
             peer_listen: Some(SocketAddr::new(peer_ip, args.peer_port)),
             advertise_peer,
             advertise_client,

@@ -106,6 +106,33 @@ fn workflow_service(frontend: &Frontend) -> WorkflowServiceServer<Frontend> {
         .max_encoding_message_size(MAX_MESSAGE_SIZE)
 }
 
+fn operator_service(frontend: &Frontend) -> OperatorServiceServer<Frontend> {
+    OperatorServiceServer::new(frontend.clone())
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip)
+        .max_decoding_message_size(MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(MAX_MESSAGE_SIZE)
+}
+
+/// Temporal's HTTP API on `listen`: its calls reach the same services through the same edge
+/// (authorization, rate limits, metrics) as the client port's.
+async fn serve_http_api(
+    listen: SocketAddr,
+    frontend: &Frontend,
+    edge: RpcEdgeLayer,
+    stop: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>)> {
+    let services = tonic::service::Routes::new(workflow_service(frontend))
+        .add_service(operator_service(frontend));
+    let grpc = tower::ServiceBuilder::new().layer(edge).service(services);
+    let api = dura_http_api::HttpApi::new(grpc).context("reading the HTTP API's routes")?;
+    let server = dura_http_api::HttpApiServer::bind(dura_http_api::HttpApiOptions { listen })
+        .await
+        .with_context(|| format!("binding the HTTP API port {listen}"))?;
+    let bound = server.local_addr()?;
+    Ok((bound, server.run(api.router(), stop)))
+}
+
 /// Runs one node — the single-node dev server, or a member of a cluster when the config has a
 /// peer address — serving clients on `listener` until `shutdown` resolves.
 pub async fn run_node(
@@ -295,23 +322,23 @@ pub async fn run_node(
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
 
-    tracing::info!(%listen, %metrics_addr, data_dir = %dir.display(), shards, node_id = config.node_id, "Dura node ready");
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(());
     let (rate, burst) = config
         .dynamic
         .namespace_rate
         .for_node(store.peer_addresses().len());
-    let namespace_rates = NamespaceRateLimiter::new(rate, burst);
+    let edge = RpcEdgeLayer::new(authority, NamespaceRateLimiter::new(rate, burst));
+    let stop_http = tokio_util::sync::CancellationToken::new();
+    let http_api = match config.http_listen {
+        Some(addr) => Some(serve_http_api(addr, &frontend, edge.clone(), stop_http.clone()).await?),
+        None => None,
+    };
+    let http_addr = http_api.as_ref().map(|(addr, _)| addr.to_string());
+    tracing::info!(%listen, %metrics_addr, http_api = http_addr.as_deref().unwrap_or("off"), data_dir = %dir.display(), shards, node_id = config.node_id, "Dura node ready");
     let router = Server::builder()
-        .layer(RpcEdgeLayer::new(authority, namespace_rates))
+        .layer(edge)
         .add_service(workflow_service(&frontend))
-        .add_service(
-            OperatorServiceServer::new(frontend.clone())
-                .accept_compressed(CompressionEncoding::Gzip)
-                .send_compressed(CompressionEncoding::Gzip)
-                .max_decoding_message_size(MAX_MESSAGE_SIZE)
-                .max_encoding_message_size(MAX_MESSAGE_SIZE),
-        )
+        .add_service(operator_service(&frontend))
         .add_service(
             health_service
                 .accept_compressed(CompressionEncoding::Gzip)
@@ -355,6 +382,14 @@ pub async fn run_node(
         }
     };
     tracing::info!("shutting down");
+    stop_http.cancel();
+    if let Some((_, served)) = http_api {
+        match served.await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "the HTTP API stopped with an error"),
+            Err(e) => tracing::warn!(error = %e, "the HTTP API task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
     stop_learning.cancel();
     let _ = learning.await;
     leaders.shutdown().await;
