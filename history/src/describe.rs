@@ -89,8 +89,9 @@ pub fn describe(ms: &MutableState) -> Description {
         status: ms.status.to_proto() as i32,
         history_length: ms.history_length(),
         execution_time: Some(to_timestamp(ms.execution_time)),
-        memo: ms.memo.clone(),
-        search_attributes: ms.search_attributes.clone(),
+        // Present even when empty, as the real server answers.
+        memo: Some(ms.memo.clone().unwrap_or_default()),
+        search_attributes: Some(ms.search_attributes.clone().unwrap_or_default()),
         task_queue: ms.task_queue.clone(),
         history_size_bytes: ms.history_size_bytes,
         execution_duration: (!ms.is_running())
@@ -106,9 +107,16 @@ pub fn describe(ms: &MutableState) -> Description {
             workflow_id: p.workflow_id.clone(),
             run_id: p.run_id.clone(),
         }),
-        root_execution: ms.parent.as_ref().map(|p| WorkflowExecution {
-            workflow_id: p.root_workflow_id.clone(),
-            run_id: p.root_run_id.clone(),
+        // A run started by no parent is its own root.
+        root_execution: Some(match &ms.parent {
+            Some(p) => WorkflowExecution {
+                workflow_id: p.root_workflow_id.clone(),
+                run_id: p.root_run_id.clone(),
+            },
+            None => WorkflowExecution {
+                workflow_id: ms.workflow_id.clone(),
+                run_id: ms.run_id.clone(),
+            },
         }),
         ..Default::default()
     };
@@ -172,8 +180,9 @@ pub fn describe(ms: &MutableState) -> Description {
     Description {
         execution_config: WorkflowExecutionConfig {
             task_queue: Some(TaskQueueRef::normal(ms.task_queue.clone()).to_proto()),
-            workflow_execution_timeout: opt_duration(ms.execution_timeout),
-            workflow_run_timeout: opt_duration(ms.run_timeout),
+            // The real server states "no timeout" as 0s.
+            workflow_execution_timeout: Some(to_duration(ms.execution_timeout)),
+            workflow_run_timeout: Some(to_duration(ms.run_timeout)),
             default_workflow_task_timeout: opt_duration(ms.default_workflow_task_timeout),
             user_metadata: None,
         },

@@ -534,8 +534,9 @@ fn create_run(
                 last_completion_result: continued
                     .and_then(|c| c.continue_as_new.as_ref())
                     .and_then(|a| a.last_completion_result.clone()),
-                // The real server states a child's backoff even when it is zero.
-                first_workflow_task_backoff: (req.start_delay > 0 || parent.is_some())
+                // The real server states a started run's backoff even when it is zero; a
+                // continued run's only when it has one.
+                first_workflow_task_backoff: (continued.is_none() || req.start_delay > 0)
                     .then(|| to_duration(req.start_delay)),
                 memo: req.memo.clone(),
                 search_attributes: req.search_attributes.clone(),

@@ -285,8 +285,9 @@ impl VisibilityRecord {
             execution_time: Some(to_timestamp(self.execution_time)),
             execution_duration: closed
                 .then(|| to_duration(self.close_time.saturating_sub(self.execution_time).max(0))),
-            memo: self.memo.clone(),
-            search_attributes: self.search_attributes.clone(),
+            // Present even when empty, as the real server lists them.
+            memo: Some(self.memo.clone().unwrap_or_default()),
+            search_attributes: Some(self.search_attributes.clone().unwrap_or_default()),
             task_queue: self.task_queue.clone(),
             first_run_id: self.first_run_id.clone(),
             ..Default::default()
