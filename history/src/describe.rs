@@ -180,9 +180,8 @@ pub fn describe(ms: &MutableState) -> Description {
     Description {
         execution_config: WorkflowExecutionConfig {
             task_queue: Some(TaskQueueRef::normal(ms.task_queue.clone()).to_proto()),
-            // The real server states "no timeout" as 0s.
-            workflow_execution_timeout: Some(to_duration(ms.execution_timeout)),
-            workflow_run_timeout: Some(to_duration(ms.run_timeout)),
+            workflow_execution_timeout: opt_duration(ms.execution_timeout),
+            workflow_run_timeout: opt_duration(ms.run_timeout),
             default_workflow_task_timeout: opt_duration(ms.default_workflow_task_timeout),
             user_metadata: None,
         },

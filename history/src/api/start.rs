@@ -506,19 +506,17 @@ fn create_run(
                 task_queue: Some(TaskQueueRef::normal(req.task_queue.clone()).to_proto()),
                 header: req.header.clone(),
                 input: req.input.clone(),
-                // A first run states its timeouts even when unset; a continuation or a child,
-                // like the real server's, only the ones that are set.
-                workflow_execution_timeout: if chained.is_some() || parent.is_some() {
-                    opt_duration(req.execution_timeout)
-                } else {
-                    Some(to_duration(req.execution_timeout))
-                },
-                // Continue-as-new states its run timeout (normalized from the command) even
-                // when 0; a retry only when set.
-                workflow_run_timeout: if continued.is_some_and(|c| c.continue_as_new.is_none()) {
-                    opt_duration(req.run_timeout)
-                } else {
+                // Only the timeouts that are set, as the real server records an SDK's start
+                // (the CLI sends explicit zeros, which Dura's request does not tell apart).
+                workflow_execution_timeout: opt_duration(req.execution_timeout),
+                // A child and a continue-as-new state their run timeout (normalized from the
+                // command) even when 0.
+                workflow_run_timeout: if parent.is_some()
+                    || continued.is_some_and(|c| c.continue_as_new.is_some())
+                {
                     Some(to_duration(req.run_timeout))
+                } else {
+                    opt_duration(req.run_timeout)
                 },
                 workflow_task_timeout: Some(to_duration(req.task_timeout)),
                 original_execution_run_id: req.run_id.clone(),
