@@ -165,3 +165,58 @@ async fn a_workflow_started_over_http_is_listed_signalled_and_terminated() -> an
     })
     .await
 }
+
+#[tokio::test]
+async fn any_node_of_a_cluster_answers_the_http_api_for_the_whole_cluster() -> anyhow::Result<()> {
+    dura_tests::bounded(
+        "any_node_of_a_cluster_answers_the_http_api_for_the_whole_cluster",
+        dura_tests::TEST_BUDGET,
+        async {
+            let dir = tempfile::tempdir()?;
+            let mut nodes = dura_tests::cluster::cluster(dir.path(), &[]);
+            let http_ports: Vec<u16> = nodes.iter().map(|_| free_port()).collect();
+            for (node, port) in nodes.iter_mut().zip(&http_ports) {
+                node.args
+                    .extend(["--http-port".to_string(), port.to_string()]);
+                node.spawn();
+            }
+            for node in nodes.iter_mut() {
+                node.wait_ready().await;
+            }
+            // Workflows on every shard, started through node 1's gRPC port.
+            let mut client = nodes[0].client().await?;
+            let ids: Vec<String> = (0..8).map(|i| format!("across-{i}")).collect();
+            for id in &ids {
+                dura_tests::cluster::start(&mut client, id).await;
+            }
+            let base = "/api/v1/namespaces/default/workflows";
+            for port in &http_ports {
+                let (status, listed) = exchange(*port, "GET", base, "").await;
+                assert_eq!(status, 200, "{listed}");
+                let listed = listed["executions"].as_array().map_or(0, Vec::len);
+                assert_eq!(listed, ids.len(), "node on HTTP port {port} lists them all");
+            }
+            // A write through another node's HTTP port lands, and a third node reads it.
+            for id in &ids {
+                let (status, answer) = exchange(
+                    http_ports[1],
+                    "POST",
+                    &format!("{base}/{id}/signal/go"),
+                    r#"{"input":["x"]}"#,
+                )
+                .await;
+                assert_eq!(status, 200, "{answer}");
+                let (_, history) =
+                    exchange(http_ports[2], "GET", &format!("{base}/{id}/history"), "").await;
+                let signalled = history["history"]["events"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|e| e["eventType"] == "EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED");
+                assert!(signalled, "{history}");
+            }
+            Ok(())
+        },
+    )
+    .await
+}
