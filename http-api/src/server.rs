@@ -1,7 +1,7 @@
 //! The HTTP side: the axum router that answers the annotated routes and the OpenAPI specs,
 //! and the listener task that serves it until cancelled.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, pin::Pin, sync::Arc};
 
 use axum::{
     Router,
@@ -9,11 +9,17 @@ use axum::{
     extract::{Request, State},
     response::{IntoResponse, Response},
     routing::get,
+    serve::Listener,
 };
+use futures::{Stream, StreamExt};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header::CONTENT_TYPE};
 use prost::Message;
 use prost_reflect::DynamicMessage;
-use tokio::{net::TcpListener, task::JoinHandle};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::TcpListener,
+    task::JoinHandle,
+};
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 use tracing::Instrument;
@@ -218,14 +224,71 @@ impl HttpApiServer {
         self.listener.local_addr()
     }
 
-    /// Serves `router` until `cancel`; open requests (long polls) are dropped then, which
-    /// drops their gRPC calls.
+    /// Serves `router` in plaintext until `cancel`; open requests (long polls) are dropped
+    /// then, which drops their gRPC calls.
     pub fn run(self, router: Router, cancel: CancellationToken) -> JoinHandle<std::io::Result<()>> {
-        tokio::spawn(async move {
-            tokio::select! {
-                served = axum::serve(self.listener, router) => served,
-                () = cancel.cancelled() => Ok(()),
+        tokio::spawn(serve_until(self.listener, router, cancel))
+    }
+
+    /// Serves `router` on the connections `accept` makes of the listener (TLS handshakes,
+    /// done by the caller's acceptor) until `cancel`.
+    pub fn run_with<Io, Incoming>(
+        self,
+        accept: impl FnOnce(TcpListener) -> Incoming,
+        router: Router,
+        cancel: CancellationToken,
+    ) -> std::io::Result<JoinHandle<std::io::Result<()>>>
+    where
+        Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        Incoming: Stream<Item = std::io::Result<Io>> + Send + 'static,
+    {
+        let addr = self.listener.local_addr()?;
+        let listener = Accepted {
+            incoming: Box::pin(accept(self.listener)),
+            addr,
+        };
+        Ok(tokio::spawn(serve_until(listener, router, cancel)))
+    }
+}
+
+async fn serve_until<L>(
+    listener: L,
+    router: Router,
+    cancel: CancellationToken,
+) -> std::io::Result<()>
+where
+    L: Listener,
+    L::Addr: std::fmt::Debug,
+{
+    tokio::select! {
+        served = axum::serve(listener, router) => served,
+        () = cancel.cancelled() => Ok(()),
+    }
+}
+
+/// A listener made of already accepted (and handshaken) connections.
+struct Accepted<Io> {
+    incoming: Pin<Box<dyn Stream<Item = std::io::Result<Io>> + Send>>,
+    addr: SocketAddr,
+}
+
+impl<Io: AsyncRead + AsyncWrite + Unpin + Send + 'static> Listener for Accepted<Io> {
+    type Io = Io;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Io, SocketAddr) {
+        loop {
+            match self.incoming.next().await {
+                Some(Ok(io)) => return (io, self.addr),
+                // The acceptor logs its refusals; this one is only waited past.
+                Some(Err(e)) => tracing::debug!(error = %e, "an HTTP API connection failed"),
+                // The acceptor is gone: nothing more will connect.
+                None => std::future::pending::<()>().await,
             }
-        })
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        Ok(self.addr)
     }
 }

@@ -209,8 +209,8 @@ pub struct StartArgs {
     /// Port for the Prometheus `/metrics` endpoint.
     #[arg(long, env = "DURA_METRICS_PORT", default_value_t = 9090)]
     pub metrics_port: u16,
-    /// Port for Temporal's HTTP API (JSON over HTTP/1.1, `/api/v1/...`) on --ip; absent: not
-    /// served.
+    /// Port for Temporal's HTTP API (JSON over HTTP/1.1, `/api/v1/...`) on --ip, with the
+    /// client port's TLS when it has one; absent: not served.
     #[arg(long, env = "DURA_HTTP_PORT")]
     pub http_port: Option<u16>,
     /// The members that bootstrap an empty cluster, `1=HOST:PEERPORT,2=HOST:PEERPORT,...`

@@ -112,11 +112,6 @@ pub enum ConfigError {
          --peer-tls-ca, or --peer-plaintext on a network no one else reaches"
     )]
     PeerSecurity,
-    #[error(
-        "--http-port with --tls-cert: the HTTP API is served in plaintext only, which would \
-         bypass the client port's TLS; drop one of them"
-    )]
-    HttpApiWithoutTls,
 }
 
 impl NodeConfig {
@@ -262,9 +257,6 @@ impl NodeConfig {
             _ => None,
         };
         let http_listen = args.http_port.map(|port| SocketAddr::new(args.ip, port));
-        if http_listen.is_some() && client_tls.is_some() {
-            return Err(ConfigError::HttpApiWithoutTls);
-        }
         Ok(Self {
             node_id,
             listen: SocketAddr::new(args.ip, args.port),

@@ -115,11 +115,12 @@ fn operator_service(frontend: &Frontend) -> OperatorServiceServer<Frontend> {
 }
 
 /// Temporal's HTTP API on `listen`: its calls reach the same services through the same edge
-/// (authorization, rate limits, metrics) as the client port's.
+/// (authorization, rate limits, metrics) as the client port's, over the same TLS.
 async fn serve_http_api(
     listen: SocketAddr,
     frontend: &Frontend,
     edge: RpcEdgeLayer,
+    tls: Option<ServerTls>,
     stop: tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>)> {
     let services = tonic::service::Routes::new(workflow_service(frontend))
@@ -130,7 +131,12 @@ async fn serve_http_api(
         .await
         .with_context(|| format!("binding the HTTP API port {listen}"))?;
     let bound = server.local_addr()?;
-    Ok((bound, server.run(api.router(), stop)))
+    let served = match tls {
+        // The client port's certificates (and client CA), re-read when renewed alike.
+        Some(tls) => server.run_with(|l| dura_tls::incoming(l, tls), api.router(), stop)?,
+        None => server.run(api.router(), stop),
+    };
+    Ok((bound, served))
 }
 
 /// Runs one node — the single-node dev server, or a member of a cluster when the config has a
@@ -330,7 +336,11 @@ pub async fn run_node(
     let edge = RpcEdgeLayer::new(authority, NamespaceRateLimiter::new(rate, burst));
     let stop_http = tokio_util::sync::CancellationToken::new();
     let http_api = match config.http_listen {
-        Some(addr) => Some(serve_http_api(addr, &frontend, edge.clone(), stop_http.clone()).await?),
+        Some(addr) => {
+            let tls = client_tls.clone();
+            let stop = stop_http.clone();
+            Some(serve_http_api(addr, &frontend, edge.clone(), tls, stop).await?)
+        }
         None => None,
     };
     let http_addr = http_api.as_ref().map(|(addr, _)| addr.to_string());

@@ -17,7 +17,7 @@ from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client, TLSConfig
 
 from certs import CA, Issued
-from harness import DURA_BIN, run_hello, within
+from harness import DURA_BIN, free_port, run_hello, within
 from nodes import ALONE, Node, ports
 
 TEMPORAL = shutil.which("temporal", path=str(Path(sys.executable).parent)) or "temporal"
@@ -70,6 +70,25 @@ async def test_the_sdk_and_the_cli_reach_a_tls_client_port_and_verify_its_certif
     assert listed.returncode == 0, listed.stderr
     assert "HelloWorkflow" in listed.stdout
     assert cli("workflow", "list", "--address", node.address).returncode != 0
+
+
+async def test_the_http_api_is_served_over_the_client_ports_tls(tmp_path, nodes):
+    import http.client
+    import ssl
+    import urllib.request
+
+    ca = CA(tmp_path)
+    http_port = free_port()
+    node = await tls_node(tmp_path, nodes, ca.issue("server"), "--http-port", str(http_port))
+    client = await Client.connect(node.address, tls=tls(ca))
+    assert await run_hello(client, "https") == "Hello, https!"
+    verified = ssl.create_default_context(cafile=str(ca.path))
+    url = f"https://localhost:{http_port}/api/v1/namespaces/default/workflows"
+    with urllib.request.urlopen(url, context=verified, timeout=30) as response:
+        listed = json.loads(response.read())
+    assert listed["executions"][0]["type"]["name"] == "HelloWorkflow", listed
+    with pytest.raises((OSError, http.client.HTTPException)):  # plaintext gets a TLS alert
+        urllib.request.urlopen(f"http://localhost:{http_port}/api/v1/namespaces/default/workflows", timeout=30)
 
 
 async def test_mutual_tls_refuses_a_client_without_a_certificate_its_ca_signed(tmp_path, nodes):
