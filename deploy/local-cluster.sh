@@ -8,7 +8,8 @@
 #   deploy/local-cluster.sh restart NODE   start node NODE again on its data directory
 #
 # Node i (from 1) serves clients on 7233 + 10·(i-1) (7233, 7243, 7253, …), peers on that
-# port + 1 and /metrics on that port + 2; its data, log and pid live in ./.dura-cluster/node-i.
+# port + 1, /metrics on that port + 2 and the HTTP API on + 3; its data, log and pid live
+# in ./.dura-cluster/node-i.
 # The binary is $DURA_BIN, else `dura` on PATH, else the debug build in $CARGO_TARGET_DIR
 # (default ~/.cache/dura-target). Each shard has 3 replicas (all nodes when N < 3), or
 # $DURA_CLUSTER_REPLICATION. Extra flags for every node: $DURA_CLUSTER_ARGS.
@@ -29,6 +30,7 @@ dura_bin() {
 client_port() { echo $((BASE_PORT + 10 * ($1 - 1))); }
 peer_port() { echo $(($(client_port "$1") + 1)); }
 metrics_port() { echo $(($(client_port "$1") + 2)); }
+http_port() { echo $(($(client_port "$1") + 3)); }
 node_dir() { echo "$DIR/node-$1"; }
 pid_of() { cat "$(node_dir "$1")/pid" 2>/dev/null || true; }
 running() { local pid; pid="$(pid_of "$1")"; [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; }
@@ -44,11 +46,11 @@ start_node() {
   # shellcheck disable=SC2086 # DURA_CLUSTER_ARGS is a list of flags
   "$bin" server start --node-id "$i" --data-dir "$(node_dir "$i")/data" \
     --port "$(client_port "$i")" --peer-port "$(peer_port "$i")" \
-    --metrics-port "$(metrics_port "$i")" --initial-cluster "$members" --peer-plaintext \
+    --metrics-port "$(metrics_port "$i")" --http-port "$(http_port "$i")" --initial-cluster "$members" --peer-plaintext \
     --replication "${DURA_CLUSTER_REPLICATION:-$((n < 3 ? n : 3))}" ${DURA_CLUSTER_ARGS:-} \
     >>"$(node_dir "$i")/log" 2>&1 </dev/null &
   echo $! >"$(node_dir "$i")/pid"
-  echo "node $i: pid $!, client 127.0.0.1:$(client_port "$i"), peer 127.0.0.1:$(peer_port "$i")"
+  echo "node $i: pid $!, client 127.0.0.1:$(client_port "$i"), peer 127.0.0.1:$(peer_port "$i"), HTTP API 127.0.0.1:$(http_port "$i")"
 }
 
 # Ready once the node answers gRPC health for the workflow service (it has joined a quorum
