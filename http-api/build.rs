@@ -19,7 +19,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     compiler.include_imports(true);
     compiler.open_files(FILES)?;
     let out = PathBuf::from(env::var("OUT_DIR")?);
-    fs::write(out.join("http_descriptors.bin"), compiler.encode_file_descriptor_set())?;
+    fs::write(
+        out.join("http_descriptors.bin"),
+        compiler.encode_file_descriptor_set(),
+    )?;
     let openapi = protos.join("api_upstream/openapi");
     for spec in ["openapiv2.json", "openapiv3.yaml"] {
         fs::copy(openapi.join(spec), out.join(spec))?;
@@ -28,15 +31,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// Where cargo unpacked the `temporalio-protos` package this build links (registry, vendor
-/// directory or git checkout alike): asked of `cargo metadata`, offline, against the lockfile.
+/// directory or git checkout alike): asked of `cargo metadata` against the lockfile, for the
+/// build's platforms only. Offline first; a build of one binary has not downloaded the other
+/// members' dev-dependencies, which the workspace's metadata lists, so then online.
 fn temporalio_protos_dir() -> Result<PathBuf, Box<dyn std::error::Error>> {
-    let cargo = env::var("CARGO")?;
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?).join("Cargo.toml");
-    let output = Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--offline", "--locked"])
-        .arg("--manifest-path")
-        .arg(&manifest)
-        .output()?;
+    let metadata = |offline: bool| -> Result<std::process::Output, Box<dyn std::error::Error>> {
+        let mut command = Command::new(env::var("CARGO")?);
+        command
+            .args(["metadata", "--format-version", "1", "--locked"])
+            .args(["--filter-platform", &env::var("HOST")?])
+            .args(["--filter-platform", &env::var("TARGET")?])
+            .arg("--manifest-path")
+            .arg(&manifest);
+        if offline {
+            command.arg("--offline");
+        }
+        Ok(command.output()?)
+    };
+    let mut output = metadata(true)?;
+    if !output.status.success() {
+        output = metadata(false)?;
+    }
     if !output.status.success() {
         return Err(format!(
             "cargo metadata failed: {}",
