@@ -167,23 +167,28 @@ fn remove_other_name(map: &mut Map<String, Value>, field: &FieldDescriptor) {
 fn scalar_value(field: &FieldDescriptor, raw: &str) -> Option<Value> {
     let text = || Value::String(raw.to_string());
     Some(match field.kind() {
-        Kind::Bool => match raw {
-            "1" | "t" | "T" | "true" | "TRUE" | "True" => Value::Bool(true),
-            "0" | "f" | "F" | "false" | "FALSE" | "False" => Value::Bool(false),
-            _ => text(),
-        },
+        Kind::Bool => parse_bool(raw).map_or_else(text, Value::Bool),
         Kind::Enum(_) => match raw.parse::<i32>() {
             Ok(number) => Value::from(number),
             Err(_) => text(),
         },
         Kind::Message(m) if m.full_name() == "google.protobuf.BoolValue" => {
-            Value::Bool(matches!(raw, "1" | "t" | "T" | "true" | "TRUE" | "True"))
+            Value::Bool(parse_bool(raw) == Some(true))
         }
         Kind::Message(m) if m.full_name().starts_with("google.protobuf.") => text(),
         Kind::Message(_) => return None,
         // Proto JSON takes every number as a string too.
         _ => text(),
     })
+}
+
+/// A boolean as grpc-gateway reads one from a path or query (Go's `strconv.ParseBool`).
+fn parse_bool(raw: &str) -> Option<bool> {
+    match raw {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
+    }
 }
 
 /// Applies `payload`/`payloads` to every Payload and Payloads value in `json`, a message of
@@ -379,6 +384,10 @@ mod tests {
         shorthand: true,
         pretty: false,
     };
+    const STANDARD: JsonForm = JsonForm {
+        shorthand: false,
+        pretty: false,
+    };
 
     fn route(method: http::Method, path: &str) -> (Route, Vec<(Vec<String>, String)>) {
         let table = RouteTable::from_pool(crate::descriptors::pool(), SERVICES).unwrap();
@@ -398,13 +407,7 @@ mod tests {
         let body = br#"{"workflowType":{"name":"Hello"},"taskQueue":{"name":"tq"},
             "input":[{"hello":"world"}, null],"workflowRunTimeout":"10s"}"#;
         let message = request_message(&route, &captures, &[], body, SHORT).unwrap();
-        let standard = as_json(
-            &message,
-            JsonForm {
-                shorthand: false,
-                pretty: false,
-            },
-        );
+        let standard = as_json(&message, STANDARD);
         assert_eq!(standard["namespace"], "ns");
         assert_eq!(standard["workflowId"], "wf 1");
         assert_eq!(standard["workflowRunTimeout"], "10s");
@@ -465,13 +468,7 @@ mod tests {
         ]});
         let body = serde_json::to_vec(&body).unwrap();
         let message = request_message(&route, &captures, &[], &body, SHORT).unwrap();
-        let json = as_json(
-            &message,
-            JsonForm {
-                shorthand: false,
-                pretty: false,
-            },
-        );
+        let json = as_json(&message, STANDARD);
         assert_eq!(json["signalName"], "go");
         assert_eq!(json["workflowExecution"]["workflowId"], "wf");
         let payloads = &json["input"]["payloads"];

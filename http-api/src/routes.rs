@@ -37,18 +37,11 @@ pub struct Route {
     segments: Vec<Segment>,
     pub body: BodyRule,
     pub rpc: MethodDescriptor,
+    /// `/temporal.api.workflowservice.v1.WorkflowService/ListWorkflowExecutions`.
+    pub grpc_path: String,
 }
 
 impl Route {
-    /// `/temporal.api.workflowservice.v1.WorkflowService/ListWorkflowExecutions`.
-    pub fn grpc_path(&self) -> String {
-        format!(
-            "/{}/{}",
-            self.rpc.parent_service().full_name(),
-            self.rpc.name()
-        )
-    }
-
     fn literals(&self) -> usize {
         self.segments
             .iter()
@@ -56,20 +49,18 @@ impl Route {
             .count()
     }
 
-    /// The path's captures (field path, decoded value) if `segments` fit this route.
-    fn captures(&self, segments: &[&str]) -> Option<Vec<(Vec<String>, String)>> {
+    /// The path's captures (field path, value) if the decoded `segments` fit this route.
+    fn captures(&self, segments: &[String]) -> Option<Vec<(Vec<String>, String)>> {
         if segments.len() != self.segments.len() {
             return None;
         }
         let mut captures = Vec::new();
-        for (template, raw) in self.segments.iter().zip(segments) {
-            // Each segment is decoded on its own: a workflow id may hold an encoded '/'.
-            let decoded = percent_decode_str(raw).decode_utf8().ok()?;
+        for (template, segment) in self.segments.iter().zip(segments) {
             match template {
-                Segment::Literal(literal) if *literal == decoded => {}
+                Segment::Literal(literal) if literal == segment => {}
                 Segment::Literal(_) => return None,
-                Segment::Capture(_) if decoded.is_empty() => return None,
-                Segment::Capture(field) => captures.push((field.clone(), decoded.into_owned())),
+                Segment::Capture(_) if segment.is_empty() => return None,
+                Segment::Capture(field) => captures.push((field.clone(), segment.clone())),
             }
         }
         Some(captures)
@@ -150,7 +141,20 @@ impl RouteTable {
 
     /// The route for `method` and the raw (still percent-encoded) `path`.
     pub fn find(&self, method: &Method, path: &str) -> Found<'_> {
-        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        // Each segment is decoded on its own: a workflow id may hold an encoded '/'.
+        let decoded: Option<Vec<String>> = path
+            .trim_start_matches('/')
+            .split('/')
+            .map(|raw| {
+                percent_decode_str(raw)
+                    .decode_utf8()
+                    .ok()
+                    .map(|s| s.into_owned())
+            })
+            .collect();
+        let Some(segments) = decoded else {
+            return Found::NotFound;
+        };
         let mut path_known = false;
         for route in &self.routes {
             if let Some(captures) = route.captures(&segments) {
@@ -219,6 +223,7 @@ fn route_of(
         template,
         segments,
         body,
+        grpc_path: format!("/{}/{}", rpc.parent_service().full_name(), rpc.name()),
         rpc: rpc.clone(),
     }))
 }

@@ -115,7 +115,7 @@ impl<S: GrpcService> HttpApi<S> {
         let metadata = forwarded_metadata(&parts.headers);
         let answer = unary(
             self.grpc.clone(),
-            &route.grpc_path(),
+            &route.grpc_path,
             metadata,
             &request.encode_to_vec(),
         )
